@@ -1,0 +1,159 @@
+"""REST endpoints for customers, accounts, a customer's events and (admins) sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audiences import selectors, services
+from audiences.filters import AccountFilter, CustomerFilter, EventFilter
+from audiences.models import Account, AnonymousId, Customer, Event, Source
+from config.pagination import NewestFirstCursorPagination
+from config.permissions import IsAdminRole
+
+
+class AccountSummarySerializer(serializers.ModelSerializer[Account]):
+    class Meta:
+        model = Account
+        fields = ["id", "group_id", "name"]
+
+
+class CustomerSerializer(serializers.ModelSerializer[Customer]):
+    account = AccountSummarySerializer(read_only=True)
+    anonymous_ids: serializers.SlugRelatedField[AnonymousId] = serializers.SlugRelatedField(
+        many=True, read_only=True, slug_field="anonymous_id"
+    )
+
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "user_id",
+            "email",
+            "stripe_customer_id",
+            "anonymous_ids",
+            "name",
+            "traits",
+            "account",
+            "consent",
+            "is_test",
+            "subscriber_status",
+            "mrr_cents",
+            "ltv_cents",
+            "first_seen_at",
+            "last_seen_at",
+            "created_at",
+        ]
+
+
+class AccountSerializer(serializers.ModelSerializer[Account]):
+    class Meta:
+        model = Account
+        fields = ["id", "group_id", "name", "domain", "traits", "owner", "created_at"]
+
+
+class EventSerializer(serializers.ModelSerializer[Event]):
+    source_name = serializers.CharField(source="source.name", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "source_name",
+            "message_id",
+            "type",
+            "name",
+            "user_id",
+            "anonymous_id",
+            "properties",
+            "context",
+            "timestamp",
+            "original_timestamp",
+            "sent_at",
+            "received_at",
+        ]
+
+
+class EventPagination(NewestFirstCursorPagination):
+    ordering = "-timestamp"
+
+
+class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
+    """Customers, newest first; filter by `user_id`, `email`, `stripe_customer_id`, `anonymous_id`, ..."""
+
+    serializer_class = CustomerSerializer
+    filterset_class = CustomerFilter
+
+    def get_queryset(self) -> QuerySet[Customer]:
+        return selectors.customer_list().prefetch_related("anonymous_ids")
+
+
+class CustomerEventList(generics.ListAPIView[Event]):
+    """A customer's event timeline, newest first; filter by `name`, `type`, `since`, `until`."""
+
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+    pagination_class = EventPagination
+    queryset = Event.objects.none()  # the permission check reads the model from here
+
+    def get_queryset(self) -> QuerySet[Event]:
+        customer = get_object_or_404(Customer.objects.only("pk"), pk=self.kwargs["customer_pk"])
+        return selectors.customer_events(customer.pk)
+
+
+class AccountViewSet(viewsets.ReadOnlyModelViewSet[Account]):
+    """B2B accounts with their firmographic traits."""
+
+    serializer_class = AccountSerializer
+    filterset_class = AccountFilter
+    queryset = selectors.account_list()
+
+
+class SourceSerializer(serializers.ModelSerializer[Source]):
+    class Meta:
+        model = Source
+        fields = ["id", "name", "kind", "write_key_prefix", "is_active", "created_at", "key_rotated_at"]
+        read_only_fields = ["write_key_prefix", "created_at", "key_rotated_at"]
+
+
+class SourceWithKeySerializer(SourceSerializer):
+    write_key = serializers.CharField(read_only=True, help_text="Shown only in this response; store it now.")
+
+    class Meta(SourceSerializer.Meta):
+        fields = [*SourceSerializer.Meta.fields, "write_key"]
+
+
+class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Source]):
+    """Event sources and their write keys (Admin role only). Creating or rotating returns the key once."""
+
+    serializer_class = SourceSerializer
+    permission_classes = [IsAdminRole]
+    queryset = Source.objects.order_by("name")
+    pagination_class = None
+    filter_backends: list[Any] = []
+
+    @extend_schema(request=SourceSerializer, responses={201: SourceWithKeySerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = SourceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        source, write_key = services.source_create(
+            name=serializer.validated_data["name"],
+            kind=serializer.validated_data.get("kind", Source.Kind.TRACKING_API),
+        )
+        source.write_key = write_key  # type: ignore[attr-defined]
+        return Response(SourceWithKeySerializer(source).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=SourceWithKeySerializer)
+    @action(detail=True, methods=["post"])
+    def rotate(self, request: Request, pk: str | None = None) -> Response:
+        """Replace the write key; the old one stops working at once."""
+        source = self.get_object()
+        source.write_key = services.source_rotate_key(source=source)  # type: ignore[attr-defined]
+        return Response(SourceWithKeySerializer(source).data)

@@ -1,0 +1,174 @@
+"""Customer profiles and what they did.
+
+One Customer row per person, whichever ids they arrived with; Accounts group customers of a B2B buyer;
+Events are the append-only timeline everything downstream (traits, segments, plays) is computed from.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from config.models import TimestampedModel
+
+
+class Source(TimestampedModel):
+    """Where events come from (a product's Segment library, Stripe, an import), with its write key.
+
+    Only a SHA-256 of the write key is stored: the key is shown once, at creation or rotation.
+    """
+
+    class Kind(models.TextChoices):
+        TRACKING_API = "tracking_api", "Tracking API"
+        STRIPE = "stripe", "Stripe"
+        IMPORT = "import", "Import"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TRACKING_API)
+    write_key_hash = models.CharField(max_length=64, unique=True)
+    write_key_prefix = models.CharField(max_length=12, help_text="First characters of the key, for recognising it.")
+    is_active = models.BooleanField(default=True)
+    key_rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(TimestampedModel):
+    """A B2B customer organisation (Segment `group`): its firmographic traits and its members' seats."""
+
+    group_id = models.CharField(max_length=255, unique=True, help_text="The product's id for the group.")
+    name = models.CharField(max_length=255, blank=True)
+    domain = models.CharField(max_length=255, blank=True, db_index=True)
+    traits = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_accounts",
+        help_text="Account owner among the reps; alerts for this account go to them first.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=~Q(group_id=""), name="account_group_id_not_empty")]
+
+    def __str__(self) -> str:
+        return self.name or self.group_id
+
+
+class Customer(TimestampedModel):
+    """One person, with every id they are known by, their traits, consent and revenue summary.
+
+    `user_id` and `stripe_customer_id` identify at most one customer each (NULL when unknown, never "");
+    anonymous ids live in AnonymousId so one customer can carry many. Email is not unique: people share
+    addresses and Stripe allows duplicates, so matching by email is a fallback, not a key.
+    """
+
+    class SubscriberStatus(models.TextChoices):
+        NONE = "", "Not a subscriber"
+        ACTIVE = "active", "Active"
+        CANCELED = "canceled", "Canceled"
+        SAVED = "saved", "Saved"
+        REACTIVATED = "reactivated", "Reactivated"
+
+    user_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    email = models.EmailField(max_length=254, blank=True, db_index=True)
+    stripe_customer_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    consent = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Consent per category, e.g. {"email": true, "destinations": false}; a missing category means yes.',
+    )
+    is_test = models.BooleanField(default=False, help_text="Test customers are only touched by test-mode flows.")
+    subscriber_status = models.CharField(
+        max_length=20, choices=SubscriberStatus.choices, blank=True, default=SubscriberStatus.NONE
+    )
+    mrr_cents = models.BigIntegerField(default=0, help_text="Sum of the normalised MRR of the subscriptions.")
+    ltv_cents = models.BigIntegerField(default=0, help_text="Total paid, net of refunds.")
+    first_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(user_id=""), name="customer_user_id_not_empty"),
+            models.CheckConstraint(condition=~Q(stripe_customer_id=""), name="customer_stripe_id_not_empty"),
+            models.CheckConstraint(condition=Q(mrr_cents__gte=0), name="customer_mrr_not_negative"),
+        ]
+        indexes = [models.Index(fields=["subscriber_status", "-id"], name="customer_status_newest")]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.user_id or f"Customer {self.pk}"
+
+    def has_consent(self, category: str) -> bool:
+        """Consent is opt-out: a category counts as given unless explicitly set to false."""
+        return self.consent.get(category, True) is not False
+
+
+class AnonymousId(models.Model):
+    """An anonymous id (a device or browser before sign-in) pointing at the customer it belongs to."""
+
+    anonymous_id = models.CharField(max_length=255, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="anonymous_ids")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(anonymous_id=""), name="anonymous_id_not_empty")]
+
+    def __str__(self) -> str:
+        return self.anonymous_id
+
+
+class Event(models.Model):
+    """One Segment-style call (track, identify, page, screen, group, alias) attributed to a customer.
+
+    Built for tens of millions of rows: a bigint key, no foreign key but the customer and source, and
+    indexes shaped for the questions segments ask ("did EVENT in the window", "timeline of a customer").
+    `(source, message_id)` is unique so a client's retries are stored once.
+    """
+
+    class Type(models.TextChoices):
+        TRACK = "track", "Track"
+        IDENTIFY = "identify", "Identify"
+        PAGE = "page", "Page"
+        SCREEN = "screen", "Screen"
+        GROUP = "group", "Group"
+        ALIAS = "alias", "Alias"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    message_id = models.CharField(max_length=100)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=10, choices=Type.choices)
+    name = models.CharField(max_length=200, blank=True, help_text="Event name (track) or page/screen name.")
+    user_id = models.CharField(max_length=255, blank=True, help_text="userId as received.")
+    anonymous_id = models.CharField(max_length=255, blank=True, help_text="anonymousId as received.")
+    properties = models.JSONField(default=dict, blank=True, help_text="Properties, or traits for identify/group.")
+    context = models.JSONField(default=dict, blank=True)
+    timestamp = models.DateTimeField(help_text="When it happened, corrected for client clock skew.")
+    original_timestamp = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "message_id"], name="event_unique_message_per_source"),
+            models.CheckConstraint(condition=~Q(message_id=""), name="event_message_id_not_empty"),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "name", "timestamp"], name="event_customer_name_time"),
+            models.Index(fields=["customer", "-timestamp"], name="event_customer_timeline"),
+            models.Index(fields=["name", "timestamp"], name="event_name_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name}".strip()

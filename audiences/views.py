@@ -1,0 +1,78 @@
+"""Staff UI pages for customers and accounts: thin views over audiences.selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.views.generic import TemplateView
+
+from audiences import selectors
+from audiences.filters import AccountFilter, CustomerFilter, EventFilter
+from audiences.models import Customer
+from config.pagination import paginate_for_ui
+from config.permissions import StaffPermissionMixin
+
+
+class CustomerListView(StaffPermissionMixin, TemplateView):
+    template_name = "audiences/customer_list.html"
+    required_permissions = ("audiences.view_customer",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        filterset = CustomerFilter(self.request.GET, queryset=selectors.customer_list())
+        queryset = filterset.qs if filterset.is_valid() else selectors.customer_list().none()
+        return {
+            **super().get_context_data(**kwargs),
+            "filter": filterset,
+            "page": paginate_for_ui(self.request, queryset),
+            "total_estimate": selectors.estimated_row_count(Customer),
+        }
+
+
+class CustomerDetailView(StaffPermissionMixin, TemplateView):
+    template_name = "audiences/customer_detail.html"
+    required_permissions = ("audiences.view_customer",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        try:
+            customer = selectors.customer_detail(self.kwargs["pk"])
+        except Customer.DoesNotExist as missing:
+            raise Http404("No such customer.") from missing
+        events = EventFilter(self.request.GET, queryset=selectors.customer_events(customer.pk))
+        queryset = events.qs if events.is_valid() else selectors.customer_events(customer.pk).none()
+        return {
+            **super().get_context_data(**kwargs),
+            "customer": customer,
+            "traits": sorted(customer.traits.items()),
+            "event_filter": events,
+            "events": paginate_for_ui(self.request, queryset, ordering="-timestamp", size=50),
+        }
+
+
+class AccountListView(StaffPermissionMixin, TemplateView):
+    template_name = "audiences/account_list.html"
+    required_permissions = ("audiences.view_account",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        filterset = AccountFilter(self.request.GET, queryset=selectors.account_list_with_seats())
+        queryset = filterset.qs if filterset.is_valid() else selectors.account_list_with_seats().none()
+        return {
+            **super().get_context_data(**kwargs),
+            "filter": filterset,
+            "page": paginate_for_ui(self.request, queryset),
+        }
+
+
+class AccountDetailView(StaffPermissionMixin, TemplateView):
+    template_name = "audiences/account_detail.html"
+    required_permissions = ("audiences.view_account", "audiences.view_customer")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        account = get_object_or_404(selectors.account_list(), pk=self.kwargs["pk"])
+        return {
+            **super().get_context_data(**kwargs),
+            "account": account,
+            "traits": sorted(account.traits.items()),
+            "members": selectors.account_members(account.pk),
+        }

@@ -1,0 +1,81 @@
+"""The one place that reads the environment.
+
+Every setting that can differ between a laptop, CI and production is read here, through django-environ.
+Development falls back to embedded defaults that need no server (SQLite, a file-system Celery broker);
+production settings call :func:`require` so a missing value stops start-up instead of running half-configured.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+VAR_DIR = Path(env.str("TRIALLOOP_VAR_DIR", default=str(BASE_DIR / "var")))
+
+
+def require(name: str) -> str:
+    """Return a required variable or fail loudly (used by production settings)."""
+    value = env.str(name, default="")
+    if not value:
+        raise environ.ImproperlyConfigured(f"Set the {name} environment variable.")
+    return str(value)
+
+
+def local_secret(name: str, *, nbytes: int = 48) -> str:
+    """A per-installation secret for development: read from the environment, else generated once into var/.
+
+    Keeps secrets out of the repository while letting `make run` work on a fresh clone.
+    """
+    value = env.str(name, default="")
+    if value:
+        return str(value)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / f"{name.lower()}.txt"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def database_config() -> dict[str, Any]:
+    """DATABASE_URL when given (postgres://… for PostgreSQL), else an embedded SQLite file in WAL mode."""
+    default_sqlite = f"sqlite:///{VAR_DIR / 'trialloop.sqlite3'}"
+    config: dict[str, Any] = env.db_url("DATABASE_URL", default=default_sqlite)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        config["OPTIONS"] = {
+            # WAL lets the web process read while the worker writes; the busy timeout and IMMEDIATE
+            # transactions turn lock contention into short waits instead of "database is locked".
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=20000",
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+        }
+    else:
+        config.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def celery_broker() -> tuple[str, dict[str, Any]]:
+    """CELERY_BROKER_URL when given (redis://… or amqp://…), else a file-system broker under var/."""
+    url = env.str("CELERY_BROKER_URL", default="filesystem://")
+    options: dict[str, Any] = {}
+    if url.startswith("filesystem://"):
+        queue_dir = VAR_DIR / "celery" / "queue"
+        processed_dir = VAR_DIR / "celery" / "processed"
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        processed_dir.mkdir(parents=True, exist_ok=True)
+        options = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(processed_dir),
+            "store_processed": False,
+        }
+    return str(url), options

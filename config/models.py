@@ -1,0 +1,52 @@
+"""Abstract model parts shared by the apps, and the bookkeeping of background jobs."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class TimestampedModel(models.Model):
+    """Creation and last-change times on every row, so lists can sort by recency and audits can date changes."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class TaskRun(models.Model):
+    """One run of a periodic job: proves beat and the worker are alive and shows what the job did."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (another run held the lock)"
+
+    name = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RUNNING)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["name", "-started_at"], name="taskrun_name_started")]
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
+
+
+class TaskLock(models.Model):
+    """A named lease held by one run of a job at a time, so a slow run never overlaps the next tick.
+
+    Lives in the database rather than a cache so it works on the embedded defaults (no Redis) too.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at}"

@@ -1,0 +1,55 @@
+"""The four staff roles and what each may do.
+
+Roles are Django groups carrying model permissions, so the same check guards the staff UI, the API and the
+admin. Later features add their models' permissions here; `manage.py sync_roles` (run by `make run` and
+after every migrate in CI) brings the groups in line with this table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+ADMIN_ONLY = "__all__"
+
+
+class Role(StrEnum):
+    ADMIN = "Admin"
+    GROWTH = "Growth"
+    CS = "CS"
+    SALES_REP = "Sales rep"
+
+
+_READ_CUSTOMERS = [
+    "audiences.view_customer",
+    "audiences.view_account",
+    "audiences.view_event",
+    "trials.view_product",
+    "trials.view_plan",
+    "trials.view_addon",
+    "trials.view_subscription",
+]
+
+# Role -> permission codenames ("app_label.codename"), or ADMIN_ONLY for every permission there is.
+ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
+    Role.ADMIN: ADMIN_ONLY,
+    Role.GROWTH: [*_READ_CUSTOMERS, "audiences.change_customer", "audiences.change_account"],
+    Role.CS: [*_READ_CUSTOMERS, "audiences.change_customer", "audiences.change_account"],
+    Role.SALES_REP: list(_READ_CUSTOMERS),
+}
+
+
+def role_names(user: Any) -> set[str]:
+    """Names of the roles a user holds (cached on the user object for the request)."""
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    cached: set[str] | None = getattr(user, "_trialloop_roles", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        user._trialloop_roles = cached
+    return cached
+
+
+def is_admin(user: Any) -> bool:
+    """Admins manage sources, secrets and users; a superuser counts as one."""
+    return bool(getattr(user, "is_superuser", False) or Role.ADMIN in role_names(user))

@@ -1,0 +1,33 @@
+"""Periodic jobs, declared in code.
+
+Beat keeps a handful of static entries that each find their due work in the database — never one entry per
+customer, segment or campaign. `manage.py sync_schedules` writes this list into django-celery-beat's tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PeriodicSchedule:
+    """One beat entry: which task runs, how often, and on which queue."""
+
+    name: str
+    task: str
+    every_seconds: int
+    description: str
+    queue: str = "default"
+
+
+SCHEDULES: list[PeriodicSchedule] = [
+    PeriodicSchedule(
+        name="housekeeping",
+        task="config.tasks.housekeeping",
+        every_seconds=600,
+        description="Deletes expired sessions, stale job locks and job-run history older than 30 days.",
+    ),
+]
+
+# Beat entries this project owns carry this prefix, so syncing never touches entries an admin added by hand.
+SCHEDULE_PREFIX = "trialloop: "

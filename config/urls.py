@@ -1,0 +1,43 @@
+"""URL map: staff UI pages, the REST API under /api/v1/, its schema and docs, and the admin back office."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from audiences import api as audiences_api
+from audiences import views as audiences_views
+from config.views import HomeView
+from integrations import views as integrations_views
+from trials import api as trials_api
+from trials import views as trials_views
+
+router = DefaultRouter()
+router.register("customers", audiences_api.CustomerViewSet, basename="customer")
+router.register("accounts", audiences_api.AccountViewSet, basename="account")
+router.register("subscriptions", trials_api.SubscriptionViewSet, basename="subscription")
+router.register("sources", audiences_api.SourceViewSet, basename="source")
+
+urlpatterns = [
+    path("", HomeView.as_view(), name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("customers/", audiences_views.CustomerListView.as_view(), name="customer-list"),
+    path("customers/<int:pk>/", audiences_views.CustomerDetailView.as_view(), name="customer-detail"),
+    path("accounts/", audiences_views.AccountListView.as_view(), name="account-list"),
+    path("accounts/<int:pk>/", audiences_views.AccountDetailView.as_view(), name="account-detail"),
+    path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
+    path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
+    path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),
+    path("integrations/sources/<int:pk>/rotate/", integrations_views.SourceRotateView.as_view(), name="source-rotate"),
+    path("api/v1/", include((router.urls, "api"), namespace="api")),
+    path(
+        "api/v1/customers/<int:customer_pk>/events/",
+        audiences_api.CustomerEventList.as_view(),
+        name="api-customer-events",
+    ),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]

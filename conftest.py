@@ -1,0 +1,100 @@
+"""Fixtures shared by every app's tests: staff users per role, API clients and a small customer graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import AbstractUser
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from audiences.models import Account, Customer, Event, Source
+from audiences.services import source_create
+from config.roles import Role
+from config.services import user_create_with_role
+from trials.models import Plan, Product, Subscription
+
+TEST_PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., AbstractUser]:
+    def make(role: Role, username: str | None = None) -> AbstractUser:
+        name = username or role.value.lower().replace(" ", "_")
+        return user_create_with_role(username=name, password=TEST_PASSWORD, role=role)
+
+    return make
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+    return make_user(Role.ADMIN)
+
+
+@pytest.fixture
+def rep_user(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+    return make_user(Role.SALES_REP)
+
+
+@pytest.fixture
+def api_client_for() -> Callable[[AbstractUser], APIClient]:
+    def client_for(user: AbstractUser) -> APIClient:
+        client = APIClient()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def source(db: Any) -> Source:
+    created, _ = source_create(name="Web app")
+    return created
+
+
+@pytest.fixture
+def plan(db: Any) -> Plan:
+    product = Product.objects.create(name="Team", stripe_product_id="prod_team")
+    return Plan.objects.create(product=product, name="Team monthly", stripe_price_id="price_team_m", amount_cents=4900)
+
+
+@pytest.fixture
+def customer(db: Any, source: Source, plan: Plan) -> Customer:
+    """Ada at Acme: identified, on a trial of the Team plan, with three events."""
+    now = timezone.now()
+    account = Account.objects.create(group_id="grp_acme", name="Acme", domain="acme.test", traits={"employees": 40})
+    ada = Customer.objects.create(
+        user_id="usr_ada",
+        email="ada@acme.test",
+        name="Ada Lovelace",
+        account=account,
+        traits={"title": "CTO", "use_case": "analytics"},
+        first_seen_at=now - timedelta(days=3),
+        last_seen_at=now,
+    )
+    Subscription.objects.create(
+        customer=ada,
+        plan=plan,
+        status=Subscription.Status.TRIALING,
+        started_at=now - timedelta(days=3),
+        trial_start=now - timedelta(days=3),
+        trial_end=now + timedelta(days=11),
+    )
+    for index, name in enumerate(["Signed Up", "Project Created", "Teammate Invited"]):
+        Event.objects.create(
+            source=source,
+            message_id=f"msg-{index}",
+            customer=ada,
+            type=Event.Type.TRACK,
+            name=name,
+            user_id="usr_ada",
+            properties={"step": index},
+            timestamp=now - timedelta(days=3 - index),
+            received_at=now,
+        )
+    return ada

@@ -1,0 +1,53 @@
+"""REST endpoints for subscriptions."""
+
+from __future__ import annotations
+
+from rest_framework import serializers, viewsets
+
+from trials import selectors
+from trials.filters import SubscriptionFilter
+from trials.models import Plan, Subscription
+
+
+class PlanSerializer(serializers.ModelSerializer[Plan]):
+    product = serializers.CharField(source="product.name", read_only=True)
+
+    class Meta:
+        model = Plan
+        fields = ["id", "stripe_price_id", "name", "product", "amount_cents", "currency", "interval", "interval_count"]
+
+
+class SubscriptionSerializer(serializers.ModelSerializer[Subscription]):
+    plan = PlanSerializer(read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "id",
+            "stripe_subscription_id",
+            "customer",
+            "plan",
+            "status",
+            "quantity",
+            "started_at",
+            "trial_start",
+            "trial_end",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at_period_end",
+            "canceled_at",
+            "ended_at",
+            "coupon_id",
+            "discount_percent",
+            "discount_amount_cents",
+            "discount_duration",
+            "mrr_cents",
+        ]
+
+
+class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet[Subscription]):
+    """Subscriptions, newest first; filter by `status`, `customer`, `plan`, `trial_ends_before`."""
+
+    serializer_class = SubscriptionSerializer
+    filterset_class = SubscriptionFilter
+    queryset = selectors.subscription_list()

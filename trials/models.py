@@ -1,0 +1,181 @@
+"""The billing catalogue and subscriptions, mirrored from Stripe (or entered by hand).
+
+Amounts are integer cents in the price's currency, as Stripe keeps them. `Subscription.mrr_cents` holds the
+normalised monthly value computed by trials.services, so segments and reports can filter and sum it in SQL.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from audiences.models import Customer
+from config.models import TimestampedModel
+
+
+class BillingInterval(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+    YEAR = "year", "Year"
+
+
+class Product(TimestampedModel):
+    """A thing sold (Stripe product); plans and add-ons are its prices."""
+
+    stripe_product_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RecurringPrice(TimestampedModel):
+    """What a recurring Stripe price carries: amount, currency, interval and how usage is charged."""
+
+    class UsageType(models.TextChoices):
+        LICENSED = "licensed", "Licensed (per seat)"
+        METERED = "metered", "Metered"
+
+    stripe_price_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    name = models.CharField(max_length=255)
+    amount_cents = models.BigIntegerField(default=0, help_text="Unit amount per interval, in cents.")
+    currency = models.CharField(max_length=3, default="usd")
+    interval = models.CharField(max_length=5, choices=BillingInterval.choices, default=BillingInterval.MONTH)
+    interval_count = models.PositiveSmallIntegerField(default=1)
+    usage_type = models.CharField(max_length=10, choices=UsageType.choices, default=UsageType.LICENSED)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        abstract = True
+
+
+class Plan(RecurringPrice):
+    """A base plan a subscription is on (the subscription's main Stripe price)."""
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="plans")
+
+    class Meta:
+        ordering = ["product__name", "amount_cents"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gte=0), name="plan_amount_not_negative"),
+            models.CheckConstraint(condition=Q(interval_count__gte=1), name="plan_interval_count_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AddOn(RecurringPrice):
+    """An extra recurring price sold on top of a plan (extra seats, a module)."""
+
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="add_ons")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gte=0), name="addon_amount_not_negative"),
+            models.CheckConstraint(condition=Q(interval_count__gte=1), name="addon_interval_count_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(TimestampedModel):
+    """A customer's subscription to a plan, in Stripe's own statuses, with trial, period and discount state.
+
+    `stripe_state_at` is the `created` time of the Stripe event whose state is stored, so an older event
+    delivered late never overwrites newer state.
+    """
+
+    class Status(models.TextChoices):
+        INCOMPLETE = "incomplete", "Incomplete"
+        INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete, expired"
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        CANCELED = "canceled", "Canceled"
+        UNPAID = "unpaid", "Unpaid"
+        PAUSED = "paused", "Paused"
+
+    class DiscountDuration(models.TextChoices):
+        NONE = "", "No discount"
+        ONCE = "once", "Once"
+        REPEATING = "repeating", "Repeating"
+        FOREVER = "forever", "Forever"
+
+    stripe_subscription_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    quantity = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField(help_text="When the subscription was created (Stripe start_date).")
+    trial_start = models.DateTimeField(null=True, blank=True)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    pause_resumes_at = models.DateTimeField(null=True, blank=True, help_text="Set while collection is paused.")
+    coupon_id = models.CharField(max_length=255, blank=True)
+    discount_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    discount_amount_cents = models.BigIntegerField(null=True, blank=True)
+    discount_duration = models.CharField(
+        max_length=10, choices=DiscountDuration.choices, blank=True, default=DiscountDuration.NONE
+    )
+    mrr_cents = models.BigIntegerField(default=0, help_text="Normalised monthly recurring revenue, in cents.")
+    stripe_state_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    add_ons: models.ManyToManyField[AddOn, SubscriptionAddOn] = models.ManyToManyField(
+        AddOn, through="SubscriptionAddOn", related_name="subscriptions", blank=True
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(mrr_cents__gte=0), name="subscription_mrr_not_negative"),
+            models.CheckConstraint(
+                condition=Q(discount_percent__isnull=True)
+                | (Q(discount_percent__gte=0) & Q(discount_percent__lte=100)),
+                name="subscription_discount_percent_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(trial_end__isnull=True)
+                | Q(trial_start__isnull=True)
+                | Q(trial_end__gte=models.F("trial_start")),
+                name="subscription_trial_ends_after_start",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "status"], name="subscription_customer_status"),
+            models.Index(fields=["trial_end"], condition=Q(status="trialing"), name="subscription_trialing_end"),
+            models.Index(fields=["status", "-started_at"], name="subscription_status_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer} · {self.plan} ({self.status})"
+
+
+class SubscriptionAddOn(models.Model):
+    """An add-on line on a subscription, with its own quantity."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="add_on_items")
+    add_on = models.ForeignKey(AddOn, on_delete=models.PROTECT, related_name="subscription_items")
+    quantity = models.PositiveIntegerField(default=1)
+    stripe_item_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "add_on"], name="subscription_addon_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.add_on} × {self.quantity}"
