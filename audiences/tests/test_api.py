@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import AbstractUser
 from django.core.management import call_command
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -36,7 +37,7 @@ class TestAuthentication:
     def test_token_from_the_management_command_works(self, rep_user: AbstractUser, customer: Customer) -> None:
         call_command("drf_create_token", rep_user.get_username())
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=rep_user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user_id=rep_user.pk).key}")
         assert client.get("/api/v1/customers/").status_code == 200
 
     def test_session_of_the_ui_works(self, rep_user: AbstractUser, customer: Customer) -> None:
@@ -94,7 +95,7 @@ class TestPagination:
         assert sorted(seen) == sorted(f"usr_{i}" for i in range(25))
 
     def test_list_query_count_does_not_grow_with_rows(
-        self, rep_api: APIClient, django_assert_max_num_queries: Callable[..., object]
+        self, rep_api: APIClient, django_assert_max_num_queries: DjangoAssertNumQueries
     ) -> None:
         account = Account.objects.create(group_id="g1", name="G1")
         customers = Customer.objects.bulk_create([Customer(user_id=f"usr_{i}", account=account) for i in range(40)])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from django.contrib.auth.models import AbstractUser
 from django.test import Client
 from django.urls import reverse
+from pytest_django import DjangoAssertNumQueries
 
 from audiences.models import Account, Customer
 from conftest import TEST_PASSWORD
@@ -42,7 +41,7 @@ class TestCustomerPages:
         assert rep_client.get(reverse("customer-detail", kwargs={"pk": 10**9})).status_code == 404
 
     def test_detail_queries_are_bounded(
-        self, rep_client: Client, customer: Customer, django_assert_max_num_queries: Callable[..., object]
+        self, rep_client: Client, customer: Customer, django_assert_max_num_queries: DjangoAssertNumQueries
     ) -> None:
         with django_assert_max_num_queries(12):
             rep_client.get(reverse("customer-detail", kwargs={"pk": customer.pk}))
@@ -57,7 +56,7 @@ class TestCustomerPages:
         assert [c.user_id for c in found.context["page"].items] == ["usr_ada"]
 
     def test_list_queries_do_not_grow_with_rows(
-        self, rep_client: Client, django_assert_max_num_queries: Callable[..., object]
+        self, rep_client: Client, django_assert_max_num_queries: DjangoAssertNumQueries
     ) -> None:
         account = Account.objects.create(group_id="g", name="G")
         Customer.objects.bulk_create([Customer(user_id=f"usr_{i}", account=account) for i in range(50)])

@@ -23,4 +23,7 @@ STORAGES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-trialloop.sqlite3")}
+else:
+    # No persistent connections: the live server's thread must not keep the test database open at teardown.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 TEST_REQUIRE_BROWSER = env.bool("TEST_REQUIRE_BROWSER", default=False)

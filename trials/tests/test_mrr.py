@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -126,7 +127,7 @@ class TestCatalogueConstraints:
     def test_trial_cannot_end_before_it_starts(self, product: Product) -> None:
         now = timezone.now()
         with pytest.raises(IntegrityError), transaction.atomic():
-            make_subscription(product, trial_start=now, trial_end=now - timezone.timedelta(days=1))
+            make_subscription(product, trial_start=now, trial_end=now - timedelta(days=1))
 
     def test_discount_percent_within_0_to_100(self, product: Product) -> None:
         with pytest.raises(IntegrityError), transaction.atomic():

@@ -1,0 +1,103 @@
+"""In a real headless Chromium: sign in, find a customer and open their page.
+
+Uses Debian's chromium through Playwright's `executable_path` (Playwright's own browser download cannot work
+offline). Skipped when no Chromium is installed, unless TEST_REQUIRE_BROWSER=1 (CI sets it) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from django.contrib.auth.models import AbstractUser
+from django.test.testcases import LiveServerThread, _StaticFilesHandler
+
+from audiences.models import Customer
+from config.roles import Role
+from conftest import TEST_PASSWORD
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+
+
+@pytest.fixture
+def live_url(transactional_db: None) -> Iterator[str]:
+    """A live server for this test alone; stopping it closes its database connections before teardown."""
+    server = LiveServerThread("127.0.0.1", _StaticFilesHandler, port=0)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.terminate()
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if CHROMIUM is None:
+        if settings.TEST_REQUIRE_BROWSER:
+            pytest.fail("TEST_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+            # Connections opened while Playwright's loop ran live in its context: close them here, or the
+            # test database cannot be dropped at the end of the session.
+            connections.close_all()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.mark.browser
+def test_sign_in_and_open_a_customer(
+    live_url: str, page: Any, make_user: Callable[..., AbstractUser], customer: Customer
+) -> None:
+    make_user(Role.SALES_REP, username="rita")
+
+    page.goto(f"{live_url}/customers/")
+    assert "/login/" in page.url
+    page.fill("#id_username", "rita")
+    page.fill("#id_password", "wrong password")
+    page.click("button[type=submit]")
+    assert page.get_by_role("alert").is_visible()
+
+    page.fill("#id_password", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_url}/customers/")
+    page.fill("input[name=q]", "ada@acme.test")
+    page.click("text=Filter")
+    page.click("text=Ada Lovelace")
+    page.wait_for_url(f"{live_url}/customers/{customer.pk}/")
+
+    assert page.locator("h1").inner_text() == "Ada Lovelace"
+    timeline = page.locator("table.timeline").inner_text()
+    assert "Teammate Invited" in timeline
+    assert "Trialing" in page.content()
+    # A rep has no Integrations entry in the navigation.
+    assert page.locator("nav.sidebar").get_by_text("Integrations").count() == 0
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "customer_page.png"), full_page=True)
