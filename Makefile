@@ -5,7 +5,7 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-dev clean
+.PHONY: run test lint bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,8 @@ test: lint
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks need the local PostgreSQL (BENCH_DATABASE_URL to point elsewhere); each prints a table and
+# writes bench/results/NAME.json.
+bench: install-dev
+	$(BIN)/python -m bench

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractUser
+from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -98,3 +99,18 @@ def customer(db: Any, source: Source, plan: Plan) -> Customer:
             received_at=now,
         )
     return ada
+
+
+@pytest.fixture
+def live_url(transactional_db: None) -> Iterator[str]:
+    """A live server for this test alone; stopping it closes its database connections before teardown."""
+    server = LiveServerThread("127.0.0.1", _StaticFilesHandler, port=0)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.terminate()

@@ -152,6 +152,9 @@ class Event(models.Model):
     name = models.CharField(max_length=200, blank=True, help_text="Event name (track) or page/screen name.")
     user_id = models.CharField(max_length=255, blank=True, help_text="userId as received.")
     anonymous_id = models.CharField(max_length=255, blank=True, help_text="anonymousId as received.")
+    group_id = models.CharField(
+        max_length=255, blank=True, help_text="groupId of a group call, or context.groupId of any other."
+    )
     properties = models.JSONField(default=dict, blank=True, help_text="Properties, or traits for identify/group.")
     context = models.JSONField(default=dict, blank=True)
     timestamp = models.DateTimeField(help_text="When it happened, corrected for client clock skew.")
@@ -172,3 +175,29 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.name}".strip()
+
+
+class ProfileMerge(TimestampedModel):
+    """A record of identity resolution joining (or refusing to join) two profiles.
+
+    An anonymous profile is folded into the identified one when a call links the two ids; its events, ids and
+    everything else move over and the row says what moved. Two profiles that each carry a different known
+    user id are never merged: the refusal is recorded here instead, for a person to look at.
+    """
+
+    class Outcome(models.TextChoices):
+        MERGED = "merged", "Merged"
+        REFUSED = "refused", "Refused: both profiles have a user id"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    other_customer_id = models.BigIntegerField(help_text="The merged (now deleted) or the conflicting profile.")
+    linking_id = models.CharField(max_length=255, help_text="The anonymous or previous id that linked the two.")
+    message_id = models.CharField(max_length=100, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} {self.other_customer_id} → {self.customer_id} via {self.linking_id}"

@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from audiences import api as audiences_api
 from audiences import views as audiences_views
 from config.views import HomeView
+from integrations import tracking
 from integrations import views as integrations_views
 from trials import api as trials_api
 from trials import views as trials_views
@@ -40,4 +41,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("v1/<str:route>", tracking.tracking_call, name="tracking-call"),
 ]

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connections
 from django.contrib.auth.models import AbstractUser
-from django.test.testcases import LiveServerThread, _StaticFilesHandler
+from django.db import connections
 
 from audiences.models import Customer
 from config.roles import Role
@@ -32,22 +31,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
-
-
-@pytest.fixture
-def live_url(transactional_db: None) -> Iterator[str]:
-    """A live server for this test alone; stopping it closes its database connections before teardown."""
-    server = LiveServerThread("127.0.0.1", _StaticFilesHandler, port=0)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.terminate()
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
 @pytest.fixture

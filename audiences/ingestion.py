@@ -1,0 +1,428 @@
+"""Storing tracked calls: identity resolution and de-duplicated events in the request, profiles after it.
+
+`messages_ingest` runs inside the tracking API's request and does only what must be durable before the 200:
+decide which customer each call belongs to (creating, upgrading or merging profiles) and insert the events.
+It costs a handful of set-based statements whatever the batch size. Everything the events imply for the
+profiles — identify traits, email and name, account membership and traits, first/last seen — is applied by
+`profiles_apply_events` in a Celery task queued when the transaction commits, so ingestion stays fast and
+the profile work is batched.
+
+Races between concurrent requests are settled by the database's unique constraints: new customers are
+inserted with ON CONFLICT DO NOTHING and read back, events with ON CONFLICT (source, message_id) DO NOTHING
+so a retried batch never stores anything twice, and the rare conflict left over (two requests giving the
+same brand-new anonymous id its first profile) rolls the batch back to be resolved again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import orjson
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source
+
+logger = logging.getLogger(__name__)
+
+RESOLUTION_ATTEMPTS = 4
+EVENT_COLUMNS = (
+    "source_id",
+    "message_id",
+    "customer_id",
+    "type",
+    "name",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "properties",
+    "context",
+    "timestamp",
+    "original_timestamp",
+    "sent_at",
+    "received_at",
+)
+
+
+@dataclass
+class IncomingMessage:
+    """One validated call, in the shape the profile store needs (produced by integrations.segment)."""
+
+    type: str
+    message_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    name: str
+    properties: dict[str, Any]
+    context: dict[str, Any]
+    timestamp: datetime
+    received_at: datetime
+    original_timestamp: datetime | None = None
+    sent_at: datetime | None = None
+    group_id: str | None = None
+    previous_id: str | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class IngestResult:
+    """What a batch did: the ids of the events it stored, duplicates skipped, profiles created and merged."""
+
+    event_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    customers_created: int = 0
+    merges: int = 0
+    refused_merges: int = 0
+
+    @property
+    def stored(self) -> int:
+        return len(self.event_ids)
+
+
+@dataclass(eq=False)
+class _Profile:
+    """A customer as identity resolution sees it: its id (None until inserted) and user id."""
+
+    pk: int | None
+    user_id: str | None
+    upgraded: bool = False  # an existing anonymous profile that received a user id in this batch
+
+    @property
+    def stored_pk(self) -> int:
+        """The customer's id, once the profile is in the database."""
+        assert self.pk is not None, "profile not inserted yet"
+        return self.pk
+
+
+class _Resolver:
+    """Maps every call of one batch to a profile, planning the creations, links and merges the ids demand."""
+
+    def __init__(self, messages: list[IncomingMessage]) -> None:
+        user_ids = {m.user_id for m in messages if m.user_id}
+        other_ids = {m.anonymous_id for m in messages if m.anonymous_id}
+        other_ids |= {m.previous_id for m in messages if m.previous_id}
+        self.by_pk: dict[int, _Profile] = {}
+        self.by_user_id: dict[str, _Profile] = {}
+        known = Customer.objects.filter(user_id__in=user_ids | other_ids).values_list("pk", "user_id")
+        for pk, user_id in known:
+            self.by_user_id[str(user_id)] = self.by_pk[pk] = _Profile(pk, user_id)
+        self.by_other_id: dict[str, _Profile] = {}
+        links = AnonymousId.objects.filter(anonymous_id__in=other_ids)
+        for other_id, pk, user_id in links.values_list("anonymous_id", "customer_id", "customer__user_id"):
+            self.by_other_id[other_id] = self.by_pk.setdefault(pk, _Profile(pk, user_id))
+        self.new_profiles: list[_Profile] = []
+        self.new_links: dict[str, _Profile] = {}
+        self.merges: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []  # (merged, kept, message, id)
+        self.refusals: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []
+        self.replaced: dict[int, _Profile] = {}  # id(merged profile) -> kept profile
+
+    def live(self, profile: _Profile) -> _Profile:
+        while id(profile) in self.replaced:
+            profile = self.replaced[id(profile)]
+        return profile
+
+    def _new(self, user_id: str | None) -> _Profile:
+        profile = _Profile(None, user_id)
+        self.new_profiles.append(profile)
+        if user_id:
+            self.by_user_id[user_id] = profile
+        return profile
+
+    def _link(self, other_id: str, profile: _Profile) -> None:
+        self.by_other_id[other_id] = self.new_links[other_id] = profile
+
+    def resolve(self, message: IncomingMessage) -> _Profile:
+        user_id = message.user_id
+        other_id = message.previous_id if message.type == "alias" else message.anonymous_id
+        by_user = self.live(self.by_user_id[user_id]) if user_id and user_id in self.by_user_id else None
+        by_other = None
+        if other_id:
+            found = self.by_other_id.get(other_id)
+            if found is None and message.type == "alias":
+                found = self.by_user_id.get(other_id)  # alias may rename a known user id
+            by_other = self.live(found) if found is not None else None
+
+        if user_id is None:
+            assert other_id is not None  # validation guarantees one of the two ids
+            if by_other is None:
+                by_other = self._new(None)
+                self._link(other_id, by_other)
+            return by_other
+        if other_id is None or other_id == user_id:
+            return by_user or self._new(user_id)
+        if by_user is None and by_other is None:
+            profile = self._new(user_id)
+            self._link(other_id, profile)
+            return profile
+        if by_user is None:
+            assert by_other is not None
+            if by_other.user_id is None or by_other.user_id == other_id:
+                # An anonymous profile signs in, or alias renames a known user: the profile takes the user id
+                # and the other id keeps pointing at it.
+                by_other.user_id = user_id
+                by_other.upgraded = by_other.pk is not None
+                self.by_user_id[user_id] = by_other
+                if other_id not in self.by_other_id:
+                    self._link(other_id, by_other)
+                return by_other
+            profile = self._new(user_id)
+            self.refusals.append((by_other, profile, message, other_id))
+            return profile
+        if by_other is None:
+            self._link(other_id, by_user)
+            return by_user
+        if by_other is by_user:
+            return by_user
+        if by_other.user_id is None:
+            self.merges.append((by_other, by_user, message, other_id))
+            self.replaced[id(by_other)] = by_user
+            return by_user
+        self.refusals.append((by_other, by_user, message, other_id))
+        return by_user
+
+
+def _create_profiles(resolver: _Resolver, now: datetime) -> None:
+    """Insert the planned customers; one that a concurrent request created first is read back instead."""
+    with_user_id = [p for p in resolver.new_profiles if p.user_id]
+    anonymous = [p for p in resolver.new_profiles if not p.user_id]
+    if with_user_id:
+        Customer.objects.bulk_create(
+            [Customer(user_id=p.user_id, created_at=now, updated_at=now) for p in with_user_id], ignore_conflicts=True
+        )
+        pks = dict(Customer.objects.filter(user_id__in=[p.user_id for p in with_user_id]).values_list("user_id", "pk"))
+        for profile in with_user_id:
+            profile.pk = pks[profile.user_id]
+    if anonymous:
+        created = Customer.objects.bulk_create([Customer(created_at=now, updated_at=now) for _ in anonymous])
+        for profile, customer in zip(anonymous, created, strict=True):
+            profile.pk = customer.pk
+
+
+def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_id: str) -> None:
+    """Fold an anonymous profile into the identified one: every related row moves, then it is deleted."""
+    merged_customer = Customer.objects.get(pk=merged.stored_pk)
+    kept_customer = Customer.objects.get(pk=kept.stored_pk)
+    moved: dict[str, int] = {}
+    for relation in Customer._meta.related_objects:
+        if relation.one_to_many:
+            model: Any = relation.related_model
+            count = model._default_manager.filter(**{relation.field.name: merged.pk}).update(
+                **{relation.field.name: kept.pk}
+            )
+            if count:
+                moved[model._meta.label] = count
+    kept_customer.traits = {**merged_customer.traits, **kept_customer.traits}
+    kept_customer.email = kept_customer.email or merged_customer.email
+    kept_customer.name = kept_customer.name or merged_customer.name
+    kept_customer.account_id = kept_customer.account_id or merged_customer.account_id
+    seen = [kept_customer.first_seen_at, merged_customer.first_seen_at]
+    kept_customer.first_seen_at = min((s for s in seen if s), default=None)
+    seen = [kept_customer.last_seen_at, merged_customer.last_seen_at]
+    kept_customer.last_seen_at = max((s for s in seen if s), default=None)
+    kept_customer.save()
+    ProfileMerge.objects.create(
+        customer_id=kept.stored_pk,
+        outcome=ProfileMerge.Outcome.MERGED,
+        other_customer_id=merged.stored_pk,
+        linking_id=linking_id,
+        message_id=message.message_id,
+        detail={"moved": moved, "merged_traits": merged_customer.traits, "merged_email": merged_customer.email},
+    )
+    merged_customer.delete()
+
+
+def _insert_events(source: Source, rows: list[tuple[IncomingMessage, int]]) -> list[int]:
+    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING id: the ids of the events actually stored."""
+    adapt = connection.ops.adapt_datetimefield_value
+    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    placeholders = ", ".join(json_placeholder if c in ("properties", "context") else "%s" for c in EVENT_COLUMNS)
+    params: list[Any] = []
+    for message, customer_id in rows:
+        params += [
+            source.pk,
+            message.message_id,
+            customer_id,
+            message.type,
+            message.name,
+            message.user_id or "",
+            message.anonymous_id or "",
+            message.group_id or "",
+            orjson.dumps(message.properties).decode(),
+            orjson.dumps(message.context).decode(),
+            adapt(message.timestamp),
+            adapt(message.original_timestamp),
+            adapt(message.sent_at),
+            adapt(message.received_at),
+        ]
+    values = ", ".join([f"({placeholders})"] * len(rows))
+    sql = (
+        f"INSERT INTO {Event._meta.db_table} ({', '.join(EVENT_COLUMNS)}) VALUES {values} "
+        "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _ingest_once(source: Source, messages: list[IncomingMessage], result: IngestResult) -> None:
+    now = timezone.now()
+    resolver = _Resolver(messages)
+    resolved = [(message, resolver.resolve(message)) for message in messages]
+
+    _create_profiles(resolver, now)
+    result.customers_created = len(resolver.new_profiles)
+    upgraded = [p for p in resolver.by_pk.values() if p.upgraded]
+    for profile in upgraded:
+        Customer.objects.filter(pk=profile.stored_pk).update(user_id=profile.user_id, updated_at=now)
+    if resolver.new_links:
+        AnonymousId.objects.bulk_create(
+            [
+                AnonymousId(anonymous_id=i, customer_id=p.stored_pk, created_at=now)
+                for i, p in resolver.new_links.items()
+            ]
+        )
+    for merged, kept, message, linking_id in resolver.merges:
+        _merge(merged, kept, message, linking_id)
+    for conflicting, kept, message, linking_id in resolver.refusals:
+        ProfileMerge.objects.create(
+            customer_id=kept.stored_pk,
+            outcome=ProfileMerge.Outcome.REFUSED,
+            other_customer_id=conflicting.stored_pk,
+            linking_id=linking_id,
+            message_id=message.message_id,
+            detail={"reason": f"{linking_id} belongs to user {conflicting.user_id}, this call to {kept.user_id}"},
+        )
+    result.merges, result.refused_merges = len(resolver.merges), len(resolver.refusals)
+
+    rows: list[tuple[IncomingMessage, int]] = []
+    for message, profile in resolved:
+        rows.append((message, resolver.live(profile).stored_pk))
+    for start in range(0, len(rows), 500):
+        result.event_ids += _insert_events(source, rows[start : start + 500])
+
+
+def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> IngestResult:
+    """Store a batch of calls from one source, resolving identities; durable when this returns.
+
+    Calls whose message id this source already sent (a client's retry, or a repeat inside the batch) are
+    skipped. The stored events' profile effects are queued (profiles_apply_events) for when the batch commits.
+    """
+    from audiences.tasks import apply_events_to_profiles
+
+    unique: dict[str, IncomingMessage] = {}
+    for message in messages:
+        unique.setdefault(message.message_id, message)
+    for attempt in range(1, RESOLUTION_ATTEMPTS + 1):
+        result = IngestResult()
+        try:
+            with transaction.atomic():
+                _ingest_once(source, list(unique.values()), result)
+                result.duplicates = len(messages) - result.stored
+                if result.event_ids:
+                    transaction.on_commit(partial(apply_events_to_profiles.delay, result.event_ids))
+            return result
+        except IntegrityError:
+            if attempt == RESOLUTION_ATTEMPTS:
+                raise
+            logger.info("identity race on attempt %s; resolving the batch again", attempt)
+    raise AssertionError("unreachable")
+
+
+def _display_name(traits: dict[str, Any]) -> str:
+    name = traits.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    first = traits.get("first_name") or traits.get("firstName") or ""
+    last = traits.get("last_name") or traits.get("lastName") or ""
+    return f"{first} {last}".strip() if isinstance(first, str) and isinstance(last, str) else ""
+
+
+def _seen_times_update(event_ids: list[int]) -> None:
+    """First/last seen of every customer the events touched, in one set-based UPDATE that only moves outward."""
+    customer, event = Customer._meta.db_table, Event._meta.db_table
+    placeholders = ", ".join(["%s"] * len(event_ids))
+    sql = f"""
+        UPDATE {customer} SET
+            first_seen_at = CASE WHEN first_seen_at IS NULL OR seen.first < first_seen_at
+                                 THEN seen.first ELSE first_seen_at END,
+            last_seen_at = CASE WHEN last_seen_at IS NULL OR seen.last > last_seen_at
+                                THEN seen.last ELSE last_seen_at END
+        FROM (SELECT customer_id, MIN(timestamp) AS first, MAX(timestamp) AS last
+              FROM {event} WHERE id IN ({placeholders}) GROUP BY customer_id) AS seen
+        WHERE {customer}.id = seen.customer_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, event_ids)
+
+
+@transaction.atomic
+def profiles_apply_events(*, event_ids: list[int]) -> int:
+    """Apply what stored events say about their customers: traits, email, name, accounts, first/last seen.
+
+    Identify traits of one batch are applied in event-time order (across batches, in arrival order). Customers are locked in id order, so concurrent runs cannot deadlock. Idempotent:
+    applying the same events twice leaves the same profiles. Returns how many customers identify or group
+    calls touched.
+    """
+    if not event_ids:
+        return 0
+    _seen_times_update(event_ids)
+    profile_events: list[dict[str, Any]] = [
+        dict(row)
+        for row in Event.objects.filter(Q(type=Event.Type.IDENTIFY) | ~Q(group_id=""), pk__in=event_ids)
+        .order_by("timestamp", "id")
+        .values("customer_id", "type", "group_id", "properties")
+    ]
+    if not profile_events:
+        return 0
+    customer_ids = sorted({e["customer_id"] for e in profile_events})
+    customers = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=customer_ids).order_by("pk")}
+    accounts = _accounts_for(profile_events)
+    for event in profile_events:
+        customer = customers.get(event["customer_id"])
+        if customer is None:
+            continue
+        if event["type"] == Event.Type.IDENTIFY and event["properties"]:
+            traits = event["properties"]
+            customer.traits = {**customer.traits, **traits}
+            email = traits.get("email")
+            if isinstance(email, str) and email.strip():
+                customer.email = email.strip().lower()[:254]
+            customer.name = (_display_name(customer.traits) or customer.name)[:255]
+        if event["group_id"] in accounts:
+            customer.account_id = accounts[event["group_id"]].pk
+    for customer in customers.values():
+        customer.save(update_fields=["traits", "email", "name", "account", "updated_at"])
+    return len(customers)
+
+
+def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
+    """Upsert the accounts the events name; group calls merge their traits into the account (in time order)."""
+    group_ids = {e["group_id"] for e in profile_events if e["group_id"]}
+    if not group_ids:
+        return {}
+    Account.objects.bulk_create([Account(group_id=g) for g in group_ids], ignore_conflicts=True)
+    accounts = {a.group_id: a for a in Account.objects.select_for_update().filter(group_id__in=group_ids)}
+    changed: set[str] = set()
+    for event in profile_events:
+        if event["type"] != Event.Type.GROUP:
+            continue
+        group_id = event["group_id"]
+        account = accounts.get(group_id)
+        traits = event["properties"]
+        if account is None or not traits:
+            continue
+        account.traits = {**account.traits, **traits}
+        if isinstance(traits.get("name"), str):
+            account.name = traits["name"][:255]
+        domain = traits.get("domain") or traits.get("website")
+        if isinstance(domain, str):
+            account.domain = domain.removeprefix("https://").removeprefix("http://").strip("/")[:255]
+        changed.add(group_id)
+    for group_id in changed:
+        accounts[group_id].save(update_fields=["traits", "name", "domain", "updated_at"])
+    return accounts

@@ -1,0 +1,19 @@
+"""Run every benchmark: `python -m bench` (what `make bench` calls), or `python -m bench ingest`."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import ingest
+
+BENCHMARKS = {"ingest": ingest.main}
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    for name in chosen:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Ingestion throughput: real HTTP `/v1/batch` requests against gunicorn on PostgreSQL, beside a raw COPY.
+
+The project: a fresh PostgreSQL database, migrated; the app served by gunicorn; a load generator in this process
+(threads over keep-alive connections, payloads prepared up front so the generator costs little CPU) sends
+batches of 100 realistic calls (track, page, identify, group across a few thousand users). The baseline: the
+same calls COPY'd into a bare table shaped like the events table (jsonb properties, unique message id, the
+customer/name/time index). Printed side by side with the ratio, and written to bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from base64 import b64encode
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "trialloop_bench"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}")
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+PORT = int(os.environ.get("BENCH_PORT", "8799"))
+BATCHES = int(os.environ.get("BENCH_BATCHES", "600"))
+BATCH_SIZE = 100
+SENDERS = int(os.environ.get("BENCH_SENDERS", "8"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
+USERS = 5000
+EVENTS = ["Project Created", "Report Generated", "Teammate Invited", "Dashboard Viewed", "Integration Connected"]
+
+
+def realistic_message(rng: random.Random, sent_at: datetime) -> dict[str, Any]:
+    """One call as analytics.js or a server library would send it (about 600–900 bytes)."""
+    user = rng.randrange(USERS)
+    kind = rng.choices(["track", "page", "identify", "group"], weights=[70, 15, 10, 5])[0]
+    message: dict[str, Any] = {
+        "type": kind,
+        "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
+        "userId": f"usr_{user}",
+        "anonymousId": f"anon_{user}",
+        "timestamp": (sent_at - timedelta(seconds=rng.random() * 5)).isoformat(),
+        "context": {
+            "library": {"name": "analytics.js", "version": "5.2.0"},
+            "ip": f"10.0.{user % 250}.{user % 200}",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36",
+            "page": {"path": "/app/projects", "url": "https://app.example.com/app/projects", "title": "Projects"},
+            "locale": "en-US",
+        },
+    }
+    if kind == "track":
+        message["event"] = rng.choice(EVENTS)
+        message["properties"] = {"project_id": rng.randrange(10**6), "plan": "team", "seats": rng.randrange(1, 20)}
+    elif kind == "page":
+        message["name"] = "Projects"
+        message["properties"] = {"path": "/app/projects", "referrer": "https://www.example.com/"}
+    elif kind == "identify":
+        message["traits"] = {"email": f"user{user}@example.com", "first_name": "User", "last_name": str(user)}
+    else:
+        message["groupId"] = f"grp_{user // 5}"
+        message["traits"] = {"name": f"Company {user // 5}", "employees": 5 + user % 300}
+    return message
+
+
+def prepare_payloads() -> tuple[list[bytes], list[dict[str, Any]]]:
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    payloads, messages = [], []
+    for _ in range(BATCHES):
+        batch = [realistic_message(rng, now) for _ in range(BATCH_SIZE)]
+        messages.extend(batch)
+        payloads.append(orjson.dumps({"batch": batch, "sentAt": now.isoformat()}))
+    return payloads, messages
+
+
+def manage(*args: str) -> str:
+    env = {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DEBUG": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def fresh_database() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DB_NAME}")
+    manage("migrate", "--no-input")
+
+
+def start_server() -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DEBUG": "false",
+    }
+    env["LOG_LEVEL"] = "WARNING"
+    command = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{PORT}"]
+    command += ["--workers", str(WORKERS), "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    for _ in range(100):
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=1)
+            connection.request("GET", "/login/")
+            connection.getresponse().read()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def load(payloads: list[bytes], write_key: str) -> tuple[float, list[float], int]:
+    """Send every payload over SENDERS keep-alive connections; returns wall seconds, latencies (ms), failures."""
+    auth = "Basic " + b64encode(f"{write_key}:".encode()).decode()
+    headers = {"Content-Type": "application/json", "Authorization": auth}
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    next_index = iter(range(len(payloads)))
+
+    def sender() -> None:
+        nonlocal failures
+        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                return
+            started = time.perf_counter()
+            connection.request("POST", "/v1/batch", body=payloads[index], headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                if response.status != 200 or json.loads(body)["stored"] != BATCH_SIZE:
+                    failures += 1
+
+    threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies, failures
+
+
+def copy_baseline(messages: list[dict[str, Any]]) -> float:
+    """COPY the same calls into a bare table shaped like the events table; returns events/s."""
+    rows = [
+        (
+            m["messageId"],
+            int(m["userId"].removeprefix("usr_")),
+            m["type"],
+            m.get("event") or m.get("name") or "",
+            orjson.dumps(m.get("properties") or m.get("traits") or {}).decode(),
+            orjson.dumps(m["context"]).decode(),
+            m["timestamp"],
+        )
+        for m in messages
+    ]
+    url = DATABASE_URL.replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(url) as connection:
+        connection.execute("DROP TABLE IF EXISTS bench_raw_events")
+        connection.execute(
+            "CREATE UNLOGGED TABLE bench_raw_events (id bigserial PRIMARY KEY, message_id varchar(100) UNIQUE,"
+            " customer_id bigint, type varchar(10), name varchar(200), properties jsonb, context jsonb,"
+            " timestamp timestamptz)"
+            if os.environ.get("BENCH_UNLOGGED")
+            else "CREATE TABLE bench_raw_events (id bigserial PRIMARY KEY, message_id varchar(100) UNIQUE,"
+            " customer_id bigint, type varchar(10), name varchar(200), properties jsonb, context jsonb,"
+            " timestamp timestamptz)"
+        )
+        connection.execute("CREATE INDEX ON bench_raw_events (customer_id, name, timestamp)")
+        connection.commit()
+        started = time.perf_counter()
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY bench_raw_events (message_id, customer_id, type, name, properties, context, timestamp) FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        connection.commit()
+        elapsed = time.perf_counter() - started
+        connection.execute("DROP TABLE bench_raw_events")
+        connection.commit()
+    return len(rows) / elapsed
+
+
+def stored_events() -> int:
+    url = DATABASE_URL.replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SELECT count(*) FROM audiences_event").fetchone()
+    return int(row[0]) if row else 0
+
+
+def main() -> None:
+    print(f"ingest: {BATCHES} batches of {BATCH_SIZE} over {SENDERS} connections, gunicorn --workers {WORKERS}")
+    payloads, messages = prepare_payloads()
+    fresh_database()
+    write_key = manage("create_source", "Benchmark")
+    server = start_server()
+    try:
+        seconds, latencies, failures = load(payloads, write_key)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    sent = len(messages)
+    stored = stored_events()
+    events_per_s = sent / seconds
+    copy_per_s = copy_baseline(messages)
+    quantiles = statistics.quantiles(latencies, n=100)
+    result = {
+        "events_per_s": round(events_per_s),
+        "copy_events_per_s": round(copy_per_s),
+        "ratio": round(events_per_s / copy_per_s, 3),
+        "p50_ms": round(quantiles[49], 1),
+        "p99_ms": round(quantiles[98], 1),
+        "sent": sent,
+        "stored": stored,
+        "failed_requests": failures,
+    }
+    rows = [
+        ("API /v1/batch (gunicorn, PostgreSQL)", f"{result['events_per_s']:,} events/s"),
+        ("raw COPY into a bare table (baseline)", f"{result['copy_events_per_s']:,} events/s"),
+        ("ratio API / COPY", f"{result['ratio']:.1%}  (target ≥ 20%)"),
+        ("batch latency p50 / p99", f"{result['p50_ms']} ms / {result['p99_ms']} ms  (target p99 < 250 ms)"),
+        ("events sent / stored", f"{sent:,} / {stored:,}"),
+        ("failed requests", str(failures)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("-" * (width + 40))
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print("-" * (width + 40))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

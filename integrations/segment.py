@@ -1,0 +1,290 @@
+"""The Segment tracking-API wire format: parsing, limits and validation of incoming calls.
+
+Pure functions with no database access: the HTTP view reads the body through `parse_request_body`, turns each
+call into an `IncomingMessage` with `normalise_message` (or learns why it cannot), and hands the valid ones to
+`audiences.ingestion.messages_ingest`. Facts mirrored from Segment's HTTP API and its official libraries:
+write key as HTTP Basic user name or `writeKey` in the body, gzip bodies, JSON sent as text/plain, 32 KB per
+call, 500 KB per request, and `timestamp = receivedAt − (sentAt − originalTimestamp)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.utils.dateparse import parse_datetime
+
+from audiences.ingestion import IncomingMessage
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_REQUEST_BYTES = 500 * 1024
+MAX_BATCH_MESSAGES = 2500
+MAX_MESSAGE_ID_LENGTH = 100
+MAX_ID_LENGTH = 255
+MAX_EVENT_NAME_LENGTH = 200
+
+MESSAGE_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
+# analytics.js's short routes and their call types; `b` is its batch route.
+SHORT_ROUTES = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias"}
+
+
+class RequestRejected(Exception):
+    """The whole request is unusable (bad JSON, too large, no write key): answered with `status`, nothing stored."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class RejectedMessage:
+    """A call inside a batch that could not be accepted, with the reason; its neighbours are still stored."""
+
+    index: int
+    message_id: str | None
+    error: str
+    payload: Any
+
+
+def decompress(body: bytes, content_encoding: str) -> bytes:
+    """Undo `Content-Encoding: gzip` (or deflate), refusing bodies that inflate past the request limit."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise RequestRejected(f"Unsupported Content-Encoding {content_encoding!r}; send gzip or no encoding.")
+    try:
+        inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+        data = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
+    except (zlib.error, gzip.BadGzipFile) as error:
+        raise RequestRejected(f"The body is not valid {encoding} data ({error}).") from error
+    if len(data) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+        raise RequestRejected(f"The request is larger than {MAX_REQUEST_BYTES // 1024} KB.", code="request_too_large")
+    return data
+
+
+def parse_request_body(body: bytes, content_encoding: str = "") -> dict[str, Any]:
+    """Bytes of a request (JSON, possibly gzip, whatever the Content-Type says) to its top-level JSON object."""
+    if len(body) > MAX_REQUEST_BYTES and not content_encoding:
+        raise RequestRejected(f"The request is larger than {MAX_REQUEST_BYTES // 1024} KB.", code="request_too_large")
+    data = decompress(body, content_encoding)
+    if not data.strip():
+        raise RequestRejected("The request body is empty; send a JSON object.")
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise RequestRejected(f"The body is not valid JSON: {error}.") from error
+    if not isinstance(parsed, dict):
+        raise RequestRejected("The body must be a JSON object.")
+    return parsed
+
+
+def write_key_from(authorization: str, body: dict[str, Any]) -> str:
+    """The write key: HTTP Basic user name (password empty), else `writeKey` in the body."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as error:
+            raise RequestRejected("The Authorization header is not valid Basic credentials.", status=401) from error
+        user, _, _ = decoded.partition(":")
+        if user:
+            return user
+    write_key = body.get("writeKey")
+    if isinstance(write_key, str) and write_key:
+        return write_key
+    raise RequestRejected(
+        "No write key: send it as the HTTP Basic user name or as writeKey in the body.",
+        status=401,
+        code="missing_write_key",
+    )
+
+
+def _id(value: Any, field_name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{field_name} must be a string")
+    text = str(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise ValueError(f"{field_name} is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _time(value: Any, field_name: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field_name} must be an ISO 8601 date-time string")
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueError(f"{field_name} {value!r} is not an ISO 8601 date-time")
+    if parsed.tzinfo is None:
+        raise ValueError(f"{field_name} {value!r} has no time zone")
+    return parsed
+
+
+def _object(value: Any, field_name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{field_name} must be an object")
+    return value
+
+
+def normalise_message(
+    raw: Any,
+    *,
+    call_type: str | None,
+    received_at: datetime,
+    batch_context: dict[str, Any] | None = None,
+    batch_integrations: dict[str, Any] | None = None,
+    batch_sent_at: datetime | None = None,
+) -> IncomingMessage:
+    """Validate one call and convert it; raises ValueError with a readable reason when it cannot be accepted.
+
+    `call_type` is the route's type (None inside a batch, where each call names its own). The batch envelope's
+    `context` and `integrations` are merged under the message's own, and its `sentAt` is used when the call
+    has none.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError("each message must be a JSON object")
+    if len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message is larger than {MAX_MESSAGE_BYTES // 1024} KB")
+    message_type = call_type or raw.get("type")
+    if message_type not in MESSAGE_TYPES:
+        raise ValueError(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
+
+    user_id = _id(raw.get("userId"), "userId")
+    anonymous_id = _id(raw.get("anonymousId"), "anonymousId")
+    if user_id is None and anonymous_id is None:
+        raise ValueError("userId or anonymousId is required")
+
+    message_id = raw.get("messageId")
+    if message_id is None or message_id == "":
+        message_id = f"tl-{uuid.uuid4()}"
+    elif not isinstance(message_id, str):
+        raise ValueError("messageId must be a string")
+    elif len(message_id) > MAX_MESSAGE_ID_LENGTH:
+        raise ValueError(f"messageId is longer than {MAX_MESSAGE_ID_LENGTH} characters")
+
+    context = {**_object(batch_context, "context"), **_object(raw.get("context"), "context")}
+    integrations = {**_object(batch_integrations, "integrations"), **_object(raw.get("integrations"), "integrations")}
+    if integrations:
+        context["integrations"] = integrations
+
+    original = _time(raw.get("timestamp"), "timestamp")
+    sent_at = _time(raw.get("sentAt"), "sentAt") or batch_sent_at
+    if original is not None and sent_at is not None:
+        timestamp = received_at - (sent_at - original)
+    else:
+        timestamp = original or received_at
+
+    name = ""
+    properties: dict[str, Any] = {}
+    traits: dict[str, Any] = {}
+    group_id = previous_id = None
+    if message_type == "track":
+        event = raw.get("event")
+        if not isinstance(event, str) or not event.strip():
+            raise ValueError("track needs an event name")
+        name = event.strip()
+        properties = _object(raw.get("properties"), "properties")
+    elif message_type in ("page", "screen"):
+        page_name = raw.get("name")
+        name = page_name if isinstance(page_name, str) else ""
+        properties = _object(raw.get("properties"), "properties")
+    elif message_type == "identify":
+        traits = _object(raw.get("traits"), "traits") or _object(context.get("traits"), "context.traits")
+        properties = traits
+    elif message_type == "group":
+        group_id = _id(raw.get("groupId"), "groupId")
+        if group_id is None:
+            raise ValueError("group needs a groupId")
+        traits = _object(raw.get("traits"), "traits")
+        properties = traits
+    else:  # alias
+        previous_id = _id(raw.get("previousId"), "previousId")
+        if previous_id is None or user_id is None:
+            raise ValueError("alias needs previousId and userId")
+    if len(name) > MAX_EVENT_NAME_LENGTH:
+        raise ValueError(f"event name is longer than {MAX_EVENT_NAME_LENGTH} characters")
+    if group_id is None and message_type != "group":
+        group_id = _id(context.get("groupId"), "context.groupId")
+
+    return IncomingMessage(
+        type=message_type,
+        message_id=message_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        name=name,
+        properties=properties,
+        context=context,
+        timestamp=timestamp,
+        received_at=received_at,
+        original_timestamp=original,
+        sent_at=sent_at,
+        group_id=group_id,
+        previous_id=previous_id,
+        traits=traits,
+    )
+
+
+def split_batch(
+    body: dict[str, Any], *, call_type: str | None, received_at: datetime
+) -> tuple[list[IncomingMessage], list[RejectedMessage]]:
+    """A request body to its accepted and rejected calls: one call for single routes, `batch` for batch routes."""
+    if call_type is not None:
+        raw_messages: list[Any] = [body]
+        context = integrations = None
+        sent_at = None
+    else:
+        raw_messages = body.get("batch")  # type: ignore[assignment]
+        if not isinstance(raw_messages, list):
+            raise RequestRejected("A batch request needs a `batch` array of messages.")
+        if len(raw_messages) > MAX_BATCH_MESSAGES:
+            raise RequestRejected(f"A batch may hold at most {MAX_BATCH_MESSAGES} messages.", code="batch_too_large")
+        context, integrations = body.get("context"), body.get("integrations")
+        try:
+            sent_at = _time(body.get("sentAt"), "sentAt")
+            _object(context, "context")
+            _object(integrations, "integrations")
+        except ValueError as error:
+            raise RequestRejected(f"Batch envelope: {error}.") from error
+    accepted: list[IncomingMessage] = []
+    rejected: list[RejectedMessage] = []
+    for index, raw in enumerate(raw_messages):
+        try:
+            accepted.append(
+                normalise_message(
+                    raw,
+                    call_type=call_type,
+                    received_at=received_at,
+                    batch_context=context,
+                    batch_integrations=integrations,
+                    batch_sent_at=sent_at,
+                )
+            )
+        except ValueError as error:
+            message_id = raw.get("messageId") if isinstance(raw, dict) else None
+            rejected.append(
+                RejectedMessage(
+                    index=index,
+                    message_id=message_id if isinstance(message_id, str) else None,
+                    error=str(error),
+                    payload=raw,
+                )
+            )
+    return accepted, rejected

@@ -1,0 +1,331 @@
+"""The Segment-compatible tracking API over raw HTTP: routes, auth styles, encodings, limits, bad input."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client, TestCase
+
+from audiences.models import Account, Customer, Event, ProfileMerge, Source
+from audiences.services import source_create
+from integrations.models import IngestionError
+
+
+@pytest.fixture
+def write_key(db: Any) -> str:
+    _, key = source_create(name="Web app")
+    return key
+
+
+def basic(key: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def post(route: str, body: Any, *, key: str | None = None, raw: bytes | None = None, **headers: str) -> Any:
+    data = raw if raw is not None else json.dumps(body).encode()
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content_type"}
+    if key is not None:
+        extra["HTTP_AUTHORIZATION"] = basic(key)
+    content_type = headers.get("content_type", "application/json")
+    # Profile effects run in a task queued on commit; run it as the real commit would.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return Client().post(f"/v1/{route}", data=data, content_type=content_type, **extra)  # type: ignore[arg-type]
+
+
+def track(event: str = "Project Created", **fields: Any) -> dict[str, Any]:
+    return {"type": "track", "event": event, "userId": "usr_1", "properties": {"plan": "team"}, **fields}
+
+
+@pytest.mark.django_db
+class TestRoutes:
+    @pytest.mark.parametrize(
+        ("route", "body", "stored_type", "stored_name"),
+        [
+            ("track", {"event": "Project Created", "userId": "u"}, "track", "Project Created"),
+            ("t", {"event": "Project Created", "userId": "u"}, "track", "Project Created"),
+            ("identify", {"userId": "u", "traits": {"email": "U@X.test"}}, "identify", ""),
+            ("i", {"userId": "u", "traits": {}}, "identify", ""),
+            ("page", {"userId": "u", "name": "Pricing"}, "page", "Pricing"),
+            ("p", {"userId": "u", "name": "Pricing"}, "page", "Pricing"),
+            ("screen", {"userId": "u", "name": "Home"}, "screen", "Home"),
+            ("s", {"userId": "u", "name": "Home"}, "screen", "Home"),
+            ("group", {"userId": "u", "groupId": "g1"}, "group", ""),
+            ("g", {"userId": "u", "groupId": "g1"}, "group", ""),
+            ("alias", {"userId": "u", "previousId": "old"}, "alias", ""),
+            ("a", {"userId": "u", "previousId": "old"}, "alias", ""),
+        ],
+    )
+    def test_single_call_routes(
+        self, write_key: str, route: str, body: dict[str, Any], stored_type: str, stored_name: str
+    ) -> None:
+        response = post(route, body, key=write_key)
+        assert response.status_code == 200, response.content
+        assert response.json() == {"success": True}
+        event = Event.objects.get()
+        assert (event.type, event.name) == (stored_type, stored_name)
+        assert event.customer.user_id == "u"
+
+    @pytest.mark.parametrize("route", ["batch", "import", "b"])
+    def test_batch_routes(self, write_key: str, route: str) -> None:
+        response = post(route, {"batch": [track(), {"type": "identify", "userId": "usr_1"}]}, key=write_key)
+        assert response.json() == {"success": True, "stored": 2, "duplicates": 0, "rejected": []}
+        assert Event.objects.count() == 2
+
+    def test_unknown_route_and_wrong_method(self, write_key: str) -> None:
+        assert post("nope", track(), key=write_key).status_code == 404
+        assert Client().get("/v1/track").status_code == 405
+
+    def test_cors_preflight(self, write_key: str) -> None:
+        response = Client().options("/v1/t")
+        assert response.status_code == 200
+        assert response["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.django_db
+class TestAuthentication:
+    def test_write_key_in_the_body(self, write_key: str) -> None:
+        assert post("track", {**track(), "writeKey": write_key}).status_code == 200
+        assert Event.objects.count() == 1
+
+    def test_basic_auth_only(self, write_key: str) -> None:
+        assert post("track", track(), key=write_key).status_code == 200
+
+    def test_missing_key_is_401(self, write_key: str) -> None:
+        response = post("track", track())
+        assert response.status_code == 401
+        assert "write key" in response.json()["message"].lower()
+        assert not Event.objects.exists()
+
+    def test_wrong_key_is_401(self, write_key: str) -> None:
+        response = post("track", track(), key="not-a-key")
+        assert (response.status_code, response.json()["code"]) == (401, "invalid_write_key")
+
+    def test_garbled_basic_header_is_401(self, write_key: str) -> None:
+        response = Client().post(
+            "/v1/track", data=json.dumps(track()), content_type="application/json", HTTP_AUTHORIZATION="Basic !!!"
+        )
+        assert response.status_code == 401
+
+    def test_rotated_key_stops_working(self, write_key: str) -> None:
+        from audiences.services import source_rotate_key
+
+        new_key = source_rotate_key(source=Source.objects.get())
+        assert post("track", track(), key=write_key).status_code == 401
+        assert post("track", track(), key=new_key).status_code == 200
+
+
+@pytest.mark.django_db
+class TestEncodings:
+    def test_gzip_body(self, write_key: str) -> None:
+        raw = gzip.compress(json.dumps({"batch": [track(), track("Report Generated")]}).encode())
+        response = post("batch", None, key=write_key, raw=raw, **{"Content-Encoding": "gzip"})
+        assert response.json()["stored"] == 2
+
+    def test_json_sent_as_text_plain(self, write_key: str) -> None:
+        response = post("t", {**track(), "writeKey": write_key}, content_type="text/plain")
+        assert response.status_code == 200
+        assert Event.objects.get().name == "Project Created"
+
+    def test_corrupt_gzip_is_400(self, write_key: str) -> None:
+        response = post("batch", None, key=write_key, raw=b"not gzip", **{"Content-Encoding": "gzip"})
+        assert response.status_code == 400
+        assert "gzip" in response.json()["message"]
+
+    def test_gzip_bomb_is_refused(self, write_key: str) -> None:
+        raw = gzip.compress(b" " * (2 * 1024 * 1024))
+        response = post("batch", None, key=write_key, raw=raw, **{"Content-Encoding": "gzip"})
+        assert (response.status_code, response.json()["code"]) == (400, "request_too_large")
+
+
+@pytest.mark.django_db
+class TestValidation:
+    def test_null_ids_are_allowed_when_the_other_is_present(self, write_key: str) -> None:
+        assert post("track", {**track(), "userId": None, "anonymousId": "anon-1"}, key=write_key).status_code == 200
+        assert post("track", {**track(), "userId": "usr_2", "anonymousId": None}, key=write_key).status_code == 200
+        assert Event.objects.count() == 2
+
+    def test_neither_id_is_400_and_logged(self, write_key: str) -> None:
+        response = post("track", {**track(), "userId": None, "anonymousId": None}, key=write_key)
+        assert response.status_code == 400
+        assert response.json()["message"] == "userId or anonymousId is required"
+        assert IngestionError.objects.get().error == "userId or anonymousId is required"
+
+    @pytest.mark.parametrize(
+        ("route", "body", "reason"),
+        [
+            ("track", {"userId": "u"}, "track needs an event name"),
+            ("group", {"userId": "u"}, "group needs a groupId"),
+            ("alias", {"userId": "u"}, "alias needs previousId and userId"),
+            ("track", {"userId": "u", "event": "x", "messageId": "m" * 101}, "messageId is longer than 100"),
+            ("track", {"userId": "u", "event": "x", "timestamp": "yesterday"}, "is not an ISO 8601"),
+            ("track", {"userId": "u", "event": "x", "properties": [1]}, "properties must be an object"),
+            ("track", {"userId": {"id": 1}, "event": "x"}, "userId must be a string"),
+        ],
+    )
+    def test_each_missing_part_is_named(self, write_key: str, route: str, body: dict[str, Any], reason: str) -> None:
+        response = post(route, body, key=write_key)
+        assert response.status_code == 400
+        assert reason in response.json()["message"]
+
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [(b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"), (b"", "empty"), (b'{"batch": 5}', "batch")],
+    )
+    def test_bad_request_bodies(self, write_key: str, raw: bytes, reason: str) -> None:
+        response = post("batch", None, key=write_key, raw=raw)
+        assert response.status_code == 400
+        assert reason in response.json()["message"]
+        assert IngestionError.objects.filter(source__isnull=False).count() == 1
+
+    def test_message_over_32_kb_is_rejected_alone(self, write_key: str) -> None:
+        big = track(properties={"blob": "x" * (33 * 1024)})
+        response = post("batch", {"batch": [track(messageId="ok-1"), big, track(messageId="ok-2")]}, key=write_key)
+        body = response.json()
+        assert response.status_code == 200
+        assert body["stored"] == 2
+        assert body["rejected"][0]["index"] == 1
+        assert "32 KB" in body["rejected"][0]["error"]
+        assert set(Event.objects.values_list("message_id", flat=True)) == {"ok-1", "ok-2"}
+
+    def test_request_over_500_kb_is_400_and_stores_nothing(self, write_key: str) -> None:
+        batch = [track(properties={"blob": "x" * (20 * 1024)}) for _ in range(30)]
+        response = post("batch", {"batch": batch}, key=write_key)
+        assert (response.status_code, response.json()["code"]) == (400, "request_too_large")
+        assert not Event.objects.exists()
+
+    def test_more_than_2500_messages_is_400(self, write_key: str) -> None:
+        response = post("batch", {"batch": [{"type": "track"}] * 2501}, key=write_key)
+        assert response.status_code == 400
+        assert "2500" in response.json()["message"]
+
+    def test_bad_messages_do_not_lose_their_neighbours(self, write_key: str) -> None:
+        batch = [track(messageId="a"), {"type": "track", "userId": "u"}, "junk", track(messageId="b")]
+        body = post("batch", {"batch": batch}, key=write_key).json()
+        assert body["stored"] == 2
+        assert [r["index"] for r in body["rejected"]] == [1, 2]
+        assert IngestionError.objects.count() == 2
+
+
+@pytest.mark.django_db
+class TestDeduplicationAndTime:
+    def test_a_retried_batch_stores_nothing_twice(self, write_key: str) -> None:
+        batch = {"batch": [track(messageId=f"m-{i}") for i in range(5)]}
+        assert post("batch", batch, key=write_key).json()["stored"] == 5
+        again = post("batch", batch, key=write_key).json()
+        assert (again["stored"], again["duplicates"]) == (0, 5)
+        assert Event.objects.count() == 5
+
+    def test_duplicates_inside_one_batch(self, write_key: str) -> None:
+        body = post("batch", {"batch": [track(messageId="same"), track(messageId="same")]}, key=write_key).json()
+        assert (body["stored"], body["duplicates"]) == (1, 1)
+
+    def test_timestamp_is_corrected_for_client_clock_skew(self, write_key: str) -> None:
+        # The client's clock runs 1 h fast: it says the event happened at 12:00 and it sent it at 12:05.
+        body = {"batch": [track(timestamp="2026-01-01T12:00:00Z")], "sentAt": "2026-01-01T12:05:00Z"}
+        before = datetime.now(UTC)
+        post("batch", body, key=write_key)
+        event = Event.objects.get()
+        assert before - timedelta(minutes=5, seconds=5) <= event.timestamp <= event.received_at - timedelta(minutes=5)
+        assert event.original_timestamp == datetime(2026, 1, 1, 12, tzinfo=UTC)
+        assert event.sent_at == datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+
+    def test_without_sent_at_the_client_timestamp_is_kept(self, write_key: str) -> None:
+        post("track", track(timestamp="2026-01-01T12:00:00+02:00"), key=write_key)
+        assert Event.objects.get().timestamp == datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+    def test_batch_context_and_integrations_merge_into_messages(self, write_key: str) -> None:
+        body = {
+            "batch": [track(context={"ip": "1.2.3.4"}), track(context={"library": {"name": "mine"}})],
+            "context": {"library": {"name": "analytics-python"}},
+            "integrations": {"All": False},
+        }
+        post("batch", body, key=write_key)
+        contexts = [e.context for e in Event.objects.order_by("id")]
+        assert contexts[0] == {"ip": "1.2.3.4", "library": {"name": "analytics-python"}, "integrations": {"All": False}}
+        assert contexts[1]["library"] == {"name": "mine"}
+
+
+@pytest.mark.django_db
+class TestIdentity:
+    def test_anonymous_history_joins_the_identified_profile(self, write_key: str) -> None:
+        post("page", {"anonymousId": "anon-1", "name": "Pricing"}, key=write_key)
+        post("track", {"anonymousId": "anon-1", "event": "Signed Up"}, key=write_key)
+        post(
+            "identify",
+            {"anonymousId": "anon-1", "userId": "usr_1", "traits": {"email": "Ada@Acme.test"}},
+            key=write_key,
+        )
+        customer = Customer.objects.get()
+        assert customer.user_id == "usr_1"
+        assert customer.email == "ada@acme.test"
+        assert customer.events.count() == 3
+        assert list(customer.anonymous_ids.values_list("anonymous_id", flat=True)) == ["anon-1"]
+
+    def test_existing_user_absorbs_a_new_devices_anonymous_profile(self, write_key: str) -> None:
+        post("identify", {"userId": "usr_1", "traits": {"name": "Ada", "plan": "team"}}, key=write_key)
+        post("track", {"anonymousId": "phone", "event": "App Opened"}, key=write_key)
+        post("identify", {"anonymousId": "phone", "userId": "usr_1"}, key=write_key)
+        customer = Customer.objects.get()
+        assert customer.events.count() == 3
+        merge = ProfileMerge.objects.get()
+        assert (merge.outcome, merge.customer_id, merge.linking_id) == ("merged", customer.pk, "phone")
+        assert merge.detail["moved"]["audiences.Event"] == 1
+
+    def test_a_user_seen_with_the_same_device_again_is_left_alone(self, write_key: str) -> None:
+        for _ in range(3):
+            post("track", {"userId": "usr_1", "anonymousId": "laptop", "event": "Clicked"}, key=write_key)
+        assert Customer.objects.get().events.count() == 3
+        assert not ProfileMerge.objects.exists()
+
+    def test_two_known_users_are_never_merged(self, write_key: str) -> None:
+        post("identify", {"anonymousId": "laptop", "userId": "usr_1"}, key=write_key)
+        post("identify", {"anonymousId": "laptop", "userId": "usr_2"}, key=write_key)
+        assert Customer.objects.count() == 2
+        refusal = ProfileMerge.objects.get()
+        assert refusal.outcome == "refused"
+        assert refusal.customer.user_id == "usr_2"
+        assert Customer.objects.get(user_id="usr_1").events.count() == 1
+
+    def test_alias_renames_a_user_and_keeps_the_old_id_findable(self, write_key: str) -> None:
+        post("track", {"userId": "old-id", "event": "Signed Up"}, key=write_key)
+        post("alias", {"previousId": "old-id", "userId": "new-id"}, key=write_key)
+        post("track", {"userId": "new-id", "event": "Project Created"}, key=write_key)
+        customer = Customer.objects.get()
+        assert customer.user_id == "new-id"
+        assert customer.events.count() == 3
+
+    def test_alias_joins_an_anonymous_profile(self, write_key: str) -> None:
+        post("track", {"anonymousId": "anon-9", "event": "Viewed"}, key=write_key)
+        post("track", {"userId": "usr_9", "event": "Signed Up"}, key=write_key)
+        post("alias", {"previousId": "anon-9", "userId": "usr_9"}, key=write_key)
+        assert Customer.objects.get().events.count() == 3
+
+    def test_identify_in_the_same_batch_as_anonymous_events(self, write_key: str) -> None:
+        batch = [
+            {"type": "page", "anonymousId": "a1", "name": "Home"},
+            {"type": "identify", "anonymousId": "a1", "userId": "usr_5", "traits": {"firstName": "Grace"}},
+            {"type": "track", "userId": "usr_5", "event": "Project Created"},
+        ]
+        post("batch", {"batch": batch}, key=write_key)
+        customer = Customer.objects.get()
+        assert (customer.user_id, customer.name, customer.events.count()) == ("usr_5", "Grace", 3)
+
+    def test_group_sets_account_traits_and_membership(self, write_key: str) -> None:
+        traits = {"name": "Acme", "website": "https://acme.test", "employees": 40}
+        post("group", {"userId": "usr_1", "groupId": "grp_acme", "traits": traits}, key=write_key)
+        post("track", {"userId": "usr_2", "event": "x", "context": {"groupId": "grp_acme"}}, key=write_key)
+        account = Account.objects.get()
+        assert (account.name, account.domain, account.traits["employees"]) == ("Acme", "acme.test", 40)
+        assert set(account.members.values_list("user_id", flat=True)) == {"usr_1", "usr_2"}
+
+    def test_first_and_last_seen_follow_event_time(self, write_key: str) -> None:
+        post("track", track(timestamp="2026-01-02T00:00:00Z"), key=write_key)
+        post("track", track(timestamp="2026-01-01T00:00:00Z"), key=write_key)
+        customer = Customer.objects.get()
+        assert customer.first_seen_at == datetime(2026, 1, 1, tzinfo=UTC)
+        assert customer.last_seen_at == datetime(2026, 1, 2, tzinfo=UTC)

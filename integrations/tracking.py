@@ -1,0 +1,81 @@
+"""The Segment-compatible tracking API: `POST /v1/<call>`, answered once the accepted calls are durable.
+
+A thin view: parse and authenticate (integrations.segment), store (audiences.ingestion.messages_ingest), log
+what was rejected (integrations.services). Plain Django rather than DRF, because this is the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from audiences.ingestion import messages_ingest
+from audiences.models import Source
+from audiences.selectors import source_for_write_key
+from integrations import segment
+from integrations.services import ingestion_errors_record
+
+BATCH_ROUTES = {"batch", "import", "b"}
+SINGLE_ROUTES = {**{t: t for t in segment.MESSAGE_TYPES}, **segment.SHORT_ROUTES}
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def _json(data: dict[str, Any], status: int = 200) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(data), content_type="application/json", status=status)
+    for header, value in CORS_HEADERS.items():
+        response[header] = value
+    return response
+
+
+def _error(message: str, *, status: int, code: str) -> HttpResponse:
+    # `code` and `message` are what Segment's libraries read; `error` is what our other endpoints answer.
+    return _json({"success": False, "code": code, "message": message, "error": message}, status=status)
+
+
+@csrf_exempt
+def tracking_call(request: HttpRequest, route: str) -> HttpResponse:
+    """Accept one call (`/v1/track`, `/v1/t`, ...) or a batch (`/v1/batch`, `/v1/import`, `/v1/b`)."""
+    if route not in BATCH_ROUTES and route not in SINGLE_ROUTES:
+        return _error(f"Unknown route /v1/{route}.", status=404, code="not_found")
+    if request.method == "OPTIONS":
+        return _json({})
+    if request.method != "POST":
+        return _error("Use POST.", status=405, code="method_not_allowed")
+    received_at = timezone.now()
+    call_type = None if route in BATCH_ROUTES else SINGLE_ROUTES[route]
+    authorization = request.headers.get("Authorization", "")
+    source: Source | None = None
+    try:
+        if authorization.lower().startswith("basic "):
+            source = source_for_write_key(segment.write_key_from(authorization, {}))
+        body = segment.parse_request_body(request.body, request.headers.get("Content-Encoding", ""))
+        if source is None:
+            source = source_for_write_key(segment.write_key_from(authorization, body))
+        if source is None:
+            return _error("Invalid write key.", status=401, code="invalid_write_key")
+        accepted, rejected = segment.split_batch(body, call_type=call_type, received_at=received_at)
+    except segment.RequestRejected as rejection:
+        if source is not None:
+            ingestion_errors_record(source=source, route=route, received_at=received_at, request_error=rejection)
+        return _error(rejection.message, status=rejection.status, code=rejection.code)
+
+    if rejected:
+        ingestion_errors_record(source=source, route=route, received_at=received_at, rejected=rejected)
+    if call_type is not None and rejected:
+        return _error(rejected[0].error, status=400, code="invalid_message")
+    result = messages_ingest(source=source, messages=accepted) if accepted else None
+    response: dict[str, Any] = {"success": True}
+    if call_type is None:
+        response["stored"] = result.stored if result else 0
+        response["duplicates"] = result.duplicates if result else 0
+        response["rejected"] = [{"index": r.index, "messageId": r.message_id, "error": r.error} for r in rejected]
+    return _json(response)
