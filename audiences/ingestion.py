@@ -22,7 +22,8 @@ from functools import partial
 from typing import Any
 
 import orjson
-from django.db import IntegrityError, connection, transaction
+import psycopg
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -99,22 +100,55 @@ class _Profile:
         return self.pk
 
 
+def _postgres_rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run a query on psycopg's own cursor: server-side binding, arrays sent in binary (the hot path)."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _known_user_ids(user_ids: set[str]) -> list[tuple[int, str]]:
+    """(customer id, user id) of the customers already known by these user ids."""
+    if not user_ids:
+        return []
+    if connection.vendor == "postgresql":
+        sql = f"SELECT id, user_id FROM {Customer._meta.db_table} WHERE user_id = ANY(%b::text[])"
+        return [(pk, user_id) for pk, user_id in _postgres_rows(sql, [list(user_ids)])]
+    return [
+        (pk, str(user_id)) for pk, user_id in Customer.objects.filter(user_id__in=user_ids).values_list("pk", "user_id")
+    ]
+
+
+def _known_other_ids(other_ids: set[str]) -> list[tuple[str, int, str | None]]:
+    """(anonymous id, customer id, that customer's user id) of the anonymous ids already linked."""
+    if not other_ids:
+        return []
+    if connection.vendor == "postgresql":
+        sql = (
+            f"SELECT link.anonymous_id, link.customer_id, customer.user_id FROM {AnonymousId._meta.db_table} link"
+            f" JOIN {Customer._meta.db_table} customer ON customer.id = link.customer_id"
+            " WHERE link.anonymous_id = ANY(%b::text[])"
+        )
+        return [(other_id, pk, user_id) for other_id, pk, user_id in _postgres_rows(sql, [list(other_ids)])]
+    links = AnonymousId.objects.filter(anonymous_id__in=other_ids)
+    return list(links.values_list("anonymous_id", "customer_id", "customer__user_id"))
+
+
 class _Resolver:
     """Maps every call of one batch to a profile, planning the creations, links and merges the ids demand."""
 
     def __init__(self, messages: list[IncomingMessage]) -> None:
-        user_ids = {m.user_id for m in messages if m.user_id}
+        user_ids = {m.user_id for m in messages if m.user_id} | {m.previous_id for m in messages if m.previous_id}
         other_ids = {m.anonymous_id for m in messages if m.anonymous_id}
         other_ids |= {m.previous_id for m in messages if m.previous_id}
         self.by_pk: dict[int, _Profile] = {}
         self.by_user_id: dict[str, _Profile] = {}
-        known = Customer.objects.filter(user_id__in=user_ids | other_ids).values_list("pk", "user_id")
-        for pk, user_id in known:
-            self.by_user_id[str(user_id)] = self.by_pk[pk] = _Profile(pk, user_id)
+        for pk, user_id in _known_user_ids(user_ids):
+            self.by_user_id[user_id] = self.by_pk[pk] = _Profile(pk, user_id)
         self.by_other_id: dict[str, _Profile] = {}
-        links = AnonymousId.objects.filter(anonymous_id__in=other_ids)
-        for other_id, pk, user_id in links.values_list("anonymous_id", "customer_id", "customer__user_id"):
-            self.by_other_id[other_id] = self.by_pk.setdefault(pk, _Profile(pk, user_id))
+        for other_id, pk, owner_user_id in _known_other_ids(other_ids):
+            self.by_other_id[other_id] = self.by_pk.setdefault(pk, _Profile(pk, owner_user_id))
         self.new_profiles: list[_Profile] = []
         self.new_links: dict[str, _Profile] = {}
         self.merges: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []  # (merged, kept, message, id)
@@ -188,7 +222,8 @@ class _Resolver:
 
 def _create_profiles(resolver: _Resolver, now: datetime) -> None:
     """Insert the planned customers; one that a concurrent request created first is read back instead."""
-    with_user_id = [p for p in resolver.new_profiles if p.user_id]
+    # Sorted, so that concurrent batches take the unique-index locks in the same order and never deadlock.
+    with_user_id = sorted((p for p in resolver.new_profiles if p.user_id), key=lambda p: str(p.user_id))
     anonymous = [p for p in resolver.new_profiles if not p.user_id]
     if with_user_id:
         Customer.objects.bulk_create(
@@ -201,6 +236,29 @@ def _create_profiles(resolver: _Resolver, now: datetime) -> None:
         created = Customer.objects.bulk_create([Customer(created_at=now, updated_at=now) for _ in anonymous])
         for profile, customer in zip(anonymous, created, strict=True):
             profile.pk = customer.pk
+
+
+def _link_other_ids(resolver: _Resolver, now: datetime) -> None:
+    """Insert the new anonymous-id links. A link a concurrent request made first wins: a profile this batch
+    created only for that id is dropped and its calls go to the winner's profile."""
+    AnonymousId.objects.bulk_create(
+        [
+            AnonymousId(anonymous_id=other_id, customer_id=profile.stored_pk, created_at=now)
+            for other_id, profile in sorted(resolver.new_links.items(), key=lambda item: item[0])
+        ],
+        ignore_conflicts=True,
+    )
+    stored = dict(
+        AnonymousId.objects.filter(anonymous_id__in=list(resolver.new_links)).values_list("anonymous_id", "customer_id")
+    )
+    for other_id, profile in resolver.new_links.items():
+        winner = stored[other_id]
+        if winner == profile.pk:
+            continue
+        if profile.user_id is None and profile in resolver.new_profiles:
+            Customer.objects.filter(pk=profile.stored_pk).delete()
+            profile.pk = winner
+        # Otherwise the id already belongs to another profile; this call keeps its own (identified) profile.
 
 
 def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_id: str) -> None:
@@ -236,36 +294,51 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
     merged_customer.delete()
 
 
-def _insert_events(source: Source, rows: list[tuple[IncomingMessage, int]]) -> list[int]:
-    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING id: the ids of the events actually stored."""
+def _event_row(source: Source, message: IncomingMessage, customer_id: int) -> tuple[Any, ...]:
     adapt = connection.ops.adapt_datetimefield_value
-    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    placeholders = ", ".join(json_placeholder if c in ("properties", "context") else "%s" for c in EVENT_COLUMNS)
-    params: list[Any] = []
-    for message, customer_id in rows:
-        params += [
-            source.pk,
-            message.message_id,
-            customer_id,
-            message.type,
-            message.name,
-            message.user_id or "",
-            message.anonymous_id or "",
-            message.group_id or "",
-            orjson.dumps(message.properties).decode(),
-            orjson.dumps(message.context).decode(),
-            adapt(message.timestamp),
-            adapt(message.original_timestamp),
-            adapt(message.sent_at),
-            adapt(message.received_at),
-        ]
-    values = ", ".join([f"({placeholders})"] * len(rows))
-    sql = (
-        f"INSERT INTO {Event._meta.db_table} ({', '.join(EVENT_COLUMNS)}) VALUES {values} "
-        "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+    return (
+        source.pk,
+        message.message_id,
+        customer_id,
+        message.type,
+        message.name,
+        message.user_id or "",
+        message.anonymous_id or "",
+        message.group_id or "",
+        orjson.dumps(message.properties).decode(),
+        orjson.dumps(message.context).decode(),
+        adapt(message.timestamp),
+        adapt(message.original_timestamp),
+        adapt(message.sent_at),
+        adapt(message.received_at),
     )
+
+
+# PostgreSQL column types, for passing a whole batch as one array per column to unnest().
+_PG_ARRAY_TYPES = (
+    "bigint[]", "text[]", "bigint[]", "text[]", "text[]", "text[]", "text[]", "text[]",
+    "jsonb[]", "jsonb[]", "timestamptz[]", "timestamptz[]", "timestamptz[]", "timestamptz[]",
+)  # fmt: skip
+
+
+def _insert_events(source: Source, rows: list[tuple[IncomingMessage, int]]) -> list[int]:
+    """One INSERT … ON CONFLICT DO NOTHING RETURNING id: the ids of the events actually stored.
+
+    On PostgreSQL the batch travels as one array per column through unnest(), which keeps the statement
+    small and constant (so it is parsed once) however many rows it carries; SQLite gets a multi-row VALUES.
+    """
+    values = [_event_row(source, message, customer_id) for message, customer_id in rows]
+    columns = ", ".join(EVENT_COLUMNS)
+    conflict = "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING id"
+    if connection.vendor == "postgresql":
+        # psycopg's own cursor binds on the server and sends the arrays in binary: no per-element escaping.
+        arrays = ", ".join(f"%b::{array_type}" for array_type in _PG_ARRAY_TYPES)
+        sql = f"INSERT INTO {Event._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) {conflict}"
+        return [row[0] for row in _postgres_rows(sql, [list(column) for column in zip(*values, strict=True)])]
+    placeholders = "(" + ", ".join(["%s"] * len(EVENT_COLUMNS)) + ")"
+    sql = f"INSERT INTO {Event._meta.db_table} ({columns}) VALUES {', '.join([placeholders] * len(values))} {conflict}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [value for row in values for value in row])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -280,12 +353,7 @@ def _ingest_once(source: Source, messages: list[IncomingMessage], result: Ingest
     for profile in upgraded:
         Customer.objects.filter(pk=profile.stored_pk).update(user_id=profile.user_id, updated_at=now)
     if resolver.new_links:
-        AnonymousId.objects.bulk_create(
-            [
-                AnonymousId(anonymous_id=i, customer_id=p.stored_pk, created_at=now)
-                for i, p in resolver.new_links.items()
-            ]
-        )
+        _link_other_ids(resolver, now)
     for merged, kept, message, linking_id in resolver.merges:
         _merge(merged, kept, message, linking_id)
     for conflicting, kept, message, linking_id in resolver.refusals:
@@ -306,14 +374,19 @@ def _ingest_once(source: Source, messages: list[IncomingMessage], result: Ingest
         result.event_ids += _insert_events(source, rows[start : start + 500])
 
 
+def _queue_profile_work(event_ids: list[int]) -> None:
+    from audiences.tasks import apply_events_to_profiles
+
+    # argsrepr keeps the task's log line short instead of listing every id (celery-types does not know it).
+    apply_events_to_profiles.apply_async((event_ids,), argsrepr=f"[{len(event_ids)} event ids]")  # type: ignore[call-arg]
+
+
 def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> IngestResult:
     """Store a batch of calls from one source, resolving identities; durable when this returns.
 
     Calls whose message id this source already sent (a client's retry, or a repeat inside the batch) are
     skipped. The stored events' profile effects are queued (profiles_apply_events) for when the batch commits.
     """
-    from audiences.tasks import apply_events_to_profiles
-
     unique: dict[str, IncomingMessage] = {}
     for message in messages:
         unique.setdefault(message.message_id, message)
@@ -324,10 +397,12 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
                 _ingest_once(source, list(unique.values()), result)
                 result.duplicates = len(messages) - result.stored
                 if result.event_ids:
-                    transaction.on_commit(partial(apply_events_to_profiles.delay, result.event_ids))
+                    transaction.on_commit(partial(_queue_profile_work, result.event_ids))
             return result
-        except IntegrityError:
-            if attempt == RESOLUTION_ATTEMPTS:
+        except (IntegrityError, OperationalError) as error:
+            if attempt == RESOLUTION_ATTEMPTS or (
+                isinstance(error, OperationalError) and "deadlock" not in str(error).lower()
+            ):
                 raise
             logger.info("identity race on attempt %s; resolving the batch again", attempt)
     raise AssertionError("unreachable")
@@ -364,7 +439,8 @@ def _seen_times_update(event_ids: list[int]) -> None:
 def profiles_apply_events(*, event_ids: list[int]) -> int:
     """Apply what stored events say about their customers: traits, email, name, accounts, first/last seen.
 
-    Identify traits of one batch are applied in event-time order (across batches, in arrival order). Customers are locked in id order, so concurrent runs cannot deadlock. Idempotent:
+    Identify traits of one batch are applied in event-time order (across batches, in arrival order).
+    Customers are locked in id order, so concurrent runs cannot deadlock. Idempotent:
     applying the same events twice leaves the same profiles. Returns how many customers identify or group
     calls touched.
     """
