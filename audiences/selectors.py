@@ -31,7 +31,9 @@ def estimated_row_count(model: type[Model]) -> int:
 
 def source_for_write_key(write_key: str) -> Source | None:
     """The active source a write key belongs to, or None."""
-    return Source.objects.filter(write_key_hash=write_key_digest(write_key), is_active=True).first()
+    sources = Source.objects.filter(write_key_hash=write_key_digest(write_key), is_active=True)
+    # The tracking plan (integrations) rides along so enforcement costs no second query.
+    return sources.select_related("tracking_plan_link__plan").first()
 
 
 def customer_list() -> QuerySet[Customer]:

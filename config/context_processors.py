@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
@@ -9,28 +10,54 @@ from django.urls import reverse
 
 from config.roles import is_admin, role_names
 
-# (label, url name, permission needed or None, admin only). Sections join this list as they are built.
-NAVIGATION: list[tuple[str, str, str | None, bool]] = [
-    ("Dashboard", "home", None, False),
-    ("Customers", "customer-list", "audiences.view_customer", False),
-    ("Accounts", "account-list", "audiences.view_account", False),
-    ("Trials", "trial-list", "trials.view_subscription", False),
-    ("Subscriptions", "subscription-list", "trials.view_subscription", False),
-    ("Integrations", "source-list", None, True),
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    permission: str | None = None
+    admin_only: bool = False
+
+
+# Sections of the sidebar, in order; features add their pages here as they are built.
+NAVIGATION: list[tuple[str, list[NavItem]]] = [
+    (
+        "",
+        [
+            NavItem("Dashboard", "home"),
+            NavItem("Customers", "customer-list", "audiences.view_customer"),
+            NavItem("Accounts", "account-list", "audiences.view_account"),
+            NavItem("Trials", "trial-list", "trials.view_subscription"),
+            NavItem("Subscriptions", "subscription-list", "trials.view_subscription"),
+        ],
+    ),
+    (
+        "Integrations",
+        [
+            NavItem("Sources", "source-list", admin_only=True),
+            NavItem("Tracking plans", "tracking-plan-list", "integrations.view_trackingplan"),
+            NavItem("Event debugger", "event-debugger", "integrations.view_ingestionerror"),
+            NavItem("Ingestion errors", "ingestion-error-list", "integrations.view_ingestionerror"),
+            NavItem("Imports", "import-list", "integrations.view_importjob"),
+        ],
+    ),
 ]
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"nav_items": [], "user_roles": []}
+        return {"nav_sections": [], "user_roles": []}
     admin = is_admin(user)
-    items = []
-    for label, url_name, permission, admin_only in NAVIGATION:
-        if (admin_only and not admin) or (permission and not user.has_perm(permission)):
-            continue
-        url = reverse(url_name)
-        items.append(
-            {"label": label, "url": url, "active": request.path == url or (url != "/" and request.path.startswith(url))}
-        )
-    return {"nav_items": items, "user_roles": sorted(role_names(user)), "user_is_admin": admin}
+    sections = []
+    for title, entries in NAVIGATION:
+        items = []
+        for entry in entries:
+            if (entry.admin_only and not admin) or (entry.permission and not user.has_perm(entry.permission)):
+                continue
+            url = reverse(entry.url_name)
+            active = request.path == url or (url != "/" and request.path.startswith(url))
+            items.append({"label": entry.label, "url": url, "active": active})
+        if items:
+            sections.append({"title": title, "items": items})
+    return {"nav_sections": sections, "user_roles": sorted(role_names(user)), "user_is_admin": admin}

@@ -31,9 +31,29 @@ _READ_CUSTOMERS = [
 ]
 
 # Role -> permission codenames ("app_label.codename"), or ADMIN_ONLY for every permission there is.
+_DATA_QUALITY = [
+    "integrations.view_trackingplan",
+    "integrations.view_trackingplanviolation",
+    "integrations.view_ingestionerror",
+    "integrations.view_importjob",
+]
+_MANAGE_TRACKING_PLANS = [
+    "integrations.add_trackingplan",
+    "integrations.change_trackingplan",
+    "integrations.delete_trackingplan",
+    "integrations.change_sourcetrackingplan",
+    "integrations.add_importjob",
+]
+
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
     Role.ADMIN: ADMIN_ONLY,
-    Role.GROWTH: [*_READ_CUSTOMERS, "audiences.change_customer", "audiences.change_account"],
+    Role.GROWTH: [
+        *_READ_CUSTOMERS,
+        *_DATA_QUALITY,
+        *_MANAGE_TRACKING_PLANS,
+        "audiences.change_customer",
+        "audiences.change_account",
+    ],
     Role.CS: [*_READ_CUSTOMERS, "audiences.change_customer", "audiences.change_account"],
     Role.SALES_REP: list(_READ_CUSTOMERS),
 }

@@ -32,6 +32,31 @@ urlpatterns = [
     path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
     path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),
     path("integrations/sources/<int:pk>/rotate/", integrations_views.SourceRotateView.as_view(), name="source-rotate"),
+    path("integrations/tracking-plans/", integrations_views.TrackingPlanListView.as_view(), name="tracking-plan-list"),
+    path(
+        "integrations/tracking-plans/<int:pk>/",
+        integrations_views.TrackingPlanDetailView.as_view(),
+        name="tracking-plan-detail",
+    ),
+    path(
+        "integrations/tracking-plans/<int:pk>/violations/",
+        integrations_views.ViolationListView.as_view(),
+        name="tracking-plan-violations",
+    ),
+    path("integrations/debugger/", integrations_views.EventDebuggerView.as_view(), name="event-debugger"),
+    path("integrations/debugger/feed/", integrations_views.EventDebuggerFeedView.as_view(), name="event-debugger-feed"),
+    path("integrations/errors/", integrations_views.IngestionErrorListView.as_view(), name="ingestion-error-list"),
+    path("integrations/imports/", integrations_views.ImportListView.as_view(), name="import-list"),
+    path(
+        "integrations/imports/<int:pk>/progress/",
+        integrations_views.ImportProgressView.as_view(),
+        name="import-progress",
+    ),
+    path(
+        "integrations/imports/<int:pk>/rejected.csv",
+        integrations_views.ImportRejectedCsvView.as_view(),
+        name="import-rejected",
+    ),
     path("api/v1/", include((router.urls, "api"), namespace="api")),
     path(
         "api/v1/customers/<int:customer_pk>/events/",

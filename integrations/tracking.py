@@ -18,6 +18,7 @@ from audiences.models import Source
 from audiences.selectors import source_for_write_key
 from integrations import segment
 from integrations.services import ingestion_errors_record
+from integrations.tracking_plans import tracking_plan_apply, violations_record
 
 BATCH_ROUTES = {"batch", "import", "b"}
 SINGLE_ROUTES = {**{t: t for t in segment.MESSAGE_TYPES}, **segment.SHORT_ROUTES}
@@ -72,10 +73,13 @@ def tracking_call(request: HttpRequest, route: str) -> HttpResponse:
         ingestion_errors_record(source=source, route=route, received_at=received_at, rejected=rejected)
     if call_type is not None and rejected:
         return _error(rejected[0].error, status=400, code="invalid_message")
-    result = messages_ingest(source=source, messages=accepted) if accepted else None
+    plan = tracking_plan_apply(source=source, messages=accepted, received_at=received_at)
+    violations_record(plan.violations)
+    result = messages_ingest(source=source, messages=plan.kept) if plan.kept else None
     response: dict[str, Any] = {"success": True}
     if call_type is None:
         response["stored"] = result.stored if result else 0
         response["duplicates"] = result.duplicates if result else 0
+        response["blocked"] = len(plan.blocked)
         response["rejected"] = [{"index": r.index, "messageId": r.message_id, "error": r.error} for r in rejected]
     return _json(response)

@@ -85,3 +85,32 @@ def test_sign_in_and_open_a_customer(
     assert page.locator("nav.sidebar").get_by_text("Integrations").count() == 0
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "customer_page.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_the_event_debugger_shows_new_events_without_a_reload(
+    live_url: str, page: Any, make_user: Callable[..., AbstractUser]
+) -> None:
+    import requests
+
+    from audiences.services import source_create
+
+    make_user(Role.GROWTH, username="gwen")
+    _, write_key = source_create(name="Web app")
+    page.goto(f"{live_url}/login/?next=/integrations/debugger/")
+    page.fill("#id_username", "gwen")
+    page.fill("#id_password", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_url}/integrations/debugger/")
+    page.wait_for_selector("text=No events match.")
+
+    sent = requests.post(
+        f"{live_url}/v1/track",
+        json={"userId": "usr_live", "event": "Report Generated"},
+        auth=(write_key, ""),
+        timeout=10,
+    )
+    assert sent.status_code == 200
+    page.wait_for_selector("#debugger-rows >> text=Report Generated", timeout=10_000)
+    assert "usr_live" in page.locator("#debugger-rows").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "event_debugger.png"), full_page=True)

@@ -56,6 +56,11 @@ PAGES: list[tuple[str, dict[str, int], set[Role]]] = [
     ("trial-list", {}, set(Role)),
     ("subscription-list", {}, set(Role)),
     ("source-list", {}, {Role.ADMIN}),
+    ("tracking-plan-list", {}, {Role.ADMIN, Role.GROWTH}),
+    ("event-debugger", {}, {Role.ADMIN, Role.GROWTH}),
+    ("event-debugger-feed", {}, {Role.ADMIN, Role.GROWTH}),
+    ("ingestion-error-list", {}, {Role.ADMIN, Role.GROWTH}),
+    ("import-list", {}, {Role.ADMIN, Role.GROWTH}),
     ("admin:index", {}, {Role.ADMIN}),
     ("admin:auth_user_changelist", {}, {Role.ADMIN}),
 ]
