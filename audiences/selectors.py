@@ -42,11 +42,15 @@ def customer_list() -> QuerySet[Customer]:
 
 
 def customer_detail(customer_id: int) -> Customer:
-    """One customer with account, anonymous ids and subscriptions (plan, product, add-ons) preloaded."""
+    """One customer with account, anonymous ids, identity merges and subscriptions (plan, product, add-ons)."""
     subscriptions = Subscription.objects.select_related("plan__product").prefetch_related("add_on_items__add_on")
     return (
         Customer.objects.select_related("account")
-        .prefetch_related("anonymous_ids", Prefetch("subscriptions", queryset=subscriptions.order_by("-started_at")))
+        .prefetch_related(
+            "anonymous_ids",
+            "merges",
+            Prefetch("subscriptions", queryset=subscriptions.order_by("-started_at")),
+        )
         .get(pk=customer_id)
     )
 

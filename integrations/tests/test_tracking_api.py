@@ -282,6 +282,18 @@ class TestIdentity:
         assert Customer.objects.get().events.count() == 3
         assert not ProfileMerge.objects.exists()
 
+    def test_merges_and_refusals_show_on_the_customer_page(self, write_key: str, admin_user: Any) -> None:
+        post("track", {"anonymousId": "phone", "event": "App Opened"}, key=write_key)
+        post("identify", {"anonymousId": "phone", "userId": "usr_1"}, key=write_key)
+        post("identify", {"anonymousId": "phone", "userId": "usr_2"}, key=write_key)
+        client = Client()
+        client.force_login(admin_user)
+        first = client.get(f"/customers/{Customer.objects.get(user_id='usr_1').pk}/").content.decode()
+        assert "Identity history" not in first  # upgraded in place: nothing was merged
+        second = client.get(f"/customers/{Customer.objects.get(user_id='usr_2').pk}/").content.decode()
+        assert "Not merged" in second
+        assert "phone belongs to user usr_1" in second
+
     def test_two_known_users_are_never_merged(self, write_key: str) -> None:
         post("identify", {"anonymousId": "laptop", "userId": "usr_1"}, key=write_key)
         post("identify", {"anonymousId": "laptop", "userId": "usr_2"}, key=write_key)

@@ -1,0 +1,24 @@
+"""`manage.py create_source`: prints a working write key once; refuses a duplicate name."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from audiences.models import Source
+from audiences.selectors import source_for_write_key
+
+
+@pytest.mark.django_db
+def test_create_source_prints_a_working_key(capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("create_source", "Backend")
+    key = capsys.readouterr().out.strip()
+    assert source_for_write_key(key) == Source.objects.get(name="Backend")
+
+
+@pytest.mark.django_db
+def test_create_source_refuses_a_taken_name() -> None:
+    call_command("create_source", "Backend")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_source", "backend")
+    assert Source.objects.count() == 1
