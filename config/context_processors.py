@@ -35,6 +35,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
         "Integrations",
         [
             NavItem("Sources", "source-list", admin_only=True),
+            NavItem("Stripe", "stripe-overview", admin_only=True),
             NavItem("Tracking plans", "tracking-plan-list", "integrations.view_trackingplan"),
             NavItem("Event debugger", "event-debugger", "integrations.view_ingestionerror"),
             NavItem("Ingestion errors", "ingestion-error-list", "integrations.view_ingestionerror"),

@@ -27,6 +27,18 @@ SCHEDULES: list[PeriodicSchedule] = [
         every_seconds=600,
         description="Deletes expired sessions, stale job locks and job-run history older than 30 days.",
     ),
+    PeriodicSchedule(
+        name="stripe event retries",
+        task="integrations.tasks.retry_stripe_events",
+        every_seconds=300,
+        description="Re-queues failed Stripe events whose backoff has passed.",
+    ),
+    PeriodicSchedule(
+        name="stripe reconcile",
+        task="integrations.tasks.reconcile_stripe_events",
+        every_seconds=24 * 3600,
+        description="Fetches the last 3 days of Stripe events and processes those no webhook delivered.",
+    ),
 ]
 
 # Beat entries this project owns carry this prefix, so syncing never touches entries an admin added by hand.

@@ -9,7 +9,7 @@ from rest_framework.routers import DefaultRouter
 from audiences import api as audiences_api
 from audiences import views as audiences_views
 from config.views import HomeView
-from integrations import tracking
+from integrations import stripe_views, tracking
 from integrations import views as integrations_views
 from trials import api as trials_api
 from trials import views as trials_views
@@ -32,6 +32,18 @@ urlpatterns = [
     path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
     path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),
     path("integrations/sources/<int:pk>/rotate/", integrations_views.SourceRotateView.as_view(), name="source-rotate"),
+    path("integrations/stripe/", stripe_views.StripeOverviewView.as_view(), name="stripe-overview"),
+    path(
+        "integrations/stripe/events/<int:pk>/replay/",
+        stripe_views.StripeEventReplayView.as_view(),
+        name="stripe-event-replay",
+    ),
+    path(
+        "integrations/stripe/customers/<int:pk>/link/",
+        stripe_views.StripeCustomerLinkView.as_view(),
+        name="stripe-customer-link",
+    ),
+    path("webhooks/stripe/", stripe_views.stripe_webhook, name="stripe-webhook"),
     path("integrations/tracking-plans/", integrations_views.TrackingPlanListView.as_view(), name="tracking-plan-list"),
     path(
         "integrations/tracking-plans/<int:pk>/",

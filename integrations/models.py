@@ -162,3 +162,72 @@ class ImportJob(TimestampedModel):
     @property
     def percent(self) -> int:
         return 100 if not self.total_rows else min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+class StripeEvent(TimestampedModel):
+    """One Stripe event, stored once however often it is delivered, and processed exactly once.
+
+    The row is the unit of work: a worker locks it, applies it, and marks it processed in the same
+    transaction; a failure is recorded, retried with backoff, and can be replayed from the UI.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be processed"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed (will retry)"
+        WAITING = "waiting", "Waiting for its customer to be linked"
+        IGNORED = "ignored", "Nothing to do"
+
+    MAX_ATTEMPTS = 8
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    created = models.DateTimeField(help_text="When Stripe created the event (orders state changes).")
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField()
+    object_id = models.CharField(max_length=255, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="stripeevent_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} ({self.status})"
+
+
+class StripeWebhookDelivery(models.Model):
+    """Every POST to the Stripe webhook endpoint as received, valid or not, for the delivery log."""
+
+    MAX_BODY_CHARS = 200_000
+
+    received_at = models.DateTimeField(db_index=True)
+    event = models.ForeignKey(StripeEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    event_type = models.CharField(max_length=100, blank=True)
+    signature_valid = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField()
+    error = models.TextField(blank=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.received_at:%Y-%m-%d %H:%M:%S} {self.event_type or '?'} → {self.status_code}"
+
+
+class StripeSyncCursor(TimestampedModel):
+    """How far a backfill got through one Stripe collection, so an interrupted `stripe_sync` resumes there."""
+
+    collection = models.CharField(max_length=50, unique=True)
+    last_id = models.CharField(max_length=255, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.collection} after {self.last_id or 'start'}"

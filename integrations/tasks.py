@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
+from config.models import TaskRun
+from config.services import task_run_recorded
 from integrations.imports import import_job_run
-from integrations.models import ImportJob
+from integrations.models import ImportJob, StripeEvent
+from integrations.stripe_sync import StripeNotConfigured, stripe_client, stripe_events_reconcile
+from integrations.stripe_webhooks import stripe_event_process, stripe_events_retry_due
 
 
 @shared_task(name="integrations.tasks.run_import")
@@ -15,3 +19,34 @@ def run_import(job_id: int) -> int:
     if job.status == ImportJob.Status.DONE:
         return job.processed_rows
     return import_job_run(job=job).processed_rows
+
+
+@shared_task(name="integrations.tasks.process_stripe_event", bind=True, max_retries=StripeEvent.MAX_ATTEMPTS)
+def process_stripe_event(self: Task, event_pk: int) -> str:  # type: ignore[type-arg]
+    """Apply a stored Stripe event once; a failure is retried with exponential backoff."""
+    status = stripe_event_process(event_pk=event_pk)
+    if status == StripeEvent.Status.FAILED:
+        attempts = StripeEvent.objects.values_list("attempts", flat=True).get(pk=event_pk)
+        if attempts < StripeEvent.MAX_ATTEMPTS:
+            raise self.retry(countdown=min(30 * 2 ** (attempts - 1), 6 * 3600))
+    return status
+
+
+@shared_task(name="integrations.tasks.retry_stripe_events")
+def retry_stripe_events() -> int:
+    """Beat sweep for failed Stripe events whose retry was lost (e.g. the worker restarted)."""
+    return stripe_events_retry_due()
+
+
+@shared_task(name="integrations.tasks.reconcile_stripe_events")
+def reconcile_stripe_events() -> int:
+    """Daily: fetch recent Stripe events no webhook delivered (needs STRIPE_API_KEY; otherwise does nothing)."""
+    with task_run_recorded("stripe reconcile") as run:
+        try:
+            client = stripe_client()
+        except StripeNotConfigured as missing:
+            run.outcome, run.detail = TaskRun.Outcome.SKIPPED, {"reason": str(missing)}
+            return 0
+        found = stripe_events_reconcile(client=client)
+        run.detail = {"missed_events_found": found}
+        return found

@@ -131,6 +131,9 @@ class Subscription(TimestampedModel):
     discount_duration = models.CharField(
         max_length=10, choices=DiscountDuration.choices, blank=True, default=DiscountDuration.NONE
     )
+    cancellation_details = models.JSONField(
+        default=dict, blank=True, help_text="Stripe's cancellation reason, feedback and comment."
+    )
     mrr_cents = models.BigIntegerField(default=0, help_text="Normalised monthly recurring revenue, in cents.")
     stripe_state_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -179,3 +182,77 @@ class SubscriptionAddOn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.add_on} × {self.quantity}"
+
+
+class StripeCustomer(TimestampedModel):
+    """A Stripe customer and the profile it is linked to — or none yet, for a person to resolve.
+
+    Linking is by stored Stripe id, then a unique email match, then `metadata.user_id`; conflicting or
+    ambiguous signals leave it unlinked (a payment must never land on the wrong profile). Billing events of
+    an unlinked customer wait, and are replayed in order once it is linked.
+    """
+
+    class LinkMethod(models.TextChoices):
+        NONE = "", "Not linked"
+        STRIPE_ID = "stripe_id", "Stored Stripe id"
+        EMAIL = "email", "Email"
+        USER_ID = "user_id", "metadata.user_id"
+        MANUAL = "manual", "Linked by hand"
+
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="stripe_customers"
+    )
+    link_method = models.CharField(max_length=10, choices=LinkMethod.choices, blank=True, default=LinkMethod.NONE)
+    unlinked_reason = models.CharField(max_length=255, blank=True)
+    email = models.EmailField(max_length=254, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    deleted = models.BooleanField(default=False)
+    stripe_state_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["customer"], name="stripecustomer_unlinked", condition=Q(customer__isnull=True))
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_customer_id} ({self.email or 'no email'})"
+
+
+class Coupon(TimestampedModel):
+    """A Stripe coupon, kept so a subscription's discount can be valued from webhook payloads alone."""
+
+    stripe_coupon_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    amount_off_cents = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    duration = models.CharField(max_length=10, choices=Subscription.DiscountDuration.choices, blank=True)
+    duration_in_months = models.PositiveIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name or self.stripe_coupon_id
+
+
+class Charge(TimestampedModel):
+    """A Stripe charge: what was paid and refunded, the ground truth of lifetime value."""
+
+    stripe_charge_id = models.CharField(max_length=255, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="charges")
+    amount_cents = models.BigIntegerField()
+    amount_refunded_cents = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20)
+    paid = models.BooleanField(default=False)
+    disputed = models.BooleanField(default=False)
+    failure_message = models.CharField(max_length=500, blank=True)
+    charged_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-charged_at"]
+        indexes = [models.Index(fields=["customer", "-charged_at"], name="charge_customer_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_charge_id} {self.amount_cents} {self.currency}"

@@ -133,3 +133,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Stripe. Webhook signing secrets, comma-separated so a secret can be rotated with both valid for a while.
+STRIPE_WEBHOOK_SECRETS: list[str] = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+# Optional: with an API key, backfill (stripe_sync) and refetching objects work; without, webhooks alone do.
+STRIPE_API_KEY: str = env.str("STRIPE_API_KEY", default="")
+# Only for tests and proxies: where the stripe library sends API calls.
+STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")

@@ -1,0 +1,114 @@
+"""The Stripe webhook endpoint and the Stripe integration page (health, delivery log, replay, unlinked)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Count, Max, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from django.views.generic import TemplateView
+
+from audiences.models import Customer
+from config.pagination import paginate_for_ui
+from config.permissions import StaffPermissionMixin
+from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe_webhooks import (
+    WebhookRejected,
+    stripe_event_replay,
+    stripe_events_replay_waiting,
+    webhook_receive,
+)
+from trials.billing import stripe_customer_link
+from trials.models import StripeCustomer
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """POST /webhooks/stripe/: 200 once stored (processing follows in a task), 4xx with the reason if not."""
+    try:
+        receipt = webhook_receive(payload=request.body, headers=dict(request.headers))
+    except WebhookRejected as rejection:
+        return JsonResponse({"error": rejection.message}, status=rejection.status)
+    return JsonResponse({"received": True, "event": receipt.event.event_id, "duplicate": receipt.duplicate})
+
+
+class StripeOverviewView(StaffPermissionMixin, TemplateView):
+    """Webhook health, the delivery log with replay, and Stripe customers waiting to be linked."""
+
+    template_name = "integrations/stripe.html"
+    admin_only = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        day_ago = timezone.now() - timedelta(hours=24)
+        health = StripeWebhookDelivery.objects.aggregate(
+            last=Max("received_at"),
+            total_24h=Count("id", filter=Q(received_at__gte=day_ago)),
+            rejected_24h=Count("id", filter=Q(received_at__gte=day_ago, status_code__gte=400)),
+        )
+        statuses = dict(
+            StripeEvent.objects.values_list("status").annotate(count=Count("id")).values_list("status", "count")
+        )
+        latest = StripeEvent.objects.filter(status=StripeEvent.Status.PROCESSED).order_by("-processed_at").first()
+        lag = (latest.processed_at - latest.created) if latest and latest.processed_at else None
+        events = StripeEvent.objects.all()
+        status = self.request.GET.get("status", "")
+        if status:
+            events = events.filter(status=status)
+        return {
+            **super().get_context_data(**kwargs),
+            "health": health,
+            "statuses": statuses,
+            "lag": lag,
+            "status_choices": StripeEvent.Status.choices,
+            "selected_status": status,
+            "page": paginate_for_ui(self.request, events, ordering="-id", size=25),
+            "deliveries": StripeWebhookDelivery.objects.select_related("event")[:25],
+            "unlinked": StripeCustomer.objects.filter(customer__isnull=True, deleted=False).order_by("-created_at")[
+                :100
+            ],
+        }
+
+
+class StripeEventReplayView(StaffPermissionMixin, TemplateView):
+    admin_only = True
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        event = get_object_or_404(StripeEvent, pk=kwargs["pk"])
+        stripe_event_replay(event=event)
+        messages.success(request, f"Event {event.event_id} queued again.")
+        return HttpResponseRedirect(reverse("stripe-overview"))
+
+
+class StripeCustomerLinkView(StaffPermissionMixin, TemplateView):
+    """Link an unlinked Stripe customer to the profile a person picked (by user id or email)."""
+
+    admin_only = True
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        stripe_customer = get_object_or_404(StripeCustomer, pk=kwargs["pk"], customer__isnull=True)
+        wanted = request.POST.get("profile", "").strip()
+        matches = list(Customer.objects.filter(Q(user_id=wanted) | Q(email=wanted.lower()))[:2]) if wanted else []
+        if len(matches) != 1:
+            messages.error(
+                request,
+                f"“{wanted}” matches {len(matches)} profiles; give a user id or an email that matches exactly one.",
+            )
+            return HttpResponseRedirect(reverse("stripe-overview"))
+        profile = matches[0]
+        if profile.stripe_customer_id and profile.stripe_customer_id != stripe_customer.stripe_customer_id:
+            messages.error(request, f"That profile is already linked to {profile.stripe_customer_id}.")
+            return HttpResponseRedirect(reverse("stripe-overview"))
+        stripe_customer_link(stripe_customer=stripe_customer, customer=profile, method=StripeCustomer.LinkMethod.MANUAL)
+        replayed = stripe_events_replay_waiting(stripe_customer_id=stripe_customer.stripe_customer_id)
+        messages.success(request, f"Linked to {profile}; {replayed} waiting events applied.")
+        return HttpResponseRedirect(reverse("stripe-overview"))

@@ -1,0 +1,188 @@
+"""Receiving Stripe webhooks: verify, store, claim once, process in a task, retry, replay.
+
+The endpoint only verifies the signature, stores the delivery and the event, and queues processing — it
+answers in milliseconds. Processing locks the event's row, so an event delivered twice at the same moment
+is applied once; a failure is recorded and retried with exponential backoff (the task, and a beat sweep for
+retries that were lost), and any event can be replayed from the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from integrations.models import StripeEvent, StripeWebhookDelivery
+from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+KEPT_HEADERS = ("Stripe-Signature", "Content-Type", "User-Agent", "Content-Length")
+
+
+class WebhookRejected(Exception):
+    """A delivery that cannot be accepted; `status` and the message go back to Stripe and into the log."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def verify_signature(payload: bytes, header: str | None, secrets: list[str]) -> None:
+    """Accept the payload if its Stripe-Signature matches any configured secret within the tolerance."""
+    if not secrets:
+        raise WebhookRejected("Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRETS.", status=503)
+    if not header:
+        raise WebhookRejected("Missing Stripe-Signature header.")
+    text = payload.decode("utf-8", errors="replace")
+    last_error = "signature does not match"
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+            return
+        except stripe.SignatureVerificationError as error:
+            last_error = str(error.user_message or error)
+    raise WebhookRejected(f"Invalid Stripe-Signature: {last_error}.")
+
+
+@dataclass
+class Receipt:
+    """What the endpoint answers: the stored event and whether it was new."""
+
+    event: StripeEvent
+    duplicate: bool
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        raise WebhookRejected(f"The body is not valid JSON: {error}.") from error
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise WebhookRejected("The body is not a Stripe event object.")
+    missing = [key for key in ("id", "type", "created", "data") if key not in event]
+    if missing or not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"), dict):
+        raise WebhookRejected(f"The event lacks {', '.join(missing) or 'data.object'}.")
+    if event["type"] not in HANDLED_TYPES:
+        raise WebhookRejected(f"Unhandled event type {event['type']!r}; remove it from the endpoint's events.")
+    return event
+
+
+def webhook_receive(*, payload: bytes, headers: dict[str, str]) -> Receipt:
+    """Verify, store and claim a delivery; queue its processing when the event is new (or not done yet).
+
+    Every delivery is logged, including rejected ones, before the rejection is raised.
+    """
+    kept_headers = {name: headers[name] for name in KEPT_HEADERS if name in headers}
+    delivery = StripeWebhookDelivery(
+        received_at=timezone.now(),
+        headers=kept_headers,
+        body=payload.decode("utf-8", errors="replace")[: StripeWebhookDelivery.MAX_BODY_CHARS],
+        status_code=200,
+    )
+    try:
+        verify_signature(payload, headers.get("Stripe-Signature"), list(settings.STRIPE_WEBHOOK_SECRETS))
+        delivery.signature_valid = True
+        event = _parse(payload)
+    except WebhookRejected as rejection:
+        delivery.status_code, delivery.error = rejection.status, rejection.message
+        delivery.save()
+        raise
+    delivery.event_type = str(event["type"])
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                stored = StripeEvent.objects.create(
+                    event_id=str(event["id"]),
+                    type=str(event["type"]),
+                    created=datetime.fromtimestamp(int(event["created"]), tz=UTC),
+                    livemode=bool(event.get("livemode")),
+                    payload=event,
+                    object_id=str(event["data"]["object"].get("id", ""))[:255],
+                    stripe_customer_id=stripe_customer_id_of(event)[:255],
+                )
+            duplicate = False
+        except IntegrityError:
+            stored = StripeEvent.objects.get(event_id=str(event["id"]))
+            duplicate = True
+        delivery.event = stored
+        delivery.save()
+        if stored.status in (StripeEvent.Status.PENDING, StripeEvent.Status.FAILED):
+            queue_processing(stored.pk)
+    return Receipt(event=stored, duplicate=duplicate)
+
+
+def queue_processing(event_pk: int) -> None:
+    """Queue the processing task once the current transaction commits."""
+    from integrations.tasks import process_stripe_event
+
+    transaction.on_commit(lambda: process_stripe_event.delay(event_pk))
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def stripe_event_process(*, event_pk: int) -> str:
+    """Apply a stored event exactly once; returns its status afterwards (failures are recorded, not raised)."""
+    with transaction.atomic():
+        stored = StripeEvent.objects.select_for_update().get(pk=event_pk)
+        if stored.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+            return str(stored.status)
+        stored.attempts += 1
+        try:
+            with transaction.atomic():
+                outcome = stripe_event_apply(stored.payload)
+        except CustomerNotLinked as waiting:
+            stored.status, stored.last_error = StripeEvent.Status.WAITING, str(waiting)
+        except Exception as error:
+            logger.exception("processing Stripe event %s failed", stored.event_id)
+            stored.status, stored.last_error = StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}"
+            stored.next_attempt_at = timezone.now() + _backoff(stored.attempts)
+        else:
+            stored.status = StripeEvent.Status.IGNORED if outcome == "ignored" else StripeEvent.Status.PROCESSED
+            stored.processed_at, stored.last_error, stored.next_attempt_at = timezone.now(), "", None
+        stored.save()
+        return str(stored.status)
+
+
+def stripe_event_replay(*, event: StripeEvent) -> None:
+    """Process an event again from its stored payload (after a fix, or to re-check a failure)."""
+    StripeEvent.objects.filter(pk=event.pk).update(status=StripeEvent.Status.PENDING, next_attempt_at=None)
+    queue_processing(event.pk)
+
+
+def stripe_events_replay_waiting(*, stripe_customer_id: str) -> int:
+    """Re-queue, oldest first, the events that waited for this Stripe customer to be linked."""
+    waiting = list(
+        StripeEvent.objects.filter(stripe_customer_id=stripe_customer_id, status=StripeEvent.Status.WAITING)
+        .order_by("created", "id")
+        .values_list("pk", flat=True)
+    )
+    for pk in waiting:
+        stripe_event_process(event_pk=pk)
+    return len(waiting)
+
+
+def stripe_events_retry_due(*, limit: int = 200) -> int:
+    """Beat sweep: re-queue failed events whose backoff has passed (at most MAX_ATTEMPTS tries)."""
+    due = list(
+        StripeEvent.objects.filter(
+            status=StripeEvent.Status.FAILED,
+            next_attempt_at__lte=timezone.now(),
+            attempts__lt=StripeEvent.MAX_ATTEMPTS,
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in due:
+        queue_processing(pk)
+    return len(due)
