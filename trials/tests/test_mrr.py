@@ -137,3 +137,64 @@ class TestCatalogueConstraints:
         make_subscription(product, stripe_subscription_id="sub_1")
         with pytest.raises(IntegrityError), transaction.atomic():
             make_subscription(product, stripe_subscription_id="sub_1")
+
+
+# amount, interval, count, quantity, status, usage, percent_off, amount_off, duration, expected MRR (cents)
+MRR_TABLE = [
+    (4900, "month", 1, 1, "active", "licensed", None, None, "", 4900),
+    (4900, "month", 1, 3, "active", "licensed", None, None, "", 14700),
+    (4900, "month", 3, 1, "active", "licensed", None, None, "", 1633),
+    (58800, "year", 1, 1, "active", "licensed", None, None, "", 4900),
+    (58800, "year", 1, 2, "past_due", "licensed", None, None, "", 9800),
+    (117600, "year", 2, 1, "active", "licensed", None, None, "", 4900),
+    (1000, "week", 1, 1, "active", "licensed", None, None, "", 4333),
+    (1000, "week", 2, 1, "active", "licensed", None, None, "", 2167),
+    (100, "day", 1, 1, "active", "licensed", None, None, "", 3042),
+    (100, "day", 7, 1, "active", "licensed", None, None, "", 435),
+    (4900, "month", 1, 1, "trialing", "licensed", None, None, "", 0),
+    (4900, "month", 1, 1, "canceled", "licensed", None, None, "", 0),
+    (4900, "month", 1, 1, "unpaid", "licensed", None, None, "", 0),
+    (4900, "month", 1, 1, "active", "metered", None, None, "", 0),
+    (0, "month", 1, 5, "active", "licensed", None, None, "", 0),
+    (4900, "month", 1, 1, "active", "licensed", "20", None, "forever", 3920),
+    (4900, "month", 1, 1, "active", "licensed", "20", None, "once", 4900),
+    (4900, "month", 1, 1, "active", "licensed", "20", None, "repeating", 4900),
+    (4900, "month", 1, 1, "active", "licensed", "100", None, "forever", 0),
+    (4900, "month", 1, 2, "active", "licensed", None, 1000, "forever", 8800),
+    (58800, "year", 1, 1, "active", "licensed", None, 12000, "forever", 3900),
+    (4900, "month", 1, 1, "active", "licensed", None, 10000, "forever", 0),
+    (4900, "month", 1, 1, "active", "licensed", None, 1000, "once", 4900),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("amount", "interval", "count", "quantity", "status", "usage", "percent", "amount_off", "duration", "expected"),
+    MRR_TABLE,
+)
+def test_mrr_table(
+    product: Product,
+    amount: int,
+    interval: str,
+    count: int,
+    quantity: int,
+    status: str,
+    usage: str,
+    percent: str | None,
+    amount_off: int | None,
+    duration: str,
+    expected: int,
+) -> None:
+    subscription = make_subscription(
+        product,
+        amount=amount,
+        interval=interval,
+        count=count,
+        quantity=quantity,
+        status=status,
+        discount_percent=Decimal(percent) if percent else None,
+        discount_amount_cents=amount_off,
+        discount_duration=duration,
+    )
+    subscription.plan.usage_type = usage
+    assert subscription_mrr_cents(subscription) == expected
