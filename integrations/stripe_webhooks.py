@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from integrations.models import StripeEvent, StripeWebhookDelivery
 from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
+from trials.models import StripeCustomer
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,8 @@ def queue_processing(event_pk: int) -> None:
     transaction.on_commit(lambda: process_stripe_event.delay(event_pk))
 
 
-def _backoff(attempts: int) -> timedelta:
+def retry_backoff(attempts: int) -> timedelta:
+    """Wait before try number `attempts + 1`: 30 s, doubling, at most 6 h."""
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
@@ -146,12 +149,20 @@ def stripe_event_process(*, event_pk: int) -> str:
         except Exception as error:
             logger.exception("processing Stripe event %s failed", stored.event_id)
             stored.status, stored.last_error = StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}"
-            stored.next_attempt_at = timezone.now() + _backoff(stored.attempts)
+            stored.next_attempt_at = timezone.now() + retry_backoff(stored.attempts)
         else:
             stored.status = StripeEvent.Status.IGNORED if outcome == "ignored" else StripeEvent.Status.PROCESSED
             stored.processed_at, stored.last_error, stored.next_attempt_at = timezone.now(), "", None
+            if stored.type.startswith("customer.") and not stored.type.startswith("customer.subscription."):
+                _replay_waiting_once_linked(stored.stripe_customer_id)
         stored.save()
         return str(stored.status)
+
+
+def _replay_waiting_once_linked(stripe_customer_id: str) -> None:
+    """A customer event may have just linked its profile: its waiting events then run, after this commits."""
+    if StripeCustomer.objects.filter(stripe_customer_id=stripe_customer_id, customer__isnull=False).exists():
+        transaction.on_commit(partial(stripe_events_replay_waiting, stripe_customer_id=stripe_customer_id))
 
 
 def stripe_event_replay(*, event: StripeEvent) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from celery import Task, shared_task
+from celery import shared_task
 
 from config.models import TaskRun
 from config.services import task_run_recorded
 from integrations.imports import import_job_run
 from integrations.models import ImportJob, StripeEvent
 from integrations.stripe_sync import StripeNotConfigured, stripe_client, stripe_events_reconcile
-from integrations.stripe_webhooks import stripe_event_process, stripe_events_retry_due
+from integrations.stripe_webhooks import retry_backoff, stripe_event_process, stripe_events_retry_due
 
 
 @shared_task(name="integrations.tasks.run_import")
@@ -21,14 +21,15 @@ def run_import(job_id: int) -> int:
     return import_job_run(job=job).processed_rows
 
 
-@shared_task(name="integrations.tasks.process_stripe_event", bind=True, max_retries=StripeEvent.MAX_ATTEMPTS)
-def process_stripe_event(self: Task, event_pk: int) -> str:  # type: ignore[type-arg]
-    """Apply a stored Stripe event once; a failure is retried with exponential backoff."""
+@shared_task(name="integrations.tasks.process_stripe_event")
+def process_stripe_event(event_pk: int) -> str:
+    """Apply a stored Stripe event once; a failure is recorded on the event and tried again after a backoff
+    (30 s, doubling, up to StripeEvent.MAX_ATTEMPTS tries; the beat sweep catches retries a restart lost)."""
     status = stripe_event_process(event_pk=event_pk)
     if status == StripeEvent.Status.FAILED:
         attempts = StripeEvent.objects.values_list("attempts", flat=True).get(pk=event_pk)
         if attempts < StripeEvent.MAX_ATTEMPTS:
-            raise self.retry(countdown=min(30 * 2 ** (attempts - 1), 6 * 3600))
+            process_stripe_event.apply_async((event_pk,), countdown=retry_backoff(attempts).total_seconds())
     return status
 
 

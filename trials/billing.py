@@ -302,17 +302,23 @@ def subscription_upsert(obj: Mapping[str, Any], *, as_of: datetime) -> Subscript
 
 
 def charge_upsert(obj: Mapping[str, Any]) -> Charge:
+    """Mirror a charge. Refunds and disputes only ever grow, so a late, older snapshot cannot shrink them."""
     customer = _linked_customer(_id(obj.get("customer")))
+    existing = Charge.objects.filter(stripe_charge_id=str(obj["id"])).first()
+    refunded = int(obj.get("amount_refunded") or 0)
+    disputed = bool(obj.get("disputed"))
+    if existing is not None:
+        refunded, disputed = max(refunded, existing.amount_refunded_cents), disputed or existing.disputed
     charge, _ = Charge.objects.update_or_create(
         stripe_charge_id=str(obj["id"]),
         defaults={
             "customer": customer,
             "amount_cents": int(obj.get("amount") or 0),
-            "amount_refunded_cents": int(obj.get("amount_refunded") or 0),
+            "amount_refunded_cents": refunded,
             "currency": str(obj.get("currency") or "usd"),
             "status": str(obj.get("status") or ""),
             "paid": bool(obj.get("paid")),
-            "disputed": bool(obj.get("disputed")),
+            "disputed": disputed,
             "failure_message": str(obj.get("failure_message") or "")[:500],
             "charged_at": _time(obj.get("created")) or timezone.now(),
         },

@@ -1,0 +1,453 @@
+"""Stripe webhooks end to end: signed deliveries over HTTP, the full subscription lifecycle, and every way a
+delivery can go wrong (duplicates, races, shuffled order, bad signatures, failures)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+import pytest
+import requests
+from django.test import Client, TestCase
+from django.urls import reverse
+
+from audiences.models import Customer, Event
+from conftest import TEST_PASSWORD
+from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.tests import stripe_payloads as sp
+from trials.models import Charge, StripeCustomer, Subscription
+
+SECRET = "whsec_test_current"
+OLD_SECRET = "whsec_test_previous"
+T0 = 1_790_000_000  # a fixed moment; every event of a story is a minute after the previous one
+
+
+@pytest.fixture(autouse=True)
+def webhook_secret(settings: Any) -> None:
+    settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
+    sp.reset_ids()
+
+
+def deliver(event: dict[str, Any], *, secret: str = SECRET, timestamp: int | None = None) -> Any:
+    body, header = sp.signed(event, secret, timestamp)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return Client().post(
+            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+        )
+
+
+def ada() -> Customer:
+    profile = Customer.objects.create(user_id="usr_ada", email="ada@acme.test", name="Ada")
+    Event.objects.create(
+        source=_web_source(),
+        customer=profile,
+        message_id="visit-1",
+        type="page",
+        name="Pricing",
+        context={"campaign": {"name": "spring-launch", "source": "newsletter"}},
+        timestamp=datetime(2026, 9, 1, tzinfo=UTC),
+        received_at=datetime(2026, 9, 1, tzinfo=UTC),
+    )
+    return profile
+
+
+def _web_source() -> Any:
+    from audiences.services import source_create
+
+    source, _ = source_create(name="Web app")
+    return source
+
+
+def lifecycle() -> list[dict[str, Any]]:
+    """A whole subscription's life as Stripe would send it: trial → converted → upgraded → payment failed →
+    recovered → refunded → canceled."""
+    t = iter(range(T0, T0 + 10_000, 60))
+    customer = sp.customer("cus_ada", email="Ada@Acme.test", name="Ada Lovelace")
+    starter_product, pro_product = sp.product("prod_starter", name="Starter"), sp.product("prod_pro", name="Pro")
+    starter = sp.price("price_starter_m", product="prod_starter", unit_amount=2900, nickname="Starter monthly")
+    pro = sp.price("price_pro_m", product="prod_pro", unit_amount=9900, nickname="Pro monthly")
+    created = next(t)
+    trialing = sp.subscription(
+        "sub_1", customer="cus_ada", items=[(starter, 1)], status="trialing", created=created, item_ids=["si_1"]
+    )
+    active = sp.subscription(
+        "sub_1",
+        customer="cus_ada",
+        items=[(starter, 1)],
+        status="active",
+        created=created,
+        start_date=created,
+        trial_start=trialing["trial_start"],
+        trial_end=trialing["trial_end"],
+        current_period_start=trialing["trial_end"],
+        item_ids=["si_1"],
+    )
+    upgraded = {
+        **active,
+        "items": sp.subscription("sub_1", customer="cus_ada", items=[(pro, 1)], item_ids=["si_1"])["items"],
+    }
+    past_due = {**upgraded, "status": "past_due"}
+    recovered = {**upgraded, "status": "active"}
+    canceled = {
+        **upgraded,
+        "status": "canceled",
+        "canceled_at": T0 + 5000,
+        "ended_at": T0 + 5000,
+        "cancellation_details": {
+            "comment": "Too pricey for us now",
+            "feedback": "too_expensive",
+            "reason": "cancellation_requested",
+        },
+    }
+    first_invoice = sp.invoice("in_1", customer="cus_ada", subscription_id="sub_1", amount_due=2900, status="paid")
+    failed_invoice = sp.invoice(
+        "in_2",
+        customer="cus_ada",
+        subscription_id="sub_1",
+        amount_due=9900,
+        status="open",
+        billing_reason="subscription_cycle",
+        attempt_count=1,
+        next_payment_attempt=T0 + 90_000,
+    )
+    paid_invoice = {**failed_invoice, "status": "paid", "amount_paid": 9900, "attempt_count": 2}
+    first_charge = sp.charge("ch_1", customer="cus_ada", amount=2900)
+    second_charge = sp.charge("ch_2", customer="cus_ada", amount=9900)
+    refunded_charge = {**second_charge, "amount_refunded": 1000, "refunded": False}
+    return [
+        sp.event("customer.created", customer, created=next(t), id="evt_customer"),
+        sp.event("product.created", starter_product, created=next(t), id="evt_prod_starter"),
+        sp.event("product.created", pro_product, created=next(t), id="evt_prod_pro"),
+        sp.event("price.created", starter, created=next(t), id="evt_price_starter"),
+        sp.event("price.created", pro, created=next(t), id="evt_price_pro"),
+        sp.event("customer.subscription.created", trialing, created=next(t), id="evt_sub_created"),
+        sp.event("customer.subscription.trial_will_end", trialing, created=next(t), id="evt_trial_will_end"),
+        sp.event(
+            "customer.subscription.updated",
+            active,
+            created=next(t),
+            id="evt_sub_active",
+            previous_attributes={"status": "trialing"},
+        ),
+        sp.event("invoice.paid", first_invoice, created=next(t), id="evt_invoice_1_paid"),
+        sp.event("charge.succeeded", first_charge, created=next(t), id="evt_charge_1"),
+        sp.event(
+            "customer.subscription.updated",
+            upgraded,
+            created=next(t),
+            id="evt_upgrade",
+            previous_attributes={"items": active["items"]},
+        ),
+        sp.event("invoice.payment_failed", failed_invoice, created=next(t), id="evt_invoice_2_failed"),
+        sp.event(
+            "customer.subscription.updated",
+            past_due,
+            created=next(t),
+            id="evt_past_due",
+            previous_attributes={"status": "active"},
+        ),
+        sp.event("invoice.paid", paid_invoice, created=next(t), id="evt_invoice_2_paid"),
+        sp.event("charge.succeeded", second_charge, created=next(t), id="evt_charge_2"),
+        sp.event(
+            "customer.subscription.updated",
+            recovered,
+            created=next(t),
+            id="evt_recovered",
+            previous_attributes={"status": "past_due"},
+        ),
+        sp.event("charge.refunded", refunded_charge, created=next(t), id="evt_refund"),
+        sp.event("customer.subscription.deleted", canceled, created=next(t), id="evt_canceled"),
+    ]
+
+
+def timeline(profile: Customer) -> list[str]:
+    return list(profile.events.filter(source__kind="stripe").order_by("timestamp", "id").values_list("name", flat=True))
+
+
+def final_state() -> dict[str, Any]:
+    subscription = Subscription.objects.select_related("plan").get(stripe_subscription_id="sub_1")
+    profile = Customer.objects.get(user_id="usr_ada")
+    billing_traits = {
+        k: profile.traits.get(k)
+        for k in ("mrr", "ltv", "plan", "subscription_status", "payment_delinquent", "spend_tier", "last_payment_date")
+    }
+    return {
+        "status": subscription.status,
+        "plan": subscription.plan.stripe_price_id,
+        "mrr": subscription.mrr_cents,
+        "cancellation": subscription.cancellation_details,
+        "charges": sorted(Charge.objects.values_list("stripe_charge_id", "amount_cents", "amount_refunded_cents")),
+        "customer": (profile.mrr_cents, profile.ltv_cents, profile.stripe_customer_id),
+        "traits": billing_traits,
+    }
+
+
+@pytest.mark.django_db
+class TestLifecycle:
+    def test_the_whole_story_yields_rows_events_and_traits(self) -> None:
+        profile = ada()
+        traits_along_the_way: dict[str, Any] = {}
+        for event in lifecycle():
+            response = deliver(event)
+            assert response.status_code == 200, response.content
+            assert response.json()["duplicate"] is False
+            profile.refresh_from_db()
+            if event["id"] == "evt_sub_active":
+                traits_along_the_way["after_conversion"] = (
+                    profile.traits["mrr"],
+                    profile.traits["subscription_status"],
+                )
+            if event["id"] == "evt_past_due":
+                traits_along_the_way["delinquent"] = profile.traits["payment_delinquent"]
+            if event["id"] == "evt_recovered":
+                traits_along_the_way["recovered"] = (profile.traits["payment_delinquent"], profile.traits["mrr"])
+
+        assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+        assert StripeCustomer.objects.get().link_method == "email"
+        assert timeline(profile) == [
+            "Trial Started",
+            "Trial Ending",
+            "Trial Converted",
+            "Order Completed",
+            "Subscription Changed",
+            "Payment Failed",
+            "Payment Recovered",
+            "Order Completed",
+            "Refund Issued",
+            "Subscription Canceled",
+        ]
+        props = {e.name: e.properties for e in profile.events.filter(source__kind="stripe")}
+        assert props["Subscription Changed"]["from_plan"] == "Starter · Starter monthly"
+        assert props["Subscription Changed"]["to_plan"] == "Pro · Pro monthly"
+        assert (props["Subscription Changed"]["mrr_delta"], props["Subscription Changed"]["direction"]) == (
+            70.0,
+            "upgrade",
+        )
+        assert (props["Payment Failed"]["amount"], props["Payment Failed"]["attempt_count"]) == (99.0, 1)
+        assert props["Order Completed"]["first_touch_campaign"] == {"name": "spring-launch", "source": "newsletter"}
+        assert (props["Subscription Canceled"]["feedback"], props["Subscription Canceled"]["comment"]) == (
+            "too_expensive",
+            "Too pricey for us now",
+        )
+        assert props["Refund Issued"]["amount"] == 10.0
+        assert traits_along_the_way == {
+            "after_conversion": (29.0, "active"),
+            "delinquent": True,
+            "recovered": (False, 99.0),
+        }
+        state = final_state()
+        assert (state["status"], state["plan"], state["mrr"]) == ("canceled", "price_pro_m", 0)
+        assert state["customer"] == (0, 2900 + 9900 - 1000, "cus_ada")
+        assert state["traits"]["ltv"] == 118.0
+        assert state["traits"]["spend_tier"] == "medium"
+        profile.refresh_from_db()
+        assert profile.subscriber_status == "canceled"
+
+    def test_a_duplicate_delivery_is_processed_once(self) -> None:
+        ada()
+        events = lifecycle()
+        for event in events[:6]:
+            deliver(event)
+        again = deliver(events[5])
+        assert again.json() == {"received": True, "event": "evt_sub_created", "duplicate": True}
+        assert Customer.objects.get(user_id="usr_ada").events.filter(name="Trial Started").count() == 1
+        assert StripeWebhookDelivery.objects.filter(event__event_id="evt_sub_created").count() == 2
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_a_shuffled_order_ends_in_the_same_state(self, seed: int) -> None:
+        ada()
+        for event in lifecycle():
+            deliver(event)
+        expected = final_state()
+        Subscription.objects.all().delete()
+        Charge.objects.all().delete()
+        StripeCustomer.objects.all().delete()
+        StripeEvent.objects.all().delete()
+        Customer.objects.filter(user_id="usr_ada").update(stripe_customer_id=None, traits={}, mrr_cents=0, ltv_cents=0)
+
+        shuffled = lifecycle()
+        random.Random(seed).shuffle(shuffled)
+        for event in shuffled:
+            assert deliver(event).status_code == 200
+        assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+        assert final_state() == expected
+
+
+@pytest.mark.django_db
+class TestRejections:
+    def _nothing_processed(self) -> None:
+        assert not StripeEvent.objects.exists()
+        assert not Subscription.objects.exists()
+
+    def test_bad_signature(self) -> None:
+        response = deliver(lifecycle()[0], secret="whsec_wrong")
+        assert response.status_code == 400
+        assert "Invalid Stripe-Signature" in response.json()["error"]
+        delivery = StripeWebhookDelivery.objects.get()
+        assert (delivery.signature_valid, delivery.status_code) == (False, 400)
+        self._nothing_processed()
+
+    def test_stale_timestamp(self) -> None:
+        response = deliver(lifecycle()[0], timestamp=sp.now() - 301)
+        assert response.status_code == 400
+        assert "tolerance" in response.json()["error"].lower()
+        self._nothing_processed()
+
+    def test_missing_signature_header(self) -> None:
+        response = Client().post("/webhooks/stripe/", data=sp.encode(lifecycle()[0]), content_type="application/json")
+        assert (response.status_code, response.json()["error"]) == (400, "Missing Stripe-Signature header.")
+
+    def test_unknown_event_type(self) -> None:
+        response = deliver(sp.event("issuing_card.created", {"id": "ic_1", "object": "issuing.card"}))
+        assert response.status_code == 400
+        assert "Unhandled event type 'issuing_card.created'" in response.json()["error"]
+        self._nothing_processed()
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            (b"{not json", "not valid JSON"),
+            (b"[]", "not a Stripe event"),
+            (b'{"object": "event", "id": "evt_x"}', "lacks"),
+        ],
+    )
+    def test_malformed_bodies(self, body: bytes, message: str) -> None:
+        response = Client().post(
+            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sp.sign(body, SECRET)
+        )
+        assert response.status_code == 400
+        assert message in response.json()["error"]
+        self._nothing_processed()
+
+    def test_not_configured_is_503(self, settings: Any) -> None:
+        settings.STRIPE_WEBHOOK_SECRETS = []
+        assert deliver(lifecycle()[0]).status_code == 503
+
+    def test_get_is_not_allowed(self) -> None:
+        assert Client().get("/webhooks/stripe/").status_code == 405
+
+    def test_rotation_accepts_both_secrets(self, settings: Any) -> None:
+        settings.STRIPE_WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
+        events = lifecycle()
+        assert deliver(events[0], secret=OLD_SECRET).status_code == 200
+        body = sp.encode(events[1])
+        header = sp.sign_multi(body, [OLD_SECRET, SECRET])
+        response = Client().post(
+            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+        )
+        assert response.status_code == 200
+
+
+@pytest.mark.django_db
+class TestFailuresAndLinking:
+    def test_a_processing_failure_is_recorded_and_retried(self) -> None:
+        from trials import billing
+
+        ada()
+        real = billing.stripe_event_apply
+        calls = {"n": 0}
+
+        def flaky(event: Any) -> str:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ConnectionError("database hiccup")
+            return real(event)
+
+        with mock.patch("integrations.stripe_webhooks.stripe_event_apply", flaky):
+            deliver(lifecycle()[0])
+        stored = StripeEvent.objects.get()
+        assert (stored.status, stored.attempts, stored.last_error) == ("processed", 2, "")
+        assert StripeCustomer.objects.get().customer is not None
+
+    def test_a_failure_that_persists_stays_visible_for_replay(self, admin_user: Any) -> None:
+        ada()
+        with mock.patch("integrations.stripe_webhooks.stripe_event_apply", side_effect=ValueError("bad mapping")):
+            deliver(lifecycle()[0])
+        stored = StripeEvent.objects.get()
+        assert stored.status == "failed"
+        assert stored.attempts == StripeEvent.MAX_ATTEMPTS
+        assert "ValueError: bad mapping" in stored.last_error
+        client = Client()
+        client.login(username=admin_user.get_username(), password=TEST_PASSWORD)
+        assert "bad mapping" in client.get(reverse("stripe-overview"), {"status": "failed"}).content.decode()
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            client.post(reverse("stripe-event-replay", kwargs={"pk": stored.pk}))
+        stored.refresh_from_db()
+        assert stored.status == "processed"
+
+    def test_ambiguous_customers_wait_for_a_person(self, admin_user: Any) -> None:
+        Customer.objects.create(user_id="usr_1", email="team@acme.test")
+        Customer.objects.create(user_id="usr_2", email="team@acme.test")
+        events = lifecycle()
+        shared = sp.event("customer.created", sp.customer("cus_ada", email="team@acme.test"), created=T0, id="evt_c")
+        deliver(shared)
+        for event in events[1:6]:
+            deliver(event)
+        assert StripeCustomer.objects.get().customer is None
+        assert "2+ profiles share the email" in StripeCustomer.objects.get().unlinked_reason
+        assert StripeEvent.objects.get(event_id="evt_sub_created").status == "waiting"
+        assert not Subscription.objects.exists()
+
+        client = Client()
+        client.login(username=admin_user.get_username(), password=TEST_PASSWORD)
+        page = client.get(reverse("stripe-overview")).content.decode()
+        assert "cus_ada" in page
+        link = reverse("stripe-customer-link", kwargs={"pk": StripeCustomer.objects.get().pk})
+        client.post(link, {"profile": "usr_2"})
+        assert Subscription.objects.get().customer.user_id == "usr_2"
+        assert StripeEvent.objects.get(event_id="evt_sub_created").status == "processed"
+        assert StripeCustomer.objects.get().link_method == "manual"
+
+    def test_conflicting_email_and_user_id_are_not_guessed(self) -> None:
+        Customer.objects.create(user_id="usr_1", email="a@acme.test")
+        Customer.objects.create(user_id="usr_2", email="b@acme.test")
+        deliver(sp.event("customer.created", sp.customer("cus_x", email="a@acme.test", metadata={"user_id": "usr_2"})))
+        stripe_customer = StripeCustomer.objects.get()
+        assert stripe_customer.customer is None
+        assert "metadata.user_id" in stripe_customer.unlinked_reason
+
+    def test_metadata_user_id_links_when_email_is_unknown(self) -> None:
+        Customer.objects.create(user_id="usr_7", email="")
+        deliver(sp.event("customer.created", sp.customer("cus_y", email="new@x.test", metadata={"user_id": "usr_7"})))
+        assert StripeCustomer.objects.get().link_method == "user_id"
+        assert Customer.objects.get(user_id="usr_7").stripe_customer_id == "cus_y"
+
+
+@pytest.fixture
+def live_secret(settings: Any) -> Iterator[None]:
+    settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
+    yield
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_duplicates_process_once(live_url: str, live_secret: None) -> None:
+    ada()
+    events = lifecycle()
+    for event in events[:5]:
+        body, header = sp.signed(event, SECRET)
+        requests.post(f"{live_url}/webhooks/stripe/", data=body, headers={"Stripe-Signature": header}, timeout=30)
+    body, header = sp.signed(events[5], SECRET)
+    answers: list[int] = []
+
+    def send() -> None:
+        response = requests.post(
+            f"{live_url}/webhooks/stripe/",
+            data=body,
+            headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+            timeout=30,
+        )
+        answers.append(response.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 5
+    assert StripeEvent.objects.filter(event_id="evt_sub_created").count() == 1
+    assert Customer.objects.get(user_id="usr_ada").events.filter(name="Trial Started").count() == 1
+    assert Subscription.objects.count() == 1
