@@ -56,6 +56,7 @@ PAGES: list[tuple[str, dict[str, int], set[Role]]] = [
     ("trial-list", {}, set(Role)),
     ("subscription-list", {}, set(Role)),
     ("source-list", {}, {Role.ADMIN}),
+    ("stripe-overview", {}, {Role.ADMIN}),
     ("tracking-plan-list", {}, {Role.ADMIN, Role.GROWTH}),
     ("event-debugger", {}, {Role.ADMIN, Role.GROWTH}),
     ("event-debugger-feed", {}, {Role.ADMIN, Role.GROWTH}),
