@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -27,20 +26,6 @@ from trials import billing
 
 PAGE_SIZE = 100
 COLLECTIONS = ("products", "prices", "coupons", "customers", "subscriptions", "charges")
-
-
-class StripeNotConfigured(Exception):
-    """No STRIPE_API_KEY: backfill and reconcile cannot run (webhooks still work)."""
-
-
-def stripe_client() -> stripe.StripeClient:
-    """A client for the configured account (and API base, for tests and proxies)."""
-    if not settings.STRIPE_API_KEY:
-        raise StripeNotConfigured("Set STRIPE_API_KEY to backfill from the Stripe API.")
-    options: dict[str, Any] = {"max_network_retries": 2}
-    if settings.STRIPE_API_BASE:
-        options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
-    return stripe.StripeClient(settings.STRIPE_API_KEY, **options)
 
 
 def _pages(client: stripe.StripeClient, collection: str, starting_after: str) -> Iterator[list[dict[str, Any]]]:

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe_api import object_refetcher
 from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
 from trials.models import StripeCustomer
 
@@ -143,7 +144,7 @@ def stripe_event_process(*, event_pk: int) -> str:
         stored.attempts += 1
         try:
             with transaction.atomic():
-                outcome = stripe_event_apply(stored.payload)
+                outcome = stripe_event_apply(stored.payload, refetch=object_refetcher())
         except CustomerNotLinked as waiting:
             stored.status, stored.last_error = StripeEvent.Status.WAITING, str(waiting)
         except Exception as error:

@@ -8,7 +8,8 @@ from config.models import TaskRun
 from config.services import task_run_recorded
 from integrations.imports import import_job_run
 from integrations.models import ImportJob, StripeEvent
-from integrations.stripe_sync import StripeNotConfigured, stripe_client, stripe_events_reconcile
+from integrations.stripe_api import StripeNotConfigured, stripe_client
+from integrations.stripe_sync import stripe_events_reconcile
 from integrations.stripe_webhooks import retry_backoff, stripe_event_process, stripe_events_retry_due
 
 

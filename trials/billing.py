@@ -11,7 +11,7 @@ so applying an event twice never tells the story twice. Backfill (integrations.s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,6 +29,10 @@ from trials.services import subscription_mrr_cents
 
 STRIPE_SOURCE_NAME = "Stripe"
 SPEND_TIERS = [(0, "none"), (1, "low"), (100_00, "medium"), (1_000_00, "high")]  # lifetime value in cents
+
+
+# Fetches the current state of a Stripe object ("subscription", id) through the API, or None.
+Refetch = Callable[[str, str], Mapping[str, Any] | None]
 
 
 class CustomerNotLinked(Exception):
@@ -243,11 +247,31 @@ def _coupon_of(discounts: Any) -> Coupon | None:
     return None
 
 
-def subscription_upsert(obj: Mapping[str, Any], *, as_of: datetime) -> SubscriptionChange:
-    """Mirror a Stripe subscription (items → plan and add-ons, discount, trial, pause, cancellation, periods)."""
+def _needs_refetch(obj: Mapping[str, Any], existing: Subscription | None, as_of: datetime) -> bool:
+    """When the payload alone may mislead: a discount we cannot value, or an event from the same second as
+    the stored state (Stripe's order within a second is unknown)."""
+    unknown_discount = any(
+        not isinstance(d, Mapping) and not Coupon.objects.filter(stripe_coupon_id=str(d)).exists()
+        for d in obj.get("discounts") or []
+    )
+    same_second = existing is not None and existing.stripe_state_at == as_of
+    return unknown_discount or same_second
+
+
+def subscription_upsert(
+    obj: Mapping[str, Any], *, as_of: datetime, refetch: Refetch | None = None
+) -> SubscriptionChange:
+    """Mirror a Stripe subscription (items → plan and add-ons, discount, trial, pause, cancellation, periods).
+
+    With `refetch` (an API key is configured), a payload that may mislead is replaced by the current object.
+    """
     customer = _linked_customer(_id(obj.get("customer")))
-    items = list((obj.get("items") or {}).get("data") or [])
     existing = Subscription.objects.select_related("plan").filter(stripe_subscription_id=str(obj["id"])).first()
+    if refetch is not None and _needs_refetch(obj, existing, as_of):
+        fresh = refetch("subscription", str(obj["id"]))
+        if fresh is not None:
+            obj, as_of = fresh, max(as_of, timezone.now())
+    items = list((obj.get("items") or {}).get("data") or [])
     change = SubscriptionChange(subscription=existing or Subscription(), created=existing is None)
     if existing is not None:
         change.previous_status, change.previous_plan = existing.status, existing.plan
@@ -620,10 +644,11 @@ def stripe_customer_id_of(event: Mapping[str, Any]) -> str:
 
 
 @transaction.atomic
-def stripe_event_apply(event: Mapping[str, Any]) -> str:
+def stripe_event_apply(event: Mapping[str, Any], *, refetch: Refetch | None = None) -> str:
     """Apply one Stripe event; returns what happened ("applied", "stale", "ignored").
 
-    Raises CustomerNotLinked when the event needs a profile that is not linked yet.
+    Raises CustomerNotLinked when the event needs a profile that is not linked yet. `refetch`, when given,
+    is used to read an object's current state where the payload alone may mislead.
     """
     event_type = str(event["type"])
     obj = event["data"]["object"]
@@ -644,7 +669,7 @@ def stripe_event_apply(event: Mapping[str, Any]) -> str:
         coupon_upsert(obj)
         return outcome
     if event_type.startswith("customer.subscription."):
-        change = subscription_upsert(obj, as_of=as_of)
+        change = subscription_upsert(obj, as_of=as_of, refetch=refetch)
         story.customer = change.subscription.customer
         if not change.applied:
             outcome = "stale"

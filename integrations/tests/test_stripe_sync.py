@@ -12,7 +12,8 @@ from django.test import TestCase
 
 from audiences.models import Customer
 from integrations.models import StripeEvent, StripeSyncCursor
-from integrations.stripe_sync import stripe_client, stripe_events_reconcile, stripe_sync_run
+from integrations.stripe_api import stripe_client
+from integrations.stripe_sync import stripe_events_reconcile, stripe_sync_run
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.fake_stripe import TEST_API_KEY, FakeStripe
 from trials.models import Charge, Coupon, Plan, Product, StripeCustomer, Subscription
@@ -130,3 +131,38 @@ def test_without_an_api_key_the_command_says_so(settings: Any) -> None:
 def test_an_unknown_collection_is_refused(fake: FakeStripe) -> None:
     with pytest.raises(CommandError, match="Unknown collection"):
         call_command("stripe_sync", "--only", "payouts")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("with_api_key", [True, False])
+def test_a_discount_sent_as_an_id_is_read_from_the_api_when_a_key_is_configured(
+    fake: FakeStripe, settings: Any, with_api_key: bool
+) -> None:
+    from django.test import Client
+
+    if not with_api_key:
+        settings.STRIPE_API_KEY = ""
+    settings.STRIPE_WEBHOOK_SECRETS = ["whsec_test"]
+    Customer.objects.create(user_id="usr_ada", email="ada@acme.test")
+    monthly = sp.price("price_m", product="prod_x", unit_amount=10000)
+    half_off = sp.coupon("HALF", percent_off=50, duration="forever")
+    discount = sp.discount("di_1", coupon=half_off, customer="cus_ada", subscription="sub_1", expand_coupon=True)
+    stored = sp.subscription(
+        "sub_1", customer="cus_ada", items=[(monthly, 1)], discounts=[discount], expand_discounts=True
+    )
+    for obj in (sp.customer("cus_ada", email="ada@acme.test"), half_off, discount, stored):
+        fake.add(obj)
+    as_sent = sp.subscription("sub_1", customer="cus_ada", items=[(monthly, 1)], discounts=["di_1"])
+    for event in (
+        sp.event("customer.created", sp.customer("cus_ada", email="ada@acme.test")),
+        sp.event("customer.subscription.created", as_sent),
+    ):
+        body, header = sp.signed(event, "whsec_test")
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            Client().post("/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+    subscription = Subscription.objects.get()
+    if with_api_key:
+        assert (subscription.coupon_id, subscription.mrr_cents) == ("HALF", 5000)
+        assert fake.requests_to("GET", "/v1/subscriptions/sub_1")
+    else:
+        assert (subscription.coupon_id, subscription.mrr_cents) == ("", 10000)

@@ -351,11 +351,11 @@ class TestFailuresAndLinking:
         real = billing.stripe_event_apply
         calls = {"n": 0}
 
-        def flaky(event: Any) -> str:
+        def flaky(event: Any, **options: Any) -> str:
             calls["n"] += 1
             if calls["n"] == 1:
                 raise ConnectionError("database hiccup")
-            return real(event)
+            return real(event, **options)
 
         with mock.patch("integrations.stripe_webhooks.stripe_event_apply", flaky):
             deliver(lifecycle()[0])

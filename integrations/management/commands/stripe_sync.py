@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.stripe_sync import COLLECTIONS, StripeNotConfigured, stripe_client, stripe_sync_run
+from integrations.stripe_api import StripeNotConfigured, stripe_client
+from integrations.stripe_sync import COLLECTIONS, stripe_sync_run
 
 
 class Command(BaseCommand):
