@@ -361,6 +361,7 @@ def _spend_tier(ltv_cents: int) -> str:
     return tier
 
 
+@transaction.atomic
 def customer_billing_refresh(customer: Customer) -> dict[str, Any]:
     """Recompute a customer's revenue columns and billing traits from the mirrored rows; returns the traits."""
     subscriptions = list(customer.subscriptions.select_related("plan").order_by("-started_at"))
@@ -403,7 +404,9 @@ def customer_billing_refresh(customer: Customer) -> dict[str, Any]:
             )
     elif subscriptions and all(s.status == Subscription.Status.CANCELED for s in subscriptions) and status:
         status = Customer.SubscriberStatus.CANCELED
-    customer.traits = {**customer.traits, **traits}
+    # Merge into the stored traits under a row lock, so traits another task wrote meanwhile are kept.
+    stored = Customer.objects.select_for_update().only("traits").get(pk=customer.pk)
+    customer.traits = {**stored.traits, **traits}
     customer.mrr_cents, customer.ltv_cents, customer.subscriber_status = max(mrr_cents, 0), ltv_cents, status
     customer.save(update_fields=["traits", "mrr_cents", "ltv_cents", "subscriber_status", "updated_at"])
     return traits
