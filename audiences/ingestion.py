@@ -269,9 +269,16 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
     for relation in Customer._meta.related_objects:
         if relation.one_to_many:
             model: Any = relation.related_model
-            count = model._default_manager.filter(**{relation.field.name: merged.pk}).update(
-                **{relation.field.name: kept.pk}
-            )
+            rows = model._default_manager.filter(**{relation.field.name: merged.pk})
+            try:
+                with transaction.atomic():
+                    count = rows.update(**{relation.field.name: kept.pk})
+            except IntegrityError:
+                # A row the kept profile already has its own of (one per customer, e.g. a segment
+                # membership): the kept profile's row stands and the duplicate goes.
+                count, _ = rows.delete()
+                moved[f"{model._meta.label} (duplicates dropped)"] = count
+                continue
             if count:
                 moved[model._meta.label] = count
     kept_customer.traits = {**merged_customer.traits, **kept_customer.traits}

@@ -1,0 +1,136 @@
+"""The property catalogue: every property a condition may name, its type, and where it lives in the database.
+
+Three kinds of location, each compiled by segments.compiler into a condition on Customer:
+- a customer column or a path from the customer (`account__name`);
+- a subscription column or path (`plan__interval`): the condition holds when the customer has at least one
+  subscription for which it holds (ProsperStack's subscription-level properties);
+- a trait (`traits__<key>`) for the declared custom properties (segments.models.CustomProperty).
+Money is stated in currency units in conditions and stored in cents; `scale` converts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segments.conditions import ValueType
+
+EVENT_FILTER_OPERATORS = {"equals", "not_equals", "contains", "is_set", "is_not_set"}
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    """One property: its key in conditions, label, group in the picker, type, and database location."""
+
+    key: str
+    label: str
+    group: str
+    value_type: ValueType
+    path: str
+    on_subscription: bool = False
+    scale: int = 1
+    choices: tuple[str, ...] = ()
+    is_json: bool = False
+
+
+SUBSCRIBER_STATUSES = ("active", "canceled", "saved", "reactivated")
+SUBSCRIPTION_STATUSES = (
+    "incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused",
+)  # fmt: skip
+INTERVALS = ("day", "week", "month", "year")
+
+BUILT_IN: tuple[PropertySpec, ...] = (
+    PropertySpec("subscriber.mrr", "MRR", "Subscriber", ValueType.NUMBER, "mrr_cents", scale=100),
+    PropertySpec("subscriber.ltv", "LTV", "Subscriber", ValueType.NUMBER, "ltv_cents", scale=100),
+    PropertySpec(
+        "subscriber.status", "Status", "Subscriber", ValueType.STRING, "subscriber_status", choices=SUBSCRIBER_STATUSES
+    ),
+    PropertySpec("customer.email", "Email", "Customer", ValueType.STRING, "email"),
+    PropertySpec("customer.user_id", "User id", "Customer", ValueType.STRING, "user_id"),
+    PropertySpec("customer.name", "Name", "Customer", ValueType.STRING, "name"),
+    PropertySpec("customer.first_seen", "First seen", "Customer", ValueType.DATE, "first_seen_at"),
+    PropertySpec("customer.last_seen", "Last seen", "Customer", ValueType.DATE, "last_seen_at"),
+    PropertySpec("customer.is_test", "Is a test customer", "Customer", ValueType.BOOLEAN, "is_test"),
+    PropertySpec("account.name", "Account name", "Account", ValueType.STRING, "account__name"),
+    PropertySpec("account.domain", "Account domain", "Account", ValueType.STRING, "account__domain"),
+    PropertySpec(
+        "subscription.status", "Status", "Subscription", ValueType.STRING, "status", True, choices=SUBSCRIPTION_STATUSES
+    ),
+    PropertySpec("subscription.mrr", "MRR", "Subscription", ValueType.NUMBER, "mrr_cents", True, scale=100),
+    PropertySpec("subscription.quantity", "Quantity", "Subscription", ValueType.NUMBER, "quantity", True),
+    PropertySpec("subscription.started", "Started", "Subscription", ValueType.DATE, "started_at", True),
+    PropertySpec("subscription.trial_end", "Trial ends", "Subscription", ValueType.DATE, "trial_end", True),
+    PropertySpec(
+        "subscription.next_billing_date",
+        "Next billing date",
+        "Subscription",
+        ValueType.DATE,
+        "current_period_end",
+        True,
+    ),
+    PropertySpec(
+        "subscription.cancel_at_period_end",
+        "Cancels at period end",
+        "Subscription",
+        ValueType.BOOLEAN,
+        "cancel_at_period_end",
+        True,
+    ),
+    PropertySpec("subscription.coupon_id", "Coupon id", "Subscription", ValueType.STRING, "coupon_id", True),
+    PropertySpec(
+        "subscription.discount_percent", "Discount %", "Subscription", ValueType.NUMBER, "discount_percent", True
+    ),
+    PropertySpec(
+        "subscription.discount_amount",
+        "Discount (fixed)",
+        "Subscription",
+        ValueType.NUMBER,
+        "discount_amount_cents",
+        True,
+        scale=100,
+    ),
+    PropertySpec("plan.id", "Plan id", "Plan", ValueType.STRING, "plan__stripe_price_id", True),
+    PropertySpec("plan.name", "Plan name", "Plan", ValueType.STRING, "plan__name", True),
+    PropertySpec(
+        "plan.interval", "Billing interval", "Plan", ValueType.STRING, "plan__interval", True, choices=INTERVALS
+    ),
+    PropertySpec("plan.interval_count", "Interval count", "Plan", ValueType.NUMBER, "plan__interval_count", True),
+    PropertySpec("product.id", "Product id", "Product", ValueType.STRING, "plan__product__stripe_product_id", True),
+    PropertySpec("product.name", "Product name", "Product", ValueType.STRING, "plan__product__name", True),
+    PropertySpec("addon.id", "Add-on id", "Add-on", ValueType.STRING, "add_on_items__add_on__stripe_price_id", True),
+    PropertySpec("addon.name", "Add-on name", "Add-on", ValueType.STRING, "add_on_items__add_on__name", True),
+)
+
+_BUILT_IN_BY_KEY = {spec.key: spec for spec in BUILT_IN}
+
+
+def custom_property_spec(key: str, value_type: str, label: str = "") -> PropertySpec:
+    """The spec of a declared custom property (a customer trait)."""
+    return PropertySpec(
+        key=f"trait.{key}",
+        label=label or key,
+        group="Custom properties",
+        value_type=ValueType(value_type),
+        path=f"traits__{key}",
+        is_json=True,
+    )
+
+
+def property_named(key: str) -> PropertySpec | None:
+    """Look a property up by its key: built-in, or a declared custom property (`trait.<key>`)."""
+    if key in _BUILT_IN_BY_KEY:
+        return _BUILT_IN_BY_KEY[key]
+    if key.startswith("trait."):
+        from segments.models import CustomProperty
+
+        declared = CustomProperty.objects.filter(key=key.removeprefix("trait.")).first()
+        if declared is not None:
+            return custom_property_spec(declared.key, declared.value_type, declared.label)
+    return None
+
+
+def catalogue() -> list[PropertySpec]:
+    """Every property the builder may offer, built-in first, then custom properties by key."""
+    from segments.models import CustomProperty
+
+    custom = [custom_property_spec(p.key, p.value_type, p.label) for p in CustomProperty.objects.order_by("key")]
+    return [*BUILT_IN, *custom]

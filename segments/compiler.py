@@ -1,0 +1,162 @@
+"""One compiler from a condition tree to a single filter on Customer — evaluated by the database, never by a
+Python loop over customers. The same compiled leaves serve evaluation, preview and explain, so they cannot
+disagree.
+
+NULL semantics, spelled out: a missing value (NULL column, absent trait, no subscription) never satisfies a
+positive operator (`equals`, `gt`, `contains`, `before`, ...); the negative operators `not_equals`,
+`not_one_of` and `not_contains` DO match a missing value ("is not X" holds when nothing is known). `is_set`
+is false for NULL, an absent trait and the empty string. Subscription properties hold when at least one of
+the customer's subscriptions satisfies them; a customer without subscriptions satisfies none of them (the
+negative operators included: "has a subscription whose status is not canceled").
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
+from django.utils import timezone
+
+from audiences.models import Event
+from segments.catalogue import PropertySpec, property_named
+from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, ValueType
+from trials.models import Subscription
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.get_current_timezone())
+
+
+def _date_q(path: str, operator: str, value: Any, now: datetime, is_json: bool) -> Q:
+    """Date operators. Model columns compare as datetimes; traits hold ISO 8601 text, compared as text."""
+
+    def bound(moment: datetime) -> Any:
+        return moment.isoformat() if is_json else moment
+
+    if operator in ("before", "after", "on"):
+        day = date.fromisoformat(value)
+        start, end = _day_start(day), _day_start(day + timedelta(days=1))
+        if is_json:
+            return {
+                "before": Q(**{f"{path}__lt": day.isoformat()}),
+                "after": Q(**{f"{path}__gte": (day + timedelta(days=1)).isoformat()}),
+                "on": Q(**{f"{path}__startswith": day.isoformat()}),
+            }[operator]
+        return {
+            "before": Q(**{f"{path}__lt": start}),
+            "after": Q(**{f"{path}__gte": end}),
+            "on": Q(**{f"{path}__gte": start, f"{path}__lt": end}),
+        }[operator]
+    days = timedelta(days=int(value))
+    if operator == "within_last_days":
+        return Q(**{f"{path}__gte": bound(now - days), f"{path}__lte": bound(now)})
+    if operator == "within_next_days":
+        return Q(**{f"{path}__gte": bound(now), f"{path}__lte": bound(now + days)})
+    return Q(**{f"{path}__lt": bound(now - days)})  # more_than_days_ago
+
+
+def _is_set(path: str, spec_type: ValueType, is_json: bool) -> Q:
+    present = Q(**{f"{path}__isnull": False})
+    if spec_type == ValueType.STRING:
+        present &= ~Q(**{path: ""})
+    return present
+
+
+def compare(
+    path: str, value_type: ValueType, operator: str, value: Any, now: datetime, *, is_json: bool, scale: int = 1
+) -> Q:
+    """One operator on one database path, with the NULL semantics of the module docstring."""
+    missing = Q(**{f"{path}__isnull": True})
+    if operator == "is_set":
+        return _is_set(path, value_type, is_json)
+    if operator == "is_not_set":
+        return ~_is_set(path, value_type, is_json) | missing
+    if operator in ("is_true", "is_false"):
+        return Q(**{path: operator == "is_true"})
+    if value_type == ValueType.DATE:
+        return _date_q(path, operator, value, now, is_json)
+    if value_type == ValueType.NUMBER and operator != "between":
+        value = value * scale if value is not None else value
+    if operator == "equals":
+        return Q(**{path: value})
+    if operator == "not_equals":
+        return ~Q(**{path: value}) | missing
+    if operator == "one_of":
+        return Q(**{f"{path}__in": value})
+    if operator == "not_one_of":
+        return ~Q(**{f"{path}__in": value}) | missing
+    if operator in ("contains", "not_contains"):
+        needle = f'"{value}"' if value_type == ValueType.LIST else str(value)
+        found = Q(**{f"{path}__icontains": needle})
+        return found if operator == "contains" else ~found | missing
+    if operator == "starts_with":
+        return Q(**{f"{path}__istartswith": value})
+    if operator == "ends_with":
+        return Q(**{f"{path}__iendswith": value})
+    if operator == "matches_regex":
+        return Q(**{f"{path}__regex": value})
+    if operator == "between":
+        low, high = value
+        return Q(**{f"{path}__gte": low * scale, f"{path}__lte": high * scale})
+    return Q(**{f"{path}__{operator}": value})  # gt, gte, lt, lte
+
+
+def _condition_q(node: Condition, now: datetime) -> Q:
+    spec: PropertySpec | None = node.spec or property_named(node.property)
+    if spec is None:
+        raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
+    q = compare(spec.path, spec.value_type, node.operator, node.value, now, is_json=spec.is_json, scale=spec.scale)
+    if spec.on_subscription:
+        return Q(Exists(Subscription.objects.filter(q, customer=OuterRef("pk"))))
+    return q
+
+
+def _event_filter_q(item: EventFilter, now: datetime) -> Q:
+    return compare(f"properties__{item.property}", ValueType.STRING, item.operator, item.value, now, is_json=True)
+
+
+def event_count_expression(node: EventCondition, now: datetime) -> Any:
+    """How many matching events each customer performed (0 when none): a correlated COUNT subquery."""
+    events = Event.objects.filter(customer=OuterRef("pk"), name=node.event)
+    if node.within_days is not None:
+        events = events.filter(timestamp__gte=now - timedelta(days=node.within_days), timestamp__lte=now)
+    if node.between is not None:
+        events = events.filter(
+            timestamp__gte=_day_start(node.between[0]), timestamp__lt=_day_start(node.between[1] + timedelta(days=1))
+        )
+    for item in node.where:
+        events = events.filter(_event_filter_q(item, now))
+    counted = events.order_by().values("customer").annotate(total=Count("id")).values("total")
+    return Coalesce(Subquery(counted), Value(0))
+
+
+def _event_q(node: EventCondition, now: datetime) -> Q:
+    count = event_count_expression(node, now)
+    if node.operator == "not_performed":
+        return Q(Exact(count, 0))
+    if node.operator == "at_least":
+        return Q(GreaterThanOrEqual(count, node.count))
+    if node.operator == "at_most":
+        return Q(LessThanOrEqual(count, node.count))
+    return Q(Exact(count, node.count))
+
+
+def compile_node(node: Node, now: datetime) -> Q:
+    """A node (group or leaf) as a filter on Customer."""
+    if isinstance(node, Condition):
+        return _condition_q(node, now)
+    if isinstance(node, EventCondition):
+        return _event_q(node, now)
+    combined = Q()
+    for child in node.children:
+        child_q = compile_node(child, now)
+        combined = child_q if not combined else (combined & child_q if node.operator == "and" else combined | child_q)
+    return ~combined if node.negate else combined
+
+
+def compile_tree(tree: Group, now: datetime | None = None) -> Q:
+    """The whole tree as one filter on Customer."""
+    return compile_node(tree, now or timezone.now())

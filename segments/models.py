@@ -1,0 +1,105 @@
+"""Segments: named condition trees with tags, and their materialised membership with enter/exit history."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+from audiences.models import Customer
+from config.models import TimestampedModel
+
+
+class CustomProperty(TimestampedModel):
+    """A customer trait declared with a type, so conditions on it are checked and compared correctly."""
+
+    class ValueType(models.TextChoices):
+        STRING = "string", "Text"
+        NUMBER = "number", "Number"
+        BOOLEAN = "boolean", "True / false"
+        DATE = "date", "Date (ISO 8601)"
+        LIST = "list", "List of text"
+
+    key = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[
+            RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Letters, digits and _ only, not starting with a digit.")
+        ],
+        help_text="The trait's key in identify calls.",
+    )
+    label = models.CharField(max_length=200, blank=True)
+    value_type = models.CharField(max_length=10, choices=ValueType.choices)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.value_type})"
+
+
+class SegmentTag(models.Model):
+    """A label to find segments by (ProsperStack-style tags)."""
+
+    name = models.CharField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Segment(TimestampedModel):
+    """A named condition tree; its members are materialised so downstream features read a table, not a query."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    tags = models.ManyToManyField(SegmentTag, blank=True, related_name="segments")
+    conditions = models.JSONField(help_text="The validated condition tree (segments.conditions).")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    member_count = models.PositiveIntegerField(default=0)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_evaluation_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMembership(models.Model):
+    """A customer currently in a segment, since when."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="segment_memberships")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["segment", "customer"], name="segment_member_once")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} in {self.segment_id}"
+
+
+class SegmentMembershipChange(models.Model):
+    """History: a customer entered or exited a segment at a time (written only when membership changes)."""
+
+    class Kind(models.TextChoices):
+        ENTERED = "entered", "Entered"
+        EXITED = "exited", "Exited"
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="changes")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="segment_changes")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["segment", "-at"], name="segmentchange_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.kind} {self.segment_id}"

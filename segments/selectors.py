@@ -1,0 +1,94 @@
+"""Reads on segments: preview of an unsaved tree, members, and explain for one customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from audiences.models import Customer
+from segments.catalogue import property_named
+from segments.compiler import compile_node, event_count_expression
+from segments.conditions import Condition, EventCondition, Group, Node, parse_tree, to_json
+from segments.models import Segment
+
+PREVIEW_SAMPLE = 20
+
+
+def segment_preview(conditions: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """Count and a sample of who matches a (draft) tree, without writing anything."""
+    tree = parse_tree(conditions)
+    matching = Customer.objects.filter(compile_node(tree, now or timezone.now()))
+    sample = list(matching.order_by("-id").values("id", "user_id", "email", "name")[:PREVIEW_SAMPLE])
+    return {"count": matching.count(), "sample": sample, "conditions": to_json(tree)}
+
+
+def segment_members(segment: Segment) -> QuerySet[Customer]:
+    """The materialised members, newest first."""
+    return Customer.objects.filter(segment_memberships__segment=segment).order_by("-id")
+
+
+@dataclass
+class LeafExplanation:
+    """One leaf for one customer: what it asked, the customer's actual value, and whether it held."""
+
+    path: str
+    description: str
+    actual: Any
+    held: bool
+
+
+def _actual(node: Condition | EventCondition, customer: Customer, now: datetime) -> Any:
+    if isinstance(node, EventCondition):
+        annotated = Customer.objects.filter(pk=customer.pk).annotate(total=event_count_expression(node, now))
+        return annotated.values_list("total", flat=True).first()
+    spec = node.spec or property_named(node.property)
+    if spec is None:
+        return None
+    if spec.is_json:
+        return customer.traits.get(spec.path.removeprefix("traits__"))
+    if spec.on_subscription:
+        values = customer.subscriptions.values_list(spec.path, flat=True)
+        return [v / spec.scale if spec.scale != 1 and v is not None else v for v in values]
+    value: Any = customer
+    for part in spec.path.split("__"):
+        value = getattr(value, part, None) if value is not None else None
+    return value / spec.scale if spec.scale != 1 and value is not None else value
+
+
+def _describe(node: Condition | EventCondition) -> str:
+    if isinstance(node, EventCondition):
+        window = f" in the last {node.within_days} days" if node.within_days is not None else ""
+        if node.between:
+            window = f" between {node.between[0]} and {node.between[1]}"
+        if node.operator == "not_performed":
+            return f"did not perform {node.event}{window}"
+        return f"performed {node.event} {node.operator.replace('_', ' ')} {node.count} times{window}"
+    value = "" if node.value is None else f" {node.value}"
+    return f"{node.property} {node.operator.replace('_', ' ')}{value}"
+
+
+def explain(conditions: Any, customer: Customer, *, now: datetime | None = None) -> dict[str, Any]:
+    """Each leaf's actual value and whether it held, and the overall result, for one customer.
+
+    Whether a leaf held is decided by the same compiled SQL that evaluation uses (filtered to this customer),
+    so explain and membership cannot disagree; the actual value is read for display.
+    """
+    now = now or timezone.now()
+    tree = parse_tree(conditions)
+    leaves: list[LeafExplanation] = []
+
+    def walk(node: Node, path: str) -> None:
+        if isinstance(node, Group):
+            for index, child in enumerate(node.children):
+                walk(child, f"{path}.children[{index}]" if path else f"children[{index}]")
+            return
+        held = Customer.objects.filter(pk=customer.pk).filter(compile_node(node, now)).exists()
+        leaves.append(LeafExplanation(path, _describe(node), _actual(node, customer, now), held))
+
+    walk(tree, "")
+    overall = Customer.objects.filter(pk=customer.pk).filter(compile_node(tree, now)).exists()
+    return {"customer": customer.pk, "matches": overall, "leaves": [leaf.__dict__ for leaf in leaves]}

@@ -1,0 +1,111 @@
+"""Writes on segments: saving a validated tree, and evaluating membership as a set-based difference."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audiences.models import Customer
+from config.services import task_lock
+from segments.compiler import compile_tree
+from segments.conditions import parse_tree, to_json
+from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentTag
+
+
+@transaction.atomic
+def segment_save(
+    *,
+    name: str,
+    conditions: Any,
+    description: str = "",
+    tags: Iterable[str] = (),
+    owner: AbstractBaseUser | AnonymousUser | None = None,
+    segment: Segment | None = None,
+) -> Segment:
+    """Create or update a segment; the tree is validated first (InvalidCondition names the bad leaf)."""
+    tree = parse_tree(conditions)
+    segment = segment or Segment()
+    segment.name, segment.description, segment.conditions = name.strip(), description, to_json(tree)
+    if segment.owner_id is None and owner is not None and owner.is_authenticated:
+        segment.owner_id = owner.pk
+    segment.save()
+    tag_objects = [SegmentTag.objects.get_or_create(name=tag.strip())[0] for tag in tags if tag.strip()]
+    segment.tags.set(tag_objects)
+    return segment
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation changed and how long it took."""
+
+    entered: int
+    exited: int
+    members: int
+    milliseconds: int
+
+
+def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]:
+    matching = Customer.objects.filter(compile_tree(parse_tree(segment.conditions), now)).values("id")
+    sql, params = matching.query.sql_with_params()
+    return sql, tuple(params)
+
+
+def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evaluation:
+    """Bring the materialised membership in line with the conditions, writing only the difference.
+
+    Four set-based statements: record and insert who entered (matching, not yet a member), record and delete
+    who exited (a member, no longer matching). An evaluation that changes nothing writes nothing but the
+    segment's own timing. Runs under a per-segment lock so two evaluations never overlap.
+    """
+    now = now or timezone.now()
+    started = time.monotonic()
+    with task_lock(f"segment:{segment.pk}") as acquired:
+        if not acquired:
+            return Evaluation(entered=0, exited=0, members=segment.member_count, milliseconds=0)
+        members_sql, params = _members_sql(segment, now)
+        membership, change = SegmentMembership._meta.db_table, SegmentMembershipChange._meta.db_table
+        adapt = connection.ops.adapt_datetimefield_value
+        at = adapt(now)
+        entering = (
+            f"SELECT matching.id FROM ({members_sql}) matching WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = matching.id)"
+        )
+        exiting = (
+            f"SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM ({members_sql}) matching WHERE matching.id = m.customer_id)"
+        )
+        record = f"INSERT INTO {change} (segment_id, customer_id, kind, at)"
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"{record} SELECT %s, id, 'entered', %s FROM ({entering}) e", (segment.pk, at, *params, segment.pk)
+            )
+            entered = cursor.rowcount
+            cursor.execute(
+                f"{record} SELECT %s, customer_id, 'exited', %s FROM ({exiting}) x",
+                (segment.pk, at, segment.pk, *params),
+            )
+            exited = cursor.rowcount
+            if entered:
+                cursor.execute(
+                    f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
+                    f"SELECT %s, id, %s FROM ({entering}) e",
+                    (segment.pk, at, *params, segment.pk),
+                )
+            if exited:
+                cursor.execute(
+                    f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({exiting})",
+                    (segment.pk, segment.pk, *params),
+                )
+            members = SegmentMembership.objects.filter(segment=segment).count()
+            elapsed = round((time.monotonic() - started) * 1000)
+            Segment.objects.filter(pk=segment.pk).update(
+                member_count=members, last_evaluated_at=now, last_evaluation_ms=elapsed
+            )
+    return Evaluation(entered=entered, exited=exited, members=members, milliseconds=elapsed)

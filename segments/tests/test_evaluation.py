@@ -1,0 +1,69 @@
+"""Materialised membership: evaluation writes only the difference, with enter/exit history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from audiences.models import Customer
+from config.services import task_lock
+from segments.models import Segment, SegmentMembership, SegmentMembershipChange
+from segments.services import segment_evaluate, segment_save
+
+HIGH_MRR = {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100}
+
+
+@pytest.fixture
+def segment(db: Any) -> Segment:
+    return segment_save(name="High MRR", conditions=HIGH_MRR, tags=["revenue", "cs"])
+
+
+def members(segment: Segment) -> set[str]:
+    return set(SegmentMembership.objects.filter(segment=segment).values_list("customer__user_id", flat=True))
+
+
+def changes(segment: Segment) -> list[tuple[str, str]]:
+    rows = SegmentMembershipChange.objects.filter(segment=segment).order_by("id")
+    return [(str(user_id), kind) for user_id, kind in rows.values_list("customer__user_id", "kind")]
+
+
+@pytest.mark.django_db
+def test_enter_exit_and_a_no_op(segment: Segment) -> None:
+    ada = Customer.objects.create(user_id="ada", mrr_cents=20000)
+    Customer.objects.create(user_id="bob", mrr_cents=5000)
+    first = segment_evaluate(segment=segment)
+    assert (first.entered, first.exited, first.members) == (1, 0, 1)
+    assert members(segment) == {"ada"}
+
+    Customer.objects.filter(user_id="bob").update(mrr_cents=15000)
+    Customer.objects.filter(pk=ada.pk).update(mrr_cents=0)
+    second = segment_evaluate(segment=segment)
+    assert (second.entered, second.exited, second.members) == (1, 1, 1)
+    assert members(segment) == {"bob"}
+    assert changes(segment) == [("ada", "entered"), ("bob", "entered"), ("ada", "exited")]
+
+    memberships_before = list(SegmentMembership.objects.values_list("pk", "customer_id", "entered_at"))
+    third = segment_evaluate(segment=segment)
+    assert (third.entered, third.exited) == (0, 0)
+    assert list(SegmentMembership.objects.values_list("pk", "customer_id", "entered_at")) == memberships_before
+    assert SegmentMembershipChange.objects.count() == 3  # nothing new was written
+    segment.refresh_from_db()
+    assert segment.member_count == 1
+    assert segment.last_evaluation_ms is not None
+
+
+@pytest.mark.django_db
+def test_an_evaluation_already_running_is_not_overlapped(segment: Segment) -> None:
+    Customer.objects.create(user_id="ada", mrr_cents=20000)
+    with task_lock(f"segment:{segment.pk}"):
+        skipped = segment_evaluate(segment=segment)
+    assert (skipped.entered, skipped.milliseconds) == (0, 0)
+    assert not SegmentMembership.objects.exists()
+
+
+@pytest.mark.django_db
+def test_saving_stores_the_canonical_tree_and_tags(segment: Segment) -> None:
+    assert segment.conditions["type"] == "group"
+    assert segment.conditions["children"][0]["value"] == 100.0
+    assert sorted(segment.tags.values_list("name", flat=True)) == ["cs", "revenue"]
