@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
+from django.db.models import BooleanField, Case, Count, Exists, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
@@ -111,6 +111,10 @@ def _condition_q(node: Condition, now: datetime) -> Q:
     q = compare(spec.path, spec.value_type, node.operator, node.value, now, is_json=spec.is_json, scale=spec.scale)
     if spec.on_subscription:
         return Q(Exists(Subscription.objects.filter(q, customer=OuterRef("pk"))))
+    if spec.is_json:
+        # A comparison on an absent JSON key is SQL NULL, which NOT would keep NULL (dropping the customer from
+        # "NOT (tier is gold)"). Forcing the leaf to true/false keeps negated groups two-valued.
+        return Q(Exact(Case(When(q, then=Value(True)), default=Value(False), output_field=BooleanField()), True))
     return q
 
 

@@ -183,3 +183,14 @@ def test_one_query_whatever_the_tree(world: dict[str, Customer], django_assert_n
     )  # fmt: skip
     with django_assert_num_queries(1):
         assert list(Customer.objects.filter(compile_tree(tree, NOW)).values_list("name", flat=True)) == ["Ada"]
+
+
+def test_negating_a_trait_condition_keeps_customers_without_the_trait(world: dict[str, Customer]) -> None:
+    # Found by the hypothesis test: NOT over an absent JSON key must not become SQL NULL.
+    tiered = {
+        "type": "group",
+        "operator": "and",
+        "negate": True,
+        "children": [leaf("trait.tier", "one_of", ["gold", "silver"])],
+    }
+    assert names(tiered) == {"nobody"}

@@ -20,7 +20,9 @@ def segment(db: Any) -> Segment:
 
 
 def members(segment: Segment) -> set[str]:
-    return set(SegmentMembership.objects.filter(segment=segment).values_list("customer__user_id", flat=True))
+    return {
+        str(u) for u in SegmentMembership.objects.filter(segment=segment).values_list("customer__user_id", flat=True)
+    }
 
 
 def changes(segment: Segment) -> list[tuple[str, str]]:

@@ -97,7 +97,7 @@ def catalogue(db: Any) -> tuple[Source, dict[str, Plan]]:
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees(), people=customers)
 def test_sql_membership_equals_explain(
     catalogue: tuple[Source, dict[str, Plan]], tree: dict[str, Any], people: list[dict[str, Any]]
