@@ -21,6 +21,8 @@ class Role(StrEnum):
 
 
 _READ_CUSTOMERS = [
+    "segments.view_segment",
+    "segments.view_customproperty",
     "audiences.view_customer",
     "audiences.view_account",
     "audiences.view_event",
@@ -37,6 +39,13 @@ _DATA_QUALITY = [
     "integrations.view_ingestionerror",
     "integrations.view_importjob",
 ]
+_MANAGE_SEGMENTS = [
+    "segments.add_segment",
+    "segments.change_segment",
+    "segments.delete_segment",
+    "segments.add_customproperty",
+    "segments.change_customproperty",
+]
 _MANAGE_TRACKING_PLANS = [
     "integrations.add_trackingplan",
     "integrations.change_trackingplan",
@@ -51,10 +60,11 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         *_READ_CUSTOMERS,
         *_DATA_QUALITY,
         *_MANAGE_TRACKING_PLANS,
+        *_MANAGE_SEGMENTS,
         "audiences.change_customer",
         "audiences.change_account",
     ],
-    Role.CS: [*_READ_CUSTOMERS, "audiences.change_customer", "audiences.change_account"],
+    Role.CS: [*_READ_CUSTOMERS, *_MANAGE_SEGMENTS, "audiences.change_customer", "audiences.change_account"],
     Role.SALES_REP: list(_READ_CUSTOMERS),
 }
 

@@ -28,6 +28,12 @@ SCHEDULES: list[PeriodicSchedule] = [
         description="Deletes expired sessions, stale job locks and job-run history older than 30 days.",
     ),
     PeriodicSchedule(
+        name="segment evaluation",
+        task="segments.tasks.evaluate_segments",
+        every_seconds=300,
+        description="Re-evaluates every segment and records who entered and exited.",
+    ),
+    PeriodicSchedule(
         name="stripe event retries",
         task="integrations.tasks.retry_stripe_events",
         every_seconds=300,

@@ -11,6 +11,7 @@ from audiences import views as audiences_views
 from config.views import HomeView
 from integrations import stripe_views, tracking
 from integrations import views as integrations_views
+from segments import api as segments_api
 from trials import api as trials_api
 from trials import views as trials_views
 
@@ -19,6 +20,8 @@ router.register("customers", audiences_api.CustomerViewSet, basename="customer")
 router.register("accounts", audiences_api.AccountViewSet, basename="account")
 router.register("subscriptions", trials_api.SubscriptionViewSet, basename="subscription")
 router.register("sources", audiences_api.SourceViewSet, basename="source")
+router.register("segments", segments_api.SegmentViewSet, basename="segment")
+router.register("custom-properties", segments_api.CustomPropertyViewSet, basename="custom-property")
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),

@@ -1,0 +1,160 @@
+"""REST endpoints for segments: the property catalogue, preview of a draft tree, CRUD, members, evaluation,
+explain, and the declared custom properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audiences.api import CustomerSerializer
+from audiences.models import Customer
+from segments import selectors, services
+from segments.catalogue import EVENT_FILTER_OPERATORS, catalogue
+from segments.conditions import EVENT_OPERATORS, OPERATORS, InvalidCondition, parse_tree
+from segments.models import CustomProperty, Segment
+
+
+def _checked(conditions: Any) -> Any:
+    try:
+        parse_tree(conditions)
+    except InvalidCondition as invalid:
+        raise ValidationError(str(invalid)) from invalid
+    return conditions
+
+
+class SegmentSerializer(serializers.ModelSerializer[Segment]):
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, write_only=True)
+    conditions = serializers.JSONField()
+
+    class Meta:
+        model = Segment
+        fields = [
+            "id",
+            "name",
+            "description",
+            "tags",
+            "conditions",
+            "owner",
+            "member_count",
+            "last_evaluated_at",
+            "last_evaluation_ms",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["owner", "member_count", "last_evaluated_at", "last_evaluation_ms"]
+
+    def validate_conditions(self, value: Any) -> Any:
+        return _checked(value)
+
+    def to_representation(self, instance: Segment) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["tags"] = [tag.name for tag in instance.tags.all()]
+        return data
+
+    def create(self, validated_data: dict[str, Any]) -> Segment:
+        request = self.context["request"]
+        return services.segment_save(owner=request.user, **validated_data)
+
+    def update(self, instance: Segment, validated_data: dict[str, Any]) -> Segment:
+        return services.segment_save(
+            segment=instance,
+            name=validated_data.get("name", instance.name),
+            description=validated_data.get("description", instance.description),
+            conditions=validated_data.get("conditions", instance.conditions),
+            tags=validated_data.get("tags", [tag.name for tag in instance.tags.all()]),
+        )
+
+
+class PreviewSerializer(serializers.Serializer[Any]):
+    conditions = serializers.JSONField()
+
+    def validate_conditions(self, value: Any) -> Any:
+        return _checked(value)
+
+
+class SegmentViewSet(viewsets.ModelViewSet[Segment]):
+    """Segments; filter the list by `tag`. Saving validates the tree and names the bad leaf when it is invalid."""
+
+    serializer_class = SegmentSerializer
+
+    def get_queryset(self) -> QuerySet[Segment]:
+        segments = Segment.objects.prefetch_related("tags").order_by("name")
+        tag = self.request.query_params.get("tag")
+        return segments.filter(tags__name=tag) if tag else segments
+
+    @extend_schema(request=None)
+    @action(detail=False, methods=["get"])
+    def catalogue(self, request: Request) -> Response:
+        """Every property a condition may use, with its type and the operators that fit it."""
+        return Response(
+            {
+                "properties": [
+                    {
+                        "key": spec.key,
+                        "label": spec.label,
+                        "group": spec.group,
+                        "type": spec.value_type,
+                        "choices": list(spec.choices),
+                        "operators": sorted(OPERATORS[spec.value_type]),
+                    }
+                    for spec in catalogue()
+                ],
+                "event_operators": sorted(EVENT_OPERATORS),
+                "event_filter_operators": sorted(EVENT_FILTER_OPERATORS),
+            }
+        )
+
+    @extend_schema(request=PreviewSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request: Request) -> Response:
+        """Count and a sample of who a draft tree matches now; nothing is saved."""
+        serializer = PreviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(selectors.segment_preview(serializer.validated_data["conditions"]))
+
+    @extend_schema(responses=CustomerSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def members(self, request: Request, pk: str | None = None) -> Response:
+        """The materialised members (as of the last evaluation), newest first."""
+        members = selectors.segment_members(self.get_object()).prefetch_related("anonymous_ids")
+        page = self.paginate_queryset(members)  # type: ignore[arg-type]  # the page holds customers, not segments
+        return self.get_paginated_response(CustomerSerializer(page, many=True).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def evaluate(self, request: Request, pk: str | None = None) -> Response:
+        """Re-evaluate now; answers how many entered and exited."""
+        result = services.segment_evaluate(segment=self.get_object())
+        return Response(result.__dict__)
+
+    @extend_schema(parameters=[OpenApiParameter("customer", int, required=True)])
+    @action(detail=True, methods=["get"])
+    def explain(self, request: Request, pk: str | None = None) -> Response:
+        """For one customer: each condition's actual value and whether it held, and the overall result."""
+        customer_id = request.query_params.get("customer", "")
+        if not customer_id.isdigit():
+            raise ValidationError({"customer": ["Give the customer's id, e.g. ?customer=42."]})
+        customer = get_object_or_404(Customer, pk=int(customer_id))
+        return Response(selectors.explain(self.get_object().conditions, customer))
+
+
+class CustomPropertySerializer(serializers.ModelSerializer[CustomProperty]):
+    class Meta:
+        model = CustomProperty
+        fields = ["id", "key", "label", "value_type", "created_at"]
+
+
+class CustomPropertyViewSet(viewsets.ModelViewSet[CustomProperty]):
+    """Customer traits declared with a type, usable in conditions as `trait.<key>`."""
+
+    serializer_class = CustomPropertySerializer
+    queryset = CustomProperty.objects.order_by("key")
+    pagination_class = None
