@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.db import connections
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -114,3 +118,37 @@ def live_url(transactional_db: None) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.terminate()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if CHROMIUM is None:
+        if settings.TEST_REQUIRE_BROWSER:
+            pytest.fail("TEST_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+            # Connections opened while Playwright's loop ran live in its context: close them here, or the
+            # test database cannot be dropped at the end of the session.
+            connections.close_all()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

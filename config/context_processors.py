@@ -27,6 +27,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Dashboard", "home"),
             NavItem("Customers", "customer-list", "audiences.view_customer"),
             NavItem("Accounts", "account-list", "audiences.view_account"),
+            NavItem("Segments", "segment-list", "segments.view_segment"),
             NavItem("Trials", "trial-list", "trials.view_subscription"),
             NavItem("Subscriptions", "subscription-list", "trials.view_subscription"),
         ],

@@ -12,6 +12,7 @@ from config.views import HomeView
 from integrations import stripe_views, tracking
 from integrations import views as integrations_views
 from segments import api as segments_api
+from segments import views as segments_views
 from trials import api as trials_api
 from trials import views as trials_views
 
@@ -31,6 +32,10 @@ urlpatterns = [
     path("customers/<int:pk>/", audiences_views.CustomerDetailView.as_view(), name="customer-detail"),
     path("accounts/", audiences_views.AccountListView.as_view(), name="account-list"),
     path("accounts/<int:pk>/", audiences_views.AccountDetailView.as_view(), name="account-detail"),
+    path("segments/", segments_views.SegmentListView.as_view(), name="segment-list"),
+    path("segments/new/", segments_views.SegmentCreateView.as_view(), name="segment-create"),
+    path("segments/<int:pk>/", segments_views.SegmentDetailView.as_view(), name="segment-detail"),
+    path("segments/<int:pk>/edit/", segments_views.SegmentEditView.as_view(), name="segment-edit"),
     path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
     path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
     path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audiences.models import Customer
 from segments.catalogue import property_named
 from segments.compiler import compile_node, event_count_expression
-from segments.conditions import Condition, EventCondition, Group, Node, parse_tree, to_json
+from segments.conditions import Condition, EventCondition, Group, InvalidCondition, Node, parse_tree, to_json
 from segments.models import Segment
 
 PREVIEW_SAMPLE = 20
@@ -92,3 +92,13 @@ def explain(conditions: Any, customer: Customer, *, now: datetime | None = None)
     walk(tree, "")
     overall = Customer.objects.filter(pk=customer.pk).filter(compile_node(tree, now)).exists()
     return {"customer": customer.pk, "matches": overall, "leaves": [leaf.__dict__ for leaf in leaves]}
+
+
+def describe_json(node: dict[str, Any]) -> str:
+    """A stored leaf in words ("subscriber.mrr gte 100"), for pages that show a tree."""
+    try:
+        leaf = parse_tree(node).children[0]
+    except InvalidCondition as invalid:
+        return f"{node.get('property') or node.get('event')} — no longer valid: {invalid.message}"
+    assert not isinstance(leaf, Group)
+    return _describe(leaf)

@@ -54,6 +54,8 @@ PAGES: list[tuple[str, dict[str, int], set[Role]]] = [
     ("customer-detail", {"pk": -1}, set(Role)),
     ("account-list", {}, set(Role)),
     ("trial-list", {}, set(Role)),
+    ("segment-list", {}, set(Role)),
+    ("segment-create", {}, {Role.ADMIN, Role.GROWTH, Role.CS}),
     ("subscription-list", {}, set(Role)),
     ("source-list", {}, {Role.ADMIN}),
     ("stripe-overview", {}, {Role.ADMIN}),
