@@ -36,6 +36,11 @@ urlpatterns = [
     path("segments/new/", segments_views.SegmentCreateView.as_view(), name="segment-create"),
     path("segments/<int:pk>/", segments_views.SegmentDetailView.as_view(), name="segment-detail"),
     path("segments/<int:pk>/edit/", segments_views.SegmentEditView.as_view(), name="segment-edit"),
+    path(
+        "segments/<int:pk>/versions/<int:number>/restore/",
+        segments_views.SegmentRestoreView.as_view(),
+        name="segment-restore",
+    ),
     path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
     path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
     path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),

@@ -19,7 +19,8 @@ from audiences.models import Customer
 from segments import selectors, services
 from segments.catalogue import EVENT_FILTER_OPERATORS, catalogue
 from segments.conditions import EVENT_OPERATORS, OPERATORS, InvalidCondition, parse_tree
-from segments.models import CustomProperty, Segment
+from segments.models import CustomProperty, Segment, SegmentVersion
+from segments.usage import segment_uses
 
 
 def _checked(conditions: Any) -> Any:
@@ -80,6 +81,10 @@ class PreviewSerializer(serializers.Serializer[Any]):
         return _checked(value)
 
 
+class RestoreSerializer(serializers.Serializer[Any]):
+    version = serializers.IntegerField(min_value=1)
+
+
 class SegmentViewSet(viewsets.ModelViewSet[Segment]):
     """Segments; filter the list by `tag`. Saving validates the tree and names the bad leaf when it is invalid."""
 
@@ -134,6 +139,46 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
         """Re-evaluate now; answers how many entered and exited."""
         result = services.segment_evaluate(segment=self.get_object())
         return Response(result.__dict__)
+
+    @extend_schema(request=PreviewSerializer)
+    @action(detail=True, methods=["post"])
+    def draft(self, request: Request, pk: str | None = None) -> Response:
+        """Test mode: what a draft of this segment would match, who would enter and exit versus the live
+        membership, and everything that uses the segment — nothing is saved or changed."""
+        segment = self.get_object()
+        serializer = PreviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comparison = selectors.segment_draft_compare(segment, serializer.validated_data["conditions"])
+        uses = [use.__dict__ for use in segment_uses(segment)]
+        return Response({**comparison.__dict__, "used_by": uses})
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        """Every published version, newest first, with its author and the lines changed since the one before."""
+        return Response(
+            [
+                {
+                    "number": item["version"].number,
+                    "author": str(item["version"].author) if item["version"].author else None,
+                    "created_at": item["version"].created_at,
+                    "note": item["version"].note,
+                    "diff": item["diff"],
+                }
+                for item in selectors.segment_versions(self.get_object())
+            ]
+        )
+
+    @extend_schema(request=RestoreSerializer)
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        """Make an earlier version current again (kept as a new version)."""
+        segment = self.get_object()
+        serializer = RestoreSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = get_object_or_404(SegmentVersion, segment=segment, number=serializer.validated_data["version"])
+        restored = services.segment_version_restore(version=version, author=request.user)
+        return Response(self.get_serializer(restored).data)
 
     @extend_schema(parameters=[OpenApiParameter("customer", int, required=True)])
     @action(detail=True, methods=["get"])

@@ -103,3 +103,27 @@ class SegmentMembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.kind} {self.segment_id}"
+
+
+class SegmentVersion(models.Model):
+    """A published state of a segment: who changed it, when, and what it was — so any version can be read,
+    compared with the one before, and restored."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list)
+    conditions = models.JSONField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["segment", "number"], name="segment_version_number_once")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} v{self.number}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from audiences.models import Customer
 from segments.catalogue import property_named
 from segments.compiler import compile_node, event_count_expression
 from segments.conditions import Condition, EventCondition, Group, InvalidCondition, Node, parse_tree, to_json
-from segments.models import Segment
+from segments.models import Segment, SegmentVersion
 
 PREVIEW_SAMPLE = 20
 
@@ -102,3 +103,66 @@ def describe_json(node: dict[str, Any]) -> str:
         return f"{node.get('property') or node.get('event')} — no longer valid: {invalid.message}"
     assert not isinstance(leaf, Group)
     return _describe(leaf)
+
+
+def _tree_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+    indent = "  " * depth
+    if node.get("type") == "group":
+        head = f"{indent}{'NOT ' if node.get('negate') else ''}{str(node.get('operator', 'and')).upper()} of:"
+        return [head, *(line for child in node.get("children", []) for line in _tree_lines(child, depth + 1))]
+    return [f"{indent}- {describe_json(node)}"]
+
+
+def version_lines(version: SegmentVersion) -> list[str]:
+    """A version as readable lines: name, description, tags and the tree."""
+    return [
+        f"name: {version.name}",
+        f"description: {version.description}",
+        f"tags: {', '.join(version.tags) or '—'}",
+        *_tree_lines(version.conditions),
+    ]
+
+
+def segment_versions(segment: Segment) -> list[dict[str, Any]]:
+    """Every version, newest first, each with the lines added and removed since the one before."""
+    versions = list(segment.versions.select_related("author").order_by("number"))
+    result = []
+    previous: list[str] = []
+    for version in versions:
+        lines = version_lines(version)
+        diff = [
+            line
+            for line in difflib.unified_diff(previous, lines, lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        result.append({"version": version, "diff": diff})
+        previous = lines
+    return list(reversed(result))
+
+
+@dataclass
+class DraftComparison:
+    """A draft tree against the live membership: who matches, who would enter and who would exit."""
+
+    count: int
+    would_enter: int
+    would_exit: int
+    enter_sample: list[dict[str, Any]]
+    exit_sample: list[dict[str, Any]]
+
+
+def segment_draft_compare(segment: Segment, conditions: Any, *, now: datetime | None = None) -> DraftComparison:
+    """Test mode: how a draft would change a live segment — read-only, live membership is not touched."""
+    tree = parse_tree(conditions)
+    matching = Customer.objects.filter(compile_node(tree, now or timezone.now()))
+    live = Customer.objects.filter(segment_memberships__segment=segment)
+    entering = matching.exclude(pk__in=live.values("pk"))
+    exiting = live.exclude(pk__in=matching.values("pk"))
+    fields = ("id", "user_id", "email", "name")
+    return DraftComparison(
+        count=matching.count(),
+        would_enter=entering.count(),
+        would_exit=exiting.count(),
+        enter_sample=list(entering.order_by("-id").values(*fields)[:PREVIEW_SAMPLE]),
+        exit_sample=list(exiting.order_by("-id").values(*fields)[:PREVIEW_SAMPLE]),
+    )

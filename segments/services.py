@@ -16,7 +16,7 @@ from audiences.models import Customer
 from config.services import task_lock
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree, to_json
-from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentTag
+from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentTag, SegmentVersion
 
 
 @transaction.atomic
@@ -28,17 +28,48 @@ def segment_save(
     tags: Iterable[str] = (),
     owner: AbstractBaseUser | AnonymousUser | None = None,
     segment: Segment | None = None,
+    note: str = "",
 ) -> Segment:
-    """Create or update a segment; the tree is validated first (InvalidCondition names the bad leaf)."""
+    """Create or update a segment; the tree is validated first (InvalidCondition names the bad leaf).
+
+    Every change that alters the segment is kept as a numbered version with its author.
+    """
     tree = parse_tree(conditions)
     segment = segment or Segment()
     segment.name, segment.description, segment.conditions = name.strip(), description, to_json(tree)
-    if segment.owner_id is None and owner is not None and owner.is_authenticated:
-        segment.owner_id = owner.pk
+    author = owner.pk if owner is not None and owner.is_authenticated else None
+    if segment.owner_id is None and author is not None:
+        segment.owner_id = author
     segment.save()
-    tag_objects = [SegmentTag.objects.get_or_create(name=tag.strip())[0] for tag in tags if tag.strip()]
-    segment.tags.set(tag_objects)
+    tag_names = sorted({tag.strip() for tag in tags if tag.strip()})
+    segment.tags.set([SegmentTag.objects.get_or_create(name=tag)[0] for tag in tag_names])
+    latest = segment.versions.order_by("-number").first()
+    state = (segment.name, segment.description, tag_names, segment.conditions)
+    if latest is None or (latest.name, latest.description, latest.tags, latest.conditions) != state:
+        SegmentVersion.objects.create(
+            segment=segment,
+            number=(latest.number + 1) if latest else 1,
+            name=segment.name,
+            description=segment.description,
+            tags=tag_names,
+            conditions=segment.conditions,
+            author_id=author,
+            note=note,
+        )
     return segment
+
+
+def segment_version_restore(*, version: SegmentVersion, author: AbstractBaseUser | AnonymousUser | None) -> Segment:
+    """Make an earlier version current again (recorded as a new version)."""
+    return segment_save(
+        segment=version.segment,
+        name=version.name,
+        description=version.description,
+        tags=version.tags,
+        conditions=version.conditions,
+        owner=author,
+        note=f"restored version {version.number}",
+    )
 
 
 @dataclass

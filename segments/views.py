@@ -16,7 +16,7 @@ from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from segments import selectors, services
 from segments.forms import SegmentForm
-from segments.models import Segment, SegmentTag
+from segments.models import Segment, SegmentTag, SegmentVersion
 
 
 class SegmentListView(StaffPermissionMixin, TemplateView):
@@ -84,6 +84,19 @@ class SegmentCreateView(SegmentEditView):
     required_permissions = ("segments.add_segment",)
 
 
+class SegmentRestoreView(StaffPermissionMixin, TemplateView):
+    """Restore an earlier version (POST); it becomes a new version and the segment is re-evaluated."""
+
+    required_permissions = ("segments.change_segment",)
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        version = get_object_or_404(SegmentVersion, segment_id=kwargs["pk"], number=kwargs["number"])
+        segment = services.segment_version_restore(version=version, author=request.user)
+        services.segment_evaluate(segment=segment)
+        return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": segment.pk}))
+
+
 def _readable(node: dict[str, Any]) -> dict[str, Any]:
     """The stored tree with each leaf described in words, for the detail page."""
     if node.get("type") == "group":
@@ -103,6 +116,7 @@ class SegmentDetailView(StaffPermissionMixin, TemplateView):
             "tree": _readable(segment.conditions),
             "page": paginate_for_ui(self.request, selectors.segment_members(segment).select_related("account")),
             "changes": segment.changes.select_related("customer")[:20],
+            "versions": selectors.segment_versions(segment)[:10],
         }
         wanted = self.request.GET.get("explain", "").strip()
         if wanted:

@@ -75,6 +75,15 @@ def test_build_preview_and_publish_a_two_group_segment(
     page.wait_for_url(f"{live_url}/segments/*/")
     assert "2 members" in page.locator("h1").inner_text()
 
+    # Test mode: editing the live segment previews who would enter and exit, without changing it.
+    page.click("text=Edit conditions")
+    second_group = page.locator("#builder > fieldset > fieldset").nth(1)
+    second_group.locator(":scope > legend >> text=Remove group").click()
+    page.wait_for_selector(
+        "#preview >> text=1 customers match right now · 0 would enter · 1 would exit", timeout=10_000
+    )
+    assert SegmentMembership.objects.filter(segment__name="Whales or testers").count() == 2
+
     segment = Segment.objects.get(name="Whales or testers")
     assert sorted(segment.tags.values_list("name", flat=True)) == ["qa", "revenue"]
     assert set(SegmentMembership.objects.filter(segment=segment).values_list("customer__user_id", flat=True)) == {
@@ -105,6 +114,18 @@ class TestSegmentPages:
         assert page.context["explanation"]["matches"] is False
         assert page.context["explained_customer"] == bob
         assert "subscriber.mrr gte 100.0" in html
+
+    def test_versions_are_shown_and_restorable(self, make_user: Callable[..., AbstractUser]) -> None:
+        client = signed_in(make_user(Role.GROWTH))
+        Customer.objects.create(user_id="ada", name="Ada", mrr_cents=20000)
+        segment = segment_save(name="High MRR", conditions=HIGH_MRR)
+        segment_save(segment=segment, name="High MRR", conditions={**HIGH_MRR, "value": 500})
+        page = client.get(reverse("segment-detail", kwargs={"pk": segment.pk})).content.decode()
+        assert "+  - subscriber.mrr gte 500.0" in page
+        client.post(reverse("segment-restore", kwargs={"pk": segment.pk, "number": 1}))
+        segment.refresh_from_db()
+        assert segment.conditions["children"][0]["value"] == 100.0
+        assert segment.member_count == 1
 
     def test_list_filters_by_tag(self, make_user: Callable[..., AbstractUser]) -> None:
         client = signed_in(make_user(Role.SALES_REP))

@@ -138,14 +138,26 @@
     clearTimeout(timer);
     timer = setTimeout(async function () {
       if (!tree.children.length) { preview.textContent = "Add a condition to see who matches."; return; }
-      const response = await fetch(root.dataset.preview, {
+      const url = root.dataset.draft || root.dataset.preview;
+      const response = await fetch(url, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
         body: JSON.stringify({ conditions: tree }),
       });
       const body = await response.json();
-      preview.textContent = response.ok ? body.count.toLocaleString() + " customers match right now" : body.error;
       preview.className = response.ok ? "" : "error";
+      if (!response.ok) { preview.textContent = body.error; return; }
+      let text = body.count.toLocaleString() + " customers match right now";
+      if (root.dataset.draft) {
+        // Test mode: the draft against the live membership; nothing changes until you save.
+        text += " · " + body.would_enter.toLocaleString() + " would enter · " + body.would_exit.toLocaleString() + " would exit";
+        const usedBy = document.getElementById("used-by");
+        usedBy.hidden = !body.used_by.length;
+        usedBy.textContent = body.used_by.length
+          ? "In use by " + body.used_by.map(function (use) { return use.kind + " “" + use.name + "”"; }).join(", ") + ": saving changes what they do."
+          : "";
+      }
+      preview.textContent = text;
     }, 300);
   }
   function changed(rerender) {
