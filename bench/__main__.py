@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingest
+from bench import ingest, segments
 
-BENCHMARKS = {"ingest": ingest.main}
+BENCHMARKS = {"ingest": ingest.main, "segments": segments.main}
 
 
 def main() -> None:

@@ -91,9 +91,10 @@ def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]
 def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evaluation:
     """Bring the materialised membership in line with the conditions, writing only the difference.
 
-    Four set-based statements: record and insert who entered (matching, not yet a member), record and delete
-    who exited (a member, no longer matching). An evaluation that changes nothing writes nothing but the
-    segment's own timing. Runs under a per-segment lock so two evaluations never overlap.
+    The compiled query runs once, into a temporary table of matching ids; set-based statements then record
+    and insert who entered (matching, not yet a member) and record and delete who exited (a member, no longer
+    matching). An evaluation that changes nothing writes no membership or history rows. Runs under a
+    per-segment lock so two evaluations of the same segment never overlap.
     """
     now = now or timezone.now()
     started = time.monotonic()
@@ -102,39 +103,43 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
             return Evaluation(entered=0, exited=0, members=segment.member_count, milliseconds=0)
         members_sql, params = _members_sql(segment, now)
         membership, change = SegmentMembership._meta.db_table, SegmentMembershipChange._meta.db_table
-        adapt = connection.ops.adapt_datetimefield_value
-        at = adapt(now)
-        entering = (
-            f"SELECT matching.id FROM ({members_sql}) matching WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = matching.id)"
+        matching = f"segment_matching_{segment.pk}"
+        at = connection.ops.adapt_datetimefield_value(now)
+        new_members = (
+            f"SELECT t.id FROM {matching} t WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = t.id)"
         )
-        exiting = (
+        gone = (
             f"SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM ({members_sql}) matching WHERE matching.id = m.customer_id)"
+            f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)"
         )
         record = f"INSERT INTO {change} (segment_id, customer_id, kind, at)"
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"{record} SELECT %s, id, 'entered', %s FROM ({entering}) e", (segment.pk, at, *params, segment.pk)
-            )
-            entered = cursor.rowcount
-            cursor.execute(
-                f"{record} SELECT %s, customer_id, 'exited', %s FROM ({exiting}) x",
-                (segment.pk, at, segment.pk, *params),
-            )
-            exited = cursor.rowcount
-            if entered:
+            cursor.execute(f"CREATE TEMPORARY TABLE {matching} (id bigint PRIMARY KEY)")
+            try:
+                cursor.execute(f"INSERT INTO {matching} (id) {members_sql}", params)
+                members = cursor.rowcount
                 cursor.execute(
-                    f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
-                    f"SELECT %s, id, %s FROM ({entering}) e",
-                    (segment.pk, at, *params, segment.pk),
+                    f"{record} SELECT %s, id, 'entered', %s FROM ({new_members}) e", (segment.pk, at, segment.pk)
                 )
-            if exited:
+                entered = cursor.rowcount
                 cursor.execute(
-                    f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({exiting})",
-                    (segment.pk, segment.pk, *params),
+                    f"{record} SELECT %s, customer_id, 'exited', %s FROM ({gone}) x", (segment.pk, at, segment.pk)
                 )
-            members = SegmentMembership.objects.filter(segment=segment).count()
+                exited = cursor.rowcount
+                if entered:
+                    cursor.execute(
+                        f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
+                        f"SELECT %s, id, %s FROM ({new_members}) e",
+                        (segment.pk, at, segment.pk),
+                    )
+                if exited:
+                    cursor.execute(
+                        f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({gone})",
+                        (segment.pk, segment.pk),
+                    )
+            finally:
+                cursor.execute(f"DROP TABLE {matching}")
             elapsed = round((time.monotonic() - started) * 1000)
             Segment.objects.filter(pk=segment.pk).update(
                 member_count=members, last_evaluated_at=now, last_evaluation_ms=elapsed
