@@ -23,9 +23,9 @@ from segments.models import CustomProperty, Segment, SegmentVersion
 from segments.usage import segment_uses
 
 
-def _checked(conditions: Any) -> Any:
+def _checked(conditions: Any, *, segment_id: int | None = None) -> Any:
     try:
-        parse_tree(conditions)
+        parse_tree(conditions, segment_id=segment_id)
     except InvalidCondition as invalid:
         raise ValidationError(str(invalid)) from invalid
     return conditions
@@ -53,7 +53,7 @@ class SegmentSerializer(serializers.ModelSerializer[Segment]):
         read_only_fields = ["owner", "member_count", "last_evaluated_at", "last_evaluation_ms"]
 
     def validate_conditions(self, value: Any) -> Any:
-        return _checked(value)
+        return _checked(value, segment_id=self.instance.pk if isinstance(self.instance, Segment) else None)
 
     def to_representation(self, instance: Segment) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -148,6 +148,7 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
         segment = self.get_object()
         serializer = PreviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        _checked(serializer.validated_data["conditions"], segment_id=segment.pk)
         comparison = selectors.segment_draft_compare(segment, serializer.validated_data["conditions"])
         uses = [use.__dict__ for use in segment_uses(segment)]
         return Response({**comparison.__dict__, "used_by": uses})

@@ -20,9 +20,9 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 
-from audiences.models import Event
+from audiences.models import Customer, Event
 from segments.catalogue import PropertySpec, property_named
-from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, ValueType
+from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
 from trials.models import Subscription
 
 
@@ -154,6 +154,11 @@ def compile_node(node: Node, now: datetime) -> Q:
         return _condition_q(node, now)
     if isinstance(node, EventCondition):
         return _event_q(node, now)
+    if isinstance(node, SegmentCondition):
+        if node.tree is None:
+            raise ValueError("segment condition not resolved; parse the tree with parse_tree")
+        inside = Q(pk__in=Customer.objects.filter(compile_node(node.tree, now)).values("pk"))
+        return inside if node.operator == "in" else ~inside
     combined = Q()
     for child in node.children:
         child_q = compile_node(child, now)

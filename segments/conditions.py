@@ -91,6 +91,16 @@ class EventCondition:
 
 
 @dataclass(frozen=True)
+class SegmentCondition:
+    """Membership of another segment (`in` / `not_in`), evaluated from that segment's own conditions, so it is
+    never staler than the segment using it. `tree` is the other segment's parsed tree, resolved at parse time."""
+
+    segment_id: int
+    operator: str
+    tree: Group | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Group:
     """AND/OR of children, optionally negated."""
 
@@ -99,7 +109,7 @@ class Group:
     negate: bool = False
 
 
-Node = Group | Condition | EventCondition
+Node = Group | Condition | EventCondition | SegmentCondition
 
 
 def _number(value: Any, path: str) -> float:
@@ -201,7 +211,31 @@ def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
     )
 
 
-def _parse(raw: Any, path: str, depth: int, leaves: list[int]) -> Node:
+def _parse_segment(raw: dict[str, Any], path: str, seen: tuple[int, ...]) -> SegmentCondition:
+    from segments.models import Segment
+
+    segment_id = raw.get("segment")
+    if isinstance(segment_id, bool) or not isinstance(segment_id, int):
+        raise InvalidCondition(path, "a segment condition needs the other segment's id")
+    if raw.get("operator") not in ("in", "not_in"):
+        raise InvalidCondition(path, 'operator must be "in" or "not_in"')
+    if segment_id in seen:
+        raise InvalidCondition(path, f"segment {segment_id} refers back to itself (a cycle)")
+    other = Segment.objects.filter(pk=segment_id).values_list("conditions", flat=True).first()
+    if other is None:
+        raise InvalidCondition(path, f"no segment {segment_id}")
+    try:
+        tree = _as_group(_parse(other, "", 0, [], (*seen, segment_id)))
+    except InvalidCondition as inner:
+        raise InvalidCondition(path, f"segment {segment_id}: {inner}") from inner
+    return SegmentCondition(segment_id=segment_id, operator=raw["operator"], tree=tree)
+
+
+def _as_group(node: Node) -> Group:
+    return node if isinstance(node, Group) else Group(operator="and", children=(node,))
+
+
+def _parse(raw: Any, path: str, depth: int, leaves: list[int], seen: tuple[int, ...] = ()) -> Node:
     from segments.catalogue import property_named
 
     if not isinstance(raw, dict):
@@ -217,7 +251,7 @@ def _parse(raw: Any, path: str, depth: int, leaves: list[int]) -> Node:
         if not isinstance(children, list) or not children:
             raise InvalidCondition(path, "a group needs at least one condition")
         parsed = tuple(
-            _parse(child, f"{path}.children[{i}]" if path else f"children[{i}]", depth + 1, leaves)
+            _parse(child, f"{path}.children[{i}]" if path else f"children[{i}]", depth + 1, leaves, seen)
             for i, child in enumerate(children)
         )
         return Group(operator=operator, children=parsed, negate=bool(raw.get("negate", False)))
@@ -226,8 +260,10 @@ def _parse(raw: Any, path: str, depth: int, leaves: list[int]) -> Node:
         raise InvalidCondition(path, f"a segment has at most {MAX_LEAVES} conditions")
     if kind == "event":
         return _parse_event(raw, path)
+    if kind == "segment":
+        return _parse_segment(raw, path, seen)
     if kind != "condition":
-        raise InvalidCondition(path, 'type must be "group", "condition" or "event"')
+        raise InvalidCondition(path, 'type must be "group", "condition", "event" or "segment"')
     name = raw.get("property")
     spec = property_named(name) if isinstance(name, str) else None
     if spec is None:
@@ -242,11 +278,13 @@ def _parse(raw: Any, path: str, depth: int, leaves: list[int]) -> Node:
     return Condition(property=spec.key, operator=operator, value=value, spec=spec)
 
 
-def parse_tree(raw: Any) -> Group:
-    """Validate and convert a JSON tree; a bare leaf is wrapped in an AND group."""
+def parse_tree(raw: Any, *, segment_id: int | None = None) -> Group:
+    """Validate and convert a JSON tree; a bare leaf is wrapped in an AND group.
+
+    `segment_id` is the segment the tree belongs to, so a condition referring back to it is refused.
+    """
     leaves: list[int] = []
-    node = _parse(raw, "", 0, leaves)
-    return node if isinstance(node, Group) else Group(operator="and", children=(node,))
+    return _as_group(_parse(raw, "", 0, leaves, (segment_id,) if segment_id is not None else ()))
 
 
 def to_json(node: Node) -> dict[str, Any]:
@@ -267,4 +305,6 @@ def to_json(node: Node) -> dict[str, Any]:
         if node.where:
             data["where"] = [{"property": f.property, "operator": f.operator, "value": f.value} for f in node.where]
         return data
+    if isinstance(node, SegmentCondition):
+        return {"type": "segment", "segment": node.segment_id, "operator": node.operator}
     return {"type": "condition", "property": node.property, "operator": node.operator, "value": node.value}

@@ -35,7 +35,7 @@ class SegmentForm(forms.Form):
     def clean_conditions(self) -> Any:
         conditions = self.cleaned_data["conditions"]
         try:
-            parse_tree(conditions)
+            parse_tree(conditions, segment_id=self.segment.pk if self.segment is not None else None)
         except InvalidCondition as invalid:
             raise forms.ValidationError(str(invalid)) from invalid
         return conditions

@@ -13,7 +13,16 @@ from django.utils import timezone
 from audiences.models import Customer
 from segments.catalogue import property_named
 from segments.compiler import compile_node, event_count_expression
-from segments.conditions import Condition, EventCondition, Group, InvalidCondition, Node, parse_tree, to_json
+from segments.conditions import (
+    Condition,
+    EventCondition,
+    Group,
+    InvalidCondition,
+    Node,
+    SegmentCondition,
+    parse_tree,
+    to_json,
+)
 from segments.models import Segment, SegmentVersion
 
 PREVIEW_SAMPLE = 20
@@ -42,7 +51,9 @@ class LeafExplanation:
     held: bool
 
 
-def _actual(node: Condition | EventCondition, customer: Customer, now: datetime) -> Any:
+def _actual(node: Condition | EventCondition | SegmentCondition, customer: Customer, now: datetime) -> Any:
+    if isinstance(node, SegmentCondition):
+        return None  # whether it held says it all
     if isinstance(node, EventCondition):
         annotated = Customer.objects.filter(pk=customer.pk).annotate(total=event_count_expression(node, now))
         return annotated.values_list("total", flat=True).first()
@@ -60,7 +71,10 @@ def _actual(node: Condition | EventCondition, customer: Customer, now: datetime)
     return value / spec.scale if spec.scale != 1 and value is not None else value
 
 
-def _describe(node: Condition | EventCondition) -> str:
+def _describe(node: Condition | EventCondition | SegmentCondition) -> str:
+    if isinstance(node, SegmentCondition):
+        name = Segment.objects.filter(pk=node.segment_id).values_list("name", flat=True).first()
+        return f"{'in' if node.operator == 'in' else 'not in'} segment “{name}”"
     if isinstance(node, EventCondition):
         window = f" in the last {node.within_days} days" if node.within_days is not None else ""
         if node.between:
@@ -153,7 +167,7 @@ class DraftComparison:
 
 def segment_draft_compare(segment: Segment, conditions: Any, *, now: datetime | None = None) -> DraftComparison:
     """Test mode: how a draft would change a live segment — read-only, live membership is not touched."""
-    tree = parse_tree(conditions)
+    tree = parse_tree(conditions, segment_id=segment.pk)
     matching = Customer.objects.filter(compile_node(tree, now or timezone.now()))
     live = Customer.objects.filter(segment_memberships__segment=segment)
     entering = matching.exclude(pk__in=live.values("pk"))

@@ -34,7 +34,7 @@ def segment_save(
 
     Every change that alters the segment is kept as a numbered version with its author.
     """
-    tree = parse_tree(conditions)
+    tree = parse_tree(conditions, segment_id=segment.pk if segment is not None else None)
     segment = segment or Segment()
     segment.name, segment.description, segment.conditions = name.strip(), description, to_json(tree)
     author = owner.pk if owner is not None and owner.is_authenticated else None
@@ -83,7 +83,8 @@ class Evaluation:
 
 
 def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]:
-    matching = Customer.objects.filter(compile_tree(parse_tree(segment.conditions), now)).values("id")
+    tree = parse_tree(segment.conditions, segment_id=segment.pk)
+    matching = Customer.objects.filter(compile_tree(tree, now)).values("id")
     sql, params = matching.query.sql_with_params()
     return sql, tuple(params)
 

@@ -103,3 +103,14 @@ class TestSegmentsApi:
         assert rep.get("/api/v1/segments/").status_code == 200
         response = rep.post("/api/v1/segments/", {"name": "x", "conditions": HIGH_MRR}, format="json")
         assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_cycle_through_the_api_is_a_400(growth_api: APIClient) -> None:
+    first = growth_api.post("/api/v1/segments/", {"name": "A", "conditions": HIGH_MRR}, format="json").json()
+    in_first = {"type": "segment", "segment": first["id"], "operator": "in"}
+    second = growth_api.post("/api/v1/segments/", {"name": "B", "conditions": in_first}, format="json").json()
+    in_second = {"type": "segment", "segment": second["id"], "operator": "in"}
+    response = growth_api.patch(f"/api/v1/segments/{first['id']}/", {"conditions": in_second}, format="json")
+    assert response.status_code == 400
+    assert f"segment {first['id']} refers back to itself" in response.json()["error"]

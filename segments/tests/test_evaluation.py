@@ -69,3 +69,36 @@ def test_saving_stores_the_canonical_tree_and_tags(segment: Segment) -> None:
     assert segment.conditions["type"] == "group"
     assert segment.conditions["children"][0]["value"] == 100.0
     assert sorted(segment.tags.values_list("name", flat=True)) == ["cs", "revenue"]
+
+
+@pytest.mark.django_db
+def test_membership_of_another_segment_and_cycles(segment: Segment) -> None:
+    from segments.conditions import InvalidCondition
+    from segments.selectors import explain
+
+    ada = Customer.objects.create(user_id="ada", mrr_cents=20000, is_test=False)
+    bob = Customer.objects.create(user_id="bob", mrr_cents=20000, is_test=True)
+    Customer.objects.create(user_id="cy", mrr_cents=0)
+    real_high = segment_save(
+        name="Real high MRR",
+        conditions={"type": "group", "operator": "and", "children": [
+            {"type": "segment", "segment": segment.pk, "operator": "in"},
+            {"type": "condition", "property": "customer.is_test", "operator": "is_false"},
+        ]},
+    )  # fmt: skip
+    segment_evaluate(segment=real_high)
+    assert members(real_high) == {"ada"}
+    outside = segment_save(name="Not high", conditions={"type": "segment", "segment": segment.pk, "operator": "not_in"})
+    segment_evaluate(segment=outside)
+    assert members(outside) == {"cy"}
+    assert explain(real_high.conditions, bob)["leaves"][0] == {
+        "path": "children[0]", "description": "in segment “High MRR”", "actual": None, "held": True,
+    }  # fmt: skip
+    assert explain(real_high.conditions, ada)["matches"] is True
+
+    with pytest.raises(InvalidCondition, match="refers back to itself"):
+        segment_save(
+            segment=segment, name="High MRR", conditions={"type": "segment", "segment": real_high.pk, "operator": "in"}
+        )
+    with pytest.raises(InvalidCondition, match="no segment 999"):
+        segment_save(name="Ghost", conditions={"type": "segment", "segment": 999, "operator": "in"})
