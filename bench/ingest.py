@@ -27,8 +27,9 @@ from typing import Any
 import orjson
 import psycopg
 
+from bench.report import report
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "trialloop_bench"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}")
@@ -249,13 +250,7 @@ def main() -> None:
         ("events sent / stored", f"{sent:,} / {stored:,}"),
         ("failed requests", str(failures)),
     ]
-    width = max(len(name) for name, _ in rows)
-    print("-" * (width + 40))
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    print("-" * (width + 40))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+    report("ingest", rows, result)
 
 
 if __name__ == "__main__":

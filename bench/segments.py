@@ -10,7 +10,6 @@ evaluation (compile, select, write every member and its history row), a re-evalu
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import psycopg
 
+from bench.report import report
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "trialloop_bench_segments"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -178,13 +178,7 @@ def main() -> None:
             f"{result['noop_s']} s, {result['noop_rows_written']} rows written (target 0)",
         ),
     ]
-    width = max(len(name) for name, _ in rows)
-    print("-" * (width + 40))
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    print("-" * (width + 40))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "segments.json").write_text(json.dumps(result, indent=2) + "\n")
+    report("segments", rows, result)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,11 @@ def _id(value: Any) -> str:
 
 def stripe_source() -> Source:
     """The built-in source that billing events are recorded under (created on first use; its key is unused)."""
-    source = Source.objects.filter(name=STRIPE_SOURCE_NAME, kind=Source.Kind.STRIPE).first()
+    source = Source.objects.filter(kind=Source.Kind.STRIPE).order_by("pk").first()
     if source is None:
-        source, _ = source_create(name=STRIPE_SOURCE_NAME, kind=Source.Kind.STRIPE)
+        taken = Source.objects.filter(name=STRIPE_SOURCE_NAME).exists()
+        name = f"{STRIPE_SOURCE_NAME} (billing)" if taken else STRIPE_SOURCE_NAME
+        source, _ = source_create(name=name, kind=Source.Kind.STRIPE)
     return source
 
 

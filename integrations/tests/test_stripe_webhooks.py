@@ -451,3 +451,17 @@ def test_simultaneous_duplicates_process_once(live_url: str, live_secret: None) 
     assert StripeEvent.objects.filter(event_id="evt_sub_created").count() == 1
     assert Customer.objects.get(user_id="usr_ada").events.filter(name="Trial Started").count() == 1
     assert Subscription.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_billing_events_still_land_when_a_source_is_already_named_stripe() -> None:
+    from audiences.models import Source
+    from audiences.services import source_create
+
+    source_create(name="Stripe")  # an admin's own tracking source with that name
+    ada()
+    for event in lifecycle()[:6]:
+        assert deliver(event).status_code == 200
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Source.objects.get(kind="stripe").name == "Stripe (billing)"
+    assert Customer.objects.get(user_id="usr_ada").events.filter(name="Trial Started").exists()
