@@ -114,3 +114,18 @@ def test_a_cycle_through_the_api_is_a_400(growth_api: APIClient) -> None:
     response = growth_api.patch(f"/api/v1/segments/{first['id']}/", {"conditions": in_second}, format="json")
     assert response.status_code == 400
     assert f"segment {first['id']} refers back to itself" in response.json()["error"]
+
+
+@pytest.mark.django_db
+def test_preview_runs_a_fixed_number_of_queries(
+    growth_api: APIClient, people: dict[str, Customer], django_assert_max_num_queries: DjangoAssertNumQueries
+) -> None:
+    Customer.objects.bulk_create([Customer(user_id=f"c{i}", mrr_cents=i * 100) for i in range(200)])
+    tree = {
+        "type": "group",
+        "operator": "or",
+        "children": [HIGH_MRR, {"type": "event", "event": "X", "operator": "at_least", "count": 1}],
+    }
+    with django_assert_max_num_queries(5):  # auth, permission, count, sample
+        body = growth_api.post("/api/v1/segments/preview/", {"conditions": tree}, format="json").json()
+    assert body["count"] == 101  # ada and the 100 customers at or above $100
