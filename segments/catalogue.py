@@ -30,6 +30,7 @@ class PropertySpec:
     scale: int = 1
     choices: tuple[str, ...] = ()
     is_json: bool = False
+    derived: str = ""  # "predicate": a yes/no computed from the row; "age_days": days since `path`
 
 
 SUBSCRIBER_STATUSES = ("active", "canceled", "saved", "reactivated")
@@ -58,6 +59,30 @@ BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("subscription.mrr", "MRR", "Subscription", ValueType.NUMBER, "mrr_cents", True, scale=100),
     PropertySpec("subscription.quantity", "Quantity", "Subscription", ValueType.NUMBER, "quantity", True),
     PropertySpec("subscription.started", "Started", "Subscription", ValueType.DATE, "started_at", True),
+    PropertySpec(
+        "subscription.duration_days",
+        "Duration (days)",
+        "Subscription",
+        ValueType.NUMBER,
+        "started_at",
+        True,
+        derived="age_days",
+    ),
+    PropertySpec(
+        "subscription.is_free_trial",
+        "Is a free trial",
+        "Subscription",
+        ValueType.BOOLEAN,
+        "",
+        True,
+        derived="predicate",
+    ),
+    PropertySpec(
+        "subscription.will_renew", "Will renew", "Subscription", ValueType.BOOLEAN, "", True, derived="predicate"
+    ),
+    PropertySpec(
+        "subscription.is_past_due", "Is past due", "Subscription", ValueType.BOOLEAN, "", True, derived="predicate"
+    ),
     PropertySpec("subscription.trial_end", "Trial ends", "Subscription", ValueType.DATE, "trial_end", True),
     PropertySpec(
         "subscription.next_billing_date",

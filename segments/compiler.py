@@ -104,11 +104,53 @@ def compare(
     return Q(**{f"{path}__{operator}": value})  # gt, gte, lt, lte
 
 
+# Yes/no subscription properties computed from the row rather than stored.
+SUBSCRIPTION_PREDICATES: dict[str, Q] = {
+    "subscription.is_free_trial": Q(status=Subscription.Status.TRIALING),
+    "subscription.will_renew": Q(
+        status__in=[Subscription.Status.ACTIVE, Subscription.Status.TRIALING, Subscription.Status.PAST_DUE],
+        cancel_at_period_end=False,
+    ),
+    "subscription.is_past_due": Q(status=Subscription.Status.PAST_DUE),
+}
+
+
+def _predicate_q(key: str, operator: str) -> Q:
+    predicate = SUBSCRIPTION_PREDICATES[key]
+    return {"is_true": predicate, "is_false": ~predicate, "is_set": Q(), "is_not_set": Q(pk__in=[])}[operator]
+
+
+def _age_q(path: str, operator: str, value: Any, now: datetime) -> Q:
+    """Days since `path` compared with N, as a range on the timestamp itself (so its index still serves)."""
+
+    def days_ago(days: float) -> datetime:
+        return now - timedelta(days=days)
+
+    if operator in ("is_set", "is_not_set"):
+        return Q(**{f"{path}__isnull": operator == "is_not_set"})
+    if operator == "between":
+        low, high = value
+        return Q(**{f"{path}__gte": days_ago(high + 1), f"{path}__lte": days_ago(low)})
+    return {
+        "gt": Q(**{f"{path}__lt": days_ago(value + 1)}),
+        "gte": Q(**{f"{path}__lte": days_ago(value)}),
+        "lt": Q(**{f"{path}__gt": days_ago(value)}),
+        "lte": Q(**{f"{path}__gt": days_ago(value + 1)}),
+        "equals": Q(**{f"{path}__lte": days_ago(value), f"{path}__gt": days_ago(value + 1)}),
+        "not_equals": ~Q(**{f"{path}__lte": days_ago(value), f"{path}__gt": days_ago(value + 1)}),
+    }[operator]
+
+
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
         raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
-    q = compare(spec.path, spec.value_type, node.operator, node.value, now, is_json=spec.is_json, scale=spec.scale)
+    if spec.derived == "predicate":
+        q = _predicate_q(spec.key, node.operator)
+    elif spec.derived == "age_days":
+        q = _age_q(spec.path, node.operator, node.value, now)
+    else:
+        q = compare(spec.path, spec.value_type, node.operator, node.value, now, is_json=spec.is_json, scale=spec.scale)
     if spec.on_subscription:
         return Q(Exists(Subscription.objects.filter(q, customer=OuterRef("pk"))))
     if spec.is_json:
@@ -137,7 +179,31 @@ def event_count_expression(node: EventCondition, now: datetime) -> Any:
     return Coalesce(Subquery(counted), Value(0))
 
 
+def _matching_events(node: EventCondition, now: datetime) -> Any:
+    events = Event.objects.filter(customer=OuterRef("pk"), name=node.event)
+    for item in node.where:
+        events = events.filter(_event_filter_q(item, now))
+    return events
+
+
+def _event_date_q(node: EventCondition, now: datetime) -> Q:
+    """First/last performed before/after a day, as EXISTS tests (true or false, never NULL)."""
+    assert node.on_date is not None
+    day_start, next_day = _day_start(node.on_date), _day_start(node.on_date + timedelta(days=1))
+    events = _matching_events(node, now)
+    performed = Q(Exists(events))
+    if node.operator == "first_before":
+        return Q(Exists(events.filter(timestamp__lt=day_start)))
+    if node.operator == "first_after":
+        return performed & ~Q(Exists(events.filter(timestamp__lt=next_day)))
+    if node.operator == "last_before":
+        return performed & ~Q(Exists(events.filter(timestamp__gte=day_start)))
+    return Q(Exists(events.filter(timestamp__gte=next_day)))  # last_after
+
+
 def _event_q(node: EventCondition, now: datetime) -> Q:
+    if node.on_date is not None:
+        return _event_date_q(node, now)
     count = event_count_expression(node, now)
     if node.operator == "not_performed":
         return Q(Exact(count, 0))

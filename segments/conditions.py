@@ -53,7 +53,9 @@ OPERATORS: dict[ValueType, set[str]] = {
     },
     ValueType.LIST: {"contains", "not_contains", "is_set", "is_not_set"},
 }  # fmt: skip
-EVENT_OPERATORS = {"at_least", "at_most", "exactly", "not_performed"}
+EVENT_COUNT_OPERATORS = {"at_least", "at_most", "exactly", "not_performed"}
+EVENT_DATE_OPERATORS = {"first_before", "first_after", "last_before", "last_after"}
+EVENT_OPERATORS = EVENT_COUNT_OPERATORS | EVENT_DATE_OPERATORS
 NO_VALUE = {"is_set", "is_not_set", "is_true", "is_false"}
 MAX_DEPTH = 8
 MAX_LEAVES = 100
@@ -88,6 +90,7 @@ class EventCondition:
     within_days: int | None = None
     between: tuple[date, date] | None = None
     where: tuple[EventFilter, ...] = ()
+    on_date: date | None = None  # for first/last performed before/after
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,14 @@ def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
     operator = raw.get("operator")
     if operator not in EVENT_OPERATORS:
         raise InvalidCondition(path, f"operator must be one of {', '.join(sorted(EVENT_OPERATORS))}")
-    count = 1 if operator == "not_performed" else _whole(raw.get("count", 1), path, "count")
+    on_date = None
+    if operator in EVENT_DATE_OPERATORS:
+        on_date = _date(raw.get("date"), f"{path}.date")
+    count = (
+        1
+        if operator != "at_least" and operator not in ("at_most", "exactly")
+        else _whole(raw.get("count", 1), path, "count")
+    )
     within = raw.get("within_days")
     between = raw.get("between")
     if within is not None and between is not None:
@@ -208,6 +218,7 @@ def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
         within_days=_whole(within, path, "within_days") if within is not None else None,
         between=window,
         where=tuple(filters),
+        on_date=on_date,
     )
 
 
@@ -302,6 +313,8 @@ def to_json(node: Node) -> dict[str, Any]:
             data["within_days"] = node.within_days
         if node.between is not None:
             data["between"] = [node.between[0].isoformat(), node.between[1].isoformat()]
+        if node.on_date is not None:
+            data["date"] = node.on_date.isoformat()
         if node.where:
             data["where"] = [{"property": f.property, "operator": f.operator, "value": f.value} for f in node.where]
         return data

@@ -55,6 +55,13 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     if isinstance(node, SegmentCondition):
         return None  # whether it held says it all
     if isinstance(node, EventCondition):
+        if node.on_date is not None:
+            events = customer.events.filter(name=node.event)
+            moment = (
+                events.order_by("timestamp") if node.operator.startswith("first") else events.order_by("-timestamp")
+            )
+            first_or_last = moment.values_list("timestamp", flat=True).first()
+            return first_or_last.isoformat() if first_or_last else None
         annotated = Customer.objects.filter(pk=customer.pk).annotate(total=event_count_expression(node, now))
         return annotated.values_list("total", flat=True).first()
     spec = node.spec or property_named(node.property)
@@ -62,6 +69,11 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return None
     if spec.is_json:
         return customer.traits.get(spec.path.removeprefix("traits__"))
+    if spec.derived == "predicate":
+        return None  # computed from the subscription's status; whether it held says it all
+    if spec.derived == "age_days":
+        started = customer.subscriptions.values_list(spec.path, flat=True)
+        return [(now - moment).days for moment in started if moment is not None]
     if spec.on_subscription:
         values = customer.subscriptions.values_list(spec.path, flat=True)
         return [v / spec.scale if spec.scale != 1 and v is not None else v for v in values]
@@ -81,6 +93,9 @@ def _describe(node: Condition | EventCondition | SegmentCondition) -> str:
             window = f" between {node.between[0]} and {node.between[1]}"
         if node.operator == "not_performed":
             return f"did not perform {node.event}{window}"
+        if node.on_date is not None:
+            which, when = node.operator.split("_")
+            return f"{which} performed {node.event} {when} {node.on_date}"
         return f"performed {node.event} {node.operator.replace('_', ' ')} {node.count} times{window}"
     value = "" if node.value is None else f" {node.value}"
     return f"{node.property} {node.operator.replace('_', ' ')}{value}"

@@ -86,6 +86,7 @@
   }
 
   function eventRow(leaf, remove) {
+    if (/^(first|last)_/.test(leaf.operator)) return eventDateRow(leaf, remove);
     const count = leaf.operator === "not_performed" ? null : el("input", { type: "number", min: "0", value: leaf.count == null ? 1 : leaf.count,
       "aria-label": "Times", oninput: function (e) { leaf.count = Number(e.target.value); changed(false); } });
     return el("div", { class: "builder-row" }, [
@@ -99,6 +100,20 @@
       el("input", { type: "number", min: "0", value: leaf.within_days == null ? "" : leaf.within_days, placeholder: "any", "aria-label": "Within days",
         oninput: function (e) { if (e.target.value === "") delete leaf.within_days; else leaf.within_days = Number(e.target.value); changed(false); } }),
       el("span", { text: " days" }),
+      el("button", { type: "button", class: "secondary", text: "Remove", onclick: remove }),
+    ]);
+  }
+
+  function eventDateRow(leaf, remove) {
+    // "first/last performed before/after a day": a date instead of a count and window.
+    return el("div", { class: "builder-row" }, [
+      el("span", { text: "event " }),
+      el("input", { type: "text", value: leaf.event || "", placeholder: "Event name", "aria-label": "Event",
+        oninput: function (e) { leaf.event = e.target.value; changed(false); } }),
+      select(catalogue.event_operators.map(function (o) { return [o, o.replace(/_/g, " ")]; }), leaf.operator,
+        function (e) { leaf.operator = e.target.value; changed(true); }, "How often"),
+      el("input", { type: "date", value: leaf.date || "", "aria-label": "Date",
+        oninput: function (e) { leaf.date = e.target.value; changed(false); } }),
       el("button", { type: "button", class: "secondary", text: "Remove", onclick: remove }),
     ]);
   }
