@@ -13,6 +13,7 @@ from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
+from segments import selectors as segment_selectors
 
 
 class CustomerListView(StaffPermissionMixin, TemplateView):
@@ -47,6 +48,7 @@ class CustomerDetailView(StaffPermissionMixin, TemplateView):
             "traits": sorted(customer.traits.items()),
             "event_filter": events,
             "events": paginate_for_ui(self.request, queryset, ordering="-timestamp", size=50),
+            "segments": segment_selectors.customer_segments(customer.pk),
         }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from audiences.models import Customer
@@ -23,7 +23,7 @@ from segments.conditions import (
     parse_tree,
     to_json,
 )
-from segments.models import Segment, SegmentVersion
+from segments.models import Segment, SegmentMembership, SegmentVersion
 
 PREVIEW_SAMPLE = 20
 
@@ -195,3 +195,11 @@ def segment_draft_compare(segment: Segment, conditions: Any, *, now: datetime | 
         enter_sample=list(entering.order_by("-id").values(*fields)[:PREVIEW_SAMPLE]),
         exit_sample=list(exiting.order_by("-id").values(*fields)[:PREVIEW_SAMPLE]),
     )
+
+
+def customer_segments(customer_id: int) -> list[dict[str, Any]]:
+    """Every segment with whether the customer is a member (as of its last evaluation), for the profile page."""
+    member = Exists(SegmentMembership.objects.filter(segment=OuterRef("pk"), customer_id=customer_id))
+    return [
+        dict(row) for row in Segment.objects.annotate(member=member).order_by("name").values("pk", "name", "member")
+    ]

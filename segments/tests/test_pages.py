@@ -141,3 +141,16 @@ class TestSegmentPages:
         segment = segment_save(name="High MRR", conditions=HIGH_MRR)
         assert client.post(reverse("segment-detail", kwargs={"pk": segment.pk})).status_code == 403
         assert not SegmentMembership.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_customer_page_lists_segments_and_links_to_explain(make_user: Callable[..., AbstractUser]) -> None:
+    client = signed_in(make_user(Role.SALES_REP))
+    ada = Customer.objects.create(user_id="ada", name="Ada", mrr_cents=20000)
+    segment = segment_save(name="High MRR", conditions=HIGH_MRR)
+    segment_evaluate(segment=segment)
+    page = client.get(reverse("customer-detail", kwargs={"pk": ada.pk}))
+    assert page.context["segments"] == [{"pk": segment.pk, "name": "High MRR", "member": True}]
+    explain_link = f"{reverse('segment-detail', kwargs={'pk': segment.pk})}?explain={ada.pk}"
+    assert explain_link in page.content.decode()
+    assert client.get(explain_link).context["explanation"]["matches"] is True
