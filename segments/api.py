@@ -81,6 +81,11 @@ class PreviewSerializer(serializers.Serializer[Any]):
         return _checked(value)
 
 
+class DraftSerializer(serializers.Serializer[Any]):
+    conditions = serializers.JSONField()
+    test_customers = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
 class RestoreSerializer(serializers.Serializer[Any]):
     version = serializers.IntegerField(min_value=1)
 
@@ -114,6 +119,7 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
                 ],
                 "event_operators": sorted(EVENT_OPERATORS),
                 "event_filter_operators": sorted(EVENT_FILTER_OPERATORS),
+                "segments": [{"id": pk, "name": name} for pk, name in Segment.objects.values_list("pk", "name")],
             }
         )
 
@@ -140,18 +146,46 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
         result = services.segment_evaluate(segment=self.get_object())
         return Response(result.__dict__)
 
-    @extend_schema(request=PreviewSerializer)
-    @action(detail=True, methods=["post"])
+    @extend_schema(request=DraftSerializer)
+    @action(detail=True, methods=["get", "post", "put", "delete"])
     def draft(self, request: Request, pk: str | None = None) -> Response:
-        """Test mode: what a draft of this segment would match, who would enter and exit versus the live
-        membership, and everything that uses the segment — nothing is saved or changed."""
+        """Test mode. GET: the saved draft compared with live. POST: compare the draft in the body, unsaved.
+        PUT: save the draft (and the test customers forced into it). DELETE: discard it. The live segment and
+        its membership never change here; publish does that."""
         segment = self.get_object()
-        serializer = PreviewSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        _checked(serializer.validated_data["conditions"], segment_id=segment.pk)
-        comparison = selectors.segment_draft_compare(segment, serializer.validated_data["conditions"])
+        if request.method == "DELETE":
+            services.segment_draft_discard(segment=segment)
+            return Response(status=204)
+        conditions, forced = None, None
+        if request.method in ("POST", "PUT"):
+            serializer = DraftSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            conditions = _checked(serializer.validated_data["conditions"], segment_id=segment.pk)
+            forced = serializer.validated_data.get("test_customers", [])
+        if request.method == "PUT":
+            try:
+                services.segment_draft_save(
+                    segment=segment, conditions=conditions, test_customer_ids=forced or [], author=request.user
+                )
+            except services.NotATestCustomer as refused:
+                raise ValidationError({"test_customers": [str(refused)]}) from refused
+            conditions, forced = None, None
+        comparison = selectors.segment_draft_compare(segment, conditions, forced=forced)
         uses = [use.__dict__ for use in segment_uses(segment)]
-        return Response({**comparison.__dict__, "used_by": uses})
+        segment.refresh_from_db()
+        return Response(
+            {**comparison.__dict__, "used_by": uses, "draft": segment.draft_conditions, "live": segment.conditions}
+        )
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def publish(self, request: Request, pk: str | None = None) -> Response:
+        """Make the saved draft live (a new version) and re-evaluate."""
+        segment = self.get_object()
+        if segment.draft_conditions is None:
+            raise ValidationError({"draft": ["This segment has no draft to publish."]})
+        result = services.segment_draft_publish(segment=segment, author=request.user)
+        return Response(result.__dict__)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["get"])

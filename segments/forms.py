@@ -15,6 +15,10 @@ class SegmentForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     tags = forms.CharField(required=False, help_text="Comma-separated, e.g. revenue, at-risk")
     conditions = forms.JSONField(widget=forms.HiddenInput)
+    test_customers = forms.CharField(
+        required=False,
+        help_text="Drafts only: user ids of test customers to count in the draft whatever the conditions.",
+    )
 
     def __init__(self, *args: Any, segment: Segment | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -31,6 +35,16 @@ class SegmentForm(forms.Form):
 
     def clean_tags(self) -> list[str]:
         return [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]
+
+    def clean_test_customers(self) -> list[int]:
+        from audiences.models import Customer
+
+        wanted = [value.strip() for value in self.cleaned_data["test_customers"].split(",") if value.strip()]
+        found = dict(Customer.objects.filter(user_id__in=wanted, is_test=True).values_list("user_id", "pk"))
+        missing = [value for value in wanted if value not in found]
+        if missing:
+            raise forms.ValidationError(f"Not test customers (or unknown): {', '.join(missing)}.")
+        return list(found.values())
 
     def clean_conditions(self) -> Any:
         conditions = self.cleaned_data["conditions"]

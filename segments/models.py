@@ -60,6 +60,19 @@ class Segment(TimestampedModel):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    draft_conditions = models.JSONField(
+        null=True, blank=True, help_text="Test mode: an unpublished edit of the conditions; live membership ignores it."
+    )
+    draft_test_customers = models.ManyToManyField(
+        Customer,
+        blank=True,
+        related_name="forced_into_segment_drafts",
+        help_text="Test customers counted in the draft whatever the conditions, for trying flows end to end.",
+    )
+    draft_author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    draft_updated_at = models.DateTimeField(null=True, blank=True)
     member_count = models.PositiveIntegerField(default=0)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_evaluation_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from audiences.models import Customer
@@ -180,10 +181,23 @@ class DraftComparison:
     exit_sample: list[dict[str, Any]]
 
 
-def segment_draft_compare(segment: Segment, conditions: Any, *, now: datetime | None = None) -> DraftComparison:
-    """Test mode: how a draft would change a live segment — read-only, live membership is not touched."""
+def segment_draft_members(
+    segment: Segment, conditions: Any, *, forced: Iterable[int] = (), now: datetime | None = None
+) -> QuerySet[Customer]:
+    """Who a draft holds: the customers its conditions match, plus the test customers forced into it."""
     tree = parse_tree(conditions, segment_id=segment.pk)
-    matching = Customer.objects.filter(compile_node(tree, now or timezone.now()))
+    return Customer.objects.filter(compile_node(tree, now or timezone.now()) | Q(pk__in=list(forced)))
+
+
+def segment_draft_compare(
+    segment: Segment, conditions: Any | None = None, *, forced: Iterable[int] | None = None, now: datetime | None = None
+) -> DraftComparison:
+    """Test mode: how a draft (given, or the saved one) would change the live segment — read-only."""
+    if conditions is None:
+        conditions = segment.draft_conditions or segment.conditions
+    if forced is None:
+        forced = segment.draft_test_customers.values_list("pk", flat=True)
+    matching = segment_draft_members(segment, conditions, forced=forced, now=now)
     live = Customer.objects.filter(segment_memberships__segment=segment)
     entering = matching.exclude(pk__in=live.values("pk"))
     exiting = live.exclude(pk__in=matching.values("pk"))

@@ -146,3 +146,56 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
                 member_count=members, last_evaluated_at=now, last_evaluation_ms=elapsed
             )
     return Evaluation(entered=entered, exited=exited, members=members, milliseconds=elapsed)
+
+
+class NotATestCustomer(ValueError):
+    """Only customers flagged as test customers may be forced into a draft."""
+
+
+@transaction.atomic
+def segment_draft_save(
+    *,
+    segment: Segment,
+    conditions: Any,
+    test_customer_ids: Iterable[int] = (),
+    author: AbstractBaseUser | AnonymousUser | None = None,
+) -> Segment:
+    """Keep an unpublished edit (test mode): validated like a publish, invisible to live membership."""
+    tree = parse_tree(conditions, segment_id=segment.pk)
+    wanted = set(test_customer_ids)
+    flagged = set(Customer.objects.filter(pk__in=wanted, is_test=True).values_list("pk", flat=True))
+    if wanted - flagged:
+        raise NotATestCustomer(
+            f"Only test customers can be forced into a draft; not flagged as test: {sorted(wanted - flagged)}"
+        )
+    segment.draft_conditions = to_json(tree)
+    segment.draft_author_id = author.pk if author is not None and author.is_authenticated else None
+    segment.draft_updated_at = timezone.now()
+    segment.save(update_fields=["draft_conditions", "draft_author", "draft_updated_at", "updated_at"])
+    segment.draft_test_customers.set(flagged)
+    return segment
+
+
+@transaction.atomic
+def segment_draft_discard(*, segment: Segment) -> None:
+    """Drop the draft; the live segment is as it was."""
+    Segment.objects.filter(pk=segment.pk).update(draft_conditions=None, draft_author=None, draft_updated_at=None)
+    segment.draft_test_customers.clear()
+    segment.draft_conditions = None
+
+
+def segment_draft_publish(*, segment: Segment, author: AbstractBaseUser | AnonymousUser | None) -> Evaluation:
+    """Make the draft live: a new version, the draft cleared, membership re-evaluated."""
+    if segment.draft_conditions is None:
+        raise ValueError("This segment has no draft to publish.")
+    published = segment_save(
+        segment=segment,
+        name=segment.name,
+        description=segment.description,
+        tags=list(segment.tags.values_list("name", flat=True)),
+        conditions=segment.draft_conditions,
+        owner=author,
+        note="published draft",
+    )
+    segment_draft_discard(segment=published)
+    return segment_evaluate(segment=published)

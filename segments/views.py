@@ -52,8 +52,10 @@ class SegmentEditView(StaffPermissionMixin, TemplateView):
             initial: dict[str, Any] = {"conditions": {"type": "group", "operator": "and", "children": []}}
             if segment is not None:
                 tags = ", ".join(segment.tags.values_list("name", flat=True))
+                forced = ", ".join(str(u) for u in segment.draft_test_customers.values_list("user_id", flat=True))
                 initial = {"name": segment.name, "description": segment.description, "tags": tags,
-                           "conditions": segment.conditions}  # fmt: skip
+                           "conditions": segment.draft_conditions or segment.conditions,
+                           "test_customers": forced}  # fmt: skip
             form = SegmentForm(initial=initial, segment=segment)
         conditions = form["conditions"].value()
         if isinstance(conditions, str):
@@ -68,6 +70,14 @@ class SegmentEditView(StaffPermissionMixin, TemplateView):
         form = SegmentForm(request.POST, segment=segment)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
+        if segment is not None and request.POST.get("action") == "draft":
+            services.segment_draft_save(
+                segment=segment,
+                conditions=form.cleaned_data["conditions"],
+                test_customer_ids=form.cleaned_data["test_customers"],
+                author=request.user,
+            )
+            return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": segment.pk}))
         saved = services.segment_save(
             segment=segment,
             name=form.cleaned_data["name"],
@@ -118,6 +128,9 @@ class SegmentDetailView(StaffPermissionMixin, TemplateView):
             "changes": segment.changes.select_related("customer")[:20],
             "versions": selectors.segment_versions(segment)[:10],
         }
+        if segment.draft_conditions is not None:
+            context["draft"] = selectors.segment_draft_compare(segment)
+            context["draft_tree"] = _readable(segment.draft_conditions)
         wanted = self.request.GET.get("explain", "").strip()
         if wanted:
             matches = Customer.objects.filter(
@@ -131,8 +144,15 @@ class SegmentDetailView(StaffPermissionMixin, TemplateView):
         return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Evaluate now, or publish / discard the draft."""
         if not request.user.has_perm("segments.change_segment"):
-            return HttpResponse("Your role may not evaluate segments.", status=403)
+            return HttpResponse("Your role may not change segments.", status=403)
         segment = get_object_or_404(Segment, pk=kwargs["pk"])
-        services.segment_evaluate(segment=segment)
+        action = request.POST.get("action", "evaluate")
+        if action == "publish" and segment.draft_conditions is not None:
+            services.segment_draft_publish(segment=segment, author=request.user)
+        elif action == "discard":
+            services.segment_draft_discard(segment=segment)
+        else:
+            services.segment_evaluate(segment=segment)
         return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": segment.pk}))

@@ -154,3 +154,25 @@ def test_the_customer_page_lists_segments_and_links_to_explain(make_user: Callab
     explain_link = f"{reverse('segment-detail', kwargs={'pk': segment.pk})}?explain={ada.pk}"
     assert explain_link in page.content.decode()
     assert client.get(explain_link).context["explanation"]["matches"] is True
+
+
+@pytest.mark.django_db
+def test_save_a_draft_in_the_ui_then_publish_it(make_user: Callable[..., AbstractUser]) -> None:
+    client = signed_in(make_user(Role.GROWTH))
+    Customer.objects.create(user_id="ada", name="Ada", mrr_cents=20000)
+    Customer.objects.create(user_id="bob", name="Bob", mrr_cents=5000)
+    Customer.objects.create(user_id="qa", name="QA", is_test=True)
+    segment = segment_save(name="High MRR", conditions=HIGH_MRR)
+    segment_evaluate(segment=segment)
+    edit = reverse("segment-edit", kwargs={"pk": segment.pk})
+    lower = json.dumps({**HIGH_MRR, "value": 10})
+    form = {"name": "High MRR", "conditions": lower, "action": "draft"}
+    refused = client.post(edit, {**form, "test_customers": "ada"})
+    assert "Not test customers (or unknown): ada." in refused.content.decode()
+    client.post(edit, {**form, "test_customers": "qa"})
+    detail = client.get(reverse("segment-detail", kwargs={"pk": segment.pk}))
+    assert (detail.context["draft"].would_enter, detail.context["draft"].would_exit) == (2, 0)
+    assert segment.memberships.count() == 1  # still live as it was
+    client.post(reverse("segment-detail", kwargs={"pk": segment.pk}), {"action": "publish"})
+    segment.refresh_from_db()
+    assert (segment.draft_conditions, segment.member_count) == (None, 2)

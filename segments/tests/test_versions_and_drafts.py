@@ -106,3 +106,44 @@ class TestDrafts:
         finally:
             unregister_usage(offer_rules)
         assert body["used_by"] == [{"kind": "offer rule", "name": "Save high-MRR accounts", "url": "/offers/rules/1/"}]
+
+
+@pytest.mark.django_db
+class TestSavedDrafts:
+    def test_save_force_test_customers_and_publish(self, live: Segment, api: APIClient) -> None:
+        tester = Customer.objects.create(user_id="qa-bot", mrr_cents=0, is_test=True)
+        members_before = list(SegmentMembership.objects.values_list("pk", "customer_id"))
+        saved = api.put(
+            f"/api/v1/segments/{live.pk}/draft/", {"conditions": LOW_MRR, "test_customers": [tester.pk]}, format="json"
+        )
+        assert saved.status_code == 200, saved.content
+        body = saved.json()
+        assert (body["count"], body["would_enter"], body["would_exit"]) == (3, 2, 0)  # bob and the forced tester
+        assert {c["user_id"] for c in body["enter_sample"]} == {"bob", "qa-bot"}
+        assert body["live"]["children"][0]["value"] == 100.0
+        assert list(SegmentMembership.objects.values_list("pk", "customer_id")) == members_before
+        assert api.get(f"/api/v1/segments/{live.pk}/draft/").json()["would_enter"] == 2
+
+        published = api.post(f"/api/v1/segments/{live.pk}/publish/").json()
+        assert (published["entered"], published["members"]) == (1, 2)  # bob; the tester was only in the draft
+        live.refresh_from_db()
+        assert live.draft_conditions is None
+        assert live.conditions["children"][0]["value"] == 10.0
+        assert api.get(f"/api/v1/segments/{live.pk}/versions/").json()[0]["note"] == "published draft"
+        assert api.post(f"/api/v1/segments/{live.pk}/publish/").status_code == 400
+
+    def test_only_flagged_test_customers_can_be_forced(self, live: Segment, api: APIClient) -> None:
+        real = Customer.objects.get(user_id="cy")
+        response = api.put(
+            f"/api/v1/segments/{live.pk}/draft/", {"conditions": LOW_MRR, "test_customers": [real.pk]}, format="json"
+        )
+        assert response.status_code == 400
+        assert "Only test customers" in response.json()["error"]
+        live.refresh_from_db()
+        assert live.draft_conditions is None
+
+    def test_discard(self, live: Segment, api: APIClient) -> None:
+        api.put(f"/api/v1/segments/{live.pk}/draft/", {"conditions": LOW_MRR}, format="json")
+        assert api.delete(f"/api/v1/segments/{live.pk}/draft/").status_code == 204
+        live.refresh_from_db()
+        assert live.draft_conditions is None

@@ -118,11 +118,23 @@
     ]);
   }
 
+  function segmentRow(leaf, remove) {
+    // Membership of another segment (cycles are refused when saving).
+    const others = (catalogue.segments || []).map(function (seg) { return [seg.id, seg.name]; });
+    return el("div", { class: "builder-row" }, [
+      select([["in", "is in segment"], ["not_in", "is not in segment"]], leaf.operator,
+        function (e) { leaf.operator = e.target.value; changed(false); }, "Membership"),
+      select(others, leaf.segment, function (e) { leaf.segment = Number(e.target.value); changed(false); }, "Segment"),
+      el("button", { type: "button", class: "secondary", text: "Remove", onclick: remove }),
+    ]);
+  }
+
   function groupBox(group, remove) {
     const items = group.children.map(function (child, index) {
       const drop = function () { group.children.splice(index, 1); changed(true); };
       if (child.type === "group") return groupBox(child, drop);
       if (child.type === "event") return eventRow(child, drop);
+      if (child.type === "segment") return segmentRow(child, drop);
       return conditionRow(child, drop);
     });
     const first = catalogue.properties[0];
@@ -138,6 +150,8 @@
           group.children.push({ type: "condition", property: first.key, operator: first.operators[0], value: null }); changed(true); } }),
         el("button", { type: "button", class: "secondary", text: "+ Event", onclick: function () {
           group.children.push({ type: "event", event: "", operator: "at_least", count: 1 }); changed(true); } }),
+        (catalogue.segments || []).length ? el("button", { type: "button", class: "secondary", text: "+ Segment", onclick: function () {
+          group.children.push({ type: "segment", segment: catalogue.segments[0].id, operator: "in" }); changed(true); } }) : null,
         el("button", { type: "button", class: "secondary", text: "+ Group", onclick: function () {
           group.children.push({ type: "group", operator: "or", children: [] }); changed(true); } }),
       ]),
