@@ -143,7 +143,10 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
     @action(detail=True, methods=["post"])
     def evaluate(self, request: Request, pk: str | None = None) -> Response:
         """Re-evaluate now; answers how many entered and exited."""
-        result = services.segment_evaluate(segment=self.get_object())
+        try:
+            result = services.segment_evaluate(segment=self.get_object())
+        except InvalidCondition as broken:
+            raise ValidationError({"conditions": [f"cannot evaluate: {broken}"]}) from broken
         return Response(result.__dict__)
 
     @extend_schema(request=DraftSerializer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from config.services import task_run_recorded
+from segments.conditions import InvalidCondition
 from segments.models import Segment
 from segments.services import segment_evaluate
 
@@ -14,11 +15,18 @@ def evaluate_segments() -> dict[str, int]:
     """Periodic: re-evaluate every segment (time-based conditions move on their own); each run is locked
     per segment, so a slow evaluation is never overlapped by the next tick."""
     with task_run_recorded("segment evaluation") as run:
-        totals = {"segments": 0, "entered": 0, "exited": 0}
+        totals = {"segments": 0, "entered": 0, "exited": 0, "invalid": 0}
+        invalid: dict[str, str] = {}
         for segment in Segment.objects.order_by("pk"):
-            result = segment_evaluate(segment=segment)
+            try:
+                result = segment_evaluate(segment=segment)
+            except InvalidCondition as broken:
+                # e.g. a custom property it uses was deleted: skip it, keep evaluating the others, say why.
+                totals["invalid"] += 1
+                invalid[segment.name] = str(broken)
+                continue
             totals["segments"] += 1
             totals["entered"] += result.entered
             totals["exited"] += result.exited
-        run.detail = totals
+        run.detail = {**totals, "invalid_segments": invalid} if invalid else dict(totals)
         return totals

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.contrib import messages
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,6 +16,7 @@ from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from segments import selectors, services
+from segments.conditions import InvalidCondition
 from segments.forms import SegmentForm
 from segments.models import Segment, SegmentTag, SegmentVersion
 
@@ -154,5 +156,8 @@ class SegmentDetailView(StaffPermissionMixin, TemplateView):
         elif action == "discard":
             services.segment_draft_discard(segment=segment)
         else:
-            services.segment_evaluate(segment=segment)
+            try:
+                services.segment_evaluate(segment=segment)
+            except InvalidCondition as broken:
+                messages.error(request, f"Cannot evaluate: {broken}. Edit the conditions.")
         return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": segment.pk}))

@@ -129,3 +129,18 @@ def test_preview_runs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(5):  # auth, permission, count, sample
         body = growth_api.post("/api/v1/segments/preview/", {"conditions": tree}, format="json").json()
     assert body["count"] == 101  # ada and the 100 customers at or above $100
+
+
+@pytest.mark.django_db
+def test_evaluating_a_segment_whose_property_was_deleted_is_a_400(growth_api: APIClient) -> None:
+    from segments.models import CustomProperty
+    from segments.services import segment_save
+
+    CustomProperty.objects.create(key="tier", value_type="string")
+    segment = segment_save(
+        name="Gold", conditions={"type": "condition", "property": "trait.tier", "operator": "equals", "value": "gold"}
+    )
+    CustomProperty.objects.all().delete()
+    response = growth_api.post(f"/api/v1/segments/{segment.pk}/evaluate/")
+    assert response.status_code == 400
+    assert "unknown property 'trait.tier'" in response.json()["error"]

@@ -102,3 +102,24 @@ def test_membership_of_another_segment_and_cycles(segment: Segment) -> None:
         )
     with pytest.raises(InvalidCondition, match="no segment 999"):
         segment_save(name="Ghost", conditions={"type": "segment", "segment": 999, "operator": "in"})
+
+
+@pytest.mark.django_db
+def test_the_periodic_job_skips_a_broken_segment_and_evaluates_the_rest(segment: Segment) -> None:
+    from config.models import TaskRun
+    from segments.models import CustomProperty
+    from segments.tasks import evaluate_segments
+
+    Customer.objects.create(user_id="ada", mrr_cents=20000)
+    CustomProperty.objects.create(key="tier", value_type="string")
+    broken = segment_save(
+        name="Gold", conditions={"type": "condition", "property": "trait.tier", "operator": "equals", "value": "gold"}
+    )
+    CustomProperty.objects.all().delete()
+    totals = evaluate_segments.delay().get()
+    assert totals == {"segments": 1, "entered": 1, "exited": 0, "invalid": 1}
+    assert (
+        "unknown property 'trait.tier'"
+        in TaskRun.objects.get(name="segment evaluation").detail["invalid_segments"][broken.name]
+    )
+    assert members(segment) == {"ada"}
