@@ -72,13 +72,10 @@ class IncomingMessage:
 
 @dataclass
 class IngestResult:
-    """What a batch did: the ids of the events it stored, duplicates skipped, profiles created and merged."""
+    """What a batch did: the ids of the events it stored and how many calls were duplicates."""
 
     event_ids: list[int] = field(default_factory=list)
     duplicates: int = 0
-    customers_created: int = 0
-    merges: int = 0
-    refused_merges: int = 0
 
     @property
     def stored(self) -> int:
@@ -299,6 +296,9 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
         detail={"moved": moved, "merged_traits": merged_customer.traits, "merged_email": merged_customer.email},
     )
     merged_customer.delete()
+    if merged_customer.stripe_customer_id and not kept_customer.stripe_customer_id:
+        # The Stripe link is unique per profile, so it can only move once the merged profile is gone.
+        Customer.objects.filter(pk=kept.stored_pk).update(stripe_customer_id=merged_customer.stripe_customer_id)
 
 
 def _event_row(source: Source, message: IncomingMessage, customer_id: int) -> tuple[Any, ...]:
@@ -355,7 +355,6 @@ def _ingest_once(source: Source, messages: list[IncomingMessage], result: Ingest
     resolved = [(message, resolver.resolve(message)) for message in messages]
 
     _create_profiles(resolver, now)
-    result.customers_created = len(resolver.new_profiles)
     upgraded = [p for p in resolver.by_pk.values() if p.upgraded]
     for profile in upgraded:
         Customer.objects.filter(pk=profile.stored_pk).update(user_id=profile.user_id, updated_at=now)
@@ -372,7 +371,6 @@ def _ingest_once(source: Source, messages: list[IncomingMessage], result: Ingest
             message_id=message.message_id,
             detail={"reason": f"{linking_id} belongs to user {conflicting.user_id}, this call to {kept.user_id}"},
         )
-    result.merges, result.refused_merges = len(resolver.merges), len(resolver.refusals)
 
     rows: list[tuple[IncomingMessage, int]] = []
     for message, profile in resolved:

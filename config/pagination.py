@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
@@ -38,5 +39,8 @@ def paginate_for_ui(request: HttpRequest, queryset: QuerySet[Any], *, ordering: 
     paginator.ordering = ordering
     paginator.page_size = size
     paginator.page_size_query_param = ""
-    items = paginator.paginate_queryset(queryset, Request(request)) or []
+    try:
+        items = paginator.paginate_queryset(queryset, Request(request)) or []
+    except NotFound as invalid:
+        raise Http404("That page link is not valid (a cursor was changed or truncated).") from invalid
     return UIPage(items=list(items), next_url=paginator.get_next_link(), previous_url=paginator.get_previous_link())

@@ -124,7 +124,10 @@ class TrackingPlanDetailView(StaffPermissionMixin, TemplateView):
             tracking_plan_event_save(plan=plan, **event_form.cleaned_data)
             messages.success(request, f"Event “{event_form.cleaned_data['event_name']}” saved.")
         elif action == "delete_event":
-            event = get_object_or_404(TrackingPlanEvent, pk=request.POST.get("event"), plan=plan)
+            event_pk = request.POST.get("event", "")
+            if not event_pk.isdigit():
+                return HttpResponse("Name the event to remove.", status=400)
+            event = get_object_or_404(TrackingPlanEvent, pk=int(event_pk), plan=plan)
             tracking_plan_event_delete(event=event)
             messages.success(request, f"Event “{event.event_name}” removed from the plan.")
         elif action == "source":

@@ -225,13 +225,9 @@ class SubscriptionChange:
     """What an upsert changed, for the lifecycle events."""
 
     subscription: Subscription
-    created: bool = False
     applied: bool = True
-    previous_status: str = ""
     previous_plan: Plan | None = None
     previous_mrr_cents: int = 0
-    previous_paused: bool = False
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def _coupon_of(discounts: Any) -> Coupon | None:
@@ -274,11 +270,9 @@ def subscription_upsert(
         if fresh is not None:
             obj, as_of = fresh, max(as_of, timezone.now())
     items = list((obj.get("items") or {}).get("data") or [])
-    change = SubscriptionChange(subscription=existing or Subscription(), created=existing is None)
+    change = SubscriptionChange(subscription=existing or Subscription())
     if existing is not None:
-        change.previous_status, change.previous_plan = existing.status, existing.plan
-        change.previous_mrr_cents = existing.mrr_cents
-        change.previous_paused = existing.pause_resumes_at is not None or existing.status == Subscription.Status.PAUSED
+        change.previous_plan, change.previous_mrr_cents = existing.plan, existing.mrr_cents
         if existing.stripe_state_at and as_of < existing.stripe_state_at:
             change.applied = False  # an older event arrived late: newer state stays
             return change

@@ -63,6 +63,11 @@ class TestCustomerPages:
         with django_assert_max_num_queries(8):
             rep_client.get(reverse("customer-list"))
 
+    def test_a_tampered_page_link_is_a_404_not_a_crash(self, rep_client: Client, customer: Customer) -> None:
+        assert rep_client.get(reverse("customer-list"), {"cursor": "not-a-cursor"}).status_code == 404
+        api = rep_client.get("/api/v1/customers/", {"cursor": "not-a-cursor"})
+        assert (api.status_code, api.json()["error"]) == (404, "Invalid cursor")
+
     def test_bad_filter_shows_an_error_not_a_crash(self, rep_client: Client, customer: Customer) -> None:
         response = rep_client.get(reverse("customer-list"), {"subscriber_status": "sleeping"})
         assert response.status_code == 200

@@ -72,6 +72,13 @@ class TestTrackingPlanPages:
         assert "Enter a valid JSON" in response.content.decode()
         assert not plan.events.exists()
 
+    def test_removing_an_event_needs_a_valid_id(self, growth: Client) -> None:
+        plan = TrackingPlan.objects.create(name="Web")
+        detail = reverse("tracking-plan-detail", kwargs={"pk": plan.pk})
+        assert growth.post(detail, {"action": "delete_event", "event": "abc"}).status_code == 400
+        assert growth.post(detail, {"action": "delete_event", "event": "999"}).status_code == 404
+        assert growth.post(detail, {"action": "frobnicate"}).status_code == 400
+
     def test_disconnecting_a_source(self, growth: Client) -> None:
         source, _ = source_create(name="Web app")
         plan = TrackingPlan.objects.create(name="Web")

@@ -294,6 +294,13 @@ class TestIdentity:
         assert "Not merged" in second
         assert "phone belongs to user usr_1" in second
 
+    def test_a_merged_profiles_stripe_link_moves_to_the_kept_one(self, write_key: str) -> None:
+        post("identify", {"userId": "usr_1"}, key=write_key)
+        post("track", {"anonymousId": "checkout", "event": "Paid"}, key=write_key)
+        Customer.objects.filter(anonymous_ids__anonymous_id="checkout").update(stripe_customer_id="cus_9")
+        post("identify", {"anonymousId": "checkout", "userId": "usr_1"}, key=write_key)
+        assert Customer.objects.get().stripe_customer_id == "cus_9"
+
     def test_two_known_users_are_never_merged(self, write_key: str) -> None:
         post("identify", {"anonymousId": "laptop", "userId": "usr_1"}, key=write_key)
         post("identify", {"anonymousId": "laptop", "userId": "usr_2"}, key=write_key)

@@ -18,16 +18,17 @@ from trials.models import Plan, Product, Subscription
 NOW = timezone.now()
 
 
+CUSTOM_PROPERTIES = {"tier": "string", "seats": "number", "beta": "boolean", "renewal": "date", "features": "list"}
+
+
+def declare_custom_properties() -> None:
+    """One custom property of every type, as the operator cases and the property test use them."""
+    CustomProperty.objects.bulk_create([CustomProperty(key=k, value_type=v) for k, v in CUSTOM_PROPERTIES.items()])
+
+
 @pytest.fixture
 def world(db: Any) -> dict[str, Customer]:
-    for key, kind in [
-        ("tier", "string"),
-        ("seats", "number"),
-        ("beta", "boolean"),
-        ("renewal", "date"),
-        ("features", "list"),
-    ]:
-        CustomProperty.objects.create(key=key, value_type=kind)
+    declare_custom_properties()
     product = Product.objects.create(name="Team", stripe_product_id="prod_team")
     monthly = Plan.objects.create(product=product, name="Team monthly", stripe_price_id="price_m", amount_cents=5000)
     yearly = Plan.objects.create(

@@ -15,9 +15,8 @@ from audiences.models import Customer, Event, Source
 from audiences.services import source_create
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
-from segments.models import CustomProperty
 from segments.selectors import explain
-from segments.tests.test_compiler import CASES
+from segments.tests.test_compiler import CASES, declare_custom_properties
 from trials.models import Plan, Product, Subscription
 
 NOW = timezone.now()
@@ -77,14 +76,7 @@ def combine(node: dict[str, Any], held: list[bool]) -> bool:
 
 @pytest.fixture
 def catalogue(db: Any) -> tuple[Source, dict[str, Plan]]:
-    for key, kind in [
-        ("tier", "string"),
-        ("seats", "number"),
-        ("beta", "boolean"),
-        ("renewal", "date"),
-        ("features", "list"),
-    ]:
-        CustomProperty.objects.create(key=key, value_type=kind)
+    declare_custom_properties()
     product = Product.objects.create(name="Team", stripe_product_id="prod_team")
     plans = {
         "month": Plan.objects.create(product=product, name="m", stripe_price_id="price_m", amount_cents=5000),
