@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from celery import shared_task
 
 from config.models import TaskRun
 from config.services import task_run_recorded
+from integrations.destinations import deliveries_dispatch, destination_flush
 from integrations.imports import import_job_run
 from integrations.models import ImportJob, StripeEvent
 from integrations.stripe_api import StripeNotConfigured, stripe_client
@@ -52,3 +55,19 @@ def reconcile_stripe_events() -> int:
         found = stripe_events_reconcile(client=client)
         run.detail = {"missed_events_found": found}
         return found
+
+
+@shared_task(name="integrations.tasks.flush_destination")
+def flush_destination(destination_id: int) -> dict[str, int]:
+    """Send one destination's due deliveries (queued on commit by outbound_emit, resume and replay, and by the
+    sweep); queues itself again when it stopped for time with more due."""
+    result = destination_flush(destination_id=destination_id)
+    if result.more:
+        flush_destination.delay(destination_id)
+    return {name: value for name, value in asdict(result).items() if name != "more"}
+
+
+@shared_task(name="integrations.tasks.dispatch_destination_deliveries")
+def dispatch_destination_deliveries() -> int:
+    """Beat sweep: a flush for every destination with due deliveries (retries whose backoff has passed)."""
+    return len(deliveries_dispatch())

@@ -24,6 +24,7 @@ from django.utils import timezone
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.models import AnonymousId, Customer, Source
 from audiences.services import source_create
+from integrations.destinations import Outbound, OutboundKind, outbound_emit
 from trials.models import AddOn, Charge, Coupon, Plan, Product, StripeCustomer, Subscription, SubscriptionAddOn
 from trials.services import subscription_mrr_cents
 
@@ -442,6 +443,18 @@ class _Story:
             for index, (name, properties) in enumerate(self.calls)
         ]
         messages_ingest(source=stripe_source(), messages=messages)
+        outbound_emit(
+            [
+                Outbound(
+                    kind=OutboundKind.BILLING_EVENT,
+                    customer_id=self.customer.pk,
+                    idempotency_key=f"billing:{message.message_id}"[:90],
+                    occurred_at=created,
+                    data={"event": message.name, "properties": message.properties},
+                )
+                for message in messages
+            ]
+        )
 
 
 def _plan_label(plan: Plan | None) -> str | None:

@@ -1,0 +1,20 @@
+"""Filter sets shared by the integrations API and pages."""
+
+from __future__ import annotations
+
+import django_filters
+
+from integrations.models import DestinationDelivery, OutboundKind
+
+
+class DestinationDeliveryFilter(django_filters.FilterSet):
+    """A destination's delivery log by status (e.g. the failures to replay), kind, customer or key."""
+
+    status = django_filters.ChoiceFilter(choices=DestinationDelivery.Status.choices)
+    kind = django_filters.ChoiceFilter(choices=OutboundKind.choices)
+    customer = django_filters.NumberFilter(field_name="customer_id")
+    idempotency_key = django_filters.CharFilter(field_name="idempotency_key")
+
+    class Meta:
+        model = DestinationDelivery
+        fields = ["status", "kind", "customer", "idempotency_key"]
