@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import connections
+from django.db import connection, connections
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -24,6 +28,7 @@ from config.services import user_create_with_role
 from trials.models import Plan, Product, Subscription
 
 TEST_PASSWORD = "correct-horse-battery-staple"
+ROOT = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -152,3 +157,37 @@ def page() -> Iterator[Any]:
             # test database cannot be dropped at the end of the session.
             connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def database_url_of_test_database() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker_queue() -> Iterator[str]:
+    """A real Celery worker process on the configured broker and the test database, consuming a queue of its own
+    (so no other worker, say a running `make run`, takes the test's tasks); its log is printed on failure."""
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_of_test_database(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    }
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues", queue]
+    command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"]
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield queue
+    finally:
+        worker.terminate()
+        try:
+            output, _ = worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output, _ = worker.communicate()
+        print(output)  # shown by pytest when the test fails  # noqa: T201

@@ -34,10 +34,23 @@ SCHEDULES: list[PeriodicSchedule] = [
         description="Re-evaluates every segment and records who entered and exited.",
     ),
     PeriodicSchedule(
+        name="live audience time sweep",
+        task="audiences.tasks.sweep_time",
+        every_seconds=60,
+        description="Decays windowed computed traits and re-evaluates live audiences whose conditions depend on "
+        "time (within the last N days, trial ends in N days).",
+    ),
+    PeriodicSchedule(
         name="stripe event retries",
         task="integrations.tasks.retry_stripe_events",
         every_seconds=300,
         description="Re-queues failed Stripe events whose backoff has passed.",
+    ),
+    PeriodicSchedule(
+        name="destination deliveries",
+        task="integrations.tasks.dispatch_destination_deliveries",
+        every_seconds=60,
+        description="Flushes every destination with due deliveries: retries whose backoff has passed.",
     ),
     PeriodicSchedule(
         name="stripe reconcile",

@@ -149,11 +149,14 @@ def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
 
 
 def housekeeping_run() -> dict[str, int]:
-    """Delete what has outlived its use: expired sessions, expired job locks, job runs older than 30 days.
+    """Delete what has outlived its use: expired sessions, expired job locks, job runs older than 30 days, and
+    the applied-batch ledger of computed traits after 7 days (a task is never retried that late).
 
     Runs under a lock so two beat ticks never overlap; each step is one set-based DELETE.
     """
     from django.contrib.sessions.models import Session
+
+    from audiences.models import AppliedEventBatch
 
     with task_lock("housekeeping") as acquired, task_run_recorded("housekeeping") as run:
         if not acquired:
@@ -163,7 +166,13 @@ def housekeeping_run() -> dict[str, int]:
         sessions, _ = Session.objects.filter(expire_date__lt=now).delete()
         locks, _ = TaskLock.objects.filter(expires_at__lt=now).delete()
         runs, _ = TaskRun.objects.filter(started_at__lt=now - timedelta(days=30)).delete()
-        run.detail = {"expired_sessions": sessions, "expired_locks": locks, "old_task_runs": runs}
+        batches, _ = AppliedEventBatch.objects.filter(applied_at__lt=now - timedelta(days=7)).delete()
+        run.detail = {
+            "expired_sessions": sessions,
+            "expired_locks": locks,
+            "old_task_runs": runs,
+            "old_applied_batches": batches,
+        }
         return dict(run.detail)
 
 

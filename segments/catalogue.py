@@ -1,18 +1,23 @@
 """The property catalogue: every property a condition may name, its type, and where it lives in the database.
 
-Three kinds of location, each compiled by segments.compiler into a condition on Customer:
+Four kinds of location, each compiled by segments.compiler into a condition on Customer:
 - a customer column or a path from the customer (`account__name`);
 - a subscription column or path (`plan__interval`): the condition holds when the customer has at least one
   subscription for which it holds (ProsperStack's subscription-level properties);
-- a trait (`traits__<key>`) for the declared custom properties (segments.models.CustomProperty).
+- a trait (`traits__<key>`) for the declared custom properties (segments.models.CustomProperty);
+- a computed trait's typed value column (audiences.models.ComputedTraitValue), `computed.<key>`.
 Money is stated in currency units in conditions and stored in cents; `scale` converts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from segments.conditions import ValueType
+
+if TYPE_CHECKING:
+    from audiences.models import ComputedTrait
 
 EVENT_FILTER_OPERATORS = {"equals", "not_equals", "contains", "is_set", "is_not_set"}
 
@@ -30,7 +35,9 @@ class PropertySpec:
     scale: int = 1
     choices: tuple[str, ...] = ()
     is_json: bool = False
-    derived: str = ""  # "predicate": a yes/no computed from the row; "age_days": days since `path`
+    derived: str = ""  # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`
+    computed_trait_id: int | None = None  # a computed trait: `path` is the ComputedTraitValue column compared
+    empty: Any = None  # a computed trait's value for a customer without one (0 for counts, false for "ever")
 
 
 SUBSCRIBER_STATUSES = ("active", "canceled", "saved", "reactivated")
@@ -140,10 +147,33 @@ def custom_property_spec(key: str, value_type: str, label: str = "") -> Property
     )
 
 
+def computed_trait_spec(trait: ComputedTrait) -> PropertySpec:
+    """The spec of a computed trait (`computed.<key>`), compared on its typed value column."""
+    from audiences.computed_traits import EMPTY_VALUES, trait_value_type, value_column
+
+    derived = {"days_since_last": "age_days", "trial_days_remaining": "days_until"}.get(trait.kind, "")
+    return PropertySpec(
+        key=f"computed.{trait.key}",
+        label=trait.name,
+        group="Computed traits",
+        value_type=trait_value_type(trait.kind),
+        path=value_column(trait.kind),
+        derived=derived,
+        computed_trait_id=trait.pk,
+        empty=EMPTY_VALUES.get(trait.kind),
+    )
+
+
 def property_named(key: str) -> PropertySpec | None:
-    """Look a property up by its key: built-in, or a declared custom property (`trait.<key>`)."""
+    """Look a property up by its key: built-in, a declared custom property (`trait.<key>`) or a computed trait
+    (`computed.<key>`)."""
     if key in _BUILT_IN_BY_KEY:
         return _BUILT_IN_BY_KEY[key]
+    if key.startswith("computed."):
+        from audiences.models import ComputedTrait
+
+        trait = ComputedTrait.objects.filter(key=key.removeprefix("computed.")).first()
+        return computed_trait_spec(trait) if trait is not None else None
     if key.startswith("trait."):
         from segments.models import CustomProperty
 
@@ -154,8 +184,10 @@ def property_named(key: str) -> PropertySpec | None:
 
 
 def catalogue() -> list[PropertySpec]:
-    """Every property the builder may offer, built-in first, then custom properties by key."""
+    """Every property the builder may offer: built-in first, then custom properties and computed traits by key."""
+    from audiences.models import ComputedTrait
     from segments.models import CustomProperty
 
     custom = [custom_property_spec(p.key, p.value_type, p.label) for p in CustomProperty.objects.order_by("key")]
-    return [*BUILT_IN, *custom]
+    computed = [computed_trait_spec(t) for t in ComputedTrait.objects.order_by("key")]
+    return [*BUILT_IN, *custom, *computed]

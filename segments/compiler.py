@@ -141,10 +141,80 @@ def _age_q(path: str, operator: str, value: Any, now: datetime) -> Q:
     }[operator]
 
 
+def _until_q(path: str, operator: str, value: Any, now: datetime) -> Q:
+    """Days until `path` (whole days left) compared with N, as a range on the timestamp itself."""
+
+    def days_ahead(days: float) -> datetime:
+        return now + timedelta(days=days)
+
+    if operator in ("is_set", "is_not_set"):
+        return Q(**{f"{path}__isnull": operator == "is_not_set"})
+    if operator == "between":
+        low, high = value
+        return Q(**{f"{path}__gte": days_ahead(low), f"{path}__lt": days_ahead(high + 1)})
+    return {
+        "gt": Q(**{f"{path}__gte": days_ahead(value + 1)}),
+        "gte": Q(**{f"{path}__gte": days_ahead(value)}),
+        "lt": Q(**{f"{path}__lt": days_ahead(value)}),
+        "lte": Q(**{f"{path}__lt": days_ahead(value + 1)}),
+        "equals": Q(**{f"{path}__gte": days_ahead(value), f"{path}__lt": days_ahead(value + 1)}),
+    }[operator]
+
+
+POSITIVE_OF = {"not_equals": "equals", "not_one_of": "one_of", "not_contains": "contains", "is_not_set": "is_set"}
+
+
+def _empty_holds(spec: PropertySpec, operator: str, value: Any) -> bool:
+    """Whether a computed trait's empty value (0, false, an empty list; None: no value) satisfies a positive
+    operator — the case of a customer without a stored value, decided when compiling."""
+    empty = spec.empty
+    if empty is None:
+        return False
+    if operator == "is_set":
+        return True
+    if isinstance(empty, bool):
+        return operator == ("is_false" if empty is False else "is_true")
+    if isinstance(empty, list):
+        return False  # contains: an empty list contains nothing
+    scaled = value * spec.scale if isinstance(value, int | float) else value
+    checks: dict[str, Any] = {
+        "equals": lambda: empty == scaled,
+        "gt": lambda: empty > scaled,
+        "gte": lambda: empty >= scaled,
+        "lt": lambda: empty < scaled,
+        "lte": lambda: empty <= scaled,
+        "between": lambda: value[0] * spec.scale <= empty <= value[1] * spec.scale,
+        "one_of": lambda: empty in value,
+    }
+    return bool(checks[operator]()) if operator in checks else False
+
+
+def _computed_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """A computed trait leaf: EXISTS a stored value satisfying the (positive form of the) operator, or no stored
+    value when the trait's empty value satisfies it; negative operators are the negation, so a missing value
+    matches them as everywhere else."""
+    from audiences.models import ComputedTraitValue
+
+    positive = POSITIVE_OF.get(operator, operator)
+    if spec.derived == "age_days":
+        held = _age_q(spec.path, positive, value, now)
+    elif spec.derived == "days_until":
+        held = _until_q(spec.path, positive, value, now)
+    else:
+        held = compare(spec.path, spec.value_type, positive, value, now, is_json=False, scale=spec.scale)
+    values = ComputedTraitValue.objects.filter(trait_id=spec.computed_trait_id, customer=OuterRef("pk"))
+    q = Q(Exists(values.filter(held)))
+    if _empty_holds(spec, positive, value):
+        q |= ~Q(Exists(values))
+    return ~q if positive != operator else q
+
+
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
         raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
+    if spec.computed_trait_id is not None:
+        return _computed_q(spec, node.operator, node.value, now)
     if spec.derived == "predicate":
         q = _predicate_q(spec.key, node.operator)
     elif spec.derived == "age_days":
@@ -160,7 +230,8 @@ def _condition_q(node: Condition, now: datetime) -> Q:
     return q
 
 
-def _event_filter_q(item: EventFilter, now: datetime) -> Q:
+def event_filter_q(item: EventFilter, now: datetime) -> Q:
+    """One property filter on events (string comparison of `properties.<property>`)."""
     return compare(f"properties__{item.property}", ValueType.STRING, item.operator, item.value, now, is_json=True)
 
 
@@ -174,7 +245,7 @@ def event_count_expression(node: EventCondition, now: datetime) -> Any:
             timestamp__gte=_day_start(node.between[0]), timestamp__lt=_day_start(node.between[1] + timedelta(days=1))
         )
     for item in node.where:
-        events = events.filter(_event_filter_q(item, now))
+        events = events.filter(event_filter_q(item, now))
     counted = events.order_by().values("customer").annotate(total=Count("id")).values("total")
     return Coalesce(Subquery(counted), Value(0))
 
@@ -182,7 +253,7 @@ def event_count_expression(node: EventCondition, now: datetime) -> Any:
 def _matching_events(node: EventCondition, now: datetime) -> Any:
     events = Event.objects.filter(customer=OuterRef("pk"), name=node.event)
     for item in node.where:
-        events = events.filter(_event_filter_q(item, now))
+        events = events.filter(event_filter_q(item, now))
     return events
 
 

@@ -174,9 +174,27 @@ def check_value(value_type: ValueType, operator: str, value: Any, path: str, cho
     return value
 
 
-def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
+def parse_event_filters(raw: Any, path: str) -> tuple[EventFilter, ...]:
+    """Property filters on events (shared by event conditions and computed traits); `path` names the list."""
     from segments.catalogue import EVENT_FILTER_OPERATORS
 
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidCondition(path, "filters must be a list")
+    filters = []
+    for index, item in enumerate(raw):
+        item_path = f"{path}[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("property"), str) or not item["property"]:
+            raise InvalidCondition(item_path, "a filter needs a property name")
+        if item.get("operator") not in EVENT_FILTER_OPERATORS:
+            raise InvalidCondition(item_path, f"operator must be one of {', '.join(sorted(EVENT_FILTER_OPERATORS))}")
+        value = check_value(ValueType.STRING, item["operator"], item.get("value"), item_path)
+        filters.append(EventFilter(item["property"], item["operator"], value))
+    return tuple(filters)
+
+
+def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
     name = raw.get("event")
     if not isinstance(name, str) or not name.strip():
         raise InvalidCondition(path, "an event condition needs the event name")
@@ -202,22 +220,14 @@ def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
         window = (_date(between[0], path), _date(between[1], path))
         if window[0] > window[1]:
             raise InvalidCondition(path, "between needs the first day before the last")
-    filters = []
-    for index, item in enumerate(raw.get("where") or []):
-        item_path = f"{path}.where[{index}]"
-        if not isinstance(item, dict) or not isinstance(item.get("property"), str) or not item["property"]:
-            raise InvalidCondition(item_path, "a filter needs a property name")
-        if item.get("operator") not in EVENT_FILTER_OPERATORS:
-            raise InvalidCondition(item_path, f"operator must be one of {', '.join(sorted(EVENT_FILTER_OPERATORS))}")
-        value = check_value(ValueType.STRING, item["operator"], item.get("value"), item_path)
-        filters.append(EventFilter(item["property"], item["operator"], value))
+    filters = parse_event_filters(raw.get("where"), f"{path}.where")
     return EventCondition(
         event=name.strip(),
         operator=operator,
         count=count,
         within_days=_whole(within, path, "within_days") if within is not None else None,
         between=window,
-        where=tuple(filters),
+        where=filters,
         on_date=on_date,
     )
 

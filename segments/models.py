@@ -73,6 +73,16 @@ class Segment(TimestampedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     draft_updated_at = models.DateTimeField(null=True, blank=True)
+    is_live = models.BooleanField(
+        default=False,
+        help_text="A live audience: membership follows events within about a second, entries and exits are "
+        "recorded on the customer timeline and sent to destinations.",
+    )
+    audience_key = models.SlugField(
+        max_length=100,
+        blank=True,
+        help_text="The trait name downstream tools see (identify {audience_key: true}); from the name if empty.",
+    )
     member_count = models.PositiveIntegerField(default=0)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_evaluation_ms = models.PositiveIntegerField(null=True, blank=True)

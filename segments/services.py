@@ -12,11 +12,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audiences.live import changes_record
 from audiences.models import Customer
 from config.services import task_lock
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree, to_json
-from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentTag, SegmentVersion
+from segments.models import Segment, SegmentMembership, SegmentTag, SegmentVersion
 
 
 @transaction.atomic
@@ -92,10 +93,11 @@ def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]
 def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evaluation:
     """Bring the materialised membership in line with the conditions, writing only the difference.
 
-    The compiled query runs once, into a temporary table of matching ids; set-based statements then record
-    and insert who entered (matching, not yet a member) and record and delete who exited (a member, no longer
-    matching). An evaluation that changes nothing writes no membership or history rows. Runs under a
-    per-segment lock so two evaluations of the same segment never overlap.
+    The compiled query runs once, into a temporary table of matching ids; set-based statements then insert who
+    entered (matching, not yet a member) and delete who exited (a member, no longer matching), and the rows they
+    actually changed are recorded as history — and, for a live audience, published (audiences.live). An
+    evaluation that changes nothing writes no membership or history rows. Runs under a per-segment lock so two
+    evaluations of the same segment never overlap.
     """
     now = now or timezone.now()
     started = time.monotonic()
@@ -103,7 +105,7 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
         if not acquired:
             return Evaluation(entered=0, exited=0, members=segment.member_count, milliseconds=0)
         members_sql, params = _members_sql(segment, now)
-        membership, change = SegmentMembership._meta.db_table, SegmentMembershipChange._meta.db_table
+        membership = SegmentMembership._meta.db_table
         matching = f"segment_matching_{segment.pk}"
         at = connection.ops.adapt_datetimefield_value(now)
         new_members = (
@@ -114,38 +116,33 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
             f"SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
             f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)"
         )
-        record = f"INSERT INTO {change} (segment_id, customer_id, kind, at)"
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE {matching} (id bigint PRIMARY KEY)")
             try:
                 cursor.execute(f"INSERT INTO {matching} (id) {members_sql}", params)
                 members = cursor.rowcount
+                # ON CONFLICT / RETURNING: a live audience's real-time path may have written some of these rows
+                # meanwhile; only what this statement changed is recorded (WHERE true: SQLite's grammar needs it).
                 cursor.execute(
-                    f"{record} SELECT %s, id, 'entered', %s FROM ({new_members}) e", (segment.pk, at, segment.pk)
+                    f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
+                    f"SELECT %s, id, %s FROM ({new_members}) e WHERE true "
+                    "ON CONFLICT (segment_id, customer_id) DO NOTHING RETURNING customer_id",
+                    (segment.pk, at, segment.pk),
                 )
-                entered = cursor.rowcount
+                entered = [row[0] for row in cursor.fetchall()]
                 cursor.execute(
-                    f"{record} SELECT %s, customer_id, 'exited', %s FROM ({gone}) x", (segment.pk, at, segment.pk)
+                    f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({gone}) RETURNING customer_id",
+                    (segment.pk, segment.pk),
                 )
-                exited = cursor.rowcount
-                if entered:
-                    cursor.execute(
-                        f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
-                        f"SELECT %s, id, %s FROM ({new_members}) e",
-                        (segment.pk, at, segment.pk),
-                    )
-                if exited:
-                    cursor.execute(
-                        f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({gone})",
-                        (segment.pk, segment.pk),
-                    )
+                exited = [row[0] for row in cursor.fetchall()]
             finally:
                 cursor.execute(f"DROP TABLE {matching}")
+            changes_record(segment, entered, exited, now)
             elapsed = round((time.monotonic() - started) * 1000)
             Segment.objects.filter(pk=segment.pk).update(
                 member_count=members, last_evaluated_at=now, last_evaluation_ms=elapsed
             )
-    return Evaluation(entered=entered, exited=exited, members=members, milliseconds=elapsed)
+    return Evaluation(entered=len(entered), exited=len(exited), members=members, milliseconds=elapsed)
 
 
 class NotATestCustomer(ValueError):

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from audiences.models import AppliedEventBatch
 from config.models import TaskLock, TaskRun
 from config.schedules import SCHEDULE_PREFIX, SCHEDULES
 from config.services import schedules_sync, task_lock, task_run_recorded
@@ -62,10 +63,13 @@ class TestHousekeeping:
         Session.objects.filter(session_key=expired.session_key).update(expire_date=timezone.now() - timedelta(days=1))
         old_run = TaskRun.objects.create(name="x", started_at=timezone.now() - timedelta(days=31))
         recent_run = TaskRun.objects.create(name="x", started_at=timezone.now() - timedelta(days=1))
+        AppliedEventBatch.objects.create(first_event_id=1, applied_at=timezone.now() - timedelta(days=8))
+        AppliedEventBatch.objects.create(first_event_id=2, applied_at=timezone.now() - timedelta(days=1))
 
         result = housekeeping.delay().get()
 
-        assert result == {"expired_sessions": 1, "expired_locks": 0, "old_task_runs": 1}
+        assert result == {"expired_sessions": 1, "expired_locks": 0, "old_task_runs": 1, "old_applied_batches": 1}
+        assert list(AppliedEventBatch.objects.values_list("first_event_id", flat=True)) == [2]
         assert Session.objects.filter(session_key=live.session_key).exists()
         assert not TaskRun.objects.filter(pk=old_run.pk).exists()
         assert TaskRun.objects.filter(pk=recent_run.pk).exists()

@@ -6,55 +6,13 @@ CI's second pass. The task goes to a queue of its own so no other worker (say, a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from config.celery import app
 from config.models import TaskRun
 from config.tasks import housekeeping
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url_of_test_database() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@pytest.fixture
-def worker_queue() -> Iterator[str]:
-    queue = f"test-{uuid.uuid4().hex[:10]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url_of_test_database(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-    }
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--queues", queue]
-    command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"]
-    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield queue
-    finally:
-        worker.terminate()
-        try:
-            output, _ = worker.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            output, _ = worker.communicate()
-        print(output)  # shown by pytest when the test fails  # noqa: T201
 
 
 @pytest.mark.worker
@@ -74,4 +32,4 @@ def test_a_real_worker_runs_a_queued_task(worker_queue: str) -> None:
     else:
         pytest.fail("the worker did not complete the task within 90 s")
     assert run.outcome == TaskRun.Outcome.SUCCEEDED
-    assert set(run.detail) == {"expired_sessions", "expired_locks", "old_task_runs"}
+    assert set(run.detail) == {"expired_sessions", "expired_locks", "old_task_runs", "old_applied_batches"}

@@ -1,0 +1,116 @@
+"""What happens after a batch of events is stored, in one worker transaction: profiles, computed traits, live
+audiences, and the outbound messages they imply.
+
+The customers the batch touched are locked first, in id order (FOR NO KEY UPDATE: a concurrent evaluation may
+still insert membership rows pointing at them), so two batches about the same customer are applied one after the
+other and the later steps never wait on each other's locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from audiences.computed_traits import TraitChange, computed_traits_apply, computed_traits_decay, computed_traits_refresh
+from audiences.ingestion import profiles_apply_events
+from audiences.live import BatchFacts, MembershipChange, audiences_refresh, live_audiences
+from audiences.models import ComputedTrait, Customer, Event, Source
+from integrations.destinations import Outbound, outbound_emit
+from integrations.models import OutboundKind
+
+
+@dataclass
+class BatchOutcome:
+    """What processing one stored batch changed."""
+
+    customers: int
+    trait_changes: list[TraitChange]
+    membership_changes: list[MembershipChange]
+
+
+def trait_changes_publish(changes: list[TraitChange], now: datetime) -> None:
+    """Tell the destinations about changed computed trait values."""
+    outbound_emit(
+        [
+            Outbound(
+                kind=OutboundKind.TRAIT_CHANGED,
+                customer_id=change.customer_id,
+                idempotency_key=f"trait:{change.change_id}",
+                occurred_at=now,
+                data={
+                    "trait": {"key": change.trait_key, "name": change.trait_name},
+                    "old": change.old,
+                    "new": change.new,
+                },
+            )
+            for change in changes
+        ]
+    )
+
+
+def stored_events_process(*, event_ids: list[int], now: datetime | None = None) -> BatchOutcome:
+    """Apply a stored batch to profiles, computed traits and live audiences; safe to run twice."""
+    now = now or timezone.now()
+    rows = list(
+        Event.objects.filter(pk__in=event_ids)
+        .order_by()
+        .values_list("customer_id", "name", "type", "group_id", "source_id")
+    )
+    if not rows:
+        return BatchOutcome(0, [], [])
+    with transaction.atomic():
+        customer_ids = sorted({row[0] for row in rows})
+        list(
+            Customer.objects.select_for_update(no_key=True).filter(pk__in=customer_ids).order_by("pk").values_list("pk")
+        )
+        profiles_apply_events(event_ids=event_ids)
+        trait_changes = computed_traits_apply(event_ids=event_ids, now=now)
+        stripe_told = Source.objects.filter(pk__in={row[4] for row in rows}, kind=Source.Kind.STRIPE).exists()
+        if stripe_told:
+            trait_changes += computed_traits_refresh(
+                customer_ids=customer_ids, kinds=[ComputedTrait.Kind.TRIAL_DAYS_REMAINING], now=now
+            )
+        trait_changes_publish(trait_changes, now)
+        facts = BatchFacts(
+            customer_ids=set(customer_ids),
+            event_names={row[1] for row in rows},
+            profile_changed=any(row[2] in (Event.Type.IDENTIFY, Event.Type.GROUP) or row[3] for row in rows),
+            billing_changed=stripe_told,
+            changed_traits={change.trait_key for change in trait_changes},
+        )
+        membership_changes = audiences_refresh(facts=facts, now=now)
+    return BatchOutcome(len(customer_ids), trait_changes, membership_changes)
+
+
+def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """What time alone changes: windowed computed traits whose oldest event left the window (and the live
+    audiences reading them), and a full evaluation of every live audience whose conditions read time."""
+    from segments.services import segment_evaluate
+
+    now = now or timezone.now()
+    totals = {"trait_changes": 0, "audiences": 0, "entered": 0, "exited": 0}
+    with transaction.atomic():
+        changes = computed_traits_decay(now=now)
+        trait_changes_publish(changes, now)
+        totals["trait_changes"] = len(changes)
+        if changes:
+            customer_ids = sorted({change.customer_id for change in changes})
+            list(
+                Customer.objects.select_for_update(no_key=True)
+                .filter(pk__in=customer_ids)
+                .order_by("pk")
+                .values_list("pk")
+            )
+            facts = BatchFacts(customer_ids=set(customer_ids), changed_traits={change.trait_key for change in changes})
+            for change in audiences_refresh(facts=facts, now=now):
+                totals["entered" if change.kind == "entered" else "exited"] += 1
+    for segment, _, needs in live_audiences():
+        if needs.time_based:
+            result = segment_evaluate(segment=segment, now=now)
+            totals["audiences"] += 1
+            totals["entered"] += result.entered
+            totals["exited"] += result.exited
+    return totals
