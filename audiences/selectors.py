@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from django.db import connection
-from django.db.models import Count, F, Model, Prefetch, QuerySet
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
 
-from audiences.models import Account, Customer, Event, Source
+from django.db import connection
+from django.db.models import Avg, Count, F, IntegerField, Max, Min, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from audiences.computed_traits import value_column
+from audiences.models import Account, ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer, Event, Source
 from audiences.services import write_key_digest
 from trials.models import Subscription
 
@@ -73,3 +81,144 @@ def account_list_with_seats() -> QuerySet[Account]:
 def account_members(account_id: int) -> QuerySet[Customer]:
     """An account's members, most recently active first."""
     return Customer.objects.filter(account_id=account_id).order_by(F("last_seen_at").desc(nulls_last=True), "id")
+
+
+# --- computed traits ---------------------------------------------------------------------------------------
+
+# A value row "has a value" when one of its typed columns is set (the JSON `value` may hold a JSON null).
+HAS_VALUE = (
+    Q(number_value__isnull=False)
+    | Q(text_value__isnull=False)
+    | Q(bool_value__isnull=False)
+    | Q(date_value__isnull=False)
+)
+TOP_VALUES = 10
+
+
+def computed_trait_list() -> QuerySet[ComputedTrait]:
+    """Definitions by key, each with how many customers hold a value — a correlated count per listed row, served
+    by the (trait, customer) unique index, so a page of traits costs one query whatever the rows."""
+    counted = (
+        ComputedTraitValue.objects.filter(HAS_VALUE, trait=OuterRef("pk"))
+        .order_by()
+        .values("trait")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return ComputedTrait.objects.annotate(
+        customers_with_value=Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+    ).order_by("key")
+
+
+def computed_trait_values(trait: ComputedTrait) -> QuerySet[ComputedTraitValue]:
+    """The customers holding a value of a trait, with the customer joined (page by `-customer_id`)."""
+    return ComputedTraitValue.objects.filter(HAS_VALUE, trait=trait).select_related("customer")
+
+
+def computed_trait_changes(trait: ComputedTrait) -> QuerySet[ComputedTraitChange]:
+    """A trait's value changes, newest first (served by the (trait, -at) index), with the customer joined."""
+    return ComputedTraitChange.objects.filter(trait=trait).select_related("customer").order_by("-at", "-id")
+
+
+@dataclass(frozen=True)
+class ValueCount:
+    """One of a trait's most common values (for date kinds: a day) and how many customers hold it."""
+
+    value: Any
+    customers: int
+
+
+@dataclass(frozen=True)
+class TraitDistribution:
+    """What a trait's values look like across customers: how many hold one, the range, the mean (numbers),
+    and the most common values (for time-based kinds, the most common days)."""
+
+    customers: int
+    low: Any
+    high: Any
+    mean: float | None
+    top: list[ValueCount]
+    by_day: bool
+
+
+def _typed(kind: str, value: Any) -> Any:
+    if value is not None and kind == ComputedTrait.Kind.UNIQUE_LIST and isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def computed_trait_distribution(trait: ComputedTrait, *, top: int = TOP_VALUES) -> TraitDistribution:
+    """Stats and top values in two set-based queries on the trait's typed value column (one aggregate, one
+    GROUP BY ... ORDER BY count LIMIT), never by loading the values into Python."""
+    column = value_column(trait.kind)
+    rows = ComputedTraitValue.objects.filter(trait=trait, **{f"{column}__isnull": False}).order_by()
+    numeric = column == "number_value"
+    aggregates: dict[str, Any] = {"customers": Count("pk"), "low": Min(column), "high": Max(column)}
+    if numeric:
+        aggregates["mean"] = Avg(column)
+    stats = rows.aggregate(**aggregates)
+    by_day = column == "date_value"
+    bucket = TruncDate(column, tzinfo=UTC) if by_day else F(column)
+    common = rows.values(bucket=bucket).annotate(n=Count("pk")).order_by("-n", "bucket")[:top]
+    mean = stats.get("mean")
+    return TraitDistribution(
+        customers=stats["customers"],
+        low=_typed(trait.kind, stats["low"]),
+        high=_typed(trait.kind, stats["high"]),
+        mean=round(float(mean), 2) if mean is not None else None,
+        top=[ValueCount(_typed(trait.kind, row["bucket"]), row["n"]) for row in common],
+        by_day=by_day,
+    )
+
+
+def customer_computed_values(customer_id: int) -> list[ComputedTraitValue]:
+    """A customer's computed trait values with their definitions (one query), by trait key."""
+    return list(
+        ComputedTraitValue.objects.filter(customer_id=customer_id).select_related("trait").order_by("trait__key")
+    )
+
+
+def customer_computed_changes(customer_id: int, *, limit: int = 10) -> list[ComputedTraitChange]:
+    """A customer's latest computed trait changes with their definitions (one query, the (customer, -at) index)."""
+    return list(
+        ComputedTraitChange.objects.filter(customer_id=customer_id)
+        .select_related("trait")
+        .order_by("-at", "-id")[:limit]
+    )
+
+
+def trait_value_text(kind: str, value: Any, *, now: datetime | None = None) -> str:
+    """A computed trait value as staff read it: numbers without a needless ".0", lists joined, and time-based
+    kinds (stored as a moment) as the date with the days since or left."""
+    if value is None:
+        return "—"
+    if kind in (ComputedTrait.Kind.DAYS_SINCE_LAST, ComputedTrait.Kind.TRIAL_DAYS_REMAINING):
+        moment = value if isinstance(value, datetime) else _moment(value)
+        if moment is None:
+            return str(value)
+        now = now or timezone.now()
+        day = f"{moment:%b} {moment.day}, {moment.year}"
+        if kind == ComputedTrait.Kind.DAYS_SINCE_LAST:
+            return f"{day} ({(now - moment).days} days ago)"
+        return f"{day} ({max((moment - now).days, 0)} days left)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}".rstrip("0")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) if value else "(none)"
+    return str(value)
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

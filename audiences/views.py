@@ -49,6 +49,16 @@ class CustomerDetailView(StaffPermissionMixin, TemplateView):
             "event_filter": events,
             "events": paginate_for_ui(self.request, queryset, ordering="-timestamp", size=50),
             "segments": segment_selectors.customer_segments(customer.pk),
+            **self._computed_traits(customer.pk),
+        }
+
+    def _computed_traits(self, customer_id: int) -> dict[str, Any]:
+        """The customer's computed trait values and latest changes (two queries), for roles that may see them."""
+        if not self.request.user.has_perm("audiences.view_computedtrait"):
+            return {}
+        return {
+            "computed_values": selectors.customer_computed_values(customer_id),
+            "computed_changes": selectors.customer_computed_changes(customer_id),
         }
 
 

@@ -28,6 +28,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Customers", "customer-list", "audiences.view_customer"),
             NavItem("Accounts", "account-list", "audiences.view_account"),
             NavItem("Segments", "segment-list", "segments.view_segment"),
+            NavItem("Computed traits", "computed-trait-list", "audiences.view_computedtrait"),
             NavItem("Trials", "trial-list", "trials.view_subscription"),
             NavItem("Subscriptions", "subscription-list", "trials.view_subscription"),
         ],
@@ -41,6 +42,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Event debugger", "event-debugger", "integrations.view_ingestionerror"),
             NavItem("Ingestion errors", "ingestion-error-list", "integrations.view_ingestionerror"),
             NavItem("Imports", "import-list", "integrations.view_importjob"),
+            NavItem("Destinations", "destination-list", "integrations.view_destination"),
         ],
     ),
 ]

@@ -22,6 +22,7 @@ class Role(StrEnum):
 
 _READ_CUSTOMERS = [
     "segments.view_segment",
+    "audiences.view_computedtrait",
     "segments.view_customproperty",
     "audiences.view_customer",
     "audiences.view_account",
@@ -46,12 +47,32 @@ _MANAGE_SEGMENTS = [
     "segments.add_customproperty",
     "segments.change_customproperty",
 ]
+_MANAGE_COMPUTED_TRAITS = [
+    "audiences.add_computedtrait",
+    "audiences.change_computedtrait",
+    "audiences.delete_computedtrait",
+]
+# Switching a segment's live mode decides whether its membership changes are published (timeline, destinations,
+# suppression), so it is gated on the membership permission, which only Admin and Growth hold: CS may edit
+# segments but not turn them into audiences that reach other tools.
+LIVE_AUDIENCE_PERMISSION = "segments.change_segmentmembership"
 _MANAGE_TRACKING_PLANS = [
     "integrations.add_trackingplan",
     "integrations.change_trackingplan",
     "integrations.delete_trackingplan",
     "integrations.change_sourcetrackingplan",
     "integrations.add_importjob",
+]
+
+_VIEW_DESTINATIONS = [
+    "integrations.view_destination",
+    "integrations.view_destinationdelivery",
+]
+# Creating, editing, pausing and resuming destinations, rotating their secrets and replaying deliveries.
+_MANAGE_DESTINATIONS = [
+    "integrations.add_destination",
+    "integrations.change_destination",
+    "integrations.delete_destination",
 ]
 
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
@@ -61,10 +82,20 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         *_DATA_QUALITY,
         *_MANAGE_TRACKING_PLANS,
         *_MANAGE_SEGMENTS,
+        *_MANAGE_COMPUTED_TRAITS,
+        LIVE_AUDIENCE_PERMISSION,
+        *_VIEW_DESTINATIONS,
+        *_MANAGE_DESTINATIONS,
         "audiences.change_customer",
         "audiences.change_account",
     ],
-    Role.CS: [*_READ_CUSTOMERS, *_MANAGE_SEGMENTS, "audiences.change_customer", "audiences.change_account"],
+    Role.CS: [
+        *_READ_CUSTOMERS,
+        *_MANAGE_SEGMENTS,
+        *_VIEW_DESTINATIONS,
+        "audiences.change_customer",
+        "audiences.change_account",
+    ],
     Role.SALES_REP: list(_READ_CUSTOMERS),
 }
 

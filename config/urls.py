@@ -7,11 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from audiences import api as audiences_api
+from audiences import computed_trait_api, computed_trait_views
 from audiences import views as audiences_views
 from config.views import HomeView
-from integrations import stripe_views, tracking
+from integrations import api as integrations_api
+from integrations import destination_views, stripe_views, tracking
 from integrations import views as integrations_views
 from segments import api as segments_api
+from segments import audience_views
 from segments import views as segments_views
 from trials import api as trials_api
 from trials import views as trials_views
@@ -23,6 +26,8 @@ router.register("subscriptions", trials_api.SubscriptionViewSet, basename="subsc
 router.register("sources", audiences_api.SourceViewSet, basename="source")
 router.register("segments", segments_api.SegmentViewSet, basename="segment")
 router.register("custom-properties", segments_api.CustomPropertyViewSet, basename="custom-property")
+router.register("computed-traits", computed_trait_api.ComputedTraitViewSet, basename="computed-trait")
+router.register("destinations", integrations_api.DestinationViewSet, basename="destination")
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
@@ -40,6 +45,25 @@ urlpatterns = [
         "segments/<int:pk>/versions/<int:number>/restore/",
         segments_views.SegmentRestoreView.as_view(),
         name="segment-restore",
+    ),
+    path("segments/<int:pk>/audience/", audience_views.SegmentAudienceView.as_view(), name="segment-audience"),
+    path("segments/<int:pk>/live/", audience_views.SegmentLiveView.as_view(), name="segment-live"),
+    path("computed-traits/", computed_trait_views.ComputedTraitListView.as_view(), name="computed-trait-list"),
+    path("computed-traits/new/", computed_trait_views.ComputedTraitCreateView.as_view(), name="computed-trait-create"),
+    path(
+        "computed-traits/<int:pk>/",
+        computed_trait_views.ComputedTraitDetailView.as_view(),
+        name="computed-trait-detail",
+    ),
+    path(
+        "computed-traits/<int:pk>/edit/",
+        computed_trait_views.ComputedTraitEditView.as_view(),
+        name="computed-trait-edit",
+    ),
+    path(
+        "computed-traits/<int:pk>/delete/",
+        computed_trait_views.ComputedTraitDeleteView.as_view(),
+        name="computed-trait-delete",
     ),
     path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
     path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
@@ -82,7 +106,26 @@ urlpatterns = [
         integrations_views.ImportRejectedCsvView.as_view(),
         name="import-rejected",
     ),
+    path("integrations/destinations/", destination_views.DestinationListView.as_view(), name="destination-list"),
+    path(
+        "integrations/destinations/new/",
+        destination_views.DestinationCreateView.as_view(),
+        name="destination-create",
+    ),
+    path(
+        "integrations/destinations/<int:pk>/",
+        destination_views.DestinationDetailView.as_view(),
+        name="destination-detail",
+    ),
+    path(
+        "integrations/destinations/<int:pk>/edit/",
+        destination_views.DestinationEditView.as_view(),
+        name="destination-edit",
+    ),
     path("api/v1/", include((router.urls, "api"), namespace="api")),
+    path("api/v1/segments/<int:pk>/history/", segments_api.SegmentHistoryView.as_view(), name="api-segment-history"),
+    path("api/v1/segments/<int:pk>/changes/", segments_api.SegmentChangesView.as_view(), name="api-segment-changes"),
+    path("api/v1/segments/<int:pk>/live/", segments_api.SegmentLiveView.as_view(), name="api-segment-live"),
     path(
         "api/v1/customers/<int:customer_pk>/events/",
         audiences_api.CustomerEventList.as_view(),

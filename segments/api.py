@@ -3,23 +3,33 @@ explain, and the declared custom properties."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from audiences.api import CustomerSerializer
+from audiences.computed_trait_api import CustomerSummarySerializer, ViewsCustomers
+from audiences.live import audience_key
 from audiences.models import Customer
+from config.pagination import NewestFirstCursorPagination
+from config.permissions import RoleModelPermissions
+from config.roles import LIVE_AUDIENCE_PERMISSION
 from segments import selectors, services
+from segments.audience_services import InvalidAudience, segment_live_set
 from segments.catalogue import EVENT_FILTER_OPERATORS, catalogue
 from segments.conditions import EVENT_OPERATORS, OPERATORS, InvalidCondition, parse_tree
-from segments.models import CustomProperty, Segment, SegmentVersion
+from segments.models import CustomProperty, Segment, SegmentMembershipChange, SegmentVersion
 from segments.usage import segment_uses
 
 
@@ -241,3 +251,142 @@ class CustomPropertyViewSet(viewsets.ModelViewSet[CustomProperty]):
     serializer_class = CustomPropertySerializer
     queryset = CustomProperty.objects.order_by("key")
     pagination_class = None
+
+
+# --- live audiences: size over time, entries and exits, the live switch ------------------------------------
+# Routed in config/urls.py under /api/v1/segments/{id}/history/, /changes/ and /live/.
+
+
+class SizePointSerializer(serializers.Serializer[Any]):
+    at = serializers.DateTimeField(help_text="Start of the bucket (UTC).")
+    size = serializers.IntegerField(help_text="Members at the close of the bucket.")
+    entered = serializers.IntegerField()
+    exited = serializers.IntegerField()
+
+
+class HistoryQuerySerializer(serializers.Serializer[Any]):
+    bucket = serializers.ChoiceField(choices=["hour", "day"], default="day")
+    days = serializers.IntegerField(min_value=1, max_value=365, default=30)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["bucket"] == "hour" and attrs["days"] > 14:
+            raise ValidationError({"days": ["Hourly history covers at most 14 days; use bucket=day."]})
+        return attrs
+
+
+class SegmentHistoryView(APIView):
+    """A segment's member count per hour or day, from its enter/exit history (UTC buckets, oldest first)."""
+
+    queryset = Segment.objects.none()  # the permission check reads the model (view_segment) from here
+
+    @extend_schema(
+        parameters=[OpenApiParameter("bucket", str, enum=["hour", "day"]), OpenApiParameter("days", int)],
+        responses=SizePointSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        segment = get_object_or_404(Segment, pk=pk)
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        bucket, days = query.validated_data["bucket"], query.validated_data["days"]
+        now = timezone.now()
+        since = now - timedelta(days=days) + selectors.BUCKETS[bucket]
+        points = selectors.segment_size_history(segment, since=since, until=now, bucket=bucket)
+        return Response(
+            {
+                "segment": segment.pk,
+                "bucket": bucket,
+                "member_count": segment.member_count,
+                "points": SizePointSerializer(points, many=True).data,
+            }
+        )
+
+
+class MembershipChangeSerializer(serializers.ModelSerializer[SegmentMembershipChange]):
+    customer = CustomerSummarySerializer(read_only=True)
+
+    class Meta:
+        model = SegmentMembershipChange
+        fields = ["id", "customer", "kind", "at"]
+
+
+class NewestChangeFirstPagination(NewestFirstCursorPagination):
+    ordering = "-at"  # the (segment, -at) index serves it
+
+
+class SegmentChangesView(APIView):
+    """A segment's entries and exits, newest first (cursor-paginated); `?kind=entered|exited` for one kind."""
+
+    queryset = Segment.objects.none()  # view_segment, plus view_customer for the customers named
+    permission_classes = [RoleModelPermissions, ViewsCustomers]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("kind", str, enum=SegmentMembershipChange.Kind.values)],
+        responses=MembershipChangeSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        segment = get_object_or_404(Segment, pk=pk)
+        kind = request.query_params.get("kind", "")
+        if kind and kind not in SegmentMembershipChange.Kind.values:
+            raise ValidationError({"kind": [f"Use one of {', '.join(SegmentMembershipChange.Kind.values)}."]})
+        paginator = NewestChangeFirstPagination()
+        page = paginator.paginate_queryset(selectors.segment_changes(segment, kind=kind), request, view=self)
+        return paginator.get_paginated_response(MembershipChangeSerializer(page, many=True).data)
+
+
+class SegmentLiveSerializer(serializers.Serializer[Any]):
+    is_live = serializers.BooleanField()
+    audience_key = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+
+
+class SegmentLiveStateSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    is_live = serializers.BooleanField()
+    audience_key = serializers.CharField(help_text="The key as set; empty when derived from the name.")
+    effective_audience_key = serializers.CharField(help_text="The key destinations see.")
+
+
+class LiveAudiencePermission(BasePermission):
+    """Reading the live state needs view_segment; switching it needs the live-audience permission (config.roles)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        wanted = "segments.view_segment" if request.method in SAFE_METHODS else LIVE_AUDIENCE_PERMISSION
+        return bool(user.has_perm(wanted))
+
+
+class SegmentLiveView(APIView):
+    """Whether a segment is a live audience, and under which key. POST `{"is_live": bool, "audience_key": str}`
+    switches it (an empty key derives one from the name); switching on queues a full evaluation."""
+
+    permission_classes = [LiveAudiencePermission]
+
+    def _state(self, segment: Segment) -> dict[str, Any]:
+        return {
+            "id": segment.pk,
+            "name": segment.name,
+            "is_live": segment.is_live,
+            "audience_key": segment.audience_key,
+            "effective_audience_key": audience_key(segment),
+        }
+
+    @extend_schema(request=None, responses=SegmentLiveStateSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(self._state(get_object_or_404(Segment, pk=pk)))
+
+    @extend_schema(request=SegmentLiveSerializer, responses=SegmentLiveStateSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        segment = get_object_or_404(Segment, pk=pk)
+        body = SegmentLiveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            saved = segment_live_set(
+                segment=segment,
+                is_live=body.validated_data["is_live"],
+                audience_key=body.validated_data["audience_key"],
+            )
+        except InvalidAudience as invalid:
+            raise ValidationError({invalid.field: [invalid.message]}) from invalid
+        return Response(self._state(saved))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from audiences.models import Customer
-from segments.catalogue import property_named
+from segments.catalogue import PropertySpec, property_named
 from segments.compiler import compile_node, event_count_expression
 from segments.conditions import (
     Condition,
@@ -24,7 +25,7 @@ from segments.conditions import (
     parse_tree,
     to_json,
 )
-from segments.models import Segment, SegmentMembership, SegmentVersion
+from segments.models import Segment, SegmentMembership, SegmentMembershipChange, SegmentVersion
 
 PREVIEW_SAMPLE = 20
 
@@ -68,6 +69,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     spec = node.spec or property_named(node.property)
     if spec is None:
         return None
+    if spec.computed_trait_id is not None:
+        return _computed_actual(spec, customer, now)
     if spec.is_json:
         return customer.traits.get(spec.path.removeprefix("traits__"))
     if spec.derived == "predicate":
@@ -82,6 +85,20 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     for part in spec.path.split("__"):
         value = getattr(value, part, None) if value is not None else None
     return value / spec.scale if spec.scale != 1 and value is not None else value
+
+
+def _computed_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
+    """A computed trait's value as the condition compares it (days since / left for time-based kinds)."""
+    from audiences.models import ComputedTraitValue
+
+    row = ComputedTraitValue.objects.filter(trait_id=spec.computed_trait_id, customer=customer).first()
+    if row is None:
+        return spec.empty
+    if spec.derived == "age_days" and row.date_value is not None:
+        return (now - row.date_value).days
+    if spec.derived == "days_until" and row.date_value is not None:
+        return (row.date_value - now).days
+    return row.value
 
 
 def _describe(node: Condition | EventCondition | SegmentCondition) -> str:
@@ -217,3 +234,84 @@ def customer_segments(customer_id: int) -> list[dict[str, Any]]:
     return [
         dict(row) for row in Segment.objects.annotate(member=member).order_by("name").values("pk", "name", "member")
     ]
+
+
+# --- appended for the computed trait and audience pages ----------------------------------------------------
+
+
+def _reads_property(node: Any, key: str) -> bool:
+    if not isinstance(node, dict):
+        return False
+    if node.get("property") == key:
+        return True
+    return any(_reads_property(child, key) for child in node.get("children", []) or [])
+
+
+def segments_reading_property(key: str) -> list[Segment]:
+    """Segments whose conditions or saved draft compare on a property (e.g. `computed.sessions_7d`), found by
+    walking the stored trees: segments number in the hundreds at most, and a JSON path search would be written
+    differently for each database."""
+    stored = Segment.objects.order_by("name").only("pk", "name", "conditions", "draft_conditions")
+    return [s for s in stored if _reads_property(s.conditions, key) or _reads_property(s.draft_conditions, key)]
+
+
+@dataclass(frozen=True)
+class SizePoint:
+    """One bucket of an audience's history: its start, the member count at its close (after the changes inside
+    it), and how many entered and exited within it."""
+
+    at: datetime
+    size: int
+    entered: int
+    exited: int
+
+
+BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+ENTERED, EXITED = SegmentMembershipChange.Kind.ENTERED, SegmentMembershipChange.Kind.EXITED
+
+
+def _bucket_start(moment: datetime, bucket: str) -> datetime:
+    start = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return start.replace(hour=0) if bucket == "day" else start
+
+
+def segment_size_history(
+    segment: Segment, *, since: datetime, until: datetime | None = None, bucket: str = "day"
+) -> list[SizePoint]:
+    """The member count over time, from the current count and the enter/exit history, in UTC hour or day buckets.
+
+    The size at a bucket's close is the current count minus who entered after it plus who exited after it, so
+    one GROUP BY over the history since `since` (the (segment, -at) index) answers it, however large the audience:
+    no per-member or per-bucket query, and buckets without changes cost nothing. History written by evaluation and
+    the live path is complete (every membership change is recorded), which is what makes the subtraction exact.
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
+    first = _bucket_start(since, bucket)
+    last = _bucket_start(until or timezone.now(), bucket)
+    per_bucket = (
+        SegmentMembershipChange.objects.filter(segment=segment, at__gte=first)
+        .annotate(bucket=Trunc("at", bucket, tzinfo=UTC))
+        .values("bucket")
+        .annotate(entered=Count("pk", filter=Q(kind=ENTERED)), exited=Count("pk", filter=Q(kind=EXITED)))
+        .order_by()
+    )
+    counts = {row["bucket"]: (row["entered"], row["exited"]) for row in per_bucket}
+    current = Segment.objects.filter(pk=segment.pk).values_list("member_count", flat=True).first() or 0
+    size = current - sum(entered - exited for start, (entered, exited) in counts.items() if start > last)
+    points: list[SizePoint] = []
+    start = last
+    while start >= first:
+        entered, exited = counts.get(start, (0, 0))
+        points.append(SizePoint(at=start, size=size, entered=entered, exited=exited))
+        size -= entered - exited
+        start -= BUCKETS[bucket]
+    return points[::-1]
+
+
+def segment_changes(segment: Segment, *, kind: str = "") -> QuerySet[SegmentMembershipChange]:
+    """A segment's entries and exits (or only one kind), newest first, with the customer joined."""
+    changes = SegmentMembershipChange.objects.filter(segment=segment).select_related("customer")
+    if kind:
+        changes = changes.filter(kind=kind)
+    return changes.order_by("-at", "-id")

@@ -30,3 +30,17 @@ def evaluate_segments() -> dict[str, int]:
             totals["exited"] += result.exited
         run.detail = {**totals, "invalid_segments": invalid} if invalid else dict(totals)
         return totals
+
+
+@shared_task(name="segments.tasks.evaluate_segment")
+def evaluate_segment(segment_id: int) -> dict[str, int]:
+    """Evaluate one segment now (queued when it becomes a live audience). Safe to run twice — an evaluation that
+    changes nothing writes nothing — and a segment deleted or made invalid meanwhile is skipped."""
+    segment = Segment.objects.filter(pk=segment_id).first()
+    if segment is None:
+        return {}
+    try:
+        result = segment_evaluate(segment=segment)
+    except InvalidCondition:
+        return {"invalid": 1}
+    return {"entered": result.entered, "exited": result.exited, "members": result.members}

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from audiences.live import audience_key
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
@@ -129,6 +130,7 @@ class SegmentDetailView(StaffPermissionMixin, TemplateView):
             "page": paginate_for_ui(self.request, selectors.segment_members(segment).select_related("account")),
             "changes": segment.changes.select_related("customer")[:20],
             "versions": selectors.segment_versions(segment)[:10],
+            "audience_key": audience_key(segment),
         }
         if segment.draft_conditions is not None:
             context["draft"] = selectors.segment_draft_compare(segment)

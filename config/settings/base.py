@@ -112,6 +112,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `kind`; name each choice set so the schema's enums do not collide.
+    "ENUM_NAME_OVERRIDES": {
+        "SourceKindEnum": "audiences.models.Source.Kind",
+        "DestinationKindEnum": "integrations.models.Destination.Kind",
+        "ComputedTraitKindEnum": "audiences.models.ComputedTrait.Kind",
+        "MembershipChangeKindEnum": "segments.models.SegmentMembershipChange.Kind",
+        "OutboundKindEnum": "integrations.models.OutboundKind",
+    },
 }
 
 _broker_url, _broker_options = celery_broker()
@@ -140,3 +148,7 @@ STRIPE_WEBHOOK_SECRETS: list[str] = env.list("STRIPE_WEBHOOK_SECRETS", default=[
 STRIPE_API_KEY: str = env.str("STRIPE_API_KEY", default="")
 # Only for tests and proxies: where the stripe library sends API calls.
 STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+
+# Outbound destinations may target loopback, private, link-local or reserved addresses only when this is set
+# (a receiver on the same host or network); otherwise such URLs are refused when saved and when sent.
+DESTINATIONS_ALLOW_PRIVATE_URLS: bool = env.bool("DESTINATIONS_ALLOW_PRIVATE_URLS", default=False)

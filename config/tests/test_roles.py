@@ -56,6 +56,8 @@ PAGES: list[tuple[str, dict[str, int], set[Role]]] = [
     ("trial-list", {}, set(Role)),
     ("segment-list", {}, set(Role)),
     ("segment-create", {}, {Role.ADMIN, Role.GROWTH, Role.CS}),
+    ("computed-trait-list", {}, set(Role)),
+    ("computed-trait-create", {}, {Role.ADMIN, Role.GROWTH}),
     ("subscription-list", {}, set(Role)),
     ("source-list", {}, {Role.ADMIN}),
     ("stripe-overview", {}, {Role.ADMIN}),
@@ -64,6 +66,8 @@ PAGES: list[tuple[str, dict[str, int], set[Role]]] = [
     ("event-debugger-feed", {}, {Role.ADMIN, Role.GROWTH}),
     ("ingestion-error-list", {}, {Role.ADMIN, Role.GROWTH}),
     ("import-list", {}, {Role.ADMIN, Role.GROWTH}),
+    ("destination-list", {}, {Role.ADMIN, Role.GROWTH, Role.CS}),
+    ("destination-create", {}, {Role.ADMIN, Role.GROWTH}),
     ("admin:index", {}, {Role.ADMIN}),
     ("admin:auth_user_changelist", {}, {Role.ADMIN}),
 ]
