@@ -105,31 +105,31 @@ def _postgres_rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
-def _known_user_ids(user_ids: set[str]) -> list[tuple[int, str]]:
-    """(customer id, user id) of the customers already known by these user ids."""
-    if not user_ids:
-        return []
-    if connection.vendor == "postgresql":
-        sql = f"SELECT id, user_id FROM {Customer._meta.db_table} WHERE user_id = ANY(%b::text[])"
-        return [(pk, user_id) for pk, user_id in _postgres_rows(sql, [list(user_ids)])]
-    return [
-        (pk, str(user_id)) for pk, user_id in Customer.objects.filter(user_id__in=user_ids).values_list("pk", "user_id")
-    ]
+_KnownIds = tuple[list[tuple[int, str]], list[tuple[str, int, str | None]]]
 
 
-def _known_other_ids(other_ids: set[str]) -> list[tuple[str, int, str | None]]:
-    """(anonymous id, customer id, that customer's user id) of the anonymous ids already linked."""
-    if not other_ids:
-        return []
+def _known_ids(user_ids: set[str], other_ids: set[str]) -> _KnownIds:
+    """The customers already known by these user ids — (customer id, user id) — and the anonymous ids already
+    linked — (anonymous id, customer id, that customer's user id). One round trip on PostgreSQL."""
+    if not user_ids and not other_ids:
+        return [], []
+    customer, link = Customer._meta.db_table, AnonymousId._meta.db_table
     if connection.vendor == "postgresql":
         sql = (
-            f"SELECT link.anonymous_id, link.customer_id, customer.user_id FROM {AnonymousId._meta.db_table} link"
-            f" JOIN {Customer._meta.db_table} customer ON customer.id = link.customer_id"
-            " WHERE link.anonymous_id = ANY(%b::text[])"
+            f"SELECT NULL::text, id, user_id FROM {customer} WHERE user_id = ANY(%b::text[])"
+            f" UNION ALL SELECT link.anonymous_id, link.customer_id, owner.user_id FROM {link} link"
+            f" JOIN {customer} owner ON owner.id = link.customer_id WHERE link.anonymous_id = ANY(%b::text[])"
         )
-        return [(other_id, pk, user_id) for other_id, pk, user_id in _postgres_rows(sql, [list(other_ids)])]
-    links = AnonymousId.objects.filter(anonymous_id__in=other_ids)
-    return list(links.values_list("anonymous_id", "customer_id", "customer__user_id"))
+        rows = _postgres_rows(sql, [list(user_ids), list(other_ids)])
+        by_user = [(pk, user_id) for other_id, pk, user_id in rows if other_id is None]
+        by_other = [(other_id, pk, user_id) for other_id, pk, user_id in rows if other_id is not None]
+        return by_user, by_other
+    known_users = Customer.objects.filter(user_id__in=user_ids).values_list("pk", "user_id") if user_ids else []
+    known_others: list[tuple[str, int, str | None]] = []
+    if other_ids:
+        links = AnonymousId.objects.filter(anonymous_id__in=other_ids)
+        known_others = list(links.values_list("anonymous_id", "customer_id", "customer__user_id"))
+    return [(pk, str(user_id)) for pk, user_id in known_users], known_others
 
 
 class _Resolver:
@@ -141,10 +141,11 @@ class _Resolver:
         other_ids |= {m.previous_id for m in messages if m.previous_id}
         self.by_pk: dict[int, _Profile] = {}
         self.by_user_id: dict[str, _Profile] = {}
-        for pk, user_id in _known_user_ids(user_ids):
+        known_users, known_others = _known_ids(user_ids, other_ids)
+        for pk, user_id in known_users:
             self.by_user_id[user_id] = self.by_pk[pk] = _Profile(pk, user_id)
         self.by_other_id: dict[str, _Profile] = {}
-        for other_id, pk, owner_user_id in _known_other_ids(other_ids):
+        for other_id, pk, owner_user_id in known_others:
             self.by_other_id[other_id] = self.by_pk.setdefault(pk, _Profile(pk, owner_user_id))
         self.new_profiles: list[_Profile] = []
         self.new_links: dict[str, _Profile] = {}
@@ -259,8 +260,12 @@ def _link_other_ids(resolver: _Resolver, now: datetime) -> None:
 
 
 def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_id: str) -> None:
-    """Fold an anonymous profile into the identified one: every related row moves, then it is deleted."""
-    merged_customer = Customer.objects.get(pk=merged.stored_pk)
+    """Fold an anonymous profile into the identified one: every related row moves, then it is deleted.
+
+    The merged profile is locked first, so a concurrent batch that resolved to it either stored its events before
+    (and they move with the rest) or finds it gone and resolves again (see _customers_still_there).
+    """
+    merged_customer = Customer.objects.select_for_update().get(pk=merged.stored_pk)
     kept_customer = Customer.objects.get(pk=kept.stored_pk)
     moved: dict[str, int] = {}
     for relation in Customer._meta.related_objects:
@@ -349,6 +354,19 @@ def _insert_events(source: Source, rows: list[tuple[IncomingMessage, int]]) -> l
         return [row[0] for row in cursor.fetchall()]
 
 
+def _customers_still_there(customer_ids: set[int]) -> bool:
+    """Whether every profile the batch resolved to still exists, holding it until commit.
+
+    Events carry no database foreign key (see Event), so this one statement per batch does what a per-row key
+    check would: on PostgreSQL it takes FOR KEY SHARE locks, which a concurrent merge's delete waits for; a
+    profile already merged away makes the batch resolve again. SQLite runs one writer at a time anyway.
+    """
+    if connection.vendor == "postgresql":
+        sql = f"SELECT id FROM {Customer._meta.db_table} WHERE id = ANY(%b::bigint[]) FOR KEY SHARE"
+        return len(_postgres_rows(sql, [list(customer_ids)])) == len(customer_ids)
+    return Customer.objects.filter(pk__in=customer_ids).count() == len(customer_ids)
+
+
 def _ingest_once(source: Source, messages: list[IncomingMessage], result: IngestResult) -> None:
     now = timezone.now()
     resolver = _Resolver(messages)
@@ -375,6 +393,8 @@ def _ingest_once(source: Source, messages: list[IncomingMessage], result: Ingest
     rows: list[tuple[IncomingMessage, int]] = []
     for message, profile in resolved:
         rows.append((message, resolver.live(profile).stored_pk))
+    if not _customers_still_there({customer_id for _, customer_id in rows}):
+        raise IntegrityError("a profile this batch resolved to was merged away meanwhile")
     for start in range(0, len(rows), 500):
         result.event_ids += _insert_events(source, rows[start : start + 500])
 

@@ -120,6 +120,8 @@ def start_server() -> subprocess.Popen[bytes]:
         "DEBUG": "false",
     }
     env["LOG_LEVEL"] = "WARNING"
+    # The profile tasks go to the Redis database emptied by fresh_broker, as with a production broker.
+    env["CELERY_BROKER_URL"] = BROKER_URL
     command = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{PORT}"]
     command += ["--workers", str(WORKERS), "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
