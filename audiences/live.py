@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, ExpressionWrapper, F
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -85,21 +85,22 @@ def dependencies(tree: Node) -> Dependencies:
 
 @dataclass
 class BatchFacts:
-    """What a processed batch changed, for deciding which audiences to re-evaluate."""
+    """What a processed batch changed, per customer, for deciding which audiences to re-evaluate for whom."""
 
-    customer_ids: set[int] = field(default_factory=set)
-    event_names: set[str] = field(default_factory=set)
-    profile_changed: bool = False
-    billing_changed: bool = False
-    changed_traits: set[str] = field(default_factory=set)
+    events: dict[int, set[str]] = field(default_factory=dict)  # customer → names of the batch's events
+    profile_changed: set[int] = field(default_factory=set)  # identified or grouped in the batch
+    billing_changed: set[int] = field(default_factory=set)  # told about by Stripe
+    changed_traits: dict[int, set[str]] = field(default_factory=dict)  # customer → computed trait keys
 
-    def touches(self, needs: Dependencies) -> bool:
-        return bool(
-            needs.events & self.event_names
-            or needs.computed & self.changed_traits
-            or (needs.profile and self.profile_changed)
-            or (needs.billing and self.billing_changed)
-        )
+    def candidates(self, needs: Dependencies) -> set[int]:
+        """The customers whose result for a tree with these needs this batch could have changed."""
+        found = {c for c, names in self.events.items() if needs.events & names}
+        found |= {c for c, keys in self.changed_traits.items() if needs.computed & keys}
+        if needs.profile:
+            found |= self.profile_changed
+        if needs.billing:
+            found |= self.billing_changed
+        return found
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def audience_key(segment: Segment) -> str:
 
 def internal_source() -> Source:
     """The built-in source Trialloop's own timeline events are recorded under (its key is never used)."""
-    source = Source.objects.filter(kind=Source.Kind.TRIALLOOP).order_by("pk").first()
+    source = Source.objects.filter(kind=Source.Kind.TRIALLOOP).order_by("pk").only("pk").first()
     if source is None:
         taken = Source.objects.filter(name=INTERNAL_SOURCE_NAME).exists()
         name = f"{INTERNAL_SOURCE_NAME} (internal)" if taken else INTERNAL_SOURCE_NAME
@@ -144,12 +145,17 @@ def internal_source() -> Source:
     return source
 
 
-def audience_changes_publish(segment: Segment, changes: Sequence[MembershipChange], now: datetime) -> None:
-    """Timeline events, outbound messages and exit hooks for recorded changes of a live audience."""
-    if not changes or not segment.is_live:
+def audience_changes_publish(segments: dict[int, Segment], changes: Sequence[MembershipChange], now: datetime) -> None:
+    """Timeline events, outbound messages and exit hooks for recorded changes of live audiences (a handful of
+    statements whatever the number of audiences and customers)."""
+    changes = [c for c in changes if segments[c.segment_id].is_live]
+    if not changes:
         return
-    key = audience_key(segment)
-    audience = {"id": segment.pk, "key": key, "name": segment.name}
+    audiences = {
+        pk: {"id": pk, "key": audience_key(segment), "name": segment.name}
+        for pk, segment in segments.items()
+        if segment.is_live
+    }
     source = internal_source()
     names: dict[str, str] = {ENTERED: "Audience Entered", EXITED: "Audience Exited"}
     kinds: dict[str, str] = {ENTERED: OutboundKind.AUDIENCE_ENTERED, EXITED: OutboundKind.AUDIENCE_EXITED}
@@ -161,7 +167,7 @@ def audience_changes_publish(segment: Segment, changes: Sequence[MembershipChang
                 customer_id=c.customer_id,
                 type=Event.Type.TRACK,
                 name=names[c.kind],
-                properties={"audience_id": segment.pk, "audience_key": key, "audience_name": segment.name},
+                properties={f"audience_{k}": v for k, v in audiences[c.segment_id].items()},
                 timestamp=now,
                 received_at=now,
             )
@@ -177,46 +183,94 @@ def audience_changes_publish(segment: Segment, changes: Sequence[MembershipChang
                 customer_id=c.customer_id,
                 idempotency_key=f"audience:{c.change_id}",
                 occurred_at=now,
-                data={"audience": audience},
+                data={"audience": audiences[c.segment_id]},
             )
             for c in changes
         ]
     )
-    exited = [c.customer_id for c in changes if c.kind == EXITED]
-    if exited:
+    exited: dict[int, list[int]] = {}
+    for c in changes:
+        if c.kind == EXITED:
+            exited.setdefault(c.segment_id, []).append(c.customer_id)
+    for segment_id, customer_ids in exited.items():
         for hook in list(_exit_hooks):
-            hook(segment, exited)
+            hook(segments[segment_id], customer_ids)
 
 
 def changes_record(
-    segment: Segment, entered: Iterable[int], exited: Iterable[int], now: datetime
+    segments: dict[int, Segment], entered: Iterable[tuple[int, int]], exited: Iterable[tuple[int, int]], now: datetime
 ) -> list[MembershipChange]:
-    """History rows for what actually changed, and their publication if the segment is live."""
-    rows = [SegmentMembershipChange(segment=segment, customer_id=c, kind=ENTERED, at=now) for c in sorted(entered)]
-    rows += [SegmentMembershipChange(segment=segment, customer_id=c, kind=EXITED, at=now) for c in sorted(exited)]
+    """History rows for what actually changed — (segment id, customer id) pairs — and their publication for the
+    live ones."""
+    # Exits first: a customer moving from one audience to another leaves before arriving, in every log.
+    rows = [SegmentMembershipChange(segment_id=s, customer_id=c, kind=EXITED, at=now) for s, c in sorted(exited)]
+    rows += [SegmentMembershipChange(segment_id=s, customer_id=c, kind=ENTERED, at=now) for s, c in sorted(entered)]
     created = SegmentMembershipChange.objects.bulk_create(rows, batch_size=1000)
-    changes = [MembershipChange(segment.pk, r.customer_id, r.kind, r.pk or 0) for r in created]
-    audience_changes_publish(segment, changes, now)
+    changes = [MembershipChange(r.segment_id, r.customer_id, r.kind, r.pk or 0) for r in created]
+    audience_changes_publish(segments, changes, now)
     return changes
 
 
 _parsed: dict[tuple[int, Any], tuple[Group, Dependencies]] = {}
+_compiled: dict[tuple[int, Any, datetime], tuple[str, tuple[Any, ...]]] = {}
+COMPILED_CACHE_SIZE = 2000
+# Audiences decided per statement (SQLite allows 500 terms in a compound SELECT).
+AUDIENCES_PER_QUERY = 100
 
 
 def live_audiences() -> list[tuple[Segment, Group, Dependencies]]:
-    """The live audiences with their parsed trees, parsed once per version of the conditions."""
+    """The live audiences with their parsed trees, parsed once per version of the conditions (which are only
+    read from the database for a version not seen yet)."""
     live = []
-    for segment in Segment.objects.filter(is_live=True).order_by("pk"):
+    segments = Segment.objects.filter(is_live=True).defer("conditions", "draft_conditions", "description")
+    for segment in segments.order_by("pk"):
         cache_key = (segment.pk, segment.updated_at)
         if cache_key not in _parsed:
+            conditions = Segment.objects.filter(pk=segment.pk).values_list("conditions", flat=True).first()
             try:
-                tree = parse_tree(segment.conditions, segment_id=segment.pk)
+                tree = parse_tree(conditions, segment_id=segment.pk)
             except InvalidCondition as broken:
                 logger.warning("live audience %s skipped: %s", segment.pk, broken)
                 continue
             _parsed[cache_key] = (tree, dependencies(tree))
         live.append((segment, *_parsed[cache_key]))
     return live
+
+
+def _members_sql(segment: Segment, tree: Group, as_of: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The audience's compiled SELECT of member ids, built once per version of the conditions and minute."""
+    key = (segment.pk, segment.updated_at, as_of)
+    if key not in _compiled:
+        if len(_compiled) >= COMPILED_CACHE_SIZE:
+            _compiled.clear()
+        members = Customer.objects.filter(compile_node(tree, as_of)).annotate(member_id=F("pk")).values("member_id")
+        sql, params = members.query.sql_with_params()
+        _compiled[key] = (sql, tuple(params))
+    return _compiled[key]
+
+
+def _decide(relevant: list[tuple[Segment, Group, set[int]]], now: datetime) -> set[tuple[int, int]]:
+    """(audience, customer) pairs that hold, among each audience's candidates: the audiences' compiled queries,
+    each restricted to its candidates (the databases push the id list into the subquery, so the conditions run
+    for those customers only), in one UNION ALL per hundred audiences.
+
+    The compiled SQL is reused for a minute: time-relative conditions are taken as of the end of the current
+    minute, so "in the last N days" includes every event up to now and its far edge is at most a minute late —
+    which the time sweep, evaluating with the exact time every minute, settles."""
+    as_of = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    matching: set[tuple[int, int]] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(relevant), AUDIENCES_PER_QUERY):
+            parts: list[str] = []
+            params: list[Any] = []
+            for segment, tree, candidates in relevant[start : start + AUDIENCES_PER_QUERY]:
+                sql, sql_params = _members_sql(segment, tree, as_of)
+                ids = ", ".join(str(int(c)) for c in sorted(candidates))  # our own integer ids
+                parts.append(f"SELECT {int(segment.pk)}, m.member_id FROM ({sql}) m WHERE m.member_id IN ({ids})")
+                params.extend(sql_params)
+            cursor.execute(" UNION ALL ".join(parts), params)
+            matching |= {(int(segment_id), int(customer_id)) for segment_id, customer_id in cursor.fetchall()}
+    return matching
 
 
 def _write_membership(
@@ -249,37 +303,30 @@ def _write_membership(
 
 
 def audiences_refresh(*, facts: BatchFacts, now: datetime | None = None) -> list[MembershipChange]:
-    """Re-evaluate the touched customers against the live audiences the batch could have changed.
+    """Re-evaluate, for each live audience, the customers whose result this batch could have changed.
 
-    One query decides every (audience, customer) pair; only differences are written. Runs inside the caller's
-    transaction, with the customers already locked.
+    One query decides every (audience, customer) pair (see _decide); only differences are written. Runs inside the
+    caller's transaction, with the customers already locked.
     """
     now = now or timezone.now()
-    if not facts.customer_ids:
-        return []
-    relevant = [(segment, tree) for segment, tree, needs in live_audiences() if facts.touches(needs)]
+    relevant = [(segment, tree, facts.candidates(needs)) for segment, tree, needs in live_audiences()]
+    relevant = [(segment, tree, candidates) for segment, tree, candidates in relevant if candidates]
     if not relevant:
         return []
-    customer_ids = sorted(facts.customer_ids)
-    columns = {
-        f"in_{segment.pk}": ExpressionWrapper(compile_node(tree, now), output_field=BooleanField())
-        for segment, tree in relevant
-    }
-    decided = Customer.objects.filter(pk__in=customer_ids).annotate(**columns).values_list("pk", *columns)
-    matching = {
-        (segment.pk, row[0]) for row in decided for (segment, _), held in zip(relevant, row[1:], strict=True) if held
-    }
-    current = set(
+    customer_ids = sorted(set().union(*(candidates for _, _, candidates in relevant)))
+    matching = _decide(relevant, now)
+    considered = {(segment.pk, c) for segment, _, candidates in relevant for c in candidates}
+    current = considered & set(
         SegmentMembership.objects.filter(
-            segment__in=[s for s, _ in relevant], customer_id__in=customer_ids
+            segment__in=[segment for segment, _, _ in relevant], customer_id__in=customer_ids
         ).values_list("segment_id", "customer_id")
     )
     entered, exited = _write_membership(sorted(matching - current), sorted(current - matching), now)
-    changes: list[MembershipChange] = []
-    for segment, _ in relevant:
-        came = [c for s, c in entered if s == segment.pk]
-        went = [c for s, c in exited if s == segment.pk]
-        if came or went:
-            changes += changes_record(segment, came, went, now)
-            Segment.objects.filter(pk=segment.pk).update(member_count=F("member_count") + len(came) - len(went))
+    if not entered and not exited:
+        return []
+    segments = {segment.pk: segment for segment, _, _ in relevant}
+    changes = changes_record(segments, entered, exited, now)
+    for segment_id in {s for s, _ in entered} | {s for s, _ in exited}:
+        delta = len([1 for s, _ in entered if s == segment_id]) - len([1 for s, _ in exited if s == segment_id])
+        Segment.objects.filter(pk=segment_id).update(member_count=F("member_count") + delta)
     return changes

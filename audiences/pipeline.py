@@ -51,6 +51,13 @@ def trait_changes_publish(changes: list[TraitChange], now: datetime) -> None:
     )
 
 
+def _traits_by_customer(changes: list[TraitChange]) -> dict[int, set[str]]:
+    changed: dict[int, set[str]] = {}
+    for change in changes:
+        changed.setdefault(change.customer_id, set()).add(change.trait_key)
+    return changed
+
+
 def stored_events_process(*, event_ids: list[int], now: datetime | None = None) -> BatchOutcome:
     """Apply a stored batch to profiles, computed traits and live audiences; safe to run twice."""
     now = now or timezone.now()
@@ -68,19 +75,23 @@ def stored_events_process(*, event_ids: list[int], now: datetime | None = None) 
         )
         profiles_apply_events(event_ids=event_ids)
         trait_changes = computed_traits_apply(event_ids=event_ids, now=now)
-        stripe_told = Source.objects.filter(pk__in={row[4] for row in rows}, kind=Source.Kind.STRIPE).exists()
-        if stripe_told:
+        stripe_sources = set(
+            Source.objects.filter(pk__in={row[4] for row in rows}, kind=Source.Kind.STRIPE).values_list("pk", flat=True)
+        )
+        if stripe_sources:
             trait_changes += computed_traits_refresh(
-                customer_ids=customer_ids, kinds=[ComputedTrait.Kind.TRIAL_DAYS_REMAINING], now=now
+                customer_ids=sorted({row[0] for row in rows if row[4] in stripe_sources}),
+                kinds=[ComputedTrait.Kind.TRIAL_DAYS_REMAINING],
+                now=now,
             )
         trait_changes_publish(trait_changes, now)
-        facts = BatchFacts(
-            customer_ids=set(customer_ids),
-            event_names={row[1] for row in rows},
-            profile_changed=any(row[2] in (Event.Type.IDENTIFY, Event.Type.GROUP) or row[3] for row in rows),
-            billing_changed=stripe_told,
-            changed_traits={change.trait_key for change in trait_changes},
-        )
+        facts = BatchFacts(changed_traits=_traits_by_customer(trait_changes))
+        for customer_id, name, kind, group_id, source_id in rows:
+            facts.events.setdefault(customer_id, set()).add(name)
+            if kind in (Event.Type.IDENTIFY, Event.Type.GROUP) or group_id:
+                facts.profile_changed.add(customer_id)
+            if source_id in stripe_sources:
+                facts.billing_changed.add(customer_id)
         membership_changes = audiences_refresh(facts=facts, now=now)
     return BatchOutcome(len(customer_ids), trait_changes, membership_changes)
 
@@ -104,7 +115,7 @@ def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
                 .order_by("pk")
                 .values_list("pk")
             )
-            facts = BatchFacts(customer_ids=set(customer_ids), changed_traits={change.trait_key for change in changes})
+            facts = BatchFacts(changed_traits=_traits_by_customer(changes))
             for change in audiences_refresh(facts=facts, now=now):
                 totals["entered" if change.kind == "entered" else "exited"] += 1
     for segment, _, needs in live_audiences():

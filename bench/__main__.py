@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingest, segments
+from bench import ingest, realtime, segments
 
-BENCHMARKS = {"ingest": ingest.main, "segments": segments.main}
+BENCHMARKS = {"ingest": ingest.main, "segments": segments.main, "realtime": realtime.main}
 
 
 def main() -> None:

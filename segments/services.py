@@ -137,7 +137,9 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
                 exited = [row[0] for row in cursor.fetchall()]
             finally:
                 cursor.execute(f"DROP TABLE {matching}")
-            changes_record(segment, entered, exited, now)
+            changes_record(
+                {segment.pk: segment}, [(segment.pk, c) for c in entered], [(segment.pk, c) for c in exited], now
+            )
             elapsed = round((time.monotonic() - started) * 1000)
             Segment.objects.filter(pk=segment.pk).update(
                 member_count=members, last_evaluated_at=now, last_evaluation_ms=elapsed

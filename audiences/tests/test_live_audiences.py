@@ -247,3 +247,21 @@ def test_a_real_worker_moves_the_customer_within_seconds(source: Source, worker_
         time.sleep(0.1)
     assert members(audience) == {"usr_ada"}
     assert Event.objects.filter(name="Audience Entered", customer=ada).count() == 1
+
+
+def test_each_audience_re_evaluates_only_the_customers_whose_batch_events_concern_it(source: Source) -> None:
+    # Given Bob did the audience's event before it went live (the periodic evaluation would pick him up)
+    ingest(source, message(name="Report Run", user="usr_bob"))
+    audience = live("Reporters", tree(performed("Report Run")))
+    # When a batch has Bob viewing a page and Ada running a report
+    ingest(source, message(name="Page Viewed", user="usr_bob"), message(name="Report Run"))
+    # Then only Ada was decided for this audience: Bob's page view cannot change his result
+    assert members(audience) == {"usr_ada"}
+    assert segment_evaluate(segment=audience).entered == 1
+    assert members(audience) == {"usr_ada", "usr_bob"}
+
+
+def test_an_event_of_a_moment_ago_counts_for_a_windowed_audience(source: Source) -> None:
+    audience = live("Active this week", tree(performed("Report Run", within_days=7)))
+    ingest(source, message(name="Report Run", at=timezone.now() - timedelta(seconds=1)))
+    assert members(audience) == {"usr_ada"}

@@ -43,7 +43,7 @@ def test_enter_exit_and_a_no_op(segment: Segment) -> None:
     second = segment_evaluate(segment=segment)
     assert (second.entered, second.exited, second.members) == (1, 1, 1)
     assert members(segment) == {"bob"}
-    assert changes(segment) == [("ada", "entered"), ("bob", "entered"), ("ada", "exited")]
+    assert changes(segment) == [("ada", "entered"), ("ada", "exited"), ("bob", "entered")]  # exits recorded first
 
     memberships_before = list(SegmentMembership.objects.values_list("pk", "customer_id", "entered_at"))
     third = segment_evaluate(segment=segment)
