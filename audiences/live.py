@@ -111,6 +111,11 @@ class MembershipChange:
     customer_id: int
     kind: str
     change_id: int
+    key: str = ""  # for an announcement without a history row (audience_members_announce)
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.key or f"audience:{self.change_id}"
 
 
 ExitHook = Callable[[Segment, list[int]], None]
@@ -163,7 +168,7 @@ def audience_changes_publish(segments: dict[int, Segment], changes: Sequence[Mem
         [
             Event(
                 source=source,
-                message_id=f"audience:{c.change_id}",
+                message_id=c.idempotency_key,
                 customer_id=c.customer_id,
                 type=Event.Type.TRACK,
                 name=names[c.kind],
@@ -181,7 +186,7 @@ def audience_changes_publish(segments: dict[int, Segment], changes: Sequence[Mem
             Outbound(
                 kind=kinds[c.kind],
                 customer_id=c.customer_id,
-                idempotency_key=f"audience:{c.change_id}",
+                idempotency_key=c.idempotency_key,
                 occurred_at=now,
                 data={"audience": audiences[c.segment_id]},
             )
@@ -209,6 +214,24 @@ def changes_record(
     changes = [MembershipChange(r.segment_id, r.customer_id, r.kind, r.pk or 0) for r in created]
     audience_changes_publish(segments, changes, now)
     return changes
+
+
+def audience_members_announce(segment: Segment, now: datetime | None = None) -> int:
+    """Publish the current members of a segment that just became a live audience as having entered it — the
+    timeline events and outbound messages (identify {audience_key: true} for Segment destinations) a newly synced
+    audience sends for everyone already in it. No history row: they did not enter now. Returns how many."""
+    now = now or timezone.now()
+    stamp = int(segment.updated_at.timestamp())  # the switch: a retried task announces under the same keys
+    members = SegmentMembership.objects.filter(segment=segment).order_by("customer_id")
+    announced = 0
+    for start in range(0, members.count(), 2000):
+        chunk = list(members.values_list("customer_id", flat=True)[start : start + 2000])
+        changes = [
+            MembershipChange(segment.pk, c, ENTERED, 0, key=f"audience:{segment.pk}:live-{stamp}:{c}") for c in chunk
+        ]
+        audience_changes_publish({segment.pk: segment}, changes, now)
+        announced += len(changes)
+    return announced
 
 
 _parsed: dict[tuple[int, Any], tuple[Group, Dependencies]] = {}

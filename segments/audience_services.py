@@ -33,8 +33,8 @@ def segment_live_set(*, segment: Segment, is_live: bool, audience_key: str = "")
     The key must be snake_case (lower-case letters, digits, _) and — counting keys derived from names — unique
     among live audiences, because destinations address audiences by it. Concurrent switches are serialised by one
     database lease taken inside the transaction, so two segments cannot both claim a key in a race. Switching on
-    queues a full evaluation on commit, so membership is current before the live path starts applying
-    differences to it.
+    queues a task on commit that publishes the members it already has as entered (so destinations learn of them)
+    and evaluates it, so membership is current before the live path starts applying differences to it.
     """
     key = audience_key.strip()
     if key and not AUDIENCE_KEY.match(key):
@@ -65,4 +65,4 @@ def segment_live_set(*, segment: Segment, is_live: bool, audience_key: str = "")
 def _queue_evaluation(segment_id: int) -> None:
     from segments.tasks import evaluate_segment
 
-    evaluate_segment.delay(segment_id)
+    evaluate_segment.delay(segment_id, announce_members=True)

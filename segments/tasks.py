@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import transaction
 
+from audiences.live import audience_members_announce
 from config.services import task_run_recorded
 from segments.conditions import InvalidCondition
 from segments.models import Segment
@@ -33,14 +35,19 @@ def evaluate_segments() -> dict[str, int]:
 
 
 @shared_task(name="segments.tasks.evaluate_segment")
-def evaluate_segment(segment_id: int) -> dict[str, int]:
-    """Evaluate one segment now (queued when it becomes a live audience). Safe to run twice — an evaluation that
-    changes nothing writes nothing — and a segment deleted or made invalid meanwhile is skipped."""
+def evaluate_segment(segment_id: int, announce_members: bool = False) -> dict[str, int]:
+    """Evaluate one segment now (queued when it becomes a live audience, with `announce_members` so the members
+    it already had are published as entered first). An evaluation that changes nothing writes nothing, and a
+    segment deleted, made invalid or no longer live meanwhile is skipped."""
     segment = Segment.objects.filter(pk=segment_id).first()
     if segment is None:
         return {}
+    announced = 0
+    if announce_members and segment.is_live:
+        with transaction.atomic():
+            announced = audience_members_announce(segment)
     try:
         result = segment_evaluate(segment=segment)
     except InvalidCondition:
-        return {"invalid": 1}
-    return {"entered": result.entered, "exited": result.exited, "members": result.members}
+        return {"invalid": 1, "announced": announced}
+    return {"entered": result.entered, "exited": result.exited, "members": result.members, "announced": announced}

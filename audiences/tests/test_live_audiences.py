@@ -19,9 +19,11 @@ from audiences.models import ComputedTrait, Customer, Event, Source
 from audiences.pipeline import stored_events_process, time_sweep
 from audiences.tasks import apply_events_to_profiles
 from config.celery import app
+from segments.audience_services import segment_live_set
 from segments.conditions import parse_tree
 from segments.models import CustomProperty, Segment, SegmentMembership, SegmentMembershipChange
 from segments.services import segment_evaluate, segment_save
+from segments.tasks import evaluate_segment
 
 pytestmark = pytest.mark.django_db
 
@@ -265,3 +267,17 @@ def test_an_event_of_a_moment_ago_counts_for_a_windowed_audience(source: Source)
     audience = live("Active this week", tree(performed("Report Run", within_days=7)))
     ingest(source, message(name="Report Run", at=timezone.now() - timedelta(seconds=1)))
     assert members(audience) == {"usr_ada"}
+
+
+def test_switching_a_segment_live_announces_the_members_it_already_has_once(source: Source) -> None:
+    segment = segment_save(name="Reporters", conditions=tree(performed("Report Run")))
+    ingest(source, message(name="Report Run"))
+    segment_evaluate(segment=segment)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        segment_live_set(segment=segment, is_live=True)
+    ada = Customer.objects.get(user_id="usr_ada")
+    entered = Event.objects.filter(customer=ada, name="Audience Entered")
+    assert list(entered.values_list("properties__audience_key", flat=True)) == ["reporters"]
+    assert evaluate_segment(segment.pk, announce_members=True)["announced"] == 1  # a retried task
+    assert entered.count() == 1
+    assert SegmentMembershipChange.objects.filter(segment=segment).count() == 1  # no invented history

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Count, Sum
+from django.utils import timezone
 
-from audiences.models import Account, AnonymousId, Customer, Event, Source
+from audiences.models import Account, AnonymousId, ComputedTrait, ComputedTraitValue, Customer, Event, Source
 from config.demo import (
     DEMO_SOURCE_NAME,
     PAID_STATUSES,
     USER_ID_PREFIX,
     DemoSummary,
     demo_data_delete,
+    demo_now,
     demo_seed,
     trial_behaviour,
 )
+from config.demo_definitions import COMPUTED_TRAITS, LIVE_AUDIENCES, demo_definitions_ensure
+from segments.models import Segment, SegmentMembership
 from trials.models import Plan, Product, Subscription
 from trials.services import subscription_mrr_cents
 
@@ -193,3 +197,20 @@ def test_rejects_a_size_too_small_to_cover_every_status() -> None:
     with pytest.raises(CommandError):
         call_command("seed_demo", "--customers", "5", stdout=StringIO())
     assert not Customer.objects.exists()
+
+
+def test_starter_definitions_are_computed_over_the_demo_and_created_once() -> None:
+    now = demo_now()
+    demo_seed(customers=SIZE, seed=42, now=now)
+    assert demo_definitions_ensure() == {"computed_traits": len(COMPUTED_TRAITS), "live_audiences": len(LIVE_AUDIENCES)}
+    assert demo_definitions_ensure() == {"computed_traits": 0, "live_audiences": 0}
+    assert set(ComputedTrait.objects.values_list("backfill_status", flat=True)) == {"done"}
+    # The power users are exactly those with three or more reports in the last 7 days
+    recent = Event.objects.filter(name="Report Generated", timestamp__gte=timezone.now() - timedelta(days=7))
+    expected = {c for c, n in recent.values_list("customer_id").annotate(n=Count("id")).order_by() if n >= 3}
+    power = Segment.objects.get(name="Power users this week")
+    assert power.is_live
+    assert set(SegmentMembership.objects.filter(segment=power).values_list("customer_id", flat=True)) == expected
+    assert expected, "the demo should have some power users"
+    counted = ComputedTraitValue.objects.filter(trait__key="projects_created", number_value__gt=0).count()
+    assert counted == Event.objects.filter(name="Project Created").values("customer_id").distinct().count()

@@ -6,13 +6,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from config.demo import DEFAULT_CUSTOMERS, DEFAULT_SEED, DEMO_SOURCE_NAME, MIN_CUSTOMERS, DemoSummary, demo_seed
+from config.demo_definitions import demo_definitions_ensure
 
 
 class Command(BaseCommand):
     help = (
         "Seed a realistic demo data set: products and plans, a few thousand trials over the last 120 days, "
-        "accounts with seats, events and subscriptions in every status. Does nothing if demo data exists, "
-        "unless --reset."
+        "accounts with seats, events and subscriptions in every status; plus starter computed traits and live "
+        "audiences. Does nothing if demo data exists, unless --reset."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -36,8 +37,14 @@ class Command(BaseCommand):
             self.stdout.write(
                 f'Demo data already exists (source "{DEMO_SOURCE_NAME}"); nothing done. Use --reset to rebuild it.'
             )
-            return
-        self._print_summary(summary)
+        else:
+            self._print_summary(summary)
+        created = demo_definitions_ensure()
+        if any(created.values()):
+            self.stdout.write(
+                f"Starter definitions: {created['computed_traits']} computed traits (backfilled), "
+                f"{created['live_audiences']} live audiences (evaluated)."
+            )
 
     def _print_summary(self, summary: DemoSummary) -> None:
         """Counts, statuses and the activation effect, so whoever seeds sees what the demo will show."""
