@@ -242,14 +242,15 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
 class CustomPropertySerializer(serializers.ModelSerializer[CustomProperty]):
     class Meta:
         model = CustomProperty
-        fields = ["id", "key", "label", "value_type", "created_at"]
+        fields = ["id", "scope", "key", "label", "value_type", "created_at"]
 
 
 class CustomPropertyViewSet(viewsets.ModelViewSet[CustomProperty]):
-    """Customer traits declared with a type, usable in conditions as `trait.<key>`."""
+    """Customer and account traits declared with a type, usable in conditions as `trait.<key>` and
+    `account.trait.<key>`."""
 
     serializer_class = CustomPropertySerializer
-    queryset = CustomProperty.objects.order_by("key")
+    queryset = CustomProperty.objects.order_by("scope", "key")
     pagination_class = None
 
 

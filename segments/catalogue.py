@@ -4,7 +4,8 @@ Four kinds of location, each compiled by segments.compiler into a condition on C
 - a customer column or a path from the customer (`account__name`);
 - a subscription column or path (`plan__interval`): the condition holds when the customer has at least one
   subscription for which it holds (ProsperStack's subscription-level properties);
-- a trait (`traits__<key>`) for the declared custom properties (segments.models.CustomProperty);
+- a trait (`traits__<key>`, or `account__traits__<key>` for the account's) for the declared custom properties
+  (segments.models.CustomProperty);
 - a computed trait's typed value column (audiences.models.ComputedTraitValue), `computed.<key>`.
 Money is stated in currency units in conditions and stored in cents; `scale` converts.
 """
@@ -64,6 +65,9 @@ BUILT_IN: tuple[PropertySpec, ...] = (
         "subscription.status", "Status", "Subscription", ValueType.STRING, "status", True, choices=SUBSCRIPTION_STATUSES
     ),
     PropertySpec("subscription.mrr", "MRR", "Subscription", ValueType.NUMBER, "mrr_cents", True, scale=100),
+    PropertySpec(
+        "subscription.ltv", "LTV (paid invoices)", "Subscription", ValueType.NUMBER, "paid_cents", True, scale=100
+    ),
     PropertySpec("subscription.quantity", "Quantity", "Subscription", ValueType.NUMBER, "quantity", True),
     PropertySpec("subscription.started", "Started", "Subscription", ValueType.DATE, "started_at", True),
     PropertySpec(
@@ -135,14 +139,16 @@ BUILT_IN: tuple[PropertySpec, ...] = (
 _BUILT_IN_BY_KEY = {spec.key: spec for spec in BUILT_IN}
 
 
-def custom_property_spec(key: str, value_type: str, label: str = "") -> PropertySpec:
-    """The spec of a declared custom property (a customer trait)."""
+def custom_property_spec(key: str, value_type: str, label: str = "", scope: str = "customer") -> PropertySpec:
+    """The spec of a declared custom property: a customer trait (`trait.<key>`) or an account trait
+    (`account.trait.<key>`, the group's traits of the customer's account)."""
+    on_account = scope == "account"
     return PropertySpec(
-        key=f"trait.{key}",
+        key=f"account.trait.{key}" if on_account else f"trait.{key}",
         label=label or key,
-        group="Custom properties",
+        group="Account custom properties" if on_account else "Custom properties",
         value_type=ValueType(value_type),
-        path=f"traits__{key}",
+        path=f"account__traits__{key}" if on_account else f"traits__{key}",
         is_json=True,
     )
 
@@ -174,12 +180,13 @@ def property_named(key: str) -> PropertySpec | None:
 
         trait = ComputedTrait.objects.filter(key=key.removeprefix("computed.")).first()
         return computed_trait_spec(trait) if trait is not None else None
-    if key.startswith("trait."):
-        from segments.models import CustomProperty
+    for prefix, scope in (("trait.", "customer"), ("account.trait.", "account")):
+        if key.startswith(prefix):
+            from segments.models import CustomProperty
 
-        declared = CustomProperty.objects.filter(key=key.removeprefix("trait.")).first()
-        if declared is not None:
-            return custom_property_spec(declared.key, declared.value_type, declared.label)
+            declared = CustomProperty.objects.filter(scope=scope, key=key.removeprefix(prefix)).first()
+            if declared is not None:
+                return custom_property_spec(declared.key, declared.value_type, declared.label, declared.scope)
     return None
 
 
@@ -188,6 +195,9 @@ def catalogue() -> list[PropertySpec]:
     from audiences.models import ComputedTrait
     from segments.models import CustomProperty
 
-    custom = [custom_property_spec(p.key, p.value_type, p.label) for p in CustomProperty.objects.order_by("key")]
+    custom = [
+        custom_property_spec(p.key, p.value_type, p.label, p.scope)
+        for p in CustomProperty.objects.order_by("scope", "key")
+    ]
     computed = [computed_trait_spec(t) for t in ComputedTrait.objects.order_by("key")]
     return [*BUILT_IN, *custom, *computed]

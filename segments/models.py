@@ -11,7 +11,11 @@ from config.models import TimestampedModel
 
 
 class CustomProperty(TimestampedModel):
-    """A customer trait declared with a type, so conditions on it are checked and compared correctly."""
+    """A customer or account trait declared with a type, so conditions on it are checked and compared correctly."""
+
+    class Scope(models.TextChoices):
+        CUSTOMER = "customer", "Customer trait (identify)"
+        ACCOUNT = "account", "Account trait (group)"
 
     class ValueType(models.TextChoices):
         STRING = "string", "Text"
@@ -20,22 +24,23 @@ class CustomProperty(TimestampedModel):
         DATE = "date", "Date (ISO 8601)"
         LIST = "list", "List of text"
 
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.CUSTOMER)
     key = models.CharField(
         max_length=100,
-        unique=True,
         validators=[
             RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Letters, digits and _ only, not starting with a digit.")
         ],
-        help_text="The trait's key in identify calls.",
+        help_text="The trait's key in identify calls (customer) or group calls (account).",
     )
     label = models.CharField(max_length=200, blank=True)
     value_type = models.CharField(max_length=10, choices=ValueType.choices)
 
     class Meta:
-        ordering = ["key"]
+        ordering = ["scope", "key"]
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="custom_property_once_per_scope")]
 
     def __str__(self) -> str:
-        return f"{self.key} ({self.value_type})"
+        return f"{self.scope} {self.key} ({self.value_type})"
 
 
 class SegmentTag(models.Model):

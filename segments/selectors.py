@@ -71,6 +71,9 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return None
     if spec.computed_trait_id is not None:
         return _computed_actual(spec, customer, now)
+    if spec.is_json and spec.path.startswith("account__"):
+        account = customer.account
+        return account.traits.get(spec.path.removeprefix("account__traits__")) if account is not None else None
     if spec.is_json:
         return customer.traits.get(spec.path.removeprefix("traits__"))
     if spec.derived == "predicate":

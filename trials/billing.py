@@ -18,14 +18,25 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.models import AnonymousId, Customer, Source
 from audiences.services import source_create
 from integrations.destinations import Outbound, OutboundKind, outbound_emit
-from trials.models import AddOn, Charge, Coupon, Plan, Product, StripeCustomer, Subscription, SubscriptionAddOn
+from trials.models import (
+    AddOn,
+    Charge,
+    Coupon,
+    Invoice,
+    Plan,
+    Product,
+    StripeCustomer,
+    Subscription,
+    SubscriptionAddOn,
+)
 from trials.services import subscription_mrr_cents
 
 STRIPE_SOURCE_NAME = "Stripe"
@@ -316,7 +327,56 @@ def subscription_upsert(
         )
     subscription.mrr_cents = subscription_mrr_cents(subscription)
     subscription.save(update_fields=["mrr_cents"])
+    # Invoices that arrived before their subscription count for it now.
+    if Invoice.objects.filter(stripe_subscription_id=subscription.stripe_subscription_id, subscription=None).update(
+        subscription=subscription
+    ):
+        subscription_paid_refresh([subscription.pk])
     return change
+
+
+# --- invoices --------------------------------------------------------------------------------------------
+
+
+def subscription_paid_refresh(subscription_ids: list[int]) -> None:
+    """Recompute the subscriptions' lifetime value from their paid invoices (one set-based UPDATE)."""
+    paid = (
+        Invoice.objects.filter(subscription=OuterRef("pk"), status="paid")
+        .order_by()
+        .values("subscription")
+        .annotate(total=Sum("amount_paid_cents"))
+        .values("total")
+    )
+    Subscription.objects.filter(pk__in=subscription_ids).update(paid_cents=Coalesce(Subquery(paid), Value(0)))
+
+
+def invoice_upsert(obj: Mapping[str, Any]) -> Invoice:
+    """Mirror an invoice and its subscription's lifetime value. What was paid only grows and "paid" is final, so a
+    late, older snapshot cannot undo a payment."""
+    customer = _linked_customer(_id(obj.get("customer")))
+    stripe_subscription_id = _invoice_subscription_id(obj)
+    existing = Invoice.objects.filter(stripe_invoice_id=str(obj["id"])).first()
+    amount = int(obj.get("amount_paid") or 0)
+    status = str(obj.get("status") or "")
+    if existing is not None:
+        amount = max(amount, existing.amount_paid_cents)
+        status = "paid" if existing.status == "paid" else status
+    subscription = Subscription.objects.filter(stripe_subscription_id=stripe_subscription_id).first()
+    invoice, _ = Invoice.objects.update_or_create(
+        stripe_invoice_id=str(obj["id"]),
+        defaults={
+            "customer": customer,
+            "stripe_subscription_id": stripe_subscription_id,
+            "subscription": subscription,
+            "status": status,
+            "amount_paid_cents": amount,
+            "currency": str(obj.get("currency") or "usd"),
+            "created_at_stripe": _time(obj.get("created")) or timezone.now(),
+        },
+    )
+    if subscription is not None:
+        subscription_paid_refresh([subscription.pk])
+    return invoice
 
 
 # --- charges ---------------------------------------------------------------------------------------------
@@ -688,6 +748,7 @@ def stripe_event_apply(event: Mapping[str, Any], *, refetch: Refetch | None = No
         _subscription_story(story, event_type, change, previous)
     elif event_type.startswith("invoice."):
         story.customer = _linked_customer(_id(obj.get("customer")))
+        invoice_upsert(obj)
         _invoice_story(story, event_type, obj, story.customer)
     elif event_type == "charge.dispute.created":
         charge = Charge.objects.select_related("customer").filter(stripe_charge_id=_id(obj.get("charge"))).first()

@@ -135,6 +135,9 @@ class Subscription(TimestampedModel):
         default=dict, blank=True, help_text="Stripe's cancellation reason, feedback and comment."
     )
     mrr_cents = models.BigIntegerField(default=0, help_text="Normalised monthly recurring revenue, in cents.")
+    paid_cents = models.BigIntegerField(
+        default=0, help_text="What this subscription's invoices were paid, in cents: its lifetime value."
+    )
     stripe_state_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     add_ons: models.ManyToManyField[AddOn, SubscriptionAddOn] = models.ManyToManyField(
@@ -256,3 +259,28 @@ class Charge(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.stripe_charge_id} {self.amount_cents} {self.currency}"
+
+
+class Invoice(TimestampedModel):
+    """A Stripe invoice as far as revenue is concerned: whose, which subscription, what was paid.
+
+    Charges in current API versions no longer name their invoice, so the invoice is where a payment is tied to a
+    subscription: the sum of a subscription's paid invoices is its lifetime value (Subscription.paid_cents).
+    """
+
+    stripe_invoice_id = models.CharField(max_length=255, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="invoices")
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices"
+    )
+    status = models.CharField(max_length=20)
+    amount_paid_cents = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    created_at_stripe = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at_stripe"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_invoice_id} {self.status} {self.amount_paid_cents} {self.currency}"

@@ -19,7 +19,8 @@ from audiences.models import Customer, Event
 from conftest import TEST_PASSWORD
 from integrations.models import StripeEvent, StripeWebhookDelivery
 from integrations.tests import stripe_payloads as sp
-from trials.models import Charge, StripeCustomer, Subscription
+from segments.selectors import segment_preview
+from trials.models import Charge, Invoice, StripeCustomer, Subscription
 
 SECRET = "whsec_test_current"
 OLD_SECRET = "whsec_test_previous"
@@ -465,3 +466,34 @@ def test_billing_events_still_land_when_a_source_is_already_named_stripe() -> No
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
     assert Source.objects.get(kind="stripe").name == "Stripe (billing)"
     assert Customer.objects.get(user_id="usr_ada").events.filter(name="Trial Started").exists()
+
+
+@pytest.mark.django_db
+def test_a_subscriptions_lifetime_value_is_what_its_invoices_were_paid_once_each() -> None:
+    ada()
+    for event in lifecycle():
+        deliver(event)
+    deliver(next(e for e in lifecycle() if e["id"] == "evt_invoice_2_paid"))  # a redelivery
+    subscription = Subscription.objects.get(stripe_subscription_id="sub_1")
+    assert subscription.paid_cents == 2900 + 9900
+    assert sorted(Invoice.objects.values_list("stripe_invoice_id", "status", "amount_paid_cents")) == [
+        ("in_1", "paid", 2900),
+        ("in_2", "paid", 9900),
+    ]
+    over: dict[str, Any] = {"type": "group", "operator": "and", "children": [
+        {"type": "condition", "property": "subscription.ltv", "operator": "gte", "value": 128},
+    ]}  # fmt: skip
+    assert segment_preview(over)["count"] == 1
+    over["children"][0]["value"] = 129
+    assert segment_preview(over)["count"] == 0
+
+
+@pytest.mark.django_db
+def test_an_invoice_before_its_subscription_counts_once_the_subscription_arrives() -> None:
+    ada()
+    events = {e["id"]: e for e in lifecycle()}
+    for key in ("evt_customer", "evt_prod_starter", "evt_prod_pro", "evt_price_starter", "evt_price_pro"):
+        deliver(events[key])
+    deliver(events["evt_invoice_1_paid"])
+    deliver(events["evt_sub_created"])
+    assert Subscription.objects.get(stripe_subscription_id="sub_1").paid_cents == 2900

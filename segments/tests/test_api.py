@@ -144,3 +144,19 @@ def test_evaluating_a_segment_whose_property_was_deleted_is_a_400(growth_api: AP
     response = growth_api.post(f"/api/v1/segments/{segment.pk}/evaluate/")
     assert response.status_code == 400
     assert "unknown property 'trait.tier'" in response.json()["error"]
+
+
+@pytest.mark.django_db
+def test_custom_properties_are_declared_per_scope(admin_user: Any, api_client_for: Any) -> None:
+    client = api_client_for(admin_user)
+    for scope in ("customer", "account"):
+        created = client.post(
+            "/api/v1/custom-properties/", {"scope": scope, "key": "tier", "value_type": "string"}, format="json"
+        )
+        assert created.status_code == 201, created.content
+    again = client.post(
+        "/api/v1/custom-properties/", {"scope": "account", "key": "tier", "value_type": "number"}, format="json"
+    )
+    assert again.status_code == 400
+    keys = {p["key"] for p in client.get("/api/v1/segments/catalogue/").json()["properties"]}
+    assert {"trait.tier", "account.trait.tier"} <= keys

@@ -13,6 +13,7 @@ from audiences.services import source_create
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import CustomProperty
+from segments.selectors import explain
 from trials.models import Plan, Product, Subscription
 
 NOW = timezone.now()
@@ -207,3 +208,26 @@ def test_negating_a_trait_condition_keeps_customers_without_the_trait(world: dic
         "children": [leaf("trait.tier", "one_of", ["gold", "silver"])],
     }
     assert names(tiered) == {"nobody"}
+
+
+@pytest.mark.django_db
+def test_account_custom_properties_read_the_account_traits() -> None:
+    CustomProperty.objects.create(scope="account", key="employees", value_type="number")
+    CustomProperty.objects.create(key="employees", value_type="string")  # the same key, as a customer trait
+    big = Account.objects.create(group_id="g_big", traits={"employees": 250})
+    small = Account.objects.create(group_id="g_small", traits={"employees": 8})
+    ada = Customer.objects.create(user_id="ada", account=big, traits={"employees": "lots"})
+    Customer.objects.create(user_id="bob", account=small)
+    Customer.objects.create(user_id="cy")  # no account
+    conditions = {"type": "group", "operator": "and", "children": [
+        {"type": "condition", "property": "account.trait.employees", "operator": "gte", "value": 50},
+    ]}  # fmt: skip
+    tree = parse_tree(conditions)
+    assert set(Customer.objects.filter(compile_tree(tree)).values_list("user_id", flat=True)) == {"ada"}
+    negated = {**conditions, "negate": True}
+    assert set(Customer.objects.filter(compile_tree(parse_tree(negated))).values_list("user_id", flat=True)) == {
+        "bob",
+        "cy",
+    }
+    leaf = explain(conditions, ada)["leaves"][0]
+    assert (leaf["actual"], leaf["held"]) == (250, True)
