@@ -34,6 +34,14 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
         ],
     ),
     (
+        "Retention",
+        [
+            NavItem("Offers", "offers:offer-list", "offers.view_offer"),
+            NavItem("Offer rules", "offers:rule-list", "offers.view_offerrule"),
+            NavItem("Cancellation sessions", "offers:session-list", "offers.view_cancellationsession"),
+        ],
+    ),
+    (
         "Integrations",
         [
             NavItem("Sources", "source-list", admin_only=True),

@@ -75,6 +75,21 @@ _MANAGE_DESTINATIONS = [
     "integrations.delete_destination",
 ]
 
+# Offers, reasons, flows and their rules: read by every role, managed by Growth and CS (and Admin).
+_VIEW_OFFERS = [
+    "offers.view_offer",
+    "offers.view_cancellationreason",
+    "offers.view_cancellationflow",
+    "offers.view_offerrule",
+    "offers.view_flowrule",
+    "offers.view_cancellationsession",
+]
+_MANAGE_OFFERS = [
+    f"offers.{action}_{model}"
+    for model in ("offer", "cancellationreason", "cancellationflow", "offerrule", "flowrule")
+    for action in ("add", "change", "delete")
+]
+
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
     Role.ADMIN: ADMIN_ONLY,
     Role.GROWTH: [
@@ -86,6 +101,8 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         LIVE_AUDIENCE_PERMISSION,
         *_VIEW_DESTINATIONS,
         *_MANAGE_DESTINATIONS,
+        *_VIEW_OFFERS,
+        *_MANAGE_OFFERS,
         "audiences.change_customer",
         "audiences.change_account",
     ],
@@ -93,10 +110,12 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         *_READ_CUSTOMERS,
         *_MANAGE_SEGMENTS,
         *_VIEW_DESTINATIONS,
+        *_VIEW_OFFERS,
+        *_MANAGE_OFFERS,
         "audiences.change_customer",
         "audiences.change_account",
     ],
-    Role.SALES_REP: list(_READ_CUSTOMERS),
+    Role.SALES_REP: [*_READ_CUSTOMERS, *_VIEW_OFFERS],
 }
 
 

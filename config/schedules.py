@@ -53,6 +53,12 @@ SCHEDULES: list[PeriodicSchedule] = [
         description="Flushes every destination with due deliveries: retries whose backoff has passed.",
     ),
     PeriodicSchedule(
+        name="cancellation session expiry",
+        task="offers.tasks.expire_sessions",
+        every_seconds=600,
+        description="Marks cancellation sessions left incomplete for 24 hours as deflected.",
+    ),
+    PeriodicSchedule(
         name="stripe reconcile",
         task="integrations.tasks.reconcile_stripe_events",
         every_seconds=24 * 3600,

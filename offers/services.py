@@ -1,0 +1,924 @@
+"""Writes of the offers app: saving offers, matching rules, and running a cancellation session through Stripe.
+
+A session moves reason → offer → (accept | decline → confirm cancel); each move is a function here that the
+session API and the hosted page call. Every move that reaches Stripe is planned once and recorded as a
+`SessionStep` (requests, parameters and idempotency keys), so:
+
+- retrying a failed step re-sends the very same requests under the same keys — Stripe applies each at most
+  once even when the first answer was lost;
+- after an error Stripe stores under the key (a card or validation error, any 4xx but 409/429), the retry
+  uses the next generation of keys, as replaying the key would only replay the error;
+- a test session (a test customer's) plans the same requests but sends none: the step is `simulated`.
+
+The session row is locked (`select_for_update`) for the duration of a move, so two clicks on "accept" apply
+the offer once; on SQLite the write lock taken by `BEGIN IMMEDIATE` does the same.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
+
+import stripe
+from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from audiences.models import Customer, Source
+from integrations.stripe_api import StripeNotConfigured, stripe_client
+from offers.models import (
+    CancellationFlow,
+    CancellationReason,
+    CancellationSession,
+    FlowRule,
+    Offer,
+    OfferRule,
+    OfferRuleOffer,
+    OfferTag,
+    SessionStep,
+)
+from offers.parameters import offer_parameters_clean
+from offers.selectors import flow_reasons
+from segments.compiler import compile_tree
+from segments.conditions import InvalidCondition, parse_tree
+from segments.models import Segment
+from segments.selectors import segment_draft_members
+from segments.usage import SegmentUse
+from trials.models import BillingInterval, Plan, Subscription
+
+logger = logging.getLogger(__name__)
+
+SESSION_LIFETIME = timedelta(hours=24)
+"""An incomplete session becomes deflected this long after it started (the customer left without canceling)."""
+
+MAX_FEEDBACK = 5000
+"""Stripe's limit on `cancellation_details.comment`."""
+
+
+# --- Errors the session API turns into answers ---------------------------------------------------------------
+
+
+class SessionError(Exception):
+    """A move that cannot be made; `status` and `code` are what the API answers."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class SessionNotFound(SessionError):
+    status, code = 404, "not_found"
+
+
+class WrongState(SessionError):
+    """The move does not fit where the session is (e.g. accepting when no offer was presented)."""
+
+    status, code = 409, "wrong_state"
+
+
+class StripeUnavailable(SessionError):
+    """No Stripe API key is configured, so a live session cannot apply anything."""
+
+    status, code = 503, "stripe_not_configured"
+
+
+class StripeStepFailed(SessionError):
+    """Stripe refused or failed a request; the step is recorded as failed and may be retried."""
+
+    status, code = 502, "stripe_error"
+
+    def __init__(self, message: str, *, stripe_status: int | None, stripe_code: str | None, retry_same_key: bool):
+        super().__init__(message)
+        self.stripe_status, self.stripe_code, self.retry_same_key = stripe_status, stripe_code, retry_same_key
+
+
+# --- Offers, reasons, flows and rules ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def offer_save(
+    *,
+    offer: Offer | None = None,
+    name: str,
+    kind: str,
+    parameters: Any,
+    headline: str = "",
+    body: str = "",
+    tags: Iterable[str] = (),
+    is_active: bool = True,
+) -> Offer:
+    """Create or update an offer; parameters are checked for the kind (InvalidOfferParameters when wrong)."""
+    cleaned = offer_parameters_clean(kind, parameters)
+    offer = offer or Offer()
+    offer.name, offer.kind, offer.parameters = name, kind, cleaned
+    offer.headline, offer.body, offer.is_active = headline, body, is_active
+    offer.full_clean(exclude=["parameters"])
+    offer.save()
+    tag_objects = [OfferTag.objects.get_or_create(name=tag.strip())[0] for tag in tags if tag.strip()]
+    offer.tags.set(tag_objects)
+    return offer
+
+
+@transaction.atomic
+def offer_rule_save(
+    *,
+    rule: OfferRule | None = None,
+    name: str = "",
+    position: int | None = None,
+    segments: Sequence[Segment] = (),
+    reasons: Sequence[CancellationReason] = (),
+    offers: Sequence[tuple[Offer, int]] = (),
+    no_offer: bool = False,
+    allow_repeat: bool = False,
+    repeat_window_days: int = 90,
+    is_active: bool = True,
+    is_draft: bool = True,
+) -> OfferRule:
+    """Create or update an offer rule with its segments, reasons and weighted offers (at the end when new).
+
+    A rule either shows no offer or names at least one; weights must be positive.
+    """
+    if no_offer and offers:
+        raise ValueError("A 'no offer' rule cannot also name offers.")
+    if not no_offer and not offers:
+        raise ValueError("Name at least one offer, or choose 'no offer'.")
+    if any(weight < 1 for _, weight in offers):
+        raise ValueError("Weights must be at least 1.")
+    if repeat_window_days < 1:
+        raise ValueError("The repeat window is at least one day.")
+    rule = rule or OfferRule()
+    if position is None and rule.pk is None:
+        last = OfferRule.objects.order_by("-position").values_list("position", flat=True).first()
+        position = (last or 0) + 1
+    if position is not None:
+        rule.position = position
+    rule.name, rule.no_offer, rule.allow_repeat = name, no_offer, allow_repeat
+    rule.repeat_window_days, rule.is_active, rule.is_draft = repeat_window_days, is_active, is_draft
+    rule.save()
+    rule.segments.set(segments)
+    rule.reasons.set(reasons)
+    OfferRuleOffer.objects.filter(rule=rule).delete()
+    OfferRuleOffer.objects.bulk_create(OfferRuleOffer(rule=rule, offer=offer, weight=w) for offer, w in offers)
+    return rule
+
+
+@transaction.atomic
+def flow_rule_save(
+    *,
+    rule: FlowRule | None = None,
+    flow: CancellationFlow,
+    name: str = "",
+    position: int | None = None,
+    segments: Sequence[Segment] = (),
+    is_active: bool = True,
+    is_draft: bool = True,
+) -> FlowRule:
+    """Create or update a flow rule (at the end of the list when new)."""
+    rule = rule or FlowRule()
+    if position is None and rule.pk is None:
+        last = FlowRule.objects.order_by("-position").values_list("position", flat=True).first()
+        position = (last or 0) + 1
+    if position is not None:
+        rule.position = position
+    rule.flow, rule.name, rule.is_active, rule.is_draft = flow, name, is_active, is_draft
+    rule.save()
+    rule.segments.set(segments)
+    return rule
+
+
+@transaction.atomic
+def rules_reorder(*, model: type[OfferRule] | type[FlowRule], ordered_ids: Sequence[int]) -> None:
+    """Give rules the positions 1, 2, 3… in the order given (the first match wins, so order is the policy)."""
+    for position, rule_id in enumerate(ordered_ids, start=1):
+        model.objects.filter(pk=rule_id).update(position=position)
+
+
+# --- Matching ------------------------------------------------------------------------------------------------
+
+
+def customer_in_any_segment(
+    customer: Customer, segments: Sequence[Segment], *, is_test: bool, now: datetime | None = None
+) -> bool:
+    """Whether the customer is in any of the segments right now (no segment = everyone).
+
+    Evaluated through the segments compiler, restricted to this customer, rather than read from the
+    materialised membership: a cancellation happens once, and a membership up to five minutes old could show a
+    customer the offer of a segment they just left. In a test session a segment's saved draft (with the test
+    customers forced into it) is used instead of its live conditions, so flows can be tried before publishing.
+    A segment whose conditions became invalid matches nobody.
+    """
+    if not segments:
+        return True
+    now = now or timezone.now()
+    for segment in segments:
+        try:
+            if is_test and segment.draft_conditions is not None:
+                forced = segment.draft_test_customers.values_list("pk", flat=True)
+                matching = segment_draft_members(segment, segment.draft_conditions, forced=forced, now=now)
+            else:
+                matching = Customer.objects.filter(
+                    compile_tree(parse_tree(segment.conditions, segment_id=segment.pk), now)
+                )
+        except InvalidCondition:
+            logger.warning("segment %s has invalid conditions; it matches nobody in offer rules", segment.pk)
+            continue
+        if matching.filter(pk=customer.pk).exists():
+            return True
+    return False
+
+
+def _visible(is_test: bool) -> Q:
+    """Active rules; live ones only, unless this is a test session (which also sees drafts)."""
+    return Q(is_active=True) if is_test else Q(is_active=True, is_draft=False)
+
+
+def flow_for_customer(customer: Customer, *, is_test: bool, now: datetime | None = None) -> CancellationFlow | None:
+    """The flow of the first flow rule the customer matches, in position order (None when none matches)."""
+    flow_ok = Q(flow__is_active=True) if is_test else Q(flow__is_active=True, flow__is_draft=False)
+    rules = FlowRule.objects.filter(_visible(is_test) & flow_ok).select_related("flow").prefetch_related("segments")
+    for rule in rules.order_by("position", "pk"):
+        if customer_in_any_segment(customer, list(rule.segments.all()), is_test=is_test, now=now):
+            return rule.flow
+    return None
+
+
+def weighted_pick(entries: Sequence[OfferRuleOffer], seed: str) -> Offer:
+    """One of the entries, with probability weight ÷ total weight, the same every time for the same seed.
+
+    Seeded by the session token (and rule), so asking again — a retry, a page reload — shows the same offer.
+    """
+    total = sum(entry.weight for entry in entries)
+    point = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") % total
+    for entry in entries:
+        if point < entry.weight:
+            return entry.offer
+        point -= entry.weight
+    raise AssertionError("unreachable: point < total")
+
+
+@dataclass(frozen=True)
+class OfferMatch:
+    """The outcome of offer matching: the rule that matched (if any) and the offer to show (if any)."""
+
+    rule: OfferRule | None
+    offer: Offer | None
+    repeat_blocked: bool = False
+
+
+def recently_saved(customer_id: int, *, days: int, now: datetime, exclude_session: int | None = None) -> bool:
+    """Whether the customer accepted an offer (and was saved) within the last `days`."""
+    sessions = CancellationSession.objects.filter(
+        customer_id=customer_id,
+        outcome=CancellationSession.Outcome.SAVED,
+        accepted_offer__isnull=False,
+        outcome_at__gte=now - timedelta(days=days),
+    )
+    if exclude_session is not None:
+        sessions = sessions.exclude(pk=exclude_session)
+    return sessions.exists()
+
+
+def offer_match(
+    *,
+    customer: Customer,
+    reason: CancellationReason | None,
+    is_test: bool,
+    seed: str,
+    now: datetime | None = None,
+    exclude_session: int | None = None,
+) -> OfferMatch:
+    """Walk the offer rules in order; the first whose segments and reasons both match decides.
+
+    Empty segments or reasons match anything. A matching rule shows no offer when it says so, when its offers
+    are all inactive, or — unless it allows repeats — when the customer was saved by an offer within its repeat
+    window (first match still wins: a later rule is not consulted).
+    """
+    now = now or timezone.now()
+    rules = (
+        OfferRule.objects.filter(_visible(is_test)).prefetch_related("segments", "reasons").order_by("position", "pk")
+    )
+    for rule in rules:
+        reason_ids = {r.pk for r in rule.reasons.all()}
+        if reason_ids and (reason is None or reason.pk not in reason_ids):
+            continue
+        if not customer_in_any_segment(customer, list(rule.segments.all()), is_test=is_test, now=now):
+            continue
+        if rule.no_offer:
+            return OfferMatch(rule, None)
+        if not rule.allow_repeat and recently_saved(
+            customer.pk, days=rule.repeat_window_days, now=now, exclude_session=exclude_session
+        ):
+            return OfferMatch(rule, None, repeat_blocked=True)
+        entries = list(
+            OfferRuleOffer.objects.filter(rule=rule, offer__is_active=True).select_related("offer").order_by("pk")
+        )
+        if not entries:
+            return OfferMatch(rule, None)
+        return OfferMatch(rule, weighted_pick(entries, f"{seed}:{rule.pk}"))
+    return OfferMatch(None, None)
+
+
+# --- Dates ---------------------------------------------------------------------------------------------------
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` later (the month's last day when it is shorter)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def add_interval(moment: datetime, interval: str, count: int) -> datetime:
+    """`moment` plus `count` billing intervals."""
+    if interval == BillingInterval.YEAR:
+        return add_months(moment, 12 * count)
+    if interval == BillingInterval.MONTH:
+        return add_months(moment, count)
+    if interval == BillingInterval.WEEK:
+        return moment + timedelta(weeks=count)
+    return moment + timedelta(days=count)
+
+
+def _timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+# --- Sessions ------------------------------------------------------------------------------------------------
+
+
+def _open_subscription(*, user_id: str | None, stripe_subscription_id: str | None) -> Subscription:
+    if stripe_subscription_id:
+        found = Subscription.objects.select_related("customer", "plan").filter(
+            stripe_subscription_id=stripe_subscription_id
+        )
+        subscription = found.first()
+        if subscription is None:
+            raise SessionNotFound(f"No subscription {stripe_subscription_id}.")
+        if user_id and subscription.customer.user_id != user_id:
+            raise SessionNotFound(f"Subscription {stripe_subscription_id} does not belong to user {user_id}.")
+        return subscription
+    if not user_id:
+        raise SessionError("Send user_id or subscription_id.", code="missing_subscription")
+    customer = Customer.objects.filter(user_id=user_id).first()
+    if customer is None:
+        raise SessionNotFound(f"No customer with user id {user_id}.")
+    open_statuses = [
+        Subscription.Status.TRIALING,
+        Subscription.Status.ACTIVE,
+        Subscription.Status.PAST_DUE,
+        Subscription.Status.UNPAID,
+        Subscription.Status.PAUSED,
+    ]
+    subscription = (
+        Subscription.objects.select_related("customer", "plan")
+        .filter(customer=customer, status__in=open_statuses)
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+    if subscription is None:
+        raise SessionNotFound(f"User {user_id} has no subscription that could be canceled.")
+    return subscription
+
+
+def _step_record(
+    session: CancellationSession, kind: str, *, data: dict[str, Any] | None = None, status: str = "succeeded"
+) -> SessionStep:
+    step, _ = SessionStep.objects.update_or_create(
+        session=session, kind=kind, defaults={"data": data or {}, "status": status}
+    )
+    return step
+
+
+def session_start(
+    *,
+    source: Source | None,
+    user_id: str | None = None,
+    stripe_subscription_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[CancellationSession, bool]:
+    """Start (or resume) a cancellation session for a subscription → (session, created).
+
+    The subscription is named by its Stripe id, or found as the user's newest open subscription. A session
+    still open for the same subscription (incomplete, under 24 h old) is resumed, so a product that retries or a
+    customer who reloads does not start over. The flow is picked by the flow rules; a test customer's session is
+    a test session (drafts apply, nothing is sent to Stripe).
+    """
+    now = now or timezone.now()
+    subscription = _open_subscription(user_id=user_id, stripe_subscription_id=stripe_subscription_id)
+    if subscription.status in (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED):
+        raise WrongState("This subscription is already canceled.", code="subscription_canceled")
+    customer = subscription.customer
+    open_sessions = CancellationSession.objects.filter(
+        subscription=subscription, outcome=CancellationSession.Outcome.INCOMPLETE
+    )
+    _expire(open_sessions, now)  # what the beat sweep would do, before deciding whether one is still open
+    existing = open_sessions.first()
+    if existing is not None:
+        return existing, False
+    is_test = customer.is_test
+    if not is_test and not subscription.stripe_subscription_id:
+        raise WrongState("This subscription is not linked to Stripe, so offers cannot be applied.", code="no_stripe")
+    flow = flow_for_customer(customer, is_test=is_test, now=now)
+    if flow is None:
+        raise WrongState("No cancellation flow applies to this customer.", code="no_flow")
+    try:
+        with transaction.atomic():
+            session = CancellationSession.objects.create(
+                token=secrets.token_urlsafe(24),
+                customer=customer,
+                subscription=subscription,
+                source=source,
+                flow=flow,
+                is_test=is_test,
+                mrr_cents=subscription.mrr_cents,
+            )
+            _step_record(session, SessionStep.Kind.START, data={"flow": flow.pk, "subscription": subscription.pk})
+    except IntegrityError:
+        # Another request started one for this subscription at the same moment (one open session per
+        # subscription is a unique constraint): resume that one.
+        return open_sessions.get(), False
+    return session, True
+
+
+def session_get(token: str) -> CancellationSession:
+    """The session with this public token (SessionNotFound otherwise)."""
+    session = (
+        CancellationSession.objects.select_related(
+            "flow", "reason", "offered_offer", "accepted_offer", "subscription__plan", "customer"
+        )
+        .filter(token=token)
+        .first()
+    )
+    if session is None:
+        raise SessionNotFound("No such cancellation session.")
+    return session
+
+
+def _locked(session: CancellationSession) -> CancellationSession:
+    """The session row, locked for this transaction, with what the moves read."""
+    return (
+        CancellationSession.objects.select_for_update(of=("self",))
+        .select_related("flow", "reason", "offered_offer", "customer", "subscription__plan")
+        .get(pk=session.pk)
+    )
+
+
+def _require_open(session: CancellationSession) -> None:
+    if session.outcome != CancellationSession.Outcome.INCOMPLETE:
+        raise WrongState(f"This session is already {session.outcome}.", code=f"session_{session.outcome}")
+
+
+def session_answer_reason(
+    *, session: CancellationSession, reason_id: int | None, feedback: str = "", now: datetime | None = None
+) -> CancellationSession:
+    """Record why the customer is canceling (and their feedback), then pick the offer to present.
+
+    Answering again with the same reason returns the session as it is; a different answer after the offer was
+    chosen is refused (the offer shown must not change under the customer).
+    """
+    now = now or timezone.now()
+    feedback = (feedback or "").strip()
+    if len(feedback) > MAX_FEEDBACK:
+        raise SessionError(f"feedback: at most {MAX_FEEDBACK} characters.", code="feedback_too_long")
+    with transaction.atomic():
+        session = _locked(session)
+        _require_open(session)
+        if session.stage != CancellationSession.Stage.REASON:
+            if session.reason_id == reason_id:
+                return session
+            raise WrongState("The reason was already given for this session.", code="reason_already_given")
+        reasons = {reason.pk: reason for reason in flow_reasons(session.flow)}
+        reason: CancellationReason | None = None
+        if reasons:
+            if reason_id is None:
+                raise SessionError("reason_id: choose one of the flow's reasons.", code="missing_reason")
+            if reason_id not in reasons:
+                raise SessionError(f"reason_id: {reason_id} is not a reason of this flow.", code="unknown_reason")
+            reason = reasons[reason_id]
+        match = offer_match(
+            customer=session.customer,
+            reason=reason,
+            is_test=session.is_test,
+            seed=session.token,
+            now=now,
+            exclude_session=session.pk,
+        )
+        session.reason = reason
+        session.feedback = feedback if session.flow.ask_feedback else ""
+        session.offer_rule = match.rule
+        session.offered_offer = match.offer
+        session.stage = CancellationSession.Stage.OFFER if match.offer else CancellationSession.Stage.CONFIRM
+        session.save(update_fields=["reason", "feedback", "offer_rule", "offered_offer", "stage", "updated_at"])
+        _step_record(
+            session,
+            SessionStep.Kind.REASON,
+            data={
+                "reason": reason.pk if reason else None,
+                "rule": match.rule.pk if match.rule else None,
+                "offer": match.offer.pk if match.offer else None,
+                "repeat_blocked": match.repeat_blocked,
+            },
+        )
+    return session
+
+
+def session_decline(*, session: CancellationSession) -> CancellationSession:
+    """The customer said no to the offer: on to the cancel confirmation (declining twice changes nothing)."""
+    with transaction.atomic():
+        session = _locked(session)
+        _require_open(session)
+        if session.stage == CancellationSession.Stage.CONFIRM:
+            return session
+        if session.stage != CancellationSession.Stage.OFFER:
+            raise WrongState("There is no offer to decline yet.", code="no_offer")
+        session.stage = CancellationSession.Stage.CONFIRM
+        session.save(update_fields=["stage", "updated_at"])
+        _step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
+    return session
+
+
+# --- Planning the Stripe requests ----------------------------------------------------------------------------
+
+
+@dataclass
+class StripePlan:
+    """What a step will send to Stripe, and what accepting means for the session."""
+
+    calls: list[dict[str, Any]]
+    active_until: datetime | None
+
+
+def _call(name: str, method: str, params: dict[str, Any], *, target: str | None = None) -> dict[str, Any]:
+    return {"name": name, "method": method, "target": target, "params": params, "status": "planned"}
+
+
+def coupon_id_for(offer: Offer) -> str:
+    """A coupon id derived from the offer and its discount, so every session of the offer reuses one coupon and
+    editing the discount makes a new one (Stripe coupons cannot change their amount or duration)."""
+    params = offer.parameters
+    fingerprint = "|".join(
+        str(params.get(key) or "")
+        for key in ("percent_off", "amount_off_cents", "currency", "duration", "duration_in_months")
+    )
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:10]
+    return f"trialloop_offer_{offer.pk}_{digest}"
+
+
+def _coupon_params(offer: Offer) -> dict[str, Any]:
+    params = offer.parameters
+    coupon: dict[str, Any] = {"id": coupon_id_for(offer), "name": offer.name[:40], "duration": params["duration"]}
+    if params["duration"] == "repeating":
+        coupon["duration_in_months"] = params["duration_in_months"]
+    if "percent_off" in params:
+        coupon["percent_off"] = params["percent_off"]
+    else:
+        coupon["amount_off"] = params["amount_off_cents"]
+        coupon["currency"] = params["currency"]
+    return coupon
+
+
+def _live_subscription(client: stripe.StripeClient, subscription_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = client.v1.subscriptions.retrieve(subscription_id).to_dict()
+    return result
+
+
+def _discount_end(offer: Offer, subscription: Subscription, now: datetime) -> datetime | None:
+    params = offer.parameters
+    if params["duration"] == "forever":
+        return None
+    if params["duration"] == "repeating":
+        return add_months(now, int(params["duration_in_months"]))
+    # once: the next invoice is discounted, and it pays for the period after the current one.
+    period_end = (
+        subscription.current_period_end
+        if subscription.current_period_end and subscription.current_period_end > now
+        else now
+    )
+    return add_interval(period_end, subscription.plan.interval, subscription.plan.interval_count)
+
+
+def _accept_plan(
+    session: CancellationSession, offer: Offer, client: stripe.StripeClient | None, now: datetime
+) -> StripePlan:
+    """The requests that apply `offer` to the session's subscription; `client` is None in a test session, where
+    values only Stripe knows (subscription item, existing discounts) are written as placeholders."""
+    subscription = session.subscription
+    target = subscription.stripe_subscription_id or f"(test subscription {subscription.pk})"
+    params = offer.parameters
+    if offer.kind == Offer.Kind.DISCOUNT:
+        coupon = _coupon_params(offer)
+        discounts: list[dict[str, str]] = []
+        if params.get("existing_coupon") == "keep":
+            if client is not None:
+                current = _live_subscription(client, target)
+                discounts = [{"discount": d if isinstance(d, str) else d["id"]} for d in current.get("discounts") or []]
+            elif subscription.coupon_id:
+                discounts = [{"discount": f"(current discount of coupon {subscription.coupon_id})"}]
+        discounts.append({"coupon": coupon["id"]})
+        return StripePlan(
+            [
+                _call("coupon", "coupons.create", coupon, target=coupon["id"]),
+                _call("update", "subscriptions.update", {"discounts": discounts}, target=target),
+            ],
+            _discount_end(offer, subscription, now),
+        )
+    if offer.kind == Offer.Kind.TRIAL_EXTENSION:
+        base = subscription.trial_end if subscription.trial_end and subscription.trial_end > now else now
+        trial_end = base + timedelta(days=int(params["days"]))
+        return StripePlan(
+            [_call("update", "subscriptions.update", {"trial_end": _timestamp(trial_end)}, target=target)], trial_end
+        )
+    if offer.kind == Offer.Kind.PAUSE:
+        if "until" in params:
+            resumes = datetime.combine(date.fromisoformat(params["until"]), time.min, tzinfo=UTC)
+            if resumes <= now:
+                raise WrongState("This pause offer ends in the past; edit the offer.", code="offer_expired")
+        elif params["unit"] == "months":
+            resumes = add_months(now, int(params["count"]))
+        else:
+            resumes = now + timedelta(**{params["unit"]: int(params["count"])})
+        pause = {"behavior": "void", "resumes_at": _timestamp(resumes)}
+        return StripePlan(
+            [_call("update", "subscriptions.update", {"pause_collection": pause}, target=target)], resumes
+        )
+    if offer.kind == Offer.Kind.PLAN_CHANGE:
+        new_plan = Plan.objects.filter(pk=params["plan_id"]).first()
+        if new_plan is None or not new_plan.stripe_price_id:
+            raise WrongState("This offer's plan no longer exists in Stripe; edit the offer.", code="offer_invalid")
+        item_id = f"(item of {subscription.plan.stripe_price_id or 'the current plan'})"
+        if client is not None:
+            items = _live_subscription(client, target)["items"]["data"]
+            current_price = subscription.plan.stripe_price_id
+            item = next((i for i in items if i["price"]["id"] == current_price), items[0] if items else None)
+            if item is None:
+                raise SessionError("The subscription has no item to change.", code="no_item")
+            item_id = item["id"]
+        update = {
+            "items": [{"id": item_id, "price": new_plan.stripe_price_id}],
+            "proration_behavior": params["proration_behavior"],
+        }
+        return StripePlan([_call("update", "subscriptions.update", update, target=target)], None)
+    raise SessionError(f"Offers of kind {offer.kind} are not applied through Stripe.", code="not_applicable")
+
+
+def _cancel_plan(session: CancellationSession) -> StripePlan:
+    """Cancel at period end (an update) or at once (a cancel), with the reason's Stripe feedback and comment."""
+    target = session.subscription.stripe_subscription_id or f"(test subscription {session.subscription_id})"
+    details: dict[str, str] = {}
+    if session.reason is not None:
+        details["feedback"] = session.reason.stripe_feedback
+    if session.feedback:
+        details["comment"] = session.feedback
+    if session.flow.cancel_immediately:
+        params: dict[str, Any] = {"cancellation_details": details} if details else {}
+        return StripePlan([_call("cancel", "subscriptions.cancel", params, target=target)], None)
+    params = {"cancel_at_period_end": True}
+    if details:
+        params["cancellation_details"] = details
+    return StripePlan([_call("update", "subscriptions.update", params, target=target)], None)
+
+
+# --- Sending -------------------------------------------------------------------------------------------------
+
+
+def _retry_same_key(error: stripe.StripeError) -> bool:
+    """Whether Stripe lets the same idempotency key be tried again: yes after network errors, 409, 429 and 5xx
+    (nothing was stored, or the request may not have run); no after other 4xx, whose answer is stored."""
+    status = error.http_status
+    return status is None or status >= 500 or status in (409, 429)
+
+
+def _summary(obj: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "id",
+        "object",
+        "status",
+        "trial_end",
+        "cancel_at_period_end",
+        "cancel_at",
+        "discounts",
+        "pause_collection",
+        "duration",
+        "percent_off",
+        "amount_off",
+    )
+    return {key: obj[key] for key in keys if key in obj}
+
+
+def _send(client: stripe.StripeClient, call: dict[str, Any], key: str) -> dict[str, Any]:
+    options = cast(Any, {"idempotency_key": key})
+    params = cast(Any, call["params"])
+    if call["method"] == "coupons.create":
+        try:
+            existing: dict[str, Any] = client.v1.coupons.retrieve(call["target"]).to_dict()
+        except stripe.InvalidRequestError as missing:
+            if missing.code != "resource_missing":
+                raise
+        else:
+            return {**_summary(existing), "reused": True}
+        return _summary(client.v1.coupons.create(params, options).to_dict())
+    if call["method"] == "subscriptions.update":
+        return _summary(client.v1.subscriptions.update(call["target"], params, options).to_dict())
+    if call["method"] == "subscriptions.cancel":
+        return _summary(client.v1.subscriptions.cancel(call["target"], params, options).to_dict())
+    raise ValueError(f"unknown Stripe method {call['method']}")
+
+
+def _key(session: CancellationSession, step: SessionStep, call: dict[str, Any]) -> str:
+    return f"trialloop:{session.token}:{step.kind}:{call['name']}:{step.key_generation}"
+
+
+def _run_step(
+    session: CancellationSession,
+    kind: str,
+    plan: Any,
+    *,
+    data: dict[str, Any],
+) -> tuple[SessionStep, StripeStepFailed | None]:
+    """Plan (first attempt only) and send a step's requests; returns the recorded step and the failure, if any.
+
+    `plan` is called with the Stripe client (None for a test session) and returns a `StripePlan`. A request that
+    already succeeded in an earlier attempt is not sent again.
+    """
+    step = SessionStep.objects.filter(session=session, kind=kind).first()
+    if step is None:
+        step = SessionStep(session=session, kind=kind, status=SessionStep.Status.PENDING, data=data, attempts=0)
+    elif step.status == SessionStep.Status.FAILED and step.data.get("retry_same_key") is False:
+        step.key_generation += 1
+    step.attempts += 1
+    step.error = ""
+    if session.is_test:
+        built: StripePlan = plan(None)
+        step.stripe_calls = [{**call, "status": "simulated"} for call in built.calls]
+        step.data = {**data, "active_until": built.active_until.isoformat() if built.active_until else None}
+        step.status = SessionStep.Status.SIMULATED
+        step.save()
+        return step, None
+    try:
+        client = stripe_client()
+    except StripeNotConfigured as missing:
+        step.status, step.error = SessionStep.Status.FAILED, str(missing)
+        step.save()
+        raise StripeUnavailable("Stripe is not configured on this Trialloop (STRIPE_API_KEY).") from missing
+    failure: StripeStepFailed | None = None
+    try:
+        if not step.stripe_calls:
+            built = plan(client)
+            step.stripe_calls = built.calls
+            step.data = {**data, "active_until": built.active_until.isoformat() if built.active_until else None}
+        for call in step.stripe_calls:
+            if call["status"] == "succeeded":
+                continue
+            call["idempotency_key"] = _key(session, step, call)
+            try:
+                call["response"] = _send(client, call, call["idempotency_key"])
+            except stripe.StripeError as error:
+                call["status"] = "failed"
+                call["error"] = {"http_status": error.http_status, "code": error.code, "message": str(error)}
+                raise
+            call["status"] = "succeeded"
+    except stripe.StripeError as error:
+        same_key = _retry_same_key(error)
+        message = error.user_message or str(error) or type(error).__name__
+        failure = StripeStepFailed(
+            f"Stripe could not apply this step: {message}",
+            stripe_status=error.http_status,
+            stripe_code=error.code,
+            retry_same_key=same_key,
+        )
+        step.status, step.error = SessionStep.Status.FAILED, failure.message
+        step.data = {**step.data, "retry_same_key": same_key}
+    else:
+        step.status = SessionStep.Status.SUCCEEDED
+        step.data = {key: value for key, value in step.data.items() if key != "retry_same_key"}
+    step.save()
+    return step, failure
+
+
+def _customer_saved(customer_id: int) -> None:
+    """The subscriber status segments read: Saved from the moment an offer keeps the customer."""
+    Customer.objects.filter(pk=customer_id).update(subscriber_status=Customer.SubscriberStatus.SAVED)
+
+
+def session_accept(*, session: CancellationSession, now: datetime | None = None) -> CancellationSession:
+    """Apply the presented offer through Stripe; the session is saved and the customer's status becomes Saved.
+
+    Accepting a session already saved returns it unchanged. A redirect offer (contact support) sends nothing to
+    Stripe: the session is deflected. On a Stripe error the step is recorded as failed and StripeStepFailed is
+    raised after the record is committed; calling again retries the step.
+    """
+    now = now or timezone.now()
+    failure: StripeStepFailed | None = None
+    with transaction.atomic():
+        session = _locked(session)
+        if session.outcome == CancellationSession.Outcome.SAVED or (
+            session.outcome == CancellationSession.Outcome.DEFLECTED and session.accepted_offer_id
+        ):
+            return session
+        _require_open(session)
+        offer = session.offered_offer
+        if session.stage != CancellationSession.Stage.OFFER or offer is None:
+            raise WrongState("No offer is presented in this session.", code="no_offer")
+        if offer.kind == Offer.Kind.REDIRECT:
+            session.accepted_offer, session.offer_active_until = offer, now
+            session.outcome, session.outcome_at = CancellationSession.Outcome.DEFLECTED, now
+            session.stage = CancellationSession.Stage.DONE
+            session.save()
+            _step_record(
+                session, SessionStep.Kind.ACCEPT, data={"offer": offer.pk, "redirect": offer.parameters["url"]}
+            )
+            return session
+        step, failure = _run_step(
+            session,
+            SessionStep.Kind.ACCEPT,
+            lambda client: _accept_plan(session, offer, client, now),
+            data={"offer": offer.pk},
+        )
+        if failure is None:
+            until = step.data.get("active_until")
+            session.accepted_offer = offer
+            session.offer_active_until = datetime.fromisoformat(until) if until else None
+            session.offer_simulated = session.is_test
+            session.outcome, session.outcome_at = CancellationSession.Outcome.SAVED, now
+            session.stage = CancellationSession.Stage.DONE
+            session.save()
+            _customer_saved(session.customer_id)
+    if failure is not None:
+        raise failure
+    return session
+
+
+def session_confirm_cancel(*, session: CancellationSession, now: datetime | None = None) -> CancellationSession:
+    """Cancel the subscription in Stripe (at period end, or at once if the flow says so) with the customer's
+    reason as Stripe's cancellation feedback and their text as its comment. Confirming while an offer is still
+    presented declines it. Confirming a canceled session returns it unchanged."""
+    now = now or timezone.now()
+    failure: StripeStepFailed | None = None
+    with transaction.atomic():
+        session = _locked(session)
+        if session.outcome == CancellationSession.Outcome.CANCELED:
+            return session
+        _require_open(session)
+        if session.stage == CancellationSession.Stage.REASON:
+            raise WrongState("Answer the reason question first.", code="reason_missing")
+        if session.stage == CancellationSession.Stage.OFFER:
+            _step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
+        _, failure = _run_step(
+            session,
+            SessionStep.Kind.CONFIRM_CANCEL,
+            lambda client: _cancel_plan(session),
+            data={"immediately": session.flow.cancel_immediately},
+        )
+        session.stage = CancellationSession.Stage.CONFIRM
+        if failure is None:
+            session.outcome, session.outcome_at = CancellationSession.Outcome.CANCELED, now
+            session.stage = CancellationSession.Stage.DONE
+        session.save()
+    if failure is not None:
+        raise failure
+    return session
+
+
+def _expire(sessions: QuerySet[CancellationSession], now: datetime) -> int:
+    return sessions.filter(
+        outcome=CancellationSession.Outcome.INCOMPLETE, created_at__lte=now - SESSION_LIFETIME
+    ).update(
+        outcome=CancellationSession.Outcome.DEFLECTED,
+        outcome_at=ExpressionWrapper(F("created_at") + SESSION_LIFETIME, output_field=DateTimeField()),
+        stage=CancellationSession.Stage.DONE,
+        updated_at=now,
+    )
+
+
+def sessions_expire(*, now: datetime | None = None) -> int:
+    """Incomplete sessions older than 24 hours become deflected (the customer left without canceling), dated
+    when their 24 hours ran out. One set-based UPDATE; running it twice changes nothing."""
+    return _expire(CancellationSession.objects.all(), now or timezone.now())
+
+
+# --- "Used by" for segments ----------------------------------------------------------------------------------
+
+
+def segment_uses_in_offers(segment: Segment) -> list[SegmentUse]:
+    """The active offer and flow rules that read a segment, for the segment editor's test-mode warning."""
+    uses: list[SegmentUse] = []
+    for offer_rule in OfferRule.objects.filter(segments=segment, is_active=True).order_by("position", "pk"):
+        mode = "draft" if offer_rule.is_draft else "live"
+        uses.append(SegmentUse(kind=f"offer rule ({mode})", name=str(offer_rule), url=reverse("offers:rule-list")))
+    for flow_rule in FlowRule.objects.filter(segments=segment, is_active=True).select_related("flow"):
+        mode = "draft" if flow_rule.is_draft else "live"
+        uses.append(SegmentUse(kind=f"flow rule ({mode})", name=str(flow_rule), url=reverse("offers:rule-list")))
+    return uses

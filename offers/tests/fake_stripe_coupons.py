@@ -1,0 +1,45 @@
+"""FakeStripe plus `POST /v1/coupons`, which the shared fake does not serve and discount offers need.
+
+Kept beside the offers tests (the shared fake belongs to integrations): the parameters are checked against
+the library's `CouponCreateParams`, a coupon id already in use answers `resource_already_exists` as Stripe does,
+and the new coupon is built with `stripe_payloads.coupon`, so it is listed and retrieved like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integrations.tests import stripe_payloads as payloads
+from integrations.tests.fake_stripe import FakeStripe, RecordedRequest, StripeApiError, StripeDict, _accepted
+
+
+class FakeStripeWithCoupons(FakeStripe):
+    """The shared fake, also creating coupons."""
+
+    def _route(self, record: RecordedRequest, request_id: str) -> StripeDict:
+        if record.method == "POST" and record.path.rstrip("/") == "/v1/coupons":
+            return self._create_coupon(record.params)
+        return super()._route(record, request_id)
+
+    def _create_coupon(self, params: dict[str, Any]) -> StripeDict:
+        self._check_params(params, _accepted("CouponCreateParams"))
+        coupon_id = str(params.get("id") or self._new_id("coupon"))
+        if coupon_id in self._store["coupons"]:
+            raise StripeApiError(400, "Coupon already exists.", code="resource_already_exists", param="id")
+        percent: Any = params.get("percent_off")
+        amount: Any = params.get("amount_off")
+        if (percent in (None, "")) == (amount in (None, "")):
+            raise StripeApiError(400, "Exactly one of percent_off or amount_off is required.", param="percent_off")
+        duration = str(params.get("duration") or "once")
+        months: Any = params.get("duration_in_months")
+        coupon = payloads.coupon(
+            coupon_id,
+            percent_off=float(percent) if percent not in (None, "") else None,
+            amount_off=int(amount) if amount not in (None, "") else None,
+            currency=params.get("currency") or None,
+            duration=duration,
+            duration_in_months=int(months) if months not in (None, "") else None,
+            name=params.get("name") or None,
+        )
+        self._put(coupon)
+        return coupon

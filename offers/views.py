@@ -1,0 +1,232 @@
+"""Staff pages for offers: offers, reasons and flows, the ordered rules, and sessions with their outcomes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views import View
+from django.views.generic import TemplateView
+
+from config.pagination import paginate_for_ui
+from config.permissions import StaffPermissionMixin
+from offers import selectors, services
+from offers.forms import FlowForm, FlowRuleForm, OfferForm, OfferRuleForm, ReasonForm
+from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule, Offer, OfferRule
+
+
+class OfferListView(StaffPermissionMixin, TemplateView):
+    """Offers, reasons and flows on one page: they are few, and read together."""
+
+    template_name = "offers/offer_list.html"
+    required_permissions = ("offers.view_offer",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            **super().get_context_data(**kwargs),
+            "offers": selectors.offer_list(),
+            "reasons": CancellationReason.objects.order_by("position", "pk"),
+            "flows": selectors.flow_list(),
+        }
+
+
+class RuleListView(StaffPermissionMixin, TemplateView):
+    """Flow rules and offer rules in the order they are tried (the first match wins)."""
+
+    template_name = "offers/rule_list.html"
+    required_permissions = ("offers.view_offerrule",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            **super().get_context_data(**kwargs),
+            "flow_rules": selectors.flow_rule_list(),
+            "offer_rules": selectors.offer_rule_list(),
+        }
+
+
+class SessionListView(StaffPermissionMixin, TemplateView):
+    """Cancellation sessions newest first, filterable by outcome, with the save report on top."""
+
+    template_name = "offers/session_list.html"
+    required_permissions = ("offers.view_cancellationsession",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        outcome = self.request.GET.get("outcome", "")
+        if outcome not in CancellationSession.Outcome.values:
+            outcome = ""
+        include_test = self.request.GET.get("test") == "1"
+        page = paginate_for_ui(self.request, selectors.session_list(outcome=outcome, include_test=include_test))
+        return {
+            **super().get_context_data(**kwargs),
+            "page": page,
+            "report": selectors.session_report(include_test=include_test),
+            "outcomes": CancellationSession.Outcome.choices,
+            "selected_outcome": outcome,
+            "include_test": include_test,
+        }
+
+
+# --- Editing -------------------------------------------------------------------------------------------------
+
+
+class EditView(StaffPermissionMixin, TemplateView):
+    """Create (no pk) or edit (pk) one object through a form; `add_*` or `change_*` permission accordingly."""
+
+    template_name = "offers/form.html"
+    model: type[models.Model]
+    title = ""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        action = "change" if "pk" in kwargs else "add"
+        self.required_permissions = (f"offers.{action}_{self.model._meta.model_name}",)
+        return super().dispatch(request, *args, **kwargs)
+
+    def instance(self) -> Any:
+        return get_object_or_404(self.model, pk=self.kwargs["pk"]) if "pk" in self.kwargs else None
+
+    def make_form(self, data: Any, instance: Any) -> forms.BaseForm:
+        raise NotImplementedError
+
+    def save(self, form: Any, instance: Any) -> Any:
+        raise NotImplementedError
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        instance = self.instance()
+        form = kwargs.pop("form", None) or self.make_form(None, instance)
+        title = f"Edit {instance}" if instance is not None else f"New {self.title}"
+        return {**super().get_context_data(**kwargs), "form": form, "title": title, "instance": instance}
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        instance = self.instance()
+        form = self.make_form(request.POST, instance)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        saved = self.save(form, instance)
+        messages.success(request, f"Saved {saved}.")
+        return HttpResponseRedirect(self.success_url())
+
+    def success_url(self) -> str:
+        return reverse("offers:offer-list")
+
+
+class OfferEditView(EditView):
+    model = Offer
+    title = "offer"
+
+    def make_form(self, data: Any, instance: Offer | None) -> forms.BaseForm:
+        initial: dict[str, Any] = {}
+        if instance is not None:
+            initial = {
+                "name": instance.name, "kind": instance.kind, "parameters": json.dumps(instance.parameters),
+                "headline": instance.headline, "body": instance.body, "is_active": instance.is_active,
+                "tags": ", ".join(instance.tags.values_list("name", flat=True)),
+            }  # fmt: skip
+        return OfferForm(data, initial=initial, offer=instance)
+
+    def save(self, form: Any, instance: Offer | None) -> Offer:
+        return services.offer_save(offer=instance, **form.cleaned_data)
+
+
+class ReasonEditView(EditView):
+    model = CancellationReason
+    title = "cancellation reason"
+
+    def make_form(self, data: Any, instance: CancellationReason | None) -> forms.BaseForm:
+        return ReasonForm(data, instance=instance)
+
+    def save(self, form: Any, instance: CancellationReason | None) -> CancellationReason:
+        reason: CancellationReason = form.save()  # plain fields, nothing to decide: the form saves them
+        return reason
+
+
+class FlowEditView(EditView):
+    model = CancellationFlow
+    title = "cancellation flow"
+
+    def make_form(self, data: Any, instance: CancellationFlow | None) -> forms.BaseForm:
+        return FlowForm(data, instance=instance)
+
+    def save(self, form: Any, instance: CancellationFlow | None) -> CancellationFlow:
+        flow: CancellationFlow = form.save()  # plain fields and the reasons: the form saves them
+        return flow
+
+
+class OfferRuleEditView(EditView):
+    model = OfferRule
+    title = "offer rule"
+
+    def make_form(self, data: Any, instance: OfferRule | None) -> forms.BaseForm:
+        initial: dict[str, Any] = {}
+        if instance is not None:
+            initial = {
+                "name": instance.name, "segments": list(instance.segments.all()),
+                "reasons": list(instance.reasons.all()), "no_offer": instance.no_offer,
+                "allow_repeat": instance.allow_repeat, "repeat_window_days": instance.repeat_window_days,
+                "is_active": instance.is_active, "is_draft": instance.is_draft,
+            }  # fmt: skip
+        return OfferRuleForm(data, initial=initial, rule=instance)
+
+    def save(self, form: Any, instance: OfferRule | None) -> OfferRule:
+        data = form.cleaned_data
+        return services.offer_rule_save(
+            rule=instance,
+            name=data["name"],
+            segments=list(data["segments"]),
+            reasons=list(data["reasons"]),
+            offers=data["offers"],
+            no_offer=data["no_offer"],
+            allow_repeat=data["allow_repeat"],
+            repeat_window_days=data["repeat_window_days"],
+            is_active=data["is_active"],
+            is_draft=data["is_draft"],
+        )
+
+    def success_url(self) -> str:
+        return reverse("offers:rule-list")
+
+
+class FlowRuleEditView(EditView):
+    model = FlowRule
+    title = "flow rule"
+
+    def make_form(self, data: Any, instance: FlowRule | None) -> forms.BaseForm:
+        return FlowRuleForm(data, instance=instance)
+
+    def save(self, form: Any, instance: FlowRule | None) -> FlowRule:
+        data = form.cleaned_data
+        return services.flow_rule_save(
+            rule=instance,
+            flow=data["flow"],
+            name=data["name"],
+            segments=list(data["segments"]),
+            is_active=data["is_active"],
+            is_draft=data["is_draft"],
+        )
+
+    def success_url(self) -> str:
+        return reverse("offers:rule-list")
+
+
+class RuleMoveView(StaffPermissionMixin, View):
+    """Move a rule one place up or down (POST `direction`); the first match wins, so order is policy."""
+
+    def post(self, request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+        model: type[OfferRule] | type[FlowRule] = OfferRule if kind == "offer" else FlowRule
+        if not request.user.has_perm(f"offers.change_{model._meta.model_name}"):
+            raise PermissionDenied("Your role does not allow reordering rules.")
+        ids = list(model.objects.order_by("position", "pk").values_list("pk", flat=True))
+        if pk not in ids:
+            raise Http404("No such rule.")
+        index = ids.index(pk)
+        other = index - 1 if request.POST.get("direction") == "up" else index + 1
+        if 0 <= other < len(ids):
+            ids[index], ids[other] = ids[other], ids[index]
+        services.rules_reorder(model=model, ordered_ids=ids)
+        return HttpResponseRedirect(reverse("offers:rule-list"))
