@@ -67,11 +67,11 @@ GENERATE = [
               now() - (g % 90) * interval '1 day', now(), now(), now()
        FROM generate_series(1::bigint, {CUSTOMERS}) g""",
     """INSERT INTO trials_subscription (customer_id, plan_id, status, quantity, started_at, cancel_at_period_end,
-                                       coupon_id, discount_duration, mrr_cents, metadata, cancellation_details,
-                                       created_at, updated_at)
+                                       coupon_id, discount_duration, mrr_cents, paid_cents, metadata,
+                                       cancellation_details, created_at, updated_at)
        SELECT c.id, (SELECT min(id) + (c.id % 2) FROM trials_plan),
               (ARRAY['active', 'trialing', 'past_due', 'canceled', 'active'])[1 + c.id % 5], 1, now(), false,
-              '', '', 4900, '{}', '{}', now(), now()
+              '', '', 4900, 0, '{}', '{}', now(), now()
        FROM audiences_customer c WHERE c.id % 5 <> 0""",
     f"""INSERT INTO audiences_event (source_id, message_id, customer_id, type, name, user_id, anonymous_id, group_id,
                                     properties, context, timestamp, received_at)

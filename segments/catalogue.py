@@ -36,7 +36,9 @@ class PropertySpec:
     scale: int = 1
     choices: tuple[str, ...] = ()
     is_json: bool = False
-    derived: str = ""  # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`
+    # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`;
+    # "active_offer" / "days_since_saved": read from the customer's saved cancellation sessions (offers app).
+    derived: str = ""
     computed_trait_id: int | None = None  # a computed trait: `path` is the ComputedTraitValue column compared
     empty: Any = None  # a computed trait's value for a customer without one (0 for counts, false for "ever")
 
@@ -52,6 +54,22 @@ BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("subscriber.ltv", "LTV", "Subscriber", ValueType.NUMBER, "ltv_cents", scale=100),
     PropertySpec(
         "subscriber.status", "Status", "Subscriber", ValueType.STRING, "subscriber_status", choices=SUBSCRIBER_STATUSES
+    ),
+    PropertySpec(
+        "subscriber.active_offer_id",
+        "Active offer id",
+        "Subscriber",
+        ValueType.NUMBER,
+        "accepted_offer_id",
+        derived="active_offer",
+    ),
+    PropertySpec(
+        "subscriber.days_since_saved",
+        "Days since saved",
+        "Subscriber",
+        ValueType.NUMBER,
+        "outcome_at",
+        derived="days_since_saved",
     ),
     PropertySpec("customer.email", "Email", "Customer", ValueType.STRING, "email"),
     PropertySpec("customer.user_id", "User id", "Customer", ValueType.STRING, "user_id"),

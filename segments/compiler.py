@@ -209,12 +209,46 @@ def _computed_q(spec: PropertySpec, operator: str, value: Any, now: datetime) ->
     return ~q if positive != operator else q
 
 
+def _saved_sessions(now: datetime) -> Any:
+    """The customer's cancellation sessions that ended saved (an offer accepted)."""
+    from offers.models import CancellationSession
+
+    return CancellationSession.objects.filter(customer=OuterRef("pk"), outcome=CancellationSession.Outcome.SAVED)
+
+
+def _active_offer_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """An offer the customer accepted whose effect still runs (no end, or an end still ahead); negative operators
+    are the negation, so a customer without an active offer matches them."""
+    positive = POSITIVE_OF.get(operator, operator)
+    active = _saved_sessions(now).filter(Q(offer_active_until__isnull=True) | Q(offer_active_until__gt=now))
+    active = active.filter(accepted_offer__isnull=False)
+    held = Q() if positive == "is_set" else compare(spec.path, spec.value_type, positive, value, now, is_json=False)
+    q = Q(Exists(active.filter(held)))
+    return ~q if positive != operator else q
+
+
+def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
+    """Whole days since the customer was last saved, compared with N (a customer never saved has no value)."""
+    latest = _saved_sessions(now).order_by("-outcome_at").values("outcome_at")[:1]
+    positive = POSITIVE_OF.get(operator, operator)
+    if positive == "is_set":
+        held = Q(Exists(_saved_sessions(now)))
+    else:
+        this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(saved_at=Subquery(latest))
+        held = Q(Exists(this_customer.filter(_age_q("saved_at", positive, value, now))))
+    return ~held if positive != operator else held
+
+
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
         raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
     if spec.computed_trait_id is not None:
         return _computed_q(spec, node.operator, node.value, now)
+    if spec.derived == "active_offer":
+        return _active_offer_q(spec, node.operator, node.value, now)
+    if spec.derived == "days_since_saved":
+        return _days_since_saved_q(node.operator, node.value, now)
     if spec.derived == "predicate":
         q = _predicate_q(spec.key, node.operator)
     elif spec.derived == "age_days":

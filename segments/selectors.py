@@ -71,6 +71,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return None
     if spec.computed_trait_id is not None:
         return _computed_actual(spec, customer, now)
+    if spec.derived in ("active_offer", "days_since_saved"):
+        return _saved_actual(spec, customer, now)
     if spec.is_json and spec.path.startswith("account__"):
         account = customer.account
         return account.traits.get(spec.path.removeprefix("account__traits__")) if account is not None else None
@@ -88,6 +90,18 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     for part in spec.path.split("__"):
         value = getattr(value, part, None) if value is not None else None
     return value / spec.scale if spec.scale != 1 and value is not None else value
+
+
+def _saved_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
+    """The offers a customer accepted that still run, or the days since they were last saved."""
+    from offers.models import CancellationSession
+
+    saved = CancellationSession.objects.filter(customer=customer, outcome=CancellationSession.Outcome.SAVED)
+    if spec.derived == "active_offer":
+        active = saved.filter(Q(offer_active_until__isnull=True) | Q(offer_active_until__gt=now))
+        return sorted(active.exclude(accepted_offer=None).values_list("accepted_offer_id", flat=True).distinct())
+    latest = saved.order_by("-outcome_at").values_list("outcome_at", flat=True).first()
+    return (now - latest).days if latest is not None else None
 
 
 def _computed_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
