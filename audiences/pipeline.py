@@ -8,6 +8,7 @@ other and the later steps never wait on each other's locks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,25 @@ def trait_changes_publish(changes: list[TraitChange], now: datetime) -> None:
     )
 
 
+BatchHook = Callable[[BatchFacts, datetime], set[int]]
+_batch_hooks: list[BatchHook] = []
+
+
+def on_batch_stored(hook: BatchHook) -> BatchHook:
+    """Register work that follows every stored batch (e.g. trial stages), run in the batch's worker transaction
+    after profiles and computed traits and before live audiences: it gets what the batch touched and returns the
+    customers whose segment-visible data it changed, so audiences reading that data are re-evaluated for them.
+    Features register in AppConfig.ready()."""
+    if hook not in _batch_hooks:
+        _batch_hooks.append(hook)
+    return hook
+
+
+def remove_batch_hook(hook: BatchHook) -> None:
+    if hook in _batch_hooks:
+        _batch_hooks.remove(hook)
+
+
 def _traits_by_customer(changes: list[TraitChange]) -> dict[int, set[str]]:
     changed: dict[int, set[str]] = {}
     for change in changes:
@@ -92,6 +112,8 @@ def stored_events_process(*, event_ids: list[int], now: datetime | None = None) 
                 facts.profile_changed.add(customer_id)
             if source_id in stripe_sources:
                 facts.billing_changed.add(customer_id)
+        for hook in list(_batch_hooks):
+            facts.profile_changed |= hook(facts, now)
         membership_changes = audiences_refresh(facts=facts, now=now)
     return BatchOutcome(len(customer_ids), trait_changes, membership_changes)
 

@@ -16,7 +16,7 @@ from audiences.computed_traits import computed_trait_save
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.live import dependencies, on_audience_exit, remove_exit_hook
 from audiences.models import ComputedTrait, Customer, Event, Source
-from audiences.pipeline import stored_events_process, time_sweep
+from audiences.pipeline import on_batch_stored, remove_batch_hook, stored_events_process, time_sweep
 from audiences.tasks import apply_events_to_profiles
 from config.celery import app
 from segments.audience_services import segment_live_set
@@ -281,3 +281,24 @@ def test_switching_a_segment_live_announces_the_members_it_already_has_once(sour
     assert evaluate_segment(segment.pk, announce_members=True)["announced"] == 1  # a retried task
     assert entered.count() == 1
     assert SegmentMembershipChange.objects.filter(segment=segment).count() == 1  # no invented history
+
+
+def test_a_batch_hook_sees_the_batch_and_can_make_audiences_re_evaluate(source: Source) -> None:
+    CustomProperty.objects.create(key="stage", value_type="string")
+    audience = live("Habit stage", tree(trait_equals("stage", "habit")))
+    seen: list[dict[int, set[str]]] = []
+
+    def stage_hook(facts: Any, now: datetime) -> set[int]:
+        seen.append(dict(facts.events))
+        ids = set(facts.events)
+        Customer.objects.filter(pk__in=ids).update(traits={"stage": "habit"})
+        return ids
+
+    on_batch_stored(stage_hook)
+    try:
+        ingest(source, message(name="Report Run"))
+    finally:
+        remove_batch_hook(stage_hook)
+    ada = Customer.objects.get(user_id="usr_ada")
+    assert seen == [{ada.pk: {"Report Run"}}]
+    assert members(audience) == {"usr_ada"}  # a track call alone would not have re-evaluated a trait audience
