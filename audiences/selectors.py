@@ -15,7 +15,7 @@ from django.utils import timezone
 from audiences.computed_traits import value_column
 from audiences.models import Account, ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer, Event, Source
 from audiences.services import write_key_digest
-from trials.models import Subscription
+from trials.models import Subscription, Trial
 
 EXACT_COUNT_BELOW = 100_000
 
@@ -50,10 +50,13 @@ def customer_list() -> QuerySet[Customer]:
 
 
 def customer_detail(customer_id: int) -> Customer:
-    """One customer with account, anonymous ids, identity merges and subscriptions (plan, product, add-ons)."""
+    """One customer with account, anonymous ids, identity merges and subscriptions (plan, product, add-ons), and
+    the id of their current trial (`current_trial_id`, so the page reads the trial only when there is one)."""
     subscriptions = Subscription.objects.select_related("plan__product").prefetch_related("add_on_items__add_on")
+    current_trial = Trial.objects.filter(customer=OuterRef("pk"), is_current=True).values("pk")[:1]
     return (
         Customer.objects.select_related("account")
+        .annotate(current_trial_id=Subquery(current_trial))
         .prefetch_related(
             "anonymous_ids",
             "merges",

@@ -50,7 +50,17 @@ class CustomerDetailView(StaffPermissionMixin, TemplateView):
             "events": paginate_for_ui(self.request, queryset, ordering="-timestamp", size=50),
             "segments": segment_selectors.customer_segments(customer.pk),
             **self._computed_traits(customer.pk),
+            **self._trial_loop(customer),
         }
+
+    def _trial_loop(self, customer: Customer) -> dict[str, Any]:
+        """The customer's current trial with its score breakdown (trials app), for roles that may see trials;
+        no query when the customer has no trial."""
+        if getattr(customer, "current_trial_id", None) is None or not self.request.user.has_perm("trials.view_trial"):
+            return {}
+        from trials.selectors import customer_trial
+
+        return {"trial_loop": customer_trial(customer.pk)}
 
     def _computed_traits(self, customer_id: int) -> dict[str, Any]:
         """The customer's computed trait values and latest changes (two queries), for roles that may see them."""

@@ -29,7 +29,9 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Accounts", "account-list", "audiences.view_account"),
             NavItem("Segments", "segment-list", "segments.view_segment"),
             NavItem("Computed traits", "computed-trait-list", "audiences.view_computedtrait"),
-            NavItem("Trials", "trial-list", "trials.view_subscription"),
+            NavItem("Trials", "trial-list", "trials.view_trial"),
+            NavItem("Trial loop", "trial-loop", "trials.view_trial"),
+            NavItem("Trial settings", "trial-settings", "trials.view_activationdefinition"),
             NavItem("Subscriptions", "subscription-list", "trials.view_subscription"),
         ],
     ),
@@ -39,6 +41,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Offers", "offers:offer-list", "offers.view_offer"),
             NavItem("Offer rules", "offers:rule-list", "offers.view_offerrule"),
             NavItem("Cancellation sessions", "offers:session-list", "offers.view_cancellationsession"),
+            NavItem("Retention reports", "offers:report", "offers.view_cancellationsession"),
         ],
     ),
     (

@@ -31,6 +31,11 @@ _READ_CUSTOMERS = [
     "trials.view_plan",
     "trials.view_addon",
     "trials.view_subscription",
+    "trials.view_trial",
+    "trials.view_trialstagechange",
+    "trials.view_activationdefinition",
+    "trials.view_fitrule",
+    "trials.view_scoresettings",
 ]
 
 # Role -> permission codenames ("app_label.codename"), or ADMIN_ONLY for every permission there is.
@@ -90,6 +95,15 @@ _MANAGE_OFFERS = [
     for action in ("add", "change", "delete")
 ]
 
+# The loop's definition (activation, habit) and scoring (fit rules, weights): managed by Growth (and Admin).
+_MANAGE_TRIAL_LOOP = [
+    "trials.change_activationdefinition",
+    "trials.change_scoresettings",
+    "trials.add_fitrule",
+    "trials.change_fitrule",
+    "trials.delete_fitrule",
+]
+
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
     Role.ADMIN: ADMIN_ONLY,
     Role.GROWTH: [
@@ -103,6 +117,7 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         *_MANAGE_DESTINATIONS,
         *_VIEW_OFFERS,
         *_MANAGE_OFFERS,
+        *_MANAGE_TRIAL_LOOP,
         "audiences.change_customer",
         "audiences.change_account",
     ],

@@ -59,6 +59,13 @@ SCHEDULES: list[PeriodicSchedule] = [
         description="Marks cancellation sessions left incomplete for 24 hours as deflected.",
     ),
     PeriodicSchedule(
+        name="trial loop sweep",
+        task="trials.tasks.sweep_trials",
+        every_seconds=300,
+        description="Moves due trials on by time alone: habit window closed, trial ended (recover), win-back "
+        "window over (lost), behaviour score decayed; creates trials for trialing subscriptions not yet seen.",
+    ),
+    PeriodicSchedule(
         name="stripe reconcile",
         task="integrations.tasks.reconcile_stripe_events",
         every_seconds=24 * 3600,

@@ -13,6 +13,7 @@ from config.views import HomeView
 from integrations import api as integrations_api
 from integrations import destination_views, stripe_views, tracking
 from integrations import views as integrations_views
+from offers import api as offers_api
 from segments import api as segments_api
 from segments import audience_views
 from segments import views as segments_views
@@ -23,6 +24,7 @@ router = DefaultRouter()
 router.register("customers", audiences_api.CustomerViewSet, basename="customer")
 router.register("accounts", audiences_api.AccountViewSet, basename="account")
 router.register("subscriptions", trials_api.SubscriptionViewSet, basename="subscription")
+router.register("trials", trials_api.TrialViewSet, basename="trial")
 router.register("sources", audiences_api.SourceViewSet, basename="source")
 router.register("segments", segments_api.SegmentViewSet, basename="segment")
 router.register("custom-properties", segments_api.CustomPropertyViewSet, basename="custom-property")
@@ -66,6 +68,11 @@ urlpatterns = [
         name="computed-trait-delete",
     ),
     path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
+    path("trials/loop/", trials_views.LoopBoardView.as_view(), name="trial-loop"),
+    path("trials/settings/", trials_views.TrialSettingsView.as_view(), name="trial-settings"),
+    path(
+        "trials/settings/fit-rules/<int:pk>/delete/", trials_views.FitRuleDeleteView.as_view(), name="fit-rule-delete"
+    ),
     path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
     path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),
     path("integrations/sources/<int:pk>/rotate/", integrations_views.SourceRotateView.as_view(), name="source-rotate"),
@@ -125,6 +132,11 @@ urlpatterns = [
     path("offers/", include("offers.urls")),
     path("cancel/", include("offers.hosted_urls")),
     path("api/v1/cancellation-sessions/", include("offers.api_urls")),
+    path(
+        "api/v1/cancellation-reports/",
+        offers_api.CancellationReportView.as_view(),
+        name="api-cancellation-reports",
+    ),
     path("api/v1/", include((router.urls, "api"), namespace="api")),
     path("api/v1/segments/<int:pk>/history/", segments_api.SegmentHistoryView.as_view(), name="api-segment-history"),
     path("api/v1/segments/<int:pk>/changes/", segments_api.SegmentChangesView.as_view(), name="api-segment-changes"),

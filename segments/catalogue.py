@@ -1,12 +1,13 @@
 """The property catalogue: every property a condition may name, its type, and where it lives in the database.
 
-Four kinds of location, each compiled by segments.compiler into a condition on Customer:
+Five kinds of location, each compiled by segments.compiler into a condition on Customer:
 - a customer column or a path from the customer (`account__name`);
 - a subscription column or path (`plan__interval`): the condition holds when the customer has at least one
   subscription for which it holds (ProsperStack's subscription-level properties);
 - a trait (`traits__<key>`, or `account__traits__<key>` for the account's) for the declared custom properties
   (segments.models.CustomProperty);
-- a computed trait's typed value column (audiences.models.ComputedTraitValue), `computed.<key>`.
+- a computed trait's typed value column (audiences.models.ComputedTraitValue), `computed.<key>`;
+- a column of the customer's current trial (trials.models.Trial): `trial.*` and `score.*`.
 Money is stated in currency units in conditions and stored in cents; `scale` converts.
 """
 
@@ -41,6 +42,7 @@ class PropertySpec:
     derived: str = ""
     computed_trait_id: int | None = None  # a computed trait: `path` is the ComputedTraitValue column compared
     empty: Any = None  # a computed trait's value for a customer without one (0 for counts, false for "ever")
+    on_trial: bool = False  # a column of the customer's current trial (trials.models.Trial, is_current)
 
 
 SUBSCRIBER_STATUSES = ("active", "canceled", "saved", "reactivated")
@@ -48,6 +50,7 @@ SUBSCRIPTION_STATUSES = (
     "incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused",
 )  # fmt: skip
 INTERVALS = ("day", "week", "month", "year")
+TRIAL_STAGES = ("trigger", "activate", "habit", "signal", "convert", "recover", "lost")
 
 BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("subscriber.mrr", "MRR", "Subscriber", ValueType.NUMBER, "mrr_cents", scale=100),
@@ -152,6 +155,19 @@ BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("product.name", "Product name", "Product", ValueType.STRING, "plan__product__name", True),
     PropertySpec("addon.id", "Add-on id", "Add-on", ValueType.STRING, "add_on_items__add_on__stripe_price_id", True),
     PropertySpec("addon.name", "Add-on name", "Add-on", ValueType.STRING, "add_on_items__add_on__name", True),
+    PropertySpec("trial.stage", "Stage", "Trial", ValueType.STRING, "stage", choices=TRIAL_STAGES, on_trial=True),
+    PropertySpec(
+        "trial.days_left", "Days left", "Trial", ValueType.NUMBER, "ends_at", derived="days_until", on_trial=True
+    ),
+    PropertySpec(
+        "trial.opt_in", "Opt-in (no card)", "Trial", ValueType.BOOLEAN, "", derived="predicate", on_trial=True
+    ),
+    PropertySpec("trial.use_case", "Use case", "Trial", ValueType.STRING, "use_case", on_trial=True),
+    PropertySpec("trial.source", "Source", "Trial", ValueType.STRING, "source", on_trial=True),
+    PropertySpec("trial.started", "Started", "Trial", ValueType.DATE, "started_at", on_trial=True),
+    PropertySpec("score.fit", "Fit score", "Score", ValueType.NUMBER, "fit_score", on_trial=True),
+    PropertySpec("score.behaviour", "Behaviour score", "Score", ValueType.NUMBER, "behaviour_score", on_trial=True),
+    PropertySpec("score.pql", "PQL score", "Score", ValueType.NUMBER, "pql_score", on_trial=True),
 )
 
 _BUILT_IN_BY_KEY = {spec.key: spec for spec in BUILT_IN}

@@ -239,10 +239,30 @@ def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
     return ~held if positive != operator else held
 
 
+def _trial_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """A property of the customer's current trial (trial.*, score.*): EXISTS such a trial satisfying the positive
+    form of the operator; negative operators are its negation, so a customer without a trial matches them."""
+    from trials.models import Trial
+
+    positive = POSITIVE_OF.get(operator, operator)
+    if spec.derived == "predicate":  # trial.opt_in
+        opt_in = Q(model=Trial.Model.OPT_IN)
+        held = {"is_true": opt_in, "is_false": ~opt_in, "is_set": Q()}[positive]
+    elif spec.derived == "days_until":
+        held = _until_q(spec.path, "equals" if positive == "not_equals" else positive, value, now)
+        positive = "equals" if positive == "not_equals" else positive
+    else:
+        held = compare(spec.path, spec.value_type, positive, value, now, is_json=False, scale=spec.scale)
+    q = Q(Exists(Trial.objects.filter(held, customer=OuterRef("pk"), is_current=True)))
+    return ~q if positive != operator else q
+
+
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
         raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
+    if spec.on_trial:
+        return _trial_q(spec, node.operator, node.value, now)
     if spec.computed_trait_id is not None:
         return _computed_q(spec, node.operator, node.value, now)
     if spec.derived == "active_offer":

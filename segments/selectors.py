@@ -69,6 +69,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     spec = node.spec or property_named(node.property)
     if spec is None:
         return None
+    if spec.on_trial:
+        return _trial_actual(spec, customer, now)
     if spec.computed_trait_id is not None:
         return _computed_actual(spec, customer, now)
     if spec.derived in ("active_offer", "days_since_saved"):
@@ -102,6 +104,21 @@ def _saved_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
         return sorted(active.exclude(accepted_offer=None).values_list("accepted_offer_id", flat=True).distinct())
     latest = saved.order_by("-outcome_at").values_list("outcome_at", flat=True).first()
     return (now - latest).days if latest is not None else None
+
+
+def _trial_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
+    """A property of the customer's current trial as the condition compares it (None without a trial)."""
+    from trials.models import Trial
+
+    trial = Trial.objects.filter(customer=customer, is_current=True).first()
+    if trial is None:
+        return None
+    if spec.derived == "days_until":
+        return (trial.ends_at - now).days
+    if spec.derived == "predicate":
+        return trial.model == Trial.Model.OPT_IN
+    value = getattr(trial, spec.path)
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _computed_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from trials.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
+from trials.models import (
+    ActivationDefinition,
+    AddOn,
+    FitRule,
+    Plan,
+    Product,
+    ScoreSettings,
+    Subscription,
+    SubscriptionAddOn,
+    Trial,
+    TrialStageChange,
+)
 
 
 class PlanInline(admin.TabularInline[Plan, Product]):
@@ -46,3 +57,21 @@ class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
     readonly_fields = ["mrr_cents", "stripe_state_at"]
     inlines = [SubscriptionAddOnInline]
     show_full_result_count = False
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin[Trial]):
+    list_display = ["customer", "stage", "model", "started_at", "ends_at", "fit_score", "pql_score", "is_current"]
+    list_filter = ["stage", "model", "is_current"]
+    raw_id_fields = ["customer", "subscription"]
+
+
+@admin.register(TrialStageChange)
+class TrialStageChangeAdmin(admin.ModelAdmin[TrialStageChange]):
+    list_display = ["trial", "from_stage", "to_stage", "changed_at"]
+    raw_id_fields = ["trial", "customer"]
+
+
+admin.site.register(ActivationDefinition)
+admin.site.register(FitRule)
+admin.site.register(ScoreSettings)

@@ -1,12 +1,12 @@
-"""REST endpoints for subscriptions."""
+"""REST endpoints for subscriptions and trials (read-only)."""
 
 from __future__ import annotations
 
 from rest_framework import serializers, viewsets
 
 from trials import selectors
-from trials.filters import SubscriptionFilter
-from trials.models import Plan, Subscription
+from trials.filters import SubscriptionFilter, TrialFilter
+from trials.models import Plan, Subscription, Trial
 
 
 class PlanSerializer(serializers.ModelSerializer[Plan]):
@@ -51,3 +51,21 @@ class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet[Subscription]):
     serializer_class = SubscriptionSerializer
     filterset_class = SubscriptionFilter
     queryset = selectors.subscription_list()
+
+
+class TrialSerializer(serializers.ModelSerializer[Trial]):
+    class Meta:
+        model = Trial
+        fields = [
+            "id", "customer", "subscription", "model", "started_at", "ends_at", "source", "use_case", "stage",
+            "stage_changed_at", "activated_at", "habit_at", "signal_at", "converted_at", "expired_at", "fit_score",
+            "behaviour_score", "pql_score", "score_breakdown",
+        ]  # fmt: skip
+
+
+class TrialViewSet(viewsets.ReadOnlyModelViewSet[Trial]):
+    """Each customer's current trial with stage and scores; filter by `stage`, `model`, `min_pql`."""
+
+    serializer_class = TrialSerializer
+    filterset_class = TrialFilter
+    queryset = Trial.objects.filter(is_current=True)

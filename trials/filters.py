@@ -1,10 +1,10 @@
-"""Filter sets for subscriptions, shared by the API and the staff UI."""
+"""Filter sets for subscriptions and trials, shared by the API and the staff UI."""
 
 from __future__ import annotations
 
 import django_filters
 
-from trials.models import Subscription
+from trials.models import Subscription, Trial, TrialStage
 
 
 class SubscriptionFilter(django_filters.FilterSet):
@@ -17,3 +17,13 @@ class SubscriptionFilter(django_filters.FilterSet):
     class Meta:
         model = Subscription
         fields = ["status", "customer", "plan", "stripe_subscription_id", "trial_ends_before"]
+
+
+class TrialFilter(django_filters.FilterSet):
+    stage = django_filters.ChoiceFilter(choices=TrialStage.choices)
+    model = django_filters.ChoiceFilter(choices=Trial.Model.choices)
+    min_pql = django_filters.NumberFilter(field_name="pql_score", lookup_expr="gte", label="PQL at least")
+
+    class Meta:
+        model = Trial
+        fields = ["stage", "model", "min_pql"]

@@ -12,11 +12,14 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from conftest import TEST_PASSWORD
+from trials.loop import trials_sweep
 from trials.models import Plan, Subscription
 
 
 @pytest.mark.django_db
-def test_trials_sorted_by_expiry_and_only_trialing(rep_user: AbstractUser, customer: Customer, plan: Plan) -> None:
+def test_trials_sorted_by_expiry_and_subscriptions_filtered(
+    rep_user: AbstractUser, customer: Customer, plan: Plan
+) -> None:
     now = timezone.now()
     soon = Customer.objects.create(user_id="usr_soon", name="Soon")
     Subscription.objects.create(
@@ -24,9 +27,10 @@ def test_trials_sorted_by_expiry_and_only_trialing(rep_user: AbstractUser, custo
     )
     paid = Customer.objects.create(user_id="usr_paid", name="Paid")
     Subscription.objects.create(customer=paid, plan=plan, status="active", started_at=now)
+    trials_sweep(now=now)  # trials for trialing subscriptions no batch has told about
     client = Client()
     client.login(username=rep_user.get_username(), password=TEST_PASSWORD)
     page = client.get(reverse("trial-list")).context["page"]
-    assert [s.customer.user_id for s in page.items] == ["usr_soon", "usr_ada"]
+    assert [t.customer.user_id for t in page.items] == ["usr_soon", "usr_ada"]
     active = client.get(reverse("subscription-list"), {"status": "active"}).context["page"]
     assert [s.customer.user_id for s in active.items] == ["usr_paid"]

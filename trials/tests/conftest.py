@@ -1,0 +1,26 @@
+"""Trials test fixtures: the seeded defaults, restored when a transactional test (a browser test) flushed them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from trials.defaults import FIT_RULES
+from trials.loop import relevant_names_forget
+from trials.models import FitRule
+
+
+@pytest.fixture(autouse=True)
+def default_fit_rules(db: Any) -> None:
+    if not FitRule.objects.exists():
+        FitRule.objects.bulk_create([FitRule(**row) for row in FIT_RULES])
+
+
+@pytest.fixture(autouse=True)
+def fresh_relevant_names() -> Iterator[None]:
+    """Each test reads the definition its own database holds (the hook keeps a per-process copy)."""
+    relevant_names_forget()
+    yield
+    relevant_names_forget()

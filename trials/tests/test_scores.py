@@ -1,0 +1,74 @@
+"""Fit and PQL scores: firmographic rules (free-mail and .edu low), weights, behaviour decay with inactivity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from audiences.models import Account, Customer
+from trials.models import FitRule
+from trials.scores import ScoreInputs, score_settings, scores_compute
+
+pytestmark = pytest.mark.django_db
+
+
+def fit_of(customer: Customer) -> tuple[int, list[str]]:
+    now = timezone.now()
+    scores = scores_compute(
+        ScoreInputs(customer=customer, activated=False, actions=0, last_active_at=now),
+        rules=FitRule.objects.all(),
+        settings=score_settings(),
+        now=now,
+    )
+    return scores.fit, [rule["rule"] for rule in scores.breakdown["fit"]["rules"]]
+
+
+def test_a_mid_size_target_industry_decision_maker_fits_high() -> None:
+    account = Account.objects.create(group_id="g1", name="Acme", traits={"employees": 200, "industry": "Fintech"})
+    customer = Customer.objects.create(
+        user_id="u1", email="cto@acme.example", account=account, traits={"role": "executive"}
+    )
+    assert fit_of(customer) == (100, ["11–1000 employees", "Target industry", "Decision maker"])
+
+
+def test_free_mail_and_edu_addresses_score_low() -> None:
+    free = Customer.objects.create(user_id="u2", email="someone@Gmail.com", traits={"role": "executive"})
+    edu = Customer.objects.create(user_id="u3", email="prof@hollowbrook.edu", traits={"role": "academic"})
+    company = Customer.objects.create(user_id="u4", email="me@small.example", traits={"role": "executive"})
+    assert fit_of(free) == (0, ["Decision maker", "Free-mail address"])
+    assert fit_of(edu) == (0, [".edu address"])
+    assert fit_of(company)[0] == 35 and fit_of(company)[0] > fit_of(free)[0]
+
+
+def test_pql_weighs_fit_and_behaviour_and_behaviour_halves_every_half_life() -> None:
+    customer = Customer.objects.create(user_id="u5", email="a@b.example", traits={"role": "executive"})
+    now = timezone.now()
+    settings = score_settings()
+
+    def scores(idle_days: float) -> tuple[int, int, int]:
+        result = scores_compute(
+            ScoreInputs(customer=customer, activated=True, actions=4, last_active_at=now - timedelta(days=idle_days)),
+            rules=FitRule.objects.all(),
+            settings=settings,
+            now=now,
+        )
+        return result.fit, result.behaviour, result.pql
+
+    assert scores(0) == (35, 80, 62)  # 0.4 × 35 + 0.6 × 80
+    assert scores(7) == (35, 40, 38)  # one half-life idle: behaviour halves
+    assert scores(14) == (35, 20, 26)
+    settings.fit_weight, settings.behaviour_weight = 100, 0
+    assert scores(14)[2] == 35
+
+
+def test_rule_operators() -> None:
+    FitRule.objects.all().delete()
+    FitRule.objects.create(attribute="title", operator="contains", value="head", points=30)
+    FitRule.objects.create(attribute="industry", operator="equals", value="saas", points=20)
+    FitRule.objects.create(attribute="employees", operator="between", value="10-50", points=5)
+    customer = Customer.objects.create(
+        user_id="u6", email="x@y.example", traits={"title": "Head of Data", "industry": "SaaS", "employees": "n/a"}
+    )
+    assert fit_of(customer)[0] == 60
