@@ -26,8 +26,10 @@ class SessionStepInline(admin.TabularInline[SessionStep, CancellationSession]):
 
 @admin.register(CancellationSession)
 class CancellationSessionAdmin(admin.ModelAdmin[CancellationSession]):
-    list_display = ["token", "customer", "outcome", "stage", "is_test", "offered_offer", "accepted_offer", "created_at"]
-    list_filter = ["outcome", "stage", "is_test"]
+    list_display = [
+        "token", "kind", "customer", "outcome", "stage", "is_test", "offered_offer", "accepted_offer", "created_at"
+    ]  # fmt: skip
+    list_filter = ["kind", "outcome", "stage", "is_test"]
     list_select_related = ["customer", "offered_offer", "accepted_offer"]
     search_fields = ["=token", "customer__email", "=customer__user_id"]
     inlines = [SessionStepInline]

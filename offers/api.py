@@ -1,7 +1,8 @@
 """The cancellation session API the product calls (authenticated by a source's write key, like the tracking API).
 
     POST /api/v1/cancellation-sessions/                      {"user_id"} or {"subscription_id"} → flow, reasons,
-                                                             hosted_url
+                                                             hosted_url; with {"kind": "win_back"} a session for
+                                                             a trial that lapsed unpaid (starts at the offer)
     GET  /api/v1/cancellation-sessions/{token}/              the session as it is
     POST /api/v1/cancellation-sessions/{token}/reason/       {"reason_id", "feedback"} → the offer to present
     POST /api/v1/cancellation-sessions/{token}/accept/       apply the offer through Stripe → saved
@@ -30,10 +31,12 @@ from rest_framework.views import APIView
 
 from audiences.models import Source
 from audiences.selectors import source_for_write_key
+from config.permissions import RoleModelPermissions
 from integrations.segment import RequestRejected, write_key_from
 from offers import services
 from offers.hosted import hosted_path
-from offers.selectors import session_payload
+from offers.models import CancellationSession
+from offers.selectors import REPORT_MAX_DAYS, cancellation_report, report_json, session_payload
 
 
 class WriteKeyAuthentication(BaseAuthentication):
@@ -82,6 +85,11 @@ class StartSerializer(serializers.Serializer[Any]):
     user_id = serializers.CharField(required=False, allow_blank=False, max_length=255)
     subscription_id = serializers.CharField(
         required=False, allow_blank=False, max_length=255, help_text="The Stripe subscription id (sub_…)."
+    )
+    kind = serializers.ChoiceField(
+        choices=["cancellation", "win_back"],
+        default="cancellation",
+        help_text="win_back: a session for the customer's trial that ended unpaid in the last 30 days.",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +141,8 @@ class SessionStartView(SessionAPIView):
         data = StartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         source = request.auth if isinstance(request.auth, Source) else None
-        session, created = services.session_start(
+        start = services.win_back_start if data.validated_data["kind"] == "win_back" else services.session_start
+        session, created = start(
             source=source,
             user_id=data.validated_data.get("user_id"),
             stripe_subscription_id=data.validated_data.get("subscription_id"),
@@ -184,3 +193,27 @@ class SessionConfirmCancelView(SessionAPIView):
         """Confirm the cancellation; it is sent to Stripe with the reason as cancellation feedback."""
         session = services.session_confirm_cancel(session=self._session(token))
         return _answer(request, session.token)
+
+
+class ReportQuerySerializer(serializers.Serializer[Any]):
+    days = serializers.IntegerField(min_value=1, max_value=REPORT_MAX_DAYS, default=30)
+    include_test = serializers.BooleanField(default=False)
+
+
+class CancellationReportView(APIView):
+    """GET /api/v1/cancellation-reports/?days=N — the figures of the Retention → Reports page, for staff (token
+    or session auth) whose role may view cancellation sessions."""
+
+    permission_classes = [RoleModelPermissions]
+    queryset = CancellationSession.objects.none()  # names the model whose view permission is required
+
+    @extend_schema(parameters=[ReportQuerySerializer], responses=dict[str, Any])
+    def get(self, request: Request) -> Response:
+        """Sessions by outcome, save rate, MRR saved (and still saved after 30 days), acceptance by offer and
+        by reason, win-back recoveries and daily buckets over the last `days` days (default 30, at most 366)."""
+        query = ReportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        report = cancellation_report(
+            days=query.validated_data["days"], include_test=query.validated_data["include_test"]
+        )
+        return Response(report_json(report))

@@ -106,6 +106,12 @@ class OfferRuleForm(forms.Form):
     """An offer rule; each active offer gets a weight field (0 = not offered by this rule)."""
 
     name = forms.CharField(max_length=200, required=False)
+    applies_to = forms.ChoiceField(
+        choices=OfferRule.AppliesTo.choices,
+        initial=OfferRule.AppliesTo.CANCELLATION,
+        required=False,
+        help_text="Win-back rules ignore reasons and offer only discounts, trial extensions or a redirect.",
+    )
     segments = _segment_field()
     reasons = forms.ModelMultipleChoiceField(
         queryset=CancellationReason.objects.order_by("position", "pk"),

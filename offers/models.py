@@ -154,6 +154,16 @@ class OfferRule(RuleBase):
     another by this rule.
     """
 
+    class AppliesTo(models.TextChoices):
+        CANCELLATION = "cancellation", "Cancellation sessions"
+        WIN_BACK = "win_back", "Win-back sessions (lapsed trials)"
+
+    applies_to = models.CharField(
+        max_length=20,
+        choices=AppliesTo.choices,
+        default=AppliesTo.CANCELLATION,
+        help_text="Which sessions the rule is tried in; win-back sessions ask no reason, so reasons are ignored.",
+    )
     segments = models.ManyToManyField(Segment, blank=True, related_name="offer_rules")
     reasons = models.ManyToManyField(CancellationReason, blank=True, related_name="offer_rules")
     offers: models.ManyToManyField[Offer, OfferRuleOffer] = models.ManyToManyField(
@@ -194,6 +204,11 @@ class CancellationSession(TimestampedModel):
     `token` is the public id the product (and the hosted page) use. A session stays `incomplete` until it is
     saved (an offer accepted), canceled, or deflected (the customer went to support, or left: an incomplete
     session becomes deflected 24 hours after it started).
+
+    A `win_back` session is the same object for a trial that lapsed unpaid in the last 30 days: no reason is
+    asked, the offer is picked by the win-back offer rules, and accepting it ends the session `recovered`
+    (declining or leaving: deflected). `subscription` is then the lapsed one, and `recovered_subscription_id`
+    the Stripe subscription the accepted offer created.
     """
 
     class Stage(models.TextChoices):
@@ -207,7 +222,13 @@ class CancellationSession(TimestampedModel):
         SAVED = "saved", "Saved"
         CANCELED = "canceled", "Canceled"
         DEFLECTED = "deflected", "Deflected"
+        RECOVERED = "recovered", "Recovered (win-back)"
 
+    class Kind(models.TextChoices):
+        CANCELLATION = "cancellation", "Cancellation"
+        WIN_BACK = "win_back", "Win-back (lapsed trial)"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CANCELLATION)
     token = models.CharField(max_length=64, unique=True)
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="cancellation_sessions")
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="cancellation_sessions")
@@ -233,6 +254,9 @@ class CancellationSession(TimestampedModel):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.INCOMPLETE)
     outcome_at = models.DateTimeField(null=True, blank=True)
     mrr_cents = models.BigIntegerField(default=0, help_text="The subscription's MRR when the session started.")
+    recovered_subscription_id = models.CharField(
+        max_length=255, blank=True, help_text="Win-back: the Stripe subscription created by the accepted offer."
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule, Offer, OfferRule
 from offers.parameters import offer_summary
+from trials.models import Subscription
 
 
 def flow_reasons(flow: CancellationFlow) -> list[CancellationReason]:
@@ -38,6 +42,7 @@ def session_payload(session: CancellationSession) -> dict[str, Any]:
     flow = session.flow
     return {
         "token": session.token,
+        "kind": session.kind,
         "is_test": session.is_test,
         "stage": session.stage,
         "outcome": session.outcome,
@@ -57,6 +62,7 @@ def session_payload(session: CancellationSession) -> dict[str, Any]:
         "accepted_offer_id": session.accepted_offer_id,
         "offer_active_until": _iso(session.offer_active_until),
         "offer_simulated": session.offer_simulated,
+        "recovered_subscription_id": session.recovered_subscription_id or None,
     }
 
 
@@ -115,3 +121,153 @@ def session_report(*, since: datetime | None = None, include_test: bool = False)
         "mrr_saved_cents": totals["mrr_saved_cents"] or 0,
         "save_rate": round(totals["saved"] / decided, 4) if decided else None,
     }
+
+
+STILL_SAVED_AFTER = timedelta(days=30)
+"""A save counts as lasting when the subscription is still running this long after it."""
+
+REPORT_MAX_DAYS = 366
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass(frozen=True)
+class DayBucket:
+    """One day of the report's chart."""
+
+    day: date
+    saved: int
+    canceled: int
+    deflected: int
+    incomplete: int
+    recovered: int
+
+    @property
+    def total(self) -> int:
+        return self.saved + self.canceled + self.deflected + self.incomplete + self.recovered
+
+
+def cancellation_report(*, days: int, now: datetime | None = None, include_test: bool = False) -> dict[str, Any]:
+    """The retention report over the sessions started in the last `days` days. Four aggregate queries whatever
+    the number of sessions — the totals, acceptance by offer, by reason, and the daily buckets:
+
+    - cancellation sessions by outcome, save rate (saved ÷ (saved + canceled)) and MRR saved (MRR at session
+      start of the saved ones);
+    - lasting saves: of the saves at least 30 days old, those whose subscription (the billing mirror) is still
+      active or trialing and not set to cancel, or whose cancellation came more than 30 days after the save —
+      i.e. not canceled 30 days after the save — and their MRR;
+    - acceptance by offer (presented, accepted, rate) and by reason (sessions, offered, saved, canceled);
+    - win-back sessions, recoveries and the MRR they brought back;
+    - one bucket per day (sessions by outcome, by start day in the current time zone), empty days included.
+    """
+    now = now or timezone.now()
+    days = max(1, min(days, REPORT_MAX_DAYS))
+    today = timezone.localdate(now)
+    first_day = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first_day, datetime.min.time()))
+    sessions = CancellationSession.objects.filter(created_at__gte=since, created_at__lte=now)
+    if not include_test:
+        sessions = sessions.filter(is_test=False)
+    outcome, kind = CancellationSession.Outcome, CancellationSession.Kind
+    cancellation = Q(kind=kind.CANCELLATION)
+    saved = cancellation & Q(outcome=outcome.SAVED)
+    matured = saved & Q(outcome_at__lte=now - STILL_SAVED_AFTER)
+    running = Q(
+        subscription__status__in=[Subscription.Status.ACTIVE, Subscription.Status.TRIALING],
+        subscription__cancel_at_period_end=False,
+    )
+    thirty_days_after_save = ExpressionWrapper(F("outcome_at") + STILL_SAVED_AFTER, output_field=DateTimeField())
+    lasting = matured & (running | Q(subscription__canceled_at__gt=thirty_days_after_save))
+    win_back = Q(kind=kind.WIN_BACK)
+    recovered = win_back & Q(outcome=outcome.RECOVERED)
+    totals = sessions.aggregate(
+        sessions=Count("pk", filter=cancellation),
+        saved=Count("pk", filter=saved),
+        canceled=Count("pk", filter=cancellation & Q(outcome=outcome.CANCELED)),
+        deflected=Count("pk", filter=cancellation & Q(outcome=outcome.DEFLECTED)),
+        incomplete=Count("pk", filter=cancellation & Q(outcome=outcome.INCOMPLETE)),
+        mrr_saved_cents=Sum("mrr_cents", filter=saved, default=0),
+        saves_30d_old=Count("pk", filter=matured),
+        still_saved_30d=Count("pk", filter=lasting),
+        mrr_still_saved_30d_cents=Sum("mrr_cents", filter=lasting, default=0),
+        win_back_sessions=Count("pk", filter=win_back),
+        win_back_recovered=Count("pk", filter=recovered),
+        win_back_mrr_cents=Sum("mrr_cents", filter=recovered, default=0),
+    )
+    by_offer = [
+        {**row, "acceptance_rate": _rate(row["accepted"], row["presented"])}
+        for row in sessions.filter(offered_offer__isnull=False)
+        .values("offered_offer_id", "offered_offer__name", "offered_offer__kind")
+        .annotate(
+            presented=Count("pk"),
+            accepted=Count("pk", filter=Q(accepted_offer__isnull=False)),
+            mrr_cents=Sum("mrr_cents", filter=Q(accepted_offer__isnull=False), default=0),
+        )
+        .order_by("-accepted", "-presented", "offered_offer__name")
+    ]
+    by_reason = [
+        {
+            **row,
+            "acceptance_rate": _rate(row["accepted"], row["offered"]),
+            "save_rate": _rate(row["saved"], row["saved"] + row["canceled"]),
+        }
+        for row in sessions.filter(cancellation, reason__isnull=False)
+        .values("reason_id", "reason__label")
+        .annotate(
+            sessions=Count("pk"),
+            offered=Count("pk", filter=Q(offered_offer__isnull=False)),
+            accepted=Count("pk", filter=Q(accepted_offer__isnull=False)),
+            saved=Count("pk", filter=Q(outcome=outcome.SAVED)),
+            canceled=Count("pk", filter=Q(outcome=outcome.CANCELED)),
+        )
+        .order_by("-sessions", "reason__label")
+    ]
+    daily_rows = {
+        row["day"]: row
+        for row in sessions.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            saved=Count("pk", filter=Q(outcome=outcome.SAVED)),
+            canceled=Count("pk", filter=Q(outcome=outcome.CANCELED)),
+            deflected=Count("pk", filter=Q(outcome=outcome.DEFLECTED)),
+            incomplete=Count("pk", filter=Q(outcome=outcome.INCOMPLETE)),
+            recovered=Count("pk", filter=Q(outcome=outcome.RECOVERED)),
+        )
+        .order_by("day")
+    }
+    empty = {"saved": 0, "canceled": 0, "deflected": 0, "incomplete": 0, "recovered": 0}
+    daily = []
+    for offset in range(days):  # one per day of the period (not per session): fills the days without sessions
+        day = first_day + timedelta(days=offset)
+        row = daily_rows.get(day, empty)
+        daily.append(
+            DayBucket(day, row["saved"], row["canceled"], row["deflected"], row["incomplete"], row["recovered"])
+        )
+    return {
+        "days": days,
+        "since": since,
+        "until": now,
+        **totals,
+        "save_rate": _rate(totals["saved"], totals["saved"] + totals["canceled"]),
+        "still_saved_rate": _rate(totals["still_saved_30d"], totals["saves_30d_old"]),
+        "win_back_recovery_rate": _rate(totals["win_back_recovered"], totals["win_back_sessions"]),
+        "by_offer": by_offer,
+        "by_reason": by_reason,
+        "daily": daily,
+    }
+
+
+def report_json(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as the API answers it (dates as ISO strings, the chart as plain rows)."""
+    return {
+        **{key: value for key, value in report.items() if key not in ("since", "until", "daily")},
+        "since": report["since"].isoformat(),
+        "until": report["until"].isoformat(),
+        "daily": [
+            {"day": bucket.day.isoformat(), "saved": bucket.saved, "canceled": bucket.canceled,
+             "deflected": bucket.deflected, "incomplete": bucket.incomplete, "recovered": bucket.recovered}
+            for bucket in report["daily"]
+        ],
+    }  # fmt: skip

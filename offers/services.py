@@ -12,6 +12,10 @@ session API and the hosted page call. Every move that reaches Stripe is planned 
 
 The session row is locked (`select_for_update`) for the duration of a move, so two clicks on "accept" apply
 the offer once; on SQLite the write lock taken by `BEGIN IMMEDIATE` does the same.
+
+A win-back session (`win_back_start`) is the same object for a trial that lapsed unpaid in the last 30 days: it
+starts at the offer, and accepting creates a new subscription in Stripe. Every outcome is told on the customer's
+timeline, and acceptances to destinations, inside the move's transaction (`_session_announce`).
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 import stripe
 from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from audiences.models import Customer, Source
+from audiences.live import internal_source
+from audiences.models import Customer, Event, Source
+from integrations.destinations import Outbound, OutboundKind, outbound_emit
 from integrations.stripe_api import StripeNotConfigured, stripe_client
 from offers.models import (
     CancellationFlow,
@@ -52,6 +60,7 @@ from segments.models import Segment
 from segments.selectors import segment_draft_members
 from segments.usage import SegmentUse
 from trials.models import BillingInterval, Plan, Subscription
+from trials.services import monthly_amount
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,17 @@ SESSION_LIFETIME = timedelta(hours=24)
 
 MAX_FEEDBACK = 5000
 """Stripe's limit on `cancellation_details.comment`."""
+
+WIN_BACK_WINDOW = timedelta(days=30)
+"""A trial that ended unpaid can be won back for this long after it ended (the recovery window)."""
+
+WIN_BACK_KINDS = (Offer.Kind.DISCOUNT, Offer.Kind.TRIAL_EXTENSION, Offer.Kind.REDIRECT)
+"""What a win-back session can offer: a new subscription with a discount or a new trial, or a way to support.
+Pausing or changing the plan of a subscription that no longer runs means nothing."""
+
+LAPSED_STATUSES = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED)
+"""Mirrored statuses of a trial that ended without converting and that Stripe cannot revive: a win-back creates
+a new subscription. (A trial `paused` for a missing payment method is not handled yet.)"""
 
 
 # --- Errors the session API turns into answers ---------------------------------------------------------------
@@ -145,10 +165,12 @@ def offer_rule_save(
     repeat_window_days: int = 90,
     is_active: bool = True,
     is_draft: bool = True,
+    applies_to: str = OfferRule.AppliesTo.CANCELLATION,
 ) -> OfferRule:
     """Create or update an offer rule with its segments, reasons and weighted offers (at the end when new).
 
-    A rule either shows no offer or names at least one; weights must be positive.
+    A rule either shows no offer or names at least one; weights must be positive. A win-back rule
+    (`applies_to=win_back`) is tried in win-back sessions only, where no reason is asked.
     """
     if no_offer and offers:
         raise ValueError("A 'no offer' rule cannot also name offers.")
@@ -166,6 +188,9 @@ def offer_rule_save(
         rule.position = position
     rule.name, rule.no_offer, rule.allow_repeat = name, no_offer, allow_repeat
     rule.repeat_window_days, rule.is_active, rule.is_draft = repeat_window_days, is_active, is_draft
+    if applies_to not in OfferRule.AppliesTo.values:
+        raise ValueError(f"Unknown applies_to {applies_to!r}.")
+    rule.applies_to = applies_to
     rule.save()
     rule.segments.set(segments)
     rule.reasons.set(reasons)
@@ -298,20 +323,27 @@ def offer_match(
     seed: str,
     now: datetime | None = None,
     exclude_session: int | None = None,
+    applies_to: str = OfferRule.AppliesTo.CANCELLATION,
 ) -> OfferMatch:
-    """Walk the offer rules in order; the first whose segments and reasons both match decides.
+    """Walk the offer rules for this kind of session in order; the first whose segments and reasons both match
+    decides.
 
     Empty segments or reasons match anything. A matching rule shows no offer when it says so, when its offers
     are all inactive, or — unless it allows repeats — when the customer was saved by an offer within its repeat
-    window (first match still wins: a later rule is not consulted).
+    window (first match still wins: a later rule is not consulted). Win-back rules (`applies_to=win_back`) are
+    matched without a reason — the trial ended, nobody was asked — and offer only what Stripe can apply to a
+    lapsed trial (WIN_BACK_KINDS); their other offers are skipped as if inactive.
     """
     now = now or timezone.now()
+    win_back = applies_to == OfferRule.AppliesTo.WIN_BACK
     rules = (
-        OfferRule.objects.filter(_visible(is_test)).prefetch_related("segments", "reasons").order_by("position", "pk")
+        OfferRule.objects.filter(_visible(is_test), applies_to=applies_to)
+        .prefetch_related("segments", "reasons")
+        .order_by("position", "pk")
     )
     for rule in rules:
         reason_ids = {r.pk for r in rule.reasons.all()}
-        if reason_ids and (reason is None or reason.pk not in reason_ids):
+        if not win_back and reason_ids and (reason is None or reason.pk not in reason_ids):
             continue
         if not customer_in_any_segment(customer, list(rule.segments.all()), is_test=is_test, now=now):
             continue
@@ -321,9 +353,10 @@ def offer_match(
             customer.pk, days=rule.repeat_window_days, now=now, exclude_session=exclude_session
         ):
             return OfferMatch(rule, None, repeat_blocked=True)
-        entries = list(
-            OfferRuleOffer.objects.filter(rule=rule, offer__is_active=True).select_related("offer").order_by("pk")
-        )
+        candidates = OfferRuleOffer.objects.filter(rule=rule, offer__is_active=True)
+        if win_back:
+            candidates = candidates.filter(offer__kind__in=WIN_BACK_KINDS)
+        entries = list(candidates.select_related("offer").order_by("pk"))
         if not entries:
             return OfferMatch(rule, None)
         return OfferMatch(rule, weighted_pick(entries, f"{seed}:{rule.pk}"))
@@ -453,6 +486,155 @@ def session_start(
     return session, True
 
 
+def lapsed_trials(now: datetime) -> QuerySet[Subscription]:
+    """Trials that ended unpaid within the recovery window: a subscription that had a trial, never paid an
+    invoice, and is canceled or expired (what `trials.billing` mirrors from Stripe), its end — `ended_at`, else
+    `canceled_at`, else `trial_end` — in the last 30 days."""
+    ended = Coalesce("ended_at", "canceled_at", "trial_end")
+    return Subscription.objects.annotate(lapsed_at=ended).filter(
+        trial_end__isnull=False,
+        status__in=LAPSED_STATUSES,
+        paid_cents=0,
+        lapsed_at__gte=now - WIN_BACK_WINDOW,
+        lapsed_at__lte=now,
+    )
+
+
+def _lapsed_trial(*, user_id: str | None, stripe_subscription_id: str | None, now: datetime) -> Subscription:
+    found = lapsed_trials(now).select_related("customer", "plan")
+    if stripe_subscription_id:
+        found = found.filter(stripe_subscription_id=stripe_subscription_id)
+        if user_id:
+            found = found.filter(customer__user_id=user_id)
+    elif user_id:
+        found = found.filter(customer__user_id=user_id)
+    else:
+        raise SessionError("Send user_id or subscription_id.", code="missing_subscription")
+    subscription = found.order_by("-lapsed_at", "-pk").first()
+    if subscription is None:
+        raise SessionNotFound("No trial that ended unpaid in the last 30 days.", code="no_lapsed_trial")
+    still_open = Subscription.objects.filter(customer=subscription.customer).exclude(
+        status__in=[*LAPSED_STATUSES, Subscription.Status.INCOMPLETE]
+    )
+    if still_open.exists():
+        raise WrongState("This customer has a subscription again; there is nothing to win back.", code="not_lapsed")
+    return subscription
+
+
+def win_back_start(
+    *,
+    source: Source | None,
+    user_id: str | None = None,
+    stripe_subscription_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[CancellationSession, bool]:
+    """Start (or resume) a win-back session for a trial that lapsed unpaid in the last 30 days → (session,
+    created).
+
+    The same object as a cancellation session, on the lapsed subscription: the flow rules pick the flow (its
+    brand is the hosted page's), no reason is asked, and the win-back offer rules pick the offer at once, so
+    the session starts at the offer. When no win-back rule offers anything, nothing is started (`no_offer`).
+    """
+    now = now or timezone.now()
+    subscription = _lapsed_trial(user_id=user_id, stripe_subscription_id=stripe_subscription_id, now=now)
+    customer = subscription.customer
+    open_sessions = CancellationSession.objects.filter(
+        subscription=subscription, outcome=CancellationSession.Outcome.INCOMPLETE
+    )
+    _expire(open_sessions, now)
+    existing = open_sessions.first()
+    if existing is not None:
+        return existing, False
+    is_test = customer.is_test
+    if not is_test and not (customer.stripe_customer_id and subscription.plan.stripe_price_id):
+        raise WrongState("This trial is not linked to Stripe, so an offer cannot be applied.", code="no_stripe")
+    flow = flow_for_customer(customer, is_test=is_test, now=now)
+    if flow is None:
+        raise WrongState("No cancellation flow applies to this customer.", code="no_flow")
+    token = secrets.token_urlsafe(24)
+    match = offer_match(
+        customer=customer,
+        reason=None,
+        is_test=is_test,
+        seed=token,
+        now=now,
+        applies_to=OfferRule.AppliesTo.WIN_BACK,
+    )
+    if match.offer is None:
+        raise WrongState("No win-back offer applies to this customer.", code="no_offer")
+    plan = subscription.plan
+    mrr = monthly_amount(
+        amount_cents=plan.amount_cents,
+        interval=plan.interval,
+        interval_count=plan.interval_count,
+        quantity=subscription.quantity,
+    )
+    try:
+        with transaction.atomic():
+            session = CancellationSession.objects.create(
+                token=token,
+                kind=CancellationSession.Kind.WIN_BACK,
+                customer=customer,
+                subscription=subscription,
+                source=source,
+                flow=flow,
+                is_test=is_test,
+                stage=CancellationSession.Stage.OFFER,
+                offer_rule=match.rule,
+                offered_offer=match.offer,
+                mrr_cents=int(mrr.quantize(Decimal(1), rounding=ROUND_HALF_UP)),
+            )
+            _step_record(
+                session,
+                SessionStep.Kind.START,
+                data={"subscription": subscription.pk, "rule": match.rule and match.rule.pk, "offer": match.offer.pk},
+            )
+    except IntegrityError:
+        return open_sessions.get(), False
+    return session, True
+
+
+def _win_back_plan(
+    session: CancellationSession, offer: Offer, client: stripe.StripeClient | None, now: datetime
+) -> StripePlan:
+    """A new subscription to the lapsed trial's price for the same customer (Stripe cannot revive a canceled or
+    expired subscription): with `trial_end` = now + days for a trial extension, or with the offer's coupon for
+    a discount — then `payment_behavior=default_incomplete`, so a customer without a card is not charged and
+    failed, and the first invoice waits for them to pay. The metadata names the session and the old trial."""
+    subscription = session.subscription
+    customer_id = session.customer.stripe_customer_id or f"(test customer {session.customer_id})"
+    price = subscription.plan.stripe_price_id or f"(price of plan {subscription.plan_id})"
+    create: dict[str, Any] = {
+        "customer": customer_id,
+        "items": [{"price": price, "quantity": subscription.quantity}],
+        "metadata": {
+            "trialloop_win_back_session": session.token,
+            "trialloop_lapsed_subscription": subscription.stripe_subscription_id or "",
+        },
+    }
+    calls: list[dict[str, Any]] = []
+    if offer.kind == Offer.Kind.TRIAL_EXTENSION:
+        until = now + timedelta(days=int(offer.parameters["days"]))
+        create["trial_end"] = _timestamp(until)
+        active_until: datetime | None = until
+    elif offer.kind == Offer.Kind.DISCOUNT:
+        coupon = _coupon_params(offer)
+        calls.append(_call("coupon", "coupons.create", coupon, target=coupon["id"]))
+        create["discounts"] = [{"coupon": coupon["id"]}]
+        create["payment_behavior"] = "default_incomplete"
+        active_until = _win_back_discount_end(offer, now)
+    else:
+        raise WrongState("This offer cannot win back a lapsed trial; edit the rule.", code="offer_invalid")
+    calls.append(_call("create", "subscriptions.create", create, target=None))
+    return StripePlan(calls, active_until)
+
+
+def _win_back_discount_end(offer: Offer, now: datetime) -> datetime | None:
+    if offer.parameters["duration"] == "repeating":
+        return add_months(now, int(offer.parameters["duration_in_months"]))
+    return None  # once: the first invoice, whenever it is paid; forever: no end
+
+
 def session_get(token: str) -> CancellationSession:
     """The session with this public token (SessionNotFound otherwise)."""
     session = (
@@ -496,6 +678,8 @@ def session_answer_reason(
     with transaction.atomic():
         session = _locked(session)
         _require_open(session)
+        if session.kind == CancellationSession.Kind.WIN_BACK:
+            raise WrongState("A win-back session asks no reason.", code="win_back")
         if session.stage != CancellationSession.Stage.REASON:
             if session.reason_id == reason_id:
                 return session
@@ -535,11 +719,26 @@ def session_answer_reason(
     return session
 
 
-def session_decline(*, session: CancellationSession) -> CancellationSession:
-    """The customer said no to the offer: on to the cancel confirmation (declining twice changes nothing)."""
+def session_decline(*, session: CancellationSession, now: datetime | None = None) -> CancellationSession:
+    """The customer said no to the offer: on to the cancel confirmation (declining twice changes nothing).
+
+    In a win-back session there is nothing to cancel: declining ends it deflected (not recovered)."""
+    now = now or timezone.now()
     with transaction.atomic():
         session = _locked(session)
+        if (
+            session.kind == CancellationSession.Kind.WIN_BACK
+            and session.outcome == CancellationSession.Outcome.DEFLECTED
+        ):
+            return session
         _require_open(session)
+        if session.kind == CancellationSession.Kind.WIN_BACK:
+            session.outcome, session.outcome_at = CancellationSession.Outcome.DEFLECTED, now
+            session.stage = CancellationSession.Stage.DONE
+            session.save(update_fields=["outcome", "outcome_at", "stage", "updated_at"])
+            _step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
+            _session_announce(session, now)
+            return session
         if session.stage == CancellationSession.Stage.CONFIRM:
             return session
         if session.stage != CancellationSession.Stage.OFFER:
@@ -732,6 +931,8 @@ def _send(client: stripe.StripeClient, call: dict[str, Any], key: str) -> dict[s
         return _summary(client.v1.coupons.create(params, options).to_dict())
     if call["method"] == "subscriptions.update":
         return _summary(client.v1.subscriptions.update(call["target"], params, options).to_dict())
+    if call["method"] == "subscriptions.create":
+        return _summary(client.v1.subscriptions.create(params, options).to_dict())
     if call["method"] == "subscriptions.cancel":
         return _summary(client.v1.subscriptions.cancel(call["target"], params, options).to_dict())
     raise ValueError(f"unknown Stripe method {call['method']}")
@@ -808,6 +1009,96 @@ def _run_step(
     return step, failure
 
 
+# --- Timeline and destinations ----------------------------------------------------------------------------
+
+OFFER_ACCEPTED_EVENT = "Offer Accepted"
+SESSION_COMPLETED_EVENT = "Cancellation Session Completed"
+
+
+def _offer_properties(offer: Offer | None) -> dict[str, Any]:
+    if offer is None:
+        return {"offer_id": None, "offer_name": None, "offer_kind": None}
+    return {"offer_id": offer.pk, "offer_name": offer.name, "offer_kind": offer.kind}
+
+
+def session_properties(session: CancellationSession, reason_label: str | None = None) -> dict[str, Any]:
+    """What the timeline events and outbound messages say about a session: outcome, reason, offer and MRR."""
+    reason = session.reason if session.reason_id else None
+    return {
+        "session_token": session.token,
+        "session_kind": session.kind,
+        "outcome": session.outcome,
+        "reason_id": session.reason_id,
+        "reason": reason_label if reason_label is not None else (reason.label if reason else None),
+        "stripe_feedback": reason.stripe_feedback if reason else None,
+        **_offer_properties(session.accepted_offer or session.offered_offer),
+        "offer_accepted": session.accepted_offer_id is not None,
+        "mrr": round(session.mrr_cents / 100, 2),
+        "is_test": session.is_test,
+    }
+
+
+def _timeline_events(rows: Sequence[tuple[CancellationSession, str, str, dict[str, Any]]], at: datetime) -> None:
+    """Record (session, step, event name, properties) on the customers' timelines under Trialloop's internal
+    source. The message id is `offers:<token>:<step>`: the (source, message id) constraint makes a move that
+    runs twice — a retry, a double click — record its event once."""
+    if not rows:
+        return
+    source = internal_source()
+    Event.objects.bulk_create(
+        [
+            Event(
+                source=source,
+                message_id=f"offers:{session.token}:{step}",
+                customer_id=session.customer_id,
+                type=Event.Type.TRACK,
+                name=name,
+                properties=properties,
+                timestamp=at,
+                received_at=at,
+            )
+            for session, step, name, properties in rows
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _session_announce(session: CancellationSession, now: datetime) -> None:
+    """Tell the customer's timeline how the session ended ("Offer Accepted" first when an offer was accepted)
+    and send acceptances to destinations (OutboundKind.OFFER_ACCEPTED, key `offer_accepted:<token>`: one per
+    session whatever the retries). Test sessions go on the (test) customer's timeline but not to destinations,
+    as they reach no Stripe either. Called inside the move's transaction, so nothing is told of a move that
+    rolled back."""
+    properties = session_properties(session)
+    rows: list[tuple[CancellationSession, str, str, dict[str, Any]]] = []
+    if session.accepted_offer_id is not None:
+        rows.append((session, "accept", OFFER_ACCEPTED_EVENT, properties))
+    rows.append((session, "completed", SESSION_COMPLETED_EVENT, properties))
+    _timeline_events(rows, now)
+    if session.accepted_offer_id is not None and not session.is_test:
+        outbound_emit(
+            [
+                Outbound(
+                    kind=OutboundKind.OFFER_ACCEPTED,
+                    customer_id=session.customer_id,
+                    idempotency_key=f"offer_accepted:{session.token}",
+                    occurred_at=now,
+                    data={
+                        "offer": offer_payload_brief(session.accepted_offer),
+                        "session": properties,
+                    },
+                )
+            ]
+        )
+
+
+def offer_payload_brief(offer: Offer | None) -> dict[str, Any] | None:
+    """The offer as destinations receive it."""
+    if offer is None:
+        return None
+    return {"id": offer.pk, "name": offer.name, "kind": offer.kind, "parameters": offer.parameters}
+
+
 def _customer_saved(customer_id: int) -> None:
     """The subscriber status segments read: Saved from the moment an offer keeps the customer."""
     Customer.objects.filter(pk=customer_id).update(subscriber_status=Customer.SubscriberStatus.SAVED)
@@ -824,7 +1115,7 @@ def session_accept(*, session: CancellationSession, now: datetime | None = None)
     failure: StripeStepFailed | None = None
     with transaction.atomic():
         session = _locked(session)
-        if session.outcome == CancellationSession.Outcome.SAVED or (
+        if session.outcome in (CancellationSession.Outcome.SAVED, CancellationSession.Outcome.RECOVERED) or (
             session.outcome == CancellationSession.Outcome.DEFLECTED and session.accepted_offer_id
         ):
             return session
@@ -840,11 +1131,14 @@ def session_accept(*, session: CancellationSession, now: datetime | None = None)
             _step_record(
                 session, SessionStep.Kind.ACCEPT, data={"offer": offer.pk, "redirect": offer.parameters["url"]}
             )
+            _session_announce(session, now)
             return session
+        win_back = session.kind == CancellationSession.Kind.WIN_BACK
+        planner = _win_back_plan if win_back else _accept_plan
         step, failure = _run_step(
             session,
             SessionStep.Kind.ACCEPT,
-            lambda client: _accept_plan(session, offer, client, now),
+            lambda client: planner(session, offer, client, now),
             data={"offer": offer.pk},
         )
         if failure is None:
@@ -852,10 +1146,18 @@ def session_accept(*, session: CancellationSession, now: datetime | None = None)
             session.accepted_offer = offer
             session.offer_active_until = datetime.fromisoformat(until) if until else None
             session.offer_simulated = session.is_test
-            session.outcome, session.outcome_at = CancellationSession.Outcome.SAVED, now
             session.stage = CancellationSession.Stage.DONE
+            if win_back:
+                # The new subscription reaches the mirror through its webhook; billing then sets the status.
+                created: dict[str, Any] = next((c for c in step.stripe_calls if c["name"] == "create"), {})
+                session.recovered_subscription_id = str((created.get("response") or {}).get("id") or "")
+                session.outcome, session.outcome_at = CancellationSession.Outcome.RECOVERED, now
+            else:
+                session.outcome, session.outcome_at = CancellationSession.Outcome.SAVED, now
             session.save()
-            _customer_saved(session.customer_id)
+            if not win_back:
+                _customer_saved(session.customer_id)
+            _session_announce(session, now)
     if failure is not None:
         raise failure
     return session
@@ -872,6 +1174,8 @@ def session_confirm_cancel(*, session: CancellationSession, now: datetime | None
         if session.outcome == CancellationSession.Outcome.CANCELED:
             return session
         _require_open(session)
+        if session.kind == CancellationSession.Kind.WIN_BACK:
+            raise WrongState("A win-back session has no subscription to cancel.", code="win_back")
         if session.stage == CancellationSession.Stage.REASON:
             raise WrongState("Answer the reason question first.", code="reason_missing")
         if session.stage == CancellationSession.Stage.OFFER:
@@ -887,20 +1191,41 @@ def session_confirm_cancel(*, session: CancellationSession, now: datetime | None
             session.outcome, session.outcome_at = CancellationSession.Outcome.CANCELED, now
             session.stage = CancellationSession.Stage.DONE
         session.save()
+        if failure is None:
+            _session_announce(session, now)
     if failure is not None:
         raise failure
     return session
 
 
 def _expire(sessions: QuerySet[CancellationSession], now: datetime) -> int:
-    return sessions.filter(
-        outcome=CancellationSession.Outcome.INCOMPLETE, created_at__lte=now - SESSION_LIFETIME
-    ).update(
-        outcome=CancellationSession.Outcome.DEFLECTED,
-        outcome_at=ExpressionWrapper(F("created_at") + SESSION_LIFETIME, output_field=DateTimeField()),
-        stage=CancellationSession.Stage.DONE,
-        updated_at=now,
-    )
+    """Deflect the incomplete sessions past their lifetime and put "Cancellation Session Completed" on their
+    customers' timelines: one locking SELECT of the rows, one UPDATE, one INSERT, whatever their number."""
+    with transaction.atomic():
+        due = list(
+            sessions.filter(outcome=CancellationSession.Outcome.INCOMPLETE, created_at__lte=now - SESSION_LIFETIME)
+            .select_for_update(of=("self",), skip_locked=True)
+            .select_related("reason", "offered_offer")
+        )
+        if not due:
+            return 0
+        updated = CancellationSession.objects.filter(
+            pk__in=[session.pk for session in due], outcome=CancellationSession.Outcome.INCOMPLETE
+        ).update(
+            outcome=CancellationSession.Outcome.DEFLECTED,
+            outcome_at=ExpressionWrapper(F("created_at") + SESSION_LIFETIME, output_field=DateTimeField()),
+            stage=CancellationSession.Stage.DONE,
+            updated_at=now,
+        )
+        rows = []
+        for session in due:
+            session.outcome, session.outcome_at = (
+                CancellationSession.Outcome.DEFLECTED,
+                session.created_at + SESSION_LIFETIME,
+            )
+            rows.append((session, "completed", SESSION_COMPLETED_EVENT, session_properties(session)))
+        _timeline_events(rows, now)
+    return updated
 
 
 def sessions_expire(*, now: datetime | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -48,6 +49,71 @@ class RuleListView(StaffPermissionMixin, TemplateView):
             **super().get_context_data(**kwargs),
             "flow_rules": selectors.flow_rule_list(),
             "offer_rules": selectors.offer_rule_list(),
+        }
+
+
+REPORT_PERIODS = (7, 30, 90, 365)
+
+CHART_SERIES = (
+    ("saved", "#12b76a", "Saved"),
+    ("recovered", "#2e90fa", "Recovered (win-back)"),
+    ("deflected", "#fdb022", "Deflected"),
+    ("incomplete", "#98a2b3", "Incomplete"),
+    ("canceled", "#f04438", "Canceled"),
+)
+
+
+@dataclass(frozen=True)
+class ChartBar:
+    """One coloured piece of a day's stacked bar, in SVG user units."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    color: str
+    title: str
+
+
+def report_chart(daily: list[selectors.DayBucket], *, width: int = 720, height: int = 180) -> dict[str, Any]:
+    """The geometry of the daily chart — one stacked bar per day, sessions by outcome — drawn by the template
+    as inline SVG: no JavaScript and nothing fetched from elsewhere, so the page works offline and in tests."""
+    peak = max((bucket.total for bucket in daily), default=0) or 1
+    slot = width / max(len(daily), 1)
+    bar_width = max(slot * 0.8, 1.0)
+    bars: list[ChartBar] = []
+    for index, bucket in enumerate(daily):
+        bottom = float(height)
+        for field, color, label in CHART_SERIES:
+            count = getattr(bucket, field)
+            if not count:
+                continue
+            piece = count / peak * height
+            bottom -= piece
+            title = f"{bucket.day.isoformat()}: {count} {label.lower()}"
+            bars.append(
+                ChartBar(round(index * slot, 2), round(bottom, 2), round(bar_width, 2), round(piece, 2), color, title)
+            )
+    return {"width": width, "height": height, "peak": peak, "bars": bars, "series": CHART_SERIES}
+
+
+class ReportView(StaffPermissionMixin, TemplateView):
+    """Retention → Reports: the figures of `cancellation_report` over a chosen period, with a daily chart."""
+
+    template_name = "offers/report.html"
+    required_permissions = ("offers.view_cancellationsession",)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        raw = self.request.GET.get("days", "30")
+        days = int(raw) if raw.isdigit() and int(raw) in REPORT_PERIODS else 30
+        include_test = self.request.GET.get("test") == "1"
+        report = selectors.cancellation_report(days=days, include_test=include_test)
+        return {
+            **super().get_context_data(**kwargs),
+            "report": report,
+            "chart": report_chart(report["daily"]),
+            "periods": REPORT_PERIODS,
+            "include_test": include_test,
         }
 
 
@@ -166,7 +232,7 @@ class OfferRuleEditView(EditView):
         initial: dict[str, Any] = {}
         if instance is not None:
             initial = {
-                "name": instance.name, "segments": list(instance.segments.all()),
+                "name": instance.name, "applies_to": instance.applies_to, "segments": list(instance.segments.all()),
                 "reasons": list(instance.reasons.all()), "no_offer": instance.no_offer,
                 "allow_repeat": instance.allow_repeat, "repeat_window_days": instance.repeat_window_days,
                 "is_active": instance.is_active, "is_draft": instance.is_draft,
@@ -186,6 +252,7 @@ class OfferRuleEditView(EditView):
             repeat_window_days=data["repeat_window_days"],
             is_active=data["is_active"],
             is_draft=data["is_draft"],
+            applies_to=data["applies_to"] or OfferRule.AppliesTo.CANCELLATION,
         )
 
     def success_url(self) -> str:

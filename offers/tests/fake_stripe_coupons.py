@@ -1,4 +1,5 @@
-"""FakeStripe plus `POST /v1/coupons`, which the shared fake does not serve and discount offers need.
+"""FakeStripe plus `POST /v1/coupons` and `POST /v1/subscriptions`, which the shared fake does not serve and
+discount offers and win-back recoveries (a new subscription for a lapsed trial) need.
 
 Kept beside the offers tests (the shared fake belongs to integrations): the parameters are checked against
 the library's `CouponCreateParams`, a coupon id already in use answers `resource_already_exists` as Stripe does,
@@ -10,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from integrations.tests import stripe_payloads as payloads
-from integrations.tests.fake_stripe import FakeStripe, RecordedRequest, StripeApiError, StripeDict, _accepted
+from integrations.tests.fake_stripe import (
+    FakeStripe,
+    RecordedRequest,
+    StripeApiError,
+    StripeDict,
+    _accepted,
+    _as_list,
+    _integer,
+)
 
 
 class FakeStripeWithCoupons(FakeStripe):
@@ -19,6 +28,8 @@ class FakeStripeWithCoupons(FakeStripe):
     def _route(self, record: RecordedRequest, request_id: str) -> StripeDict:
         if record.method == "POST" and record.path.rstrip("/") == "/v1/coupons":
             return self._create_coupon(record.params)
+        if record.method == "POST" and record.path.rstrip("/") == "/v1/subscriptions":
+            return self._create_subscription(record.params)
         return super()._route(record, request_id)
 
     def _create_coupon(self, params: dict[str, Any]) -> StripeDict:
@@ -43,3 +54,39 @@ class FakeStripeWithCoupons(FakeStripe):
         )
         self._put(coupon)
         return coupon
+
+    def _create_subscription(self, params: dict[str, Any]) -> StripeDict:
+        """A new subscription: trialing until `trial_end` when given, `incomplete` with
+        `payment_behavior=default_incomplete` (the first invoice waits for the customer to pay), else active."""
+        self._check_params(params, _accepted("SubscriptionCreateParams"))
+        customer = str(params.get("customer") or "")
+        if not customer:
+            raise StripeApiError(400, "Missing required param: customer.", param="customer")
+        self._require("customers", customer, "customer")
+        items = _as_list(params.get("items"))
+        if not items:
+            raise StripeApiError(400, "Missing required param: items.", param="items")
+        pairs = [
+            (self._require("prices", str(item.get("price")), f"items[{i}][price]"), int(item.get("quantity") or 1))
+            for i, item in enumerate(items)
+        ]
+        trial_end = _integer(params["trial_end"], "trial_end") if "trial_end" in params else None
+        if trial_end is not None:
+            status = "trialing"
+        elif params.get("payment_behavior") == "default_incomplete":
+            status = "incomplete"
+        else:
+            status = "active"
+        subscription = payloads.subscription(
+            id=self._new_id("sub"),
+            customer=customer,
+            items=pairs,
+            status=status,
+            trial_start=payloads.now() if trial_end is not None else None,
+            trial_end=trial_end,
+            metadata=params.get("metadata") or {},
+        )
+        if "discounts" in params:
+            subscription["discounts"] = self._discount_ids(subscription, _as_list(params["discounts"]))
+        self._put(subscription)
+        return subscription

@@ -146,3 +146,23 @@ def test_sessions_page_shows_the_report(make_user, bob, flow, product_api):
     page = signed_in(make_user, Role.CS).get(reverse("offers:session-list")).content.decode()
     assert "bob@example.test" in page
     assert "Incomplete" in page
+
+
+def test_a_win_back_rule_through_the_form(make_user, make_offer):
+    client = signed_in(make_user, Role.CS)
+    extension = make_offer("trial_extension", "Week more", days=7)
+
+    response = client.post(
+        reverse("offers:offer-rule-create"),
+        {
+            "name": "Lapsed trials",
+            "applies_to": "win_back",
+            f"weight_{extension.pk}": "1",
+            "repeat_window_days": "90",
+            "is_active": "on",
+        },
+    )
+
+    assert response.status_code == 302
+    assert OfferRule.objects.get(name="Lapsed trials").applies_to == OfferRule.AppliesTo.WIN_BACK
+    assert "win-back" in client.get(reverse("offers:rule-list")).content.decode()
