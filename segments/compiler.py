@@ -339,6 +339,11 @@ def _event_q(node: EventCondition, now: datetime) -> Q:
     return Q(Exact(count, node.count))
 
 
+def _two_valued(q: Q) -> Q:
+    """A filter that is true or false, never NULL (NULL counts as false)."""
+    return Q(Exact(Case(When(q, then=Value(True)), default=Value(False), output_field=BooleanField()), True))
+
+
 def compile_node(node: Node, now: datetime) -> Q:
     """A node (group or leaf) as a filter on Customer."""
     if isinstance(node, Condition):
@@ -354,7 +359,9 @@ def compile_node(node: Node, now: datetime) -> Q:
     for child in node.children:
         child_q = compile_node(child, now)
         combined = child_q if not combined else (combined & child_q if node.operator == "and" else combined | child_q)
-    return ~combined if node.negate else combined
+    # NOT of a three-valued result keeps NULL (a missing account's name, say) and drops the customer, where the
+    # leaves, each held or not, say NOT should hold: the negated group is made two-valued first.
+    return ~_two_valued(combined) if node.negate else combined
 
 
 def compile_tree(tree: Group, now: datetime | None = None) -> Q:

@@ -123,3 +123,18 @@ def test_sql_membership_equals_explain(
             wrapped = tree if tree["type"] == "group" else {"type": "group", "operator": "and", "children": [tree]}
             assert combine(wrapped, held) == result["matches"], (tree, result)
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_a_negated_group_over_a_missing_relation_agrees_with_its_leaves() -> None:
+    # Found by hypothesis: for a customer without an account, "account.name = Acme" is NULL in SQL (a LEFT
+    # JOIN), so NOT(… AND that) stayed NULL and dropped the customer, while the leaves say the group is false.
+    lonely = Customer.objects.create(user_id="lonely")
+    tree = {"type": "group", "operator": "and", "negate": True, "children": [
+        {"type": "condition", "property": "account.name", "operator": "not_equals", "value": "Acme"},
+        {"type": "condition", "property": "account.name", "operator": "equals", "value": "Acme"},
+    ]}  # fmt: skip
+    result = explain(tree, lonely)
+    assert [leaf["held"] for leaf in result["leaves"]] == [True, False]
+    assert result["matches"] is True
+    assert Customer.objects.filter(compile_tree(parse_tree(tree))).filter(pk=lonely.pk).exists()
