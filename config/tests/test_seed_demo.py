@@ -25,7 +25,7 @@ from config.demo import (
 )
 from config.demo_definitions import COMPUTED_TRAITS, LIVE_AUDIENCES, demo_definitions_ensure
 from segments.models import Segment, SegmentMembership
-from trials.models import Plan, Product, Subscription
+from trials.models import Plan, Product, Subscription, Trial
 from trials.services import subscription_mrr_cents
 
 SIZE = 300
@@ -214,3 +214,10 @@ def test_starter_definitions_are_computed_over_the_demo_and_created_once() -> No
     assert expected, "the demo should have some power users"
     counted = ComputedTraitValue.objects.filter(trait__key="projects_created", number_value__gt=0).count()
     assert counted == Event.objects.filter(name="Project Created").values("customer_id").distinct().count()
+
+
+def test_the_command_derives_the_demo_trials() -> None:
+    output = _seed_command()
+    assert "Trials derived" in output
+    assert Trial.objects.count() > 0
+    assert set(Trial.objects.values_list("stage", flat=True)) >= {"trigger", "convert"}

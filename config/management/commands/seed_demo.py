@@ -7,13 +7,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from config.demo import DEFAULT_CUSTOMERS, DEFAULT_SEED, DEMO_SOURCE_NAME, MIN_CUSTOMERS, DemoSummary, demo_seed
 from config.demo_definitions import demo_definitions_ensure
+from trials.loop import trials_backfill
 
 
 class Command(BaseCommand):
     help = (
         "Seed a realistic demo data set: products and plans, a few thousand trials over the last 120 days, "
-        "accounts with seats, events and subscriptions in every status; plus starter computed traits and live "
-        "audiences. Does nothing if demo data exists, unless --reset."
+        "accounts with seats, events and subscriptions in every status; then trials with their stages and scores, "
+        "and starter computed traits and live audiences. Does nothing if demo data exists, unless --reset."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -39,6 +40,8 @@ class Command(BaseCommand):
             )
         else:
             self._print_summary(summary)
+        trials = trials_backfill()
+        self.stdout.write(f"Trials derived (stages, fit and PQL scores) for {trials:,} customers.")
         created = demo_definitions_ensure()
         if any(created.values()):
             self.stdout.write(
