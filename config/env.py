@@ -79,3 +79,23 @@ def celery_broker() -> tuple[str, dict[str, Any]]:
             "store_processed": False,
         }
     return str(url), options
+
+
+def email_config() -> dict[str, Any]:
+    """EMAIL_URL (smtp://user:pass@host:port, smtp+tls://… or smtp+ssl://…) when given, else EMAIL_HOST/PORT
+    when EMAIL_HOST is set, else Django's console backend (the embedded default: messages go to the log)."""
+    url = env.str("EMAIL_URL", default="")
+    if url:
+        return dict(env.email_url("EMAIL_URL"))
+    host = env.str("EMAIL_HOST", default="")
+    if host:
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": host,
+            "EMAIL_PORT": env.int("EMAIL_PORT", default=25),
+            "EMAIL_HOST_USER": env.str("EMAIL_HOST_USER", default=""),
+            "EMAIL_HOST_PASSWORD": env.str("EMAIL_HOST_PASSWORD", default=""),
+            "EMAIL_USE_TLS": env.bool("EMAIL_USE_TLS", default=False),
+            "EMAIL_USE_SSL": env.bool("EMAIL_USE_SSL", default=False),
+        }
+    return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}

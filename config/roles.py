@@ -36,6 +36,9 @@ _READ_CUSTOMERS = [
     "trials.view_activationdefinition",
     "trials.view_fitrule",
     "trials.view_scoresettings",
+    "trials.view_messagetemplate",
+    "trials.view_messagesend",
+    "trials.view_emailsettings",
 ]
 
 # Role -> permission codenames ("app_label.codename"), or ADMIN_ONLY for every permission there is.
@@ -102,6 +105,7 @@ _MANAGE_TRIAL_LOOP = [
     "trials.add_fitrule",
     "trials.change_fitrule",
     "trials.delete_fitrule",
+    "trials.change_messagetemplate",
 ]
 
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {

@@ -66,6 +66,13 @@ SCHEDULES: list[PeriodicSchedule] = [
         "window over (lost), behaviour score decayed; creates trials for trialing subscriptions not yet seen.",
     ),
     PeriodicSchedule(
+        name="lifecycle message sweep",
+        task="trials.tasks.sweep_messages",
+        every_seconds=300,
+        description="Sends lifecycle emails whose trigger (event, audience, trial day N, trial ends in N hours) "
+        "and conditions hold, one per customer per window, by priority; logs every suppression.",
+    ),
+    PeriodicSchedule(
         name="stripe reconcile",
         task="integrations.tasks.reconcile_stripe_events",
         every_seconds=24 * 3600,

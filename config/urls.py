@@ -18,6 +18,7 @@ from segments import api as segments_api
 from segments import audience_views
 from segments import views as segments_views
 from trials import api as trials_api
+from trials import email_views
 from trials import views as trials_views
 
 router = DefaultRouter()
@@ -68,6 +69,10 @@ urlpatterns = [
         name="computed-trait-delete",
     ),
     path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
+    path("trials/emails/", email_views.TemplateListView.as_view(), name="email-template-list"),
+    path("trials/emails/<int:pk>/", email_views.TemplatePreviewView.as_view(), name="email-template-preview"),
+    path("trials/emails/<int:pk>/edit/", email_views.TemplateEditView.as_view(), name="email-template-edit"),
+    path("emails/unsubscribe/<str:token>/", email_views.UnsubscribeView.as_view(), name="email-unsubscribe"),
     path("trials/loop/", trials_views.LoopBoardView.as_view(), name="trial-loop"),
     path("trials/settings/", trials_views.TrialSettingsView.as_view(), name="trial-settings"),
     path(

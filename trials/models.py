@@ -453,3 +453,114 @@ class ScoreSettings(models.Model):
 
     def __str__(self) -> str:
         return "Score settings"
+
+
+class EmailSettings(models.Model):
+    """Workspace-wide lifecycle email rules (one row, pk=1, seeded by a migration).
+
+    The throttle window, quiet hours and the sender live in the database rather than in settings so the growth
+    team can change them without a deploy; a template may override the window with its own `throttle_hours`.
+    """
+
+    throttle_hours = models.PositiveIntegerField(default=24, help_text="At most one lifecycle email per window.")
+    quiet_start_hour = models.PositiveSmallIntegerField(default=21, help_text="Local hour (0-23) quiet hours start.")
+    quiet_end_hour = models.PositiveSmallIntegerField(default=8, help_text="Local hour (0-23) quiet hours end.")
+    default_time_zone = models.CharField(max_length=64, default="UTC")
+    from_email = models.CharField(max_length=254, blank=True, help_text="Empty: DEFAULT_FROM_EMAIL.")
+
+    def __str__(self) -> str:
+        return "Email settings"
+
+
+class MessageTemplate(models.Model):
+    """A lifecycle message (email or in-app prompt) with its trigger, conditions, priority and holdout.
+
+    Subject and bodies are Django template language, rendered by trials.emails in a sandbox (a fixed variable
+    set, few tags, autoescaping in HTML); they are validated when saved so a missing variable never reaches a
+    send. `priority` orders templates that qualify in the same window (lower first). `holdout_percent` of
+    customers, chosen deterministically, are logged as holdout instead of being sent the message.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        IN_APP = "in_app", "In-app"
+
+    class Trigger(models.TextChoices):
+        EVENT = "event", "Event performed"
+        AUDIENCE = "audience", "Audience entered"
+        TRIAL_DAY = "trial_day", "Trial day N"
+        TRIAL_ENDS_IN = "trial_ends_in", "Trial ends in N hours"
+
+    key = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=255)
+    channel = models.CharField(max_length=6, choices=Channel.choices, default=Channel.EMAIL)
+    active = models.BooleanField(default=True)
+    subject = models.CharField(max_length=500, blank=True)
+    html_body = models.TextField(blank=True)
+    text_body = models.TextField(blank=True)
+    trigger = models.CharField(max_length=13, choices=Trigger.choices)
+    trigger_event = models.CharField(max_length=255, blank=True, help_text="For 'event performed'.")
+    trigger_segment = models.ForeignKey(
+        "segments.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="message_templates"
+    )
+    trigger_number = models.PositiveIntegerField(null=True, blank=True, help_text="N days or N hours.")
+    condition = models.JSONField(null=True, blank=True, help_text="A segment-language condition tree.")
+    priority = models.PositiveIntegerField(default=100, help_text="Lower wins when several qualify.")
+    throttle_hours = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the workspace window.")
+    holdout_percent = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["priority", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(holdout_percent__lte=100), name="message_template_holdout_pct"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomerMessageLock(models.Model):
+    """One row per customer that a send locks (SELECT … FOR UPDATE) while it checks and records the throttle.
+
+    Two workers deciding for the same customer serialise on this row, so the check of the last send and the
+    insert of the new one happen as one step: never two lifecycle emails inside the window.
+    """
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="message_lock", primary_key=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lock {self.customer_id}"
+
+
+class MessageSend(models.Model):
+    """The log: every send decision for a customer and template, with its reason and delivery status.
+
+    Suppressions are rows too (status `suppressed` or `holdout` with a reason), so the team can see why a
+    customer did not get a message, and holdout rows are the control group for uplift.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SUPPRESSED = "suppressed", "Suppressed"
+        HOLDOUT = "holdout", "Holdout"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="message_sends")
+    template = models.ForeignKey(MessageTemplate, on_delete=models.CASCADE, related_name="sends")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    to_email = models.CharField(max_length=254, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="message_send_customer_time")]
+
+    def __str__(self) -> str:
+        return f"{self.template_id} → {self.customer_id}: {self.status}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from config.models import TaskRun
 from config.services import task_lock, task_run_recorded
+from trials.emails import DeliveryError, message_deliver, messages_sweep
 from trials.loop import trials_sweep
 
 
@@ -17,4 +20,25 @@ def sweep_trials() -> dict[str, int]:
             run.outcome = TaskRun.Outcome.SKIPPED
             return {}
         run.detail = trials_sweep()
+        return dict(run.detail)
+
+
+@shared_task(name="trials.tasks.deliver_message", bind=True, max_retries=5, default_retry_delay=60)
+def deliver_message(self: Any, send_id: int) -> str:
+    """Deliver one queued lifecycle email; retried with backoff, marked failed after the last attempt."""
+    final = self.request.retries >= self.max_retries
+    try:
+        return message_deliver(send_id=send_id, final_attempt=final).status
+    except DeliveryError as exc:
+        raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
+
+
+@shared_task(name="trials.tasks.sweep_messages")
+def sweep_messages() -> dict[str, int]:
+    """Periodic: lifecycle emails whose trigger and conditions hold now (throttled per customer)."""
+    with task_lock("message sweep") as acquired, task_run_recorded("lifecycle message sweep") as run:
+        if not acquired:
+            run.outcome = TaskRun.Outcome.SKIPPED
+            return {}
+        run.detail = messages_sweep()
         return dict(run.detail)

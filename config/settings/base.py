@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_stubs_ext
 
-from config.env import BASE_DIR, VAR_DIR, celery_broker, database_config, env
+from config.env import BASE_DIR, VAR_DIR, celery_broker, database_config, email_config, env
 
 # Lets generic classes such as ModelAdmin[Model] be subscripted at run time, as the type stubs expect.
 django_stubs_ext.monkeypatch()
@@ -152,3 +152,17 @@ STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
 # Outbound destinations may target loopback, private, link-local or reserved addresses only when this is set
 # (a receiver on the same host or network); otherwise such URLs are refused when saved and when sent.
 DESTINATIONS_ALLOW_PRIVATE_URLS: bool = env.bool("DESTINATIONS_ALLOW_PRIVATE_URLS", default=False)
+
+# Lifecycle email (trials.emails): SMTP from EMAIL_URL or EMAIL_HOST/EMAIL_PORT, else the console backend.
+_email = email_config()
+EMAIL_BACKEND: str = _email.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST: str = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT: int = int(_email.get("EMAIL_PORT", 25))
+EMAIL_HOST_USER: str = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD: str = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS: bool = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL: bool = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="Trialloop <noreply@localhost>")
+# The address customers reach this server at, for links in emails (unsubscribe).
+TRIALLOOP_PUBLIC_URL: str = env.str("TRIALLOOP_PUBLIC_URL", default="http://127.0.0.1:8000")

@@ -1,0 +1,507 @@
+"""Lifecycle messages: sandboxed templates, the throttled send decision, delivery and the trigger sweep.
+
+Templates are Django template language rendered by an engine of their own: no loaders (so no include or
+extends), only a few tags and filters, autoescaping in the HTML body, and a fixed set of variables. Every
+variable a template uses is checked when it is saved (:func:`template_errors` walks the parsed nodes), so a
+typo is a form error, not a failed send.
+
+The send decision (:func:`message_send`) logs every outcome as a MessageSend row — sent, or suppressed/holdout
+with its reason. The throttle is decided under a row lock on the customer's CustomerMessageLock, so two
+workers never both send inside the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.template import Context, Engine, TemplateSyntaxError
+from django.template.base import FilterExpression, Node, TextNode, Variable, VariableNode
+from django.template.defaultfilters import register as default_filters
+from django.template.defaulttags import CommentNode, IfNode
+from django.urls import reverse
+from django.utils import timezone
+
+from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
+from segments.compiler import compile_tree
+from segments.conditions import parse_tree
+from segments.models import SegmentMembership
+from trials.models import (
+    ActivationDefinition,
+    CustomerMessageLock,
+    EmailSettings,
+    MessageSend,
+    MessageTemplate,
+    Trial,
+)
+
+logger = logging.getLogger(__name__)
+
+UNSUBSCRIBE_SALT = "trials.emails.unsubscribe"
+#: How long the sweep leaves a customer and template alone after a suppression before deciding again.
+RECONSIDER_AFTER = timedelta(hours=1)
+
+#: The variables a template may use. `traits.<key>` reads a profile trait, `computed.<key>` a computed trait
+#: (the key must exist); the others are plain values.
+VARIABLES: dict[str, str] = {
+    "first_name": "First name (trait first_name, else the first word of the name)",
+    "name": "Full name",
+    "email": "Email address",
+    "company": "Company (trait company, else the account's name)",
+    "value_moment": "What the product calls its value moment (trait value_moment, else the activation event)",
+    "trial_day": "Day of the trial (1 on the first day)",
+    "trial_days_left": "Whole days until the trial ends",
+    "trial_hours_left": "Whole hours until the trial ends",
+    "trial_ends_at": "When the trial ends",
+    "trial_stage": "The trial's stage",
+    "pql_score": "PQL score (0-100)",
+    "fit_score": "Fit score (0-100)",
+    "unsubscribe_url": "The signed one-click unsubscribe link",
+    "traits": "traits.<key>: a profile trait",
+    "computed": "computed.<key>: a computed trait (usage counts and the like)",
+}
+_NAMESPACES = {"traits", "computed"}
+ALLOWED_TAGS = ("if", "elif", "else", "endif", "comment")
+ALLOWED_FILTERS = ("default", "upper", "lower", "title", "capfirst", "floatformat", "date", "pluralize", "yesno")
+_FILTERS = {default_filters.filters[name]: name for name in ALLOWED_FILTERS}
+
+_ENGINE = Engine(
+    dirs=[],
+    app_dirs=False,
+    loaders=[],
+    libraries={},
+    builtins=["django.template.defaulttags", "django.template.defaultfilters"],
+    string_if_invalid="",
+    autoescape=True,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Templates: validation and rendering
+
+
+def _expression_errors(expression: FilterExpression, computed_keys: set[str]) -> list[str]:
+    errors: list[str] = []
+    for func, _args in expression.filters:
+        if func not in _FILTERS:
+            errors.append(f"Filter {getattr(func, '__name__', func)!r} is not allowed.")
+    var = expression.var
+    if not isinstance(var, Variable) or var.lookups is None:
+        return errors  # a literal
+    head, rest = var.lookups[0], var.lookups[1:]
+    if head not in VARIABLES:
+        errors.append(f"Unknown variable {var.var!r}.")
+    elif head in _NAMESPACES:
+        if len(rest) != 1:
+            errors.append(f"Use {head}.<key> (one key) — {var.var!r}.")
+        elif head == "computed" and rest[0] not in computed_keys:
+            errors.append(f"No computed trait with the key {rest[0]!r}.")
+    elif rest:
+        errors.append(f"{head!r} has no attributes — {var.var!r}.")
+    return errors
+
+
+def _condition_expressions(condition: Any) -> Iterable[FilterExpression]:
+    """The filter expressions inside an {% if %} condition (a literal, or an operator over two sides)."""
+    if condition is None:
+        return
+    value = getattr(condition, "value", None)
+    if isinstance(value, FilterExpression):
+        yield value
+    for side in ("first", "second"):
+        yield from _condition_expressions(getattr(condition, side, None))
+
+
+def _node_errors(nodes: Iterable[Node], computed_keys: set[str]) -> list[str]:
+    errors: list[str] = []
+    for node in nodes:
+        if isinstance(node, TextNode | CommentNode):
+            continue
+        if isinstance(node, VariableNode):
+            errors += _expression_errors(node.filter_expression, computed_keys)
+        elif isinstance(node, IfNode):
+            for condition, nodelist in node.conditions_nodelists:
+                for expression in _condition_expressions(condition):
+                    errors += _expression_errors(expression, computed_keys)
+                errors += _node_errors(nodelist, computed_keys)
+        else:
+            token = getattr(node, "token", None)
+            name = token.split_contents()[0] if token is not None else type(node).__name__
+            errors.append(f"The tag {name!r} is not allowed (only {', '.join(ALLOWED_TAGS)}).")
+    return errors
+
+
+def template_errors(source: str, *, computed_keys: set[str] | None = None) -> list[str]:
+    """What is wrong with one template text: syntax, unknown variables, tags or filters (empty when fine)."""
+    if computed_keys is None:
+        computed_keys = set(ComputedTrait.objects.values_list("key", flat=True))
+    try:
+        template = _ENGINE.from_string(source)
+    except TemplateSyntaxError as exc:
+        return [f"Syntax error: {exc}"]
+    return _node_errors(template.nodelist, computed_keys)
+
+
+def message_template_validate(template: MessageTemplate) -> None:
+    """Raise ValidationError (per field) when a template text or the trigger settings are not usable."""
+    keys = set(ComputedTrait.objects.values_list("key", flat=True))
+    errors: dict[str, list[str]] = {}
+    for field in ("subject", "html_body", "text_body"):
+        found = template_errors(getattr(template, field), computed_keys=keys)
+        if found:
+            errors[field] = found
+    if template.channel == MessageTemplate.Channel.EMAIL and not template.subject.strip():
+        errors.setdefault("subject", []).append("An email needs a subject.")
+    trigger = MessageTemplate.Trigger
+    if template.trigger == trigger.EVENT and not template.trigger_event:
+        errors.setdefault("trigger_event", []).append("Name the event.")
+    if template.trigger == trigger.AUDIENCE and template.trigger_segment_id is None:
+        errors.setdefault("trigger_segment", []).append("Choose the audience.")
+    if template.trigger in (trigger.TRIAL_DAY, trigger.TRIAL_ENDS_IN) and template.trigger_number is None:
+        errors.setdefault("trigger_number", []).append("Give N.")
+    if template.condition:
+        try:
+            parse_tree(template.condition)
+        except ValueError as exc:
+            errors.setdefault("condition", []).append(str(exc))
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def message_template_save(template: MessageTemplate) -> MessageTemplate:
+    """Validate, then save: the one door for creating and editing templates."""
+    message_template_validate(template)
+    template.save()
+    return template
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str
+    html: str
+    text: str
+
+
+def unsubscribe_token(customer: Customer) -> str:
+    return signing.dumps({"c": customer.pk}, salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_customer_id(token: str) -> int | None:
+    """The customer a token was signed for, or None when it is forged or damaged."""
+    try:
+        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+    value = data.get("c") if isinstance(data, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def unsubscribe_url(customer: Customer) -> str:
+    base = str(settings.TRIALLOOP_PUBLIC_URL).rstrip("/")
+    return base + reverse("email-unsubscribe", args=[unsubscribe_token(customer)])
+
+
+def message_context(customer: Customer, now: datetime | None = None) -> dict[str, Any]:
+    """The fixed variable set for one customer (see VARIABLES)."""
+    now = now or timezone.now()
+    traits: dict[str, Any] = dict(customer.traits or {})
+    trial = Trial.objects.filter(customer=customer, is_current=True).first()
+    definition = ActivationDefinition.objects.filter(pk=1).first()
+    computed = dict(ComputedTraitValue.objects.filter(customer=customer).values_list("trait__key", "value"))
+    first_name = traits.get("first_name") or (customer.name.split()[0] if customer.name.strip() else "")
+    company = traits.get("company") or (customer.account.name if customer.account_id and customer.account else "")
+    context: dict[str, Any] = {
+        "first_name": first_name,
+        "name": customer.name,
+        "email": customer.email,
+        "company": company,
+        "value_moment": traits.get("value_moment") or (definition.activation_event if definition else ""),
+        "trial_day": None,
+        "trial_days_left": None,
+        "trial_hours_left": None,
+        "trial_ends_at": None,
+        "trial_stage": "",
+        "pql_score": None,
+        "fit_score": None,
+        "unsubscribe_url": unsubscribe_url(customer) if customer.pk else "",
+        "traits": traits,
+        "computed": computed,
+    }
+    if trial is not None:
+        left = trial.ends_at - now
+        context.update(
+            trial_day=max(1, (now - trial.started_at).days + 1),
+            trial_days_left=max(0, left.days),
+            trial_hours_left=max(0, int(left.total_seconds() // 3600)),
+            trial_ends_at=trial.ends_at,
+            trial_stage=trial.get_stage_display(),
+            pql_score=trial.pql_score,
+            fit_score=trial.fit_score,
+        )
+    return context
+
+
+def message_render(template: MessageTemplate, context: dict[str, Any]) -> RenderedMessage:
+    """Subject and text unescaped (they are not HTML), the HTML body autoescaped."""
+
+    def render(source: str, *, autoescape: bool) -> str:
+        # Template.render returns a SafeString; a plain str keeps the output escaped wherever it is shown
+        # again (the preview page), so a trait value cannot inject markup into the staff UI.
+        return str.__str__(_ENGINE.from_string(source).render(Context(context, autoescape=autoescape)))
+
+    subject = " ".join(render(template.subject, autoescape=False).split())
+    return RenderedMessage(
+        subject=subject,
+        html=render(template.html_body, autoescape=True),
+        text=render(template.text_body, autoescape=False),
+    )
+
+
+def message_preview(template: MessageTemplate, customer: Customer) -> RenderedMessage:
+    """The template as this customer would receive it now."""
+    return message_render(template, message_context(customer))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The send decision
+
+
+def email_settings() -> EmailSettings:
+    settings_row, _ = EmailSettings.objects.get_or_create(pk=1)
+    return settings_row
+
+
+def in_holdout(template: MessageTemplate, customer_id: int) -> bool:
+    """Deterministic per customer and template: the same customer is always in (or out of) the control group."""
+    if template.holdout_percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{template.key}:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < template.holdout_percent
+
+
+def customer_zone(customer: Customer, default: str) -> ZoneInfo:
+    """The customer's time zone (trait timezone or time_zone), else the workspace default."""
+    traits = customer.traits or {}
+    for name in (traits.get("timezone"), traits.get("time_zone"), default, "UTC"):
+        if isinstance(name, str) and name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def in_quiet_hours(local: datetime, start: int, end: int) -> bool:
+    """Whether a local time falls in [start, end) hours; the range may wrap midnight (21 → 8)."""
+    if start == end:
+        return False
+    if start < end:
+        return start <= local.hour < end
+    return local.hour >= start or local.hour < end
+
+
+def _trigger_q(template: MessageTemplate, now: datetime) -> Q:
+    """Customers for whom the template's trigger holds at `now` (set-based, for one query)."""
+    trigger = MessageTemplate.Trigger
+    number = template.trigger_number or 0
+    live_trial = Q(trials__is_current=True, trials__ends_at__gt=now, trials__converted_at__isnull=True)
+    if template.trigger == trigger.TRIAL_DAY:
+        return live_trial & Q(trials__started_at__lte=now - timedelta(days=number))
+    if template.trigger == trigger.TRIAL_ENDS_IN:
+        return live_trial & Q(trials__ends_at__lte=now + timedelta(hours=number))
+    if template.trigger == trigger.AUDIENCE:
+        if template.trigger_segment_id is None:
+            return Q(pk__in=[])
+        return Q(
+            Exists(SegmentMembership.objects.filter(segment_id=template.trigger_segment_id, customer=OuterRef("pk")))
+        )
+    hours = number or 24
+    return Q(
+        Exists(
+            Event.objects.filter(
+                customer_id=OuterRef("pk"), name=template.trigger_event, timestamp__gt=now - timedelta(hours=hours)
+            )
+        )
+    )
+
+
+def qualifying_customers(template: MessageTemplate, now: datetime) -> QuerySet[Customer]:
+    """The trigger and the template's condition tree, as one queryset."""
+    queryset = Customer.objects.filter(_trigger_q(template, now))
+    if template.condition:
+        queryset = queryset.filter(compile_tree(parse_tree(template.condition), now))
+    return queryset
+
+
+def qualifies(template: MessageTemplate, customer_id: int, now: datetime) -> bool:
+    return qualifying_customers(template, now).filter(pk=customer_id).exists()
+
+
+def _log(
+    customer: Customer, template: MessageTemplate, status: str, reason: str, now: datetime, **extra: Any
+) -> MessageSend:
+    return MessageSend.objects.create(
+        customer=customer, template=template, status=status, reason=reason, created_at=now, **extra
+    )
+
+
+def _unsendable_reason(customer: Customer) -> str:
+    if not customer.email:
+        return "no email address"
+    if not customer.has_consent("email"):
+        return "no email consent (unsubscribed)"
+    if customer.is_test:
+        return "test customer"
+    return ""
+
+
+def message_send(*, customer_id: int, template_id: int, now: datetime | None = None) -> MessageSend:
+    """Decide whether one customer gets one email template now; log the outcome and queue the delivery.
+
+    In order: active and an email template; consent; still qualifies (trigger + condition); quiet hours in the
+    customer's zone; then, under the customer's lock row, the throttle window and holdout. A holdout counts
+    against the window like a send, so the control group gets the same number of messages minus this one.
+    """
+    now = now or timezone.now()
+    template = MessageTemplate.objects.get(pk=template_id)
+    customer = Customer.objects.get(pk=customer_id)
+    suppressed = MessageSend.Status.SUPPRESSED
+    if template.channel != MessageTemplate.Channel.EMAIL:
+        raise ValueError("Only email templates are sent by message_send.")
+    if not template.active:
+        return _log(customer, template, suppressed, "template inactive", now)
+    reason = _unsendable_reason(customer)
+    if reason:
+        return _log(customer, template, suppressed, reason, now)
+    if not qualifies(template, customer.pk, now):
+        return _log(customer, template, suppressed, "no longer qualifies", now)
+    workspace = email_settings()
+    local = now.astimezone(customer_zone(customer, workspace.default_time_zone))
+    if in_quiet_hours(local, workspace.quiet_start_hour, workspace.quiet_end_hour):
+        return _log(customer, template, suppressed, f"quiet hours ({local:%H:%M} {local.tzinfo})", now)
+    window = timedelta(hours=template.throttle_hours or workspace.throttle_hours)
+    CustomerMessageLock.objects.get_or_create(customer=customer)
+    with transaction.atomic():
+        lock = CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
+        if lock.last_sent_at is not None and lock.last_sent_at > now - window:
+            return _log(customer, template, suppressed, f"throttled (last at {lock.last_sent_at:%Y-%m-%d %H:%M})", now)
+        lock.last_sent_at = now
+        lock.save(update_fields=["last_sent_at"])
+        if in_holdout(template, customer.pk):
+            return _log(customer, template, MessageSend.Status.HOLDOUT, f"holdout {template.holdout_percent}%", now)
+        rendered = message_render(template, message_context(customer, now))
+        send = _log(
+            customer, template, MessageSend.Status.QUEUED, "", now, to_email=customer.email, subject=rendered.subject
+        )
+        from trials.tasks import deliver_message
+
+        transaction.on_commit(lambda: deliver_message.delay(send.pk))
+    return send
+
+
+def messages_dispatch(*, customer_id: int, template_ids: Sequence[int], now: datetime | None = None) -> MessageSend:
+    """Several templates qualify for one customer at once: the highest priority is tried, the rest are logged."""
+    now = now or timezone.now()
+    templates = sorted(MessageTemplate.objects.filter(pk__in=template_ids), key=lambda t: (t.priority, t.pk))
+    winner, losers = templates[0], templates[1:]
+    customer = Customer.objects.get(pk=customer_id)
+    for template in losers:
+        _log(customer, template, MessageSend.Status.SUPPRESSED, f"lower priority than {winner.key}", now)
+    return message_send(customer_id=customer_id, template_id=winner.pk, now=now)
+
+
+def messages_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Periodic: every active email template's qualifying customers who have not had it yet, one query each.
+
+    A customer who was already sent (or held out of, or failed) a template is not considered for it again;
+    after a suppression (throttled, quiet hours, lower priority) the pair is reconsidered once RECONSIDER_AFTER
+    has passed, so the log gets at most one row per customer and template per hour.
+    """
+    now = now or timezone.now()
+    done = [MessageSend.Status.QUEUED, MessageSend.Status.SENT, MessageSend.Status.HOLDOUT, MessageSend.Status.FAILED]
+    candidates: dict[int, list[int]] = {}
+    for template in MessageTemplate.objects.filter(active=True, channel=MessageTemplate.Channel.EMAIL):
+        already = MessageSend.objects.filter(template=template, customer=OuterRef("pk"), status__in=done)
+        recently = MessageSend.objects.filter(
+            template=template, customer=OuterRef("pk"), created_at__gt=now - RECONSIDER_AFTER
+        )
+        queryset = qualifying_customers(template, now).filter(~Exists(already), ~Exists(recently))
+        for customer_id in queryset.values_list("pk", flat=True).distinct():
+            candidates.setdefault(customer_id, []).append(template.pk)
+    counts: dict[str, int] = {}
+    for customer_id, template_ids in candidates.items():
+        send = messages_dispatch(customer_id=customer_id, template_ids=template_ids, now=now)
+        counts[send.status] = counts.get(send.status, 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Delivery and unsubscribe
+
+
+class DeliveryError(Exception):
+    """The SMTP server (or backend) did not take the message; the task retries."""
+
+
+def message_deliver(*, send_id: int, final_attempt: bool = False) -> MessageSend:
+    """Deliver one queued send through Django's email backend, with List-Unsubscribe headers.
+
+    Idempotent: anything but a queued send is left alone. Consent and qualification are checked again, so a
+    customer who unsubscribed or left the triggering audience since the decision is suppressed instead.
+    """
+    send = MessageSend.objects.select_related("customer", "template").get(pk=send_id)
+    if send.status != MessageSend.Status.QUEUED:
+        return send
+    now = timezone.now()
+    customer, template = send.customer, send.template
+    reason = _unsendable_reason(customer) or ("" if qualifies(template, customer.pk, now) else "no longer qualifies")
+    if reason:
+        send.status, send.reason = MessageSend.Status.SUPPRESSED, f"at delivery: {reason}"
+        send.save(update_fields=["status", "reason"])
+        return send
+    rendered = message_render(template, message_context(customer, now))
+    link = unsubscribe_url(customer)
+    workspace = email_settings()
+    message = EmailMultiAlternatives(
+        subject=rendered.subject,
+        body=rendered.text,
+        from_email=workspace.from_email or settings.DEFAULT_FROM_EMAIL,
+        to=[customer.email],
+        headers={"List-Unsubscribe": f"<{link}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )
+    if rendered.html.strip():
+        message.attach_alternative(rendered.html, "text/html")
+    send.attempts += 1
+    try:
+        message.send(fail_silently=False)
+    except Exception as exc:
+        send.error = f"{type(exc).__name__}: {exc}"[:2000]
+        if final_attempt:
+            send.status = MessageSend.Status.FAILED
+        send.save(update_fields=["attempts", "error", "status"])
+        logger.warning("lifecycle email %s attempt %s failed: %s", send.pk, send.attempts, send.error)
+        raise DeliveryError(send.error) from exc
+    send.status, send.sent_at, send.subject, send.error = MessageSend.Status.SENT, timezone.now(), rendered.subject, ""
+    send.save(update_fields=["status", "sent_at", "subject", "error", "attempts"])
+    return send
+
+
+def customer_unsubscribe(*, customer_id: int) -> Customer:
+    """Record that the customer wants no more lifecycle email (consent email=false)."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        customer.consent = {**(customer.consent or {}), "email": False}
+        customer.save(update_fields=["consent"])
+    return customer
