@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from audiences.models import Account, AnonymousId, Customer, Event, Source
+from audiences.models import Account, AnonymousId, Customer, CustomerErasure, Event, Source
 
 
 class AnonymousIdInline(admin.TabularInline[AnonymousId, Customer]):
@@ -58,4 +58,18 @@ class EventAdmin(admin.ModelAdmin[Event]):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        return False
+
+
+@admin.register(CustomerErasure)
+class CustomerErasureAdmin(admin.ModelAdmin[CustomerErasure]):
+    """The erasure log: read-only, so nobody can rewrite the record that a customer was erased."""
+
+    list_display = ["customer_pk", "erased_at", "erased_by", "via", "suppress_future_events"]
+    list_filter = ["via", "suppress_future_events"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CustomerErasure | None = None) -> bool:
         return False

@@ -6,13 +6,15 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from audiences import selectors, services
+from audiences import privacy, selectors, services
 from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Account, AnonymousId, Customer, Event, Source
 from config.pagination import NewestFirstCursorPagination
@@ -85,6 +87,18 @@ class EventPagination(NewestFirstCursorPagination):
     ordering = "-timestamp"
 
 
+class ErasureRequestSerializer(serializers.Serializer[Any]):
+    suppress_future_events = serializers.BooleanField(
+        default=True, help_text="Tombstone the customer's ids so later calls under them are dropped."
+    )
+
+
+class ErasureResponseSerializer(serializers.Serializer[Any]):
+    erased_customer = serializers.IntegerField()
+    suppress_future_events = serializers.BooleanField()
+    deleted_rows = serializers.DictField(child=serializers.IntegerField())
+
+
 class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
     """Customers, newest first; filter by `user_id`, `email`, `stripe_customer_id`, `anonymous_id`, ..."""
 
@@ -93,6 +107,41 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
 
     def get_queryset(self) -> QuerySet[Customer]:
         return selectors.customer_list().prefetch_related("anonymous_ids")
+
+    @extend_schema(
+        summary="Export everything held about the customer (GDPR access request)",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get"], url_path="export")
+    def export(self, request: Request, pk: str | None = None) -> Response:
+        if not request.user.has_perm(privacy.EXPORT_PERMISSION):
+            raise PermissionDenied("Your role may not export customer data.")
+        return Response(privacy.customer_export(self.get_object()))
+
+    @extend_schema(
+        summary="Erase the customer everywhere (GDPR erasure request)",
+        request=ErasureRequestSerializer,
+        responses={200: ErasureResponseSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="erase")
+    def erase(self, request: Request, pk: str | None = None) -> Response:
+        if not request.user.has_perm(privacy.ERASE_PERMISSION):
+            raise PermissionDenied("Your role may not erase customers.")
+        options = ErasureRequestSerializer(data=request.data)
+        options.is_valid(raise_exception=True)
+        customer = self.get_object()
+        report = privacy.customer_erase(
+            customer=customer,
+            actor=request.user,
+            via="api",
+            suppress_future_events=options.validated_data["suppress_future_events"],
+        )
+        body = {
+            "erased_customer": report.erasure.customer_pk,
+            "suppress_future_events": report.erasure.suppress_future_events,
+            "deleted_rows": report.deleted_rows,
+        }
+        return Response(ErasureResponseSerializer(body).data)
 
 
 class CustomerEventList(generics.ListAPIView[Event]):

@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source
+from audiences.privacy import erased_among
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class IngestResult:
 
     event_ids: list[int] = field(default_factory=list)
     duplicates: int = 0
+    suppressed: int = 0  # calls under the ids of a customer erased with suppression (GDPR)
 
     @property
     def stored(self) -> int:
@@ -152,6 +154,7 @@ class _Resolver:
         self.merges: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []  # (merged, kept, message, id)
         self.refusals: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []
         self.replaced: dict[int, _Profile] = {}  # id(merged profile) -> kept profile
+        self.unknown_ids = (user_ids - self.by_user_id.keys()) | (other_ids - self.by_other_id.keys())
 
     def live(self, profile: _Profile) -> _Profile:
         while id(profile) in self.replaced:
@@ -370,6 +373,12 @@ def _customers_still_there(customer_ids: set[int]) -> bool:
 def _ingest_once(source: Source, messages: list[IncomingMessage], result: IngestResult) -> None:
     now = timezone.now()
     resolver = _Resolver(messages)
+    erased = erased_among(resolver.unknown_ids)  # only ids no profile holds can belong to an erased customer
+    if erased:
+        allowed = [m for m in messages if not ({m.user_id, m.anonymous_id, m.previous_id} & erased)]
+        result.suppressed = len(messages) - len(allowed)
+        messages = allowed
+        resolver = _Resolver(messages)
     resolved = [(message, resolver.resolve(message)) for message in messages]
 
     _create_profiles(resolver, now)
@@ -420,7 +429,7 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
         try:
             with transaction.atomic():
                 _ingest_once(source, list(unique.values()), result)
-                result.duplicates = len(messages) - result.stored
+                result.duplicates = len(messages) - result.stored - result.suppressed
                 if result.event_ids:
                     transaction.on_commit(partial(_queue_profile_work, result.event_ids))
             return result

@@ -337,3 +337,43 @@ class AppliedEventBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch from event {self.first_event_id}"
+
+
+class ErasedIdentity(models.Model):
+    """A tombstone left by a GDPR erasure: a keyed digest of one id the erased customer was known by.
+
+    Ingestion drops calls that would recreate a profile under such an id (only ids it does not already know are
+    checked, so the steady stream of known customers costs nothing). Only digests are kept: the tombstone must
+    not itself hold the personal data it stands for.
+    """
+
+    class Kind(models.TextChoices):
+        USER_ID = "user_id", "User id"
+        ANONYMOUS_ID = "anonymous_id", "Anonymous id"
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    erased_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"erased {self.kind} {self.digest[:12]}…"
+
+
+class CustomerErasure(models.Model):
+    """The record that a customer was erased: when, by whom, how many rows of each kind went, whether later
+    calls under their ids are suppressed. It names the customer only by its former row id."""
+
+    customer_pk = models.BigIntegerField()
+    erased_at = models.DateTimeField()
+    erased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    via = models.CharField(max_length=10, help_text="ui, api or command")
+    suppress_future_events = models.BooleanField(default=True)
+    deleted_rows = models.JSONField(default=dict, help_text="Rows deleted per model label.")
+
+    class Meta:
+        ordering = ["-erased_at"]
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_pk} erased {self.erased_at:%Y-%m-%d %H:%M}"

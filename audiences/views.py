@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.http import Http404
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views import View
 from django.views.generic import TemplateView
 
-from audiences import selectors
+from audiences import privacy, selectors
 from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
@@ -98,3 +103,62 @@ class AccountDetailView(StaffPermissionMixin, TemplateView):
             "traits": sorted(account.traits.items()),
             "members": selectors.account_members(account.pk),
         }
+
+
+class CustomerExportView(StaffPermissionMixin, View):
+    """Download everything held about a customer as one JSON file (answering a GDPR access request)."""
+
+    required_permissions = ("audiences.view_customer", privacy.EXPORT_PERMISSION)
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        customer = get_object_or_404(Customer, pk=pk)
+        body = json.dumps(privacy.customer_export(customer), indent=2, ensure_ascii=False)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}.json"'
+        return response
+
+
+class CustomerEraseForm(forms.Form):
+    """The erasure confirmation: the operator types the customer's id, so a slip of the mouse erases nobody."""
+
+    confirm = forms.CharField(label="Type the customer's id to confirm", max_length=20)
+    suppress_future_events = forms.BooleanField(
+        required=False, initial=True, label="Drop later calls under this customer's ids (tombstone)"
+    )
+
+    def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.customer = customer
+
+    def clean_confirm(self) -> str:
+        value = str(self.cleaned_data["confirm"]).strip()
+        if value != str(self.customer.pk):
+            raise forms.ValidationError(f"Type {self.customer.pk} to confirm the erasure.")
+        return value
+
+
+class CustomerEraseView(StaffPermissionMixin, TemplateView):
+    """Erase a customer everywhere after a typed confirmation; afterwards the customer list says what went."""
+
+    template_name = "audiences/customer_erase.html"
+    required_permissions = ("audiences.view_customer", privacy.ERASE_PERMISSION)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        customer = get_object_or_404(Customer, pk=self.kwargs["pk"])
+        form = kwargs.pop("form", None) or CustomerEraseForm(customer=customer)
+        return {**super().get_context_data(**kwargs), "customer": customer, "form": form}
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        customer = get_object_or_404(Customer, pk=pk)
+        form = CustomerEraseForm(request.POST, customer=customer)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        report = privacy.customer_erase(
+            customer=customer,
+            actor=request.user,
+            via="ui",
+            suppress_future_events=form.cleaned_data["suppress_future_events"],
+        )
+        total = sum(report.deleted_rows.values())
+        messages.success(request, f"Customer {pk} was erased: {total} rows deleted.")
+        return HttpResponseRedirect(reverse("customer-list"))

@@ -8,12 +8,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group, Permission
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.models import TaskLock, TaskRun
+from config.models import SignInFailure, TaskLock, TaskRun
 from config.roles import ADMIN_ONLY, ROLE_PERMISSIONS, Role
 
 
@@ -150,7 +151,8 @@ def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
 
 def housekeeping_run() -> dict[str, int]:
     """Delete what has outlived its use: expired sessions, expired job locks, job runs older than 30 days, and
-    the applied-batch ledger of computed traits after 7 days (a task is never retried that late).
+    the applied-batch ledger of computed traits after 7 days (a task is never retried that late), and failed
+    sign-ins once they are out of the lockout window.
 
     Runs under a lock so two beat ticks never overlap; each step is one set-based DELETE.
     """
@@ -167,11 +169,14 @@ def housekeeping_run() -> dict[str, int]:
         locks, _ = TaskLock.objects.filter(expires_at__lt=now).delete()
         runs, _ = TaskRun.objects.filter(started_at__lt=now - timedelta(days=30)).delete()
         batches, _ = AppliedEventBatch.objects.filter(applied_at__lt=now - timedelta(days=7)).delete()
+        lockout = timedelta(minutes=settings.SIGN_IN_LOCKOUT_MINUTES)
+        sign_ins, _ = SignInFailure.objects.filter(failed_at__lt=now - lockout).delete()
         run.detail = {
             "expired_sessions": sessions,
             "expired_locks": locks,
             "old_task_runs": runs,
             "old_applied_batches": batches,
+            "old_sign_in_failures": sign_ins,
         }
         return dict(run.detail)
 

@@ -9,7 +9,7 @@ from rest_framework.routers import DefaultRouter
 from audiences import api as audiences_api
 from audiences import computed_trait_api, computed_trait_views
 from audiences import views as audiences_views
-from config.views import HomeView
+from config.views import HomeView, SignInView
 from integrations import api as integrations_api
 from integrations import destination_views, stripe_views, tracking
 from integrations import views as integrations_views
@@ -34,10 +34,12 @@ router.register("destinations", integrations_api.DestinationViewSet, basename="d
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", SignInView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("customers/", audiences_views.CustomerListView.as_view(), name="customer-list"),
     path("customers/<int:pk>/", audiences_views.CustomerDetailView.as_view(), name="customer-detail"),
+    path("customers/<int:pk>/export/", audiences_views.CustomerExportView.as_view(), name="customer-export"),
+    path("customers/<int:pk>/erase/", audiences_views.CustomerEraseView.as_view(), name="customer-erase"),
     path("accounts/", audiences_views.AccountListView.as_view(), name="account-list"),
     path("accounts/<int:pk>/", audiences_views.AccountDetailView.as_view(), name="account-detail"),
     path("segments/", segments_views.SegmentListView.as_view(), name="segment-list"),

@@ -80,6 +80,7 @@ def tracking_call(request: HttpRequest, route: str) -> HttpResponse:
     if call_type is None:
         response["stored"] = result.stored if result else 0
         response["duplicates"] = result.duplicates if result else 0
+        response["suppressed"] = result.suppressed if result else 0
         response["blocked"] = len(plan.blocked)
         response["rejected"] = [{"index": r.index, "messageId": r.message_id, "error": r.error} for r in rejected]
     return _json(response)

@@ -80,6 +80,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sign-in throttling: after this many failed attempts within the window, a username (or, at the higher limit,
+# an address) must wait until the oldest counted failure leaves the window.
+SIGN_IN_MAX_FAILURES_PER_USERNAME = env.int("SIGN_IN_MAX_FAILURES_PER_USERNAME", default=5)
+SIGN_IN_MAX_FAILURES_PER_ADDRESS = env.int("SIGN_IN_MAX_FAILURES_PER_ADDRESS", default=30)
+SIGN_IN_LOCKOUT_MINUTES = env.int("SIGN_IN_LOCKOUT_MINUTES", default=15)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

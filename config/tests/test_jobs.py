@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from audiences.models import AppliedEventBatch
-from config.models import TaskLock, TaskRun
+from config.models import SignInFailure, TaskLock, TaskRun
 from config.schedules import SCHEDULE_PREFIX, SCHEDULES
 from config.services import schedules_sync, task_lock, task_run_recorded
 from config.tasks import housekeeping
@@ -65,10 +65,19 @@ class TestHousekeeping:
         recent_run = TaskRun.objects.create(name="x", started_at=timezone.now() - timedelta(days=1))
         AppliedEventBatch.objects.create(first_event_id=1, applied_at=timezone.now() - timedelta(days=8))
         AppliedEventBatch.objects.create(first_event_id=2, applied_at=timezone.now() - timedelta(days=1))
+        SignInFailure.objects.create(username_digest="old", failed_at=timezone.now() - timedelta(hours=1))
+        SignInFailure.objects.create(username_digest="recent", failed_at=timezone.now() - timedelta(minutes=1))
 
         result = housekeeping.delay().get()
 
-        assert result == {"expired_sessions": 1, "expired_locks": 0, "old_task_runs": 1, "old_applied_batches": 1}
+        assert result == {
+            "expired_sessions": 1,
+            "expired_locks": 0,
+            "old_task_runs": 1,
+            "old_applied_batches": 1,
+            "old_sign_in_failures": 1,
+        }
+        assert list(SignInFailure.objects.values_list("username_digest", flat=True)) == ["recent"]
         assert list(AppliedEventBatch.objects.values_list("first_event_id", flat=True)) == [2]
         assert Session.objects.filter(session_key=live.session_key).exists()
         assert not TaskRun.objects.filter(pk=old_run.pk).exists()

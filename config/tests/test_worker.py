@@ -32,4 +32,10 @@ def test_a_real_worker_runs_a_queued_task(worker_queue: str) -> None:
     else:
         pytest.fail("the worker did not complete the task within 90 s")
     assert run.outcome == TaskRun.Outcome.SUCCEEDED
-    assert set(run.detail) == {"expired_sessions", "expired_locks", "old_task_runs", "old_applied_batches"}
+    assert set(run.detail) == {
+        "expired_sessions",
+        "expired_locks",
+        "old_task_runs",
+        "old_applied_batches",
+        "old_sign_in_failures",
+    }

@@ -73,7 +73,14 @@ class TestRoutes:
     @pytest.mark.parametrize("route", ["batch", "import", "b"])
     def test_batch_routes(self, write_key: str, route: str) -> None:
         response = post(route, {"batch": [track(), {"type": "identify", "userId": "usr_1"}]}, key=write_key)
-        assert response.json() == {"success": True, "stored": 2, "duplicates": 0, "blocked": 0, "rejected": []}
+        assert response.json() == {
+            "success": True,
+            "stored": 2,
+            "duplicates": 0,
+            "suppressed": 0,
+            "blocked": 0,
+            "rejected": [],
+        }
         assert Event.objects.count() == 2
 
     def test_unknown_route_and_wrong_method(self, write_key: str) -> None:
