@@ -70,12 +70,14 @@ def celery_broker() -> tuple[str, dict[str, Any]]:
     if url.startswith("filesystem://"):
         queue_dir = VAR_DIR / "celery" / "queue"
         processed_dir = VAR_DIR / "celery" / "processed"
-        queue_dir.mkdir(parents=True, exist_ok=True)
-        processed_dir.mkdir(parents=True, exist_ok=True)
+        control_dir = VAR_DIR / "celery" / "control"  # exchange tables; kombu's default is ./control in the cwd
+        for folder in (queue_dir, processed_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
         options = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(control_dir),
             "store_processed": False,
         }
     return str(url), options
