@@ -135,6 +135,23 @@ def remove_exit_hook(hook: ExitHook) -> None:
         _exit_hooks.remove(hook)
 
 
+EnterHook = Callable[[Segment, list[int]], None]
+_enter_hooks: list[EnterHook] = []
+
+
+def on_audience_enter(hook: EnterHook) -> EnterHook:
+    """Register a trigger hook, called with the audience and the customers who just entered it, inside the
+    transaction that records the entry (features queue their work on commit; register in AppConfig.ready())."""
+    if hook not in _enter_hooks:
+        _enter_hooks.append(hook)
+    return hook
+
+
+def remove_enter_hook(hook: EnterHook) -> None:
+    if hook in _enter_hooks:
+        _enter_hooks.remove(hook)
+
+
 def audience_key(segment: Segment) -> str:
     """The snake_case key downstream tools see, as Segment Engage names audiences."""
     return segment.audience_key or slugify(segment.name).replace("-", "_") or f"audience_{segment.pk}"
@@ -200,6 +217,13 @@ def audience_changes_publish(segments: dict[int, Segment], changes: Sequence[Mem
     for segment_id, customer_ids in exited.items():
         for hook in list(_exit_hooks):
             hook(segments[segment_id], customer_ids)
+    entered: dict[int, list[int]] = {}
+    for c in changes:
+        if c.kind == ENTERED and not c.key:
+            entered.setdefault(c.segment_id, []).append(c.customer_id)
+    for segment_id, customer_ids in entered.items():
+        for enter_hook in list(_enter_hooks):
+            enter_hook(segments[segment_id], customer_ids)
 
 
 def changes_record(

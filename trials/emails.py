@@ -8,15 +8,20 @@ typo is a form error, not a failed send.
 The send decision (:func:`message_send`) logs every outcome as a MessageSend row — sent, or suppressed/holdout
 with its reason. The throttle is decided under a row lock on the customer's CustomerMessageLock, so two
 workers never both send inside the window.
+
+Triggers are decided by the 5-minute sweep and, for "event performed" and "audience entered" templates, in
+real time: a stored-batch hook and an audience-enter hook queue the same decision for the customers concerned
+(:func:`messages_on_batch`, :func:`messages_on_audience_enter`, :func:`messages_trigger`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,7 +30,8 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.base import FilterExpression, Node, TextNode, Variable, VariableNode
 from django.template.defaultfilters import register as default_filters
@@ -33,10 +39,11 @@ from django.template.defaulttags import CommentNode, IfNode
 from django.urls import reverse
 from django.utils import timezone
 
+from audiences.live import BatchFacts
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
-from segments.models import SegmentMembership
+from segments.models import Segment, SegmentMembership, SegmentMembershipChange
 from trials.models import (
     ActivationDefinition,
     CustomerMessageLock,
@@ -51,6 +58,7 @@ logger = logging.getLogger(__name__)
 UNSUBSCRIBE_SALT = "trials.emails.unsubscribe"
 #: How long the sweep leaves a customer and template alone after a suppression before deciding again.
 RECONSIDER_AFTER = timedelta(hours=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: The variables a template may use. `traits.<key>` reads a profile trait, `computed.<key>` a computed trait
 #: (the key must exist); the others are plain values.
@@ -184,7 +192,42 @@ def message_template_save(template: MessageTemplate) -> MessageTemplate:
     """Validate, then save: the one door for creating and editing templates."""
     message_template_validate(template)
     template.save()
+    event_templates_forget()
     return template
+
+
+def message_template_duplicate(template: MessageTemplate) -> MessageTemplate:
+    """A copy to experiment on, inactive so it cannot send until someone reviews it; the key gets a free
+    `-copy`, `-copy-2`, … suffix because keys are unique."""
+    base = f"{template.key}-copy"[:90]
+    taken = set(MessageTemplate.objects.filter(key__startswith=base).values_list("key", flat=True))
+    key = base
+    number = 2
+    while key in taken:
+        key, number = f"{base}-{number}", number + 1
+    copy = MessageTemplate.objects.get(pk=template.pk)
+    copy.pk = None
+    copy.key, copy.name, copy.active = key, f"Copy of {template.name}"[:255], False
+    return message_template_save(copy)
+
+
+def message_template_delete(template: MessageTemplate) -> int:
+    """Delete a template and its send log rows (they only make sense with it); returns how many rows went.
+    Deactivating keeps the log — the page says so before anyone confirms."""
+    with transaction.atomic():
+        removed = MessageSend.objects.filter(template=template).delete()[0]
+        template.delete()
+    event_templates_forget()
+    return removed
+
+
+@transaction.atomic
+def email_settings_save(workspace: EmailSettings, priorities: dict[int, int]) -> EmailSettings:
+    """Save the workspace rules and the templates' priority order together, so the page never half-applies."""
+    workspace.save()
+    for template_id, priority in priorities.items():
+        MessageTemplate.objects.filter(pk=template_id).exclude(priority=priority).update(priority=priority)
+    return workspace
 
 
 @dataclass(frozen=True)
@@ -422,6 +465,52 @@ def messages_dispatch(*, customer_id: int, template_ids: Sequence[int], now: dat
     return message_send(customer_id=customer_id, template_id=winner.pk, now=now)
 
 
+def _since_entry(rows: QuerySet[MessageSend], template: MessageTemplate) -> QuerySet[MessageSend]:
+    """For an "audience entered" template, only the rows since the customer (the outer query's row) last entered
+    the audience: leaving and entering again makes the customer eligible once more. A member without a recorded
+    entry counts from the beginning of time, so nobody is sent twice for one stay."""
+    if template.trigger != MessageTemplate.Trigger.AUDIENCE or template.trigger_segment_id is None:
+        return rows
+    entered = (
+        SegmentMembershipChange.objects.filter(
+            segment_id=template.trigger_segment_id,
+            customer_id=OuterRef(OuterRef("pk")),
+            kind=SegmentMembershipChange.Kind.ENTERED,
+        )
+        .order_by("-at")
+        .values("at")[:1]
+    )
+    return rows.filter(created_at__gte=Coalesce(Subquery(entered), Value(EPOCH)))
+
+
+def message_candidates(
+    templates: Iterable[MessageTemplate], now: datetime, customer_ids: Collection[int] | None = None
+) -> dict[int, list[int]]:
+    """Customer → the email templates whose trigger and condition hold for them now and that they have not had
+    (queued, sent, held out or failed — since they last entered the audience, for an audience trigger), leaving
+    alone pairs decided within RECONSIDER_AFTER. One query per template; restricted
+    to `customer_ids` when a batch or an audience change names them."""
+    done = [MessageSend.Status.QUEUED, MessageSend.Status.SENT, MessageSend.Status.HOLDOUT, MessageSend.Status.FAILED]
+    candidates: dict[int, list[int]] = {}
+    for template in templates:
+        rows = _since_entry(MessageSend.objects.filter(template=template, customer=OuterRef("pk")), template)
+        already, recently = rows.filter(status__in=done), rows.filter(created_at__gt=now - RECONSIDER_AFTER)
+        queryset = qualifying_customers(template, now).filter(~Exists(already), ~Exists(recently))
+        if customer_ids is not None:
+            queryset = queryset.filter(pk__in=list(customer_ids))
+        for customer_id in queryset.values_list("pk", flat=True).distinct():
+            candidates.setdefault(customer_id, []).append(template.pk)
+    return candidates
+
+
+def _dispatch_all(candidates: dict[int, list[int]], now: datetime) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for customer_id, template_ids in candidates.items():
+        send = messages_dispatch(customer_id=customer_id, template_ids=template_ids, now=now)
+        counts[send.status] = counts.get(send.status, 0) + 1
+    return counts
+
+
 def messages_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Periodic: every active email template's qualifying customers who have not had it yet, one query each.
 
@@ -430,21 +519,89 @@ def messages_sweep(*, now: datetime | None = None) -> dict[str, int]:
     has passed, so the log gets at most one row per customer and template per hour.
     """
     now = now or timezone.now()
-    done = [MessageSend.Status.QUEUED, MessageSend.Status.SENT, MessageSend.Status.HOLDOUT, MessageSend.Status.FAILED]
-    candidates: dict[int, list[int]] = {}
-    for template in MessageTemplate.objects.filter(active=True, channel=MessageTemplate.Channel.EMAIL):
-        already = MessageSend.objects.filter(template=template, customer=OuterRef("pk"), status__in=done)
-        recently = MessageSend.objects.filter(
-            template=template, customer=OuterRef("pk"), created_at__gt=now - RECONSIDER_AFTER
-        )
-        queryset = qualifying_customers(template, now).filter(~Exists(already), ~Exists(recently))
-        for customer_id in queryset.values_list("pk", flat=True).distinct():
-            candidates.setdefault(customer_id, []).append(template.pk)
-    counts: dict[str, int] = {}
-    for customer_id, template_ids in candidates.items():
-        send = messages_dispatch(customer_id=customer_id, template_ids=template_ids, now=now)
-        counts[send.status] = counts.get(send.status, 0) + 1
-    return counts
+    templates = MessageTemplate.objects.filter(active=True, channel=MessageTemplate.Channel.EMAIL)
+    return _dispatch_all(message_candidates(templates, now), now)
+
+
+def messages_trigger(
+    *, customer_ids: Collection[int], template_ids: Collection[int], now: datetime | None = None
+) -> dict[str, int]:
+    """Real time: the named templates for the named customers, decided as the sweep would (same candidates,
+    same priority, throttle and suppression), so an event or an audience entry sends within seconds."""
+    now = now or timezone.now()
+    templates = MessageTemplate.objects.filter(
+        pk__in=list(template_ids), active=True, channel=MessageTemplate.Channel.EMAIL
+    )
+    return _dispatch_all(message_candidates(templates, now, customer_ids), now)
+
+
+def _queue_trigger(customer_ids: Collection[int], template_ids: Collection[int]) -> None:
+    """Queue the real-time decision once the recording transaction has committed (the worker sees the rows)."""
+    from trials.tasks import trigger_messages
+
+    customers, templates = sorted(customer_ids), sorted(template_ids)
+    transaction.on_commit(lambda: trigger_messages.delay(customers, templates))
+
+
+EVENT_TEMPLATES_TTL = 30.0  # seconds a worker process trusts its copy of the event-triggered templates
+_event_templates_cache: dict[str, tuple[float, dict[str, tuple[int, ...]]]] = {}
+
+
+def _event_templates() -> dict[str, tuple[int, ...]]:
+    """Event name → the active "event performed" email templates naming it, kept per process for
+    EVENT_TEMPLATES_TTL so a batch costs no query. A stale copy only delays the real-time path in other worker
+    processes (saving a template forgets this process's copy); the sweep still decides every template."""
+    cached = _event_templates_cache.get("templates")
+    if cached is not None and time.monotonic() - cached[0] < EVENT_TEMPLATES_TTL:
+        return cached[1]
+    found: dict[str, list[int]] = {}
+    rows = MessageTemplate.objects.filter(
+        active=True, channel=MessageTemplate.Channel.EMAIL, trigger=MessageTemplate.Trigger.EVENT
+    ).values_list("trigger_event", "pk")
+    for name, pk in rows:
+        found.setdefault(name, []).append(pk)
+    templates = {name: tuple(pks) for name, pks in found.items()}
+    _event_templates_cache["templates"] = (time.monotonic(), templates)
+    return templates
+
+
+def event_templates_forget() -> None:
+    """Drop this process's copy of the event-triggered templates (after a template changed)."""
+    _event_templates_cache.clear()
+
+
+def messages_on_batch(facts: BatchFacts, now: datetime) -> set[int]:
+    """Stored-batch hook: customers who just performed an event an active "event performed" email template
+    names get that template decided now (queued after commit). No query for a batch (see _event_templates);
+    it changes no data segments read, so it returns no customers."""
+    if not facts.events:
+        return set()
+    by_event = _event_templates()
+    customer_ids: set[int] = set()
+    template_ids: set[int] = set()
+    for customer_id, names in facts.events.items():
+        for name in names:
+            if name in by_event:
+                customer_ids.add(customer_id)
+                template_ids.update(by_event[name])
+    if customer_ids:
+        _queue_trigger(customer_ids, template_ids)
+    return set()
+
+
+def messages_on_audience_enter(segment: Segment, customer_ids: list[int]) -> None:
+    """Audience-enter hook: customers who just entered a live audience that an active "audience entered" email
+    template names get it decided now (after the entry commits)."""
+    template_ids = list(
+        MessageTemplate.objects.filter(
+            active=True,
+            channel=MessageTemplate.Channel.EMAIL,
+            trigger=MessageTemplate.Trigger.AUDIENCE,
+            trigger_segment=segment,
+        ).values_list("pk", flat=True)
+    )
+    if template_ids and customer_ids:
+        _queue_trigger(customer_ids, template_ids)
 
 
 # ---------------------------------------------------------------------------------------------------------------
