@@ -39,6 +39,8 @@ class PropertySpec:
     is_json: bool = False
     # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`;
     # "active_offer" / "days_since_saved": read from the customer's saved cancellation sessions (offers app).
+    # "account_members" / "account_active_members": how many customers share the account (active: seen in the last
+    # ACTIVE_MEMBER_DAYS days); "meeting_logged": a rep closed an alert on the customer or account as a meeting.
     derived: str = ""
     computed_trait_id: int | None = None  # a computed trait: `path` is the ComputedTraitValue column compared
     empty: Any = None  # a computed trait's value for a customer without one (0 for counts, false for "ever")
@@ -82,6 +84,23 @@ BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("customer.is_test", "Is a test customer", "Customer", ValueType.BOOLEAN, "is_test"),
     PropertySpec("account.name", "Account name", "Account", ValueType.STRING, "account__name"),
     PropertySpec("account.domain", "Account domain", "Account", ValueType.STRING, "account__domain"),
+    PropertySpec("account.members", "Members", "Account", ValueType.NUMBER, "", derived="account_members"),
+    PropertySpec(
+        "account.active_members",
+        "Members active in the last 7 days",
+        "Account",
+        ValueType.NUMBER,
+        "",
+        derived="account_active_members",
+    ),
+    PropertySpec(
+        "sales.meeting_logged",
+        "Meeting logged by a rep",
+        "Sales",
+        ValueType.BOOLEAN,
+        "",
+        derived="meeting_logged",
+    ),
     PropertySpec(
         "subscription.status", "Status", "Subscription", ValueType.STRING, "status", True, choices=SUBSCRIPTION_STATUSES
     ),

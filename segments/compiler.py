@@ -257,10 +257,44 @@ def _trial_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
     return ~q if positive != operator else q
 
 
+ACTIVE_MEMBER_DAYS = 7
+
+
+def _account_members_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """How many customers share the customer's account (0 without one), all or those seen in the last
+    ACTIVE_MEMBER_DAYS days, compared with N: a correlated COUNT, never NULL."""
+    members = Customer.objects.filter(account_id=OuterRef("account_id"))
+    if spec.derived == "account_active_members":
+        members = members.filter(last_seen_at__gte=now - timedelta(days=ACTIVE_MEMBER_DAYS))
+    counted = members.order_by().values("account_id").annotate(total=Count("id")).values("total")
+    count = Coalesce(Subquery(counted), Value(0))
+    if operator in ("is_set", "is_not_set"):
+        return Q(account__isnull=operator == "is_not_set")
+    this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(members=count)
+    held = compare("members", ValueType.NUMBER, POSITIVE_OF.get(operator, operator), value, now, is_json=False)
+    q = Q(Exists(this_customer.filter(held)))
+    return ~q if operator in POSITIVE_OF else q
+
+
+def _meeting_logged_q(operator: str) -> Q:
+    """A rep closed an alert on the customer, or on the customer's account, with a meeting booked."""
+    from trials.models import Alert
+
+    meetings = Alert.objects.filter(outcome=Alert.Outcome.MEETING_BOOKED)
+    logged = Q(Exists(meetings.filter(customer=OuterRef("pk")))) | Q(
+        Exists(meetings.filter(account_id=OuterRef("account_id"), account_id__isnull=False))
+    )
+    return {"is_true": logged, "is_false": ~logged, "is_set": Q(), "is_not_set": Q(pk__in=[])}[operator]
+
+
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
         raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
+    if spec.derived in ("account_members", "account_active_members"):
+        return _account_members_q(spec, node.operator, node.value, now)
+    if spec.derived == "meeting_logged":
+        return _meeting_logged_q(node.operator)
     if spec.on_trial:
         return _trial_q(spec, node.operator, node.value, now)
     if spec.computed_trait_id is not None:

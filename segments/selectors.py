@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from segments.catalogue import PropertySpec, property_named
-from segments.compiler import compile_node, event_count_expression
+from segments.compiler import ACTIVE_MEMBER_DAYS, compile_node, event_count_expression
 from segments.conditions import (
     Condition,
     EventCondition,
@@ -75,6 +75,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return _computed_actual(spec, customer, now)
     if spec.derived in ("active_offer", "days_since_saved"):
         return _saved_actual(spec, customer, now)
+    if spec.derived in ("account_members", "account_active_members", "meeting_logged"):
+        return _sales_actual(spec, customer, now)
     if spec.is_json and spec.path.startswith("account__"):
         account = customer.account
         return account.traits.get(spec.path.removeprefix("account__traits__")) if account is not None else None
@@ -92,6 +94,22 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     for part in spec.path.split("__"):
         value = getattr(value, part, None) if value is not None else None
     return value / spec.scale if spec.scale != 1 and value is not None else value
+
+
+def _sales_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
+    """The account's member counts, or whether a rep logged a meeting, as the plays' conditions compare them."""
+    if spec.derived == "meeting_logged":
+        from trials.models import Alert
+
+        meetings = Alert.objects.filter(outcome=Alert.Outcome.MEETING_BOOKED)
+        by_account = Q(account_id=customer.account_id) if customer.account_id is not None else Q(pk__in=[])
+        return meetings.filter(Q(customer=customer) | by_account).exists()
+    if customer.account_id is None:
+        return 0
+    members = Customer.objects.filter(account_id=customer.account_id)
+    if spec.derived == "account_active_members":
+        members = members.filter(last_seen_at__gte=now - timedelta(days=ACTIVE_MEMBER_DAYS))
+    return members.count()
 
 
 def _saved_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:

@@ -1,15 +1,25 @@
-"""Back-office registrations (Admin role) for the catalogue and subscriptions."""
+"""Back-office registrations (Admin role) for the catalogue, subscriptions, the trial loop, lifecycle messages
+and the sales-assist plays."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from trials.models import (
     ActivationDefinition,
     AddOn,
+    Alert,
+    BusinessHours,
+    EmailSettings,
     FitRule,
+    Holiday,
+    MessageSend,
+    MessageTemplate,
     Plan,
+    Play,
     Product,
+    RepProfile,
     ScoreSettings,
     Subscription,
     SubscriptionAddOn,
@@ -75,3 +85,49 @@ class TrialStageChangeAdmin(admin.ModelAdmin[TrialStageChange]):
 admin.site.register(ActivationDefinition)
 admin.site.register(FitRule)
 admin.site.register(ScoreSettings)
+admin.site.register(EmailSettings)
+admin.site.register(BusinessHours)
+admin.site.register(Holiday)
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin[MessageTemplate]):
+    list_display = ["key", "name", "channel", "trigger", "priority", "active", "holdout_percent"]
+    list_filter = ["channel", "trigger", "active"]
+
+
+@admin.register(MessageSend)
+class MessageSendAdmin(admin.ModelAdmin[MessageSend]):
+    """The send log, read-only: it is the record of what was sent and why not."""
+
+    list_display = ["created_at", "template", "customer", "status", "reason", "sent_at"]
+    list_filter = ["status", "template"]
+    list_select_related = ["template", "customer"]
+    raw_id_fields = ["customer"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: MessageSend | None = None) -> bool:
+        return False
+
+
+@admin.register(Play)
+class PlayAdmin(admin.ModelAdmin[Play]):
+    list_display = ["key", "name", "target", "priority", "sla_business_hours", "active", "test_mode", "holdout_percent"]
+    list_filter = ["active", "test_mode", "target"]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin[Alert]):
+    list_display = ["pk", "play", "customer", "status", "assignee", "due_at", "outcome"]
+    list_filter = ["status", "play", "outcome"]
+    list_select_related = ["play", "customer", "assignee"]
+    raw_id_fields = ["customer", "account"]
+    show_full_result_count = False
+
+
+@admin.register(RepProfile)
+class RepProfileAdmin(admin.ModelAdmin[RepProfile]):
+    list_display = ["user", "away"]

@@ -9,13 +9,20 @@ import pytest
 
 from trials.defaults import FIT_RULES
 from trials.loop import relevant_names_forget
-from trials.models import FitRule
+from trials.models import FitRule, Play
+from trials.play_defaults import PLAYS
 
 
 @pytest.fixture(autouse=True)
 def default_fit_rules(db: Any) -> None:
     if not FitRule.objects.exists():
         FitRule.objects.bulk_create([FitRule(**row) for row in FIT_RULES])
+
+
+@pytest.fixture(autouse=True)
+def default_plays(db: Any) -> None:
+    if not Play.objects.exists():
+        Play.objects.bulk_create([Play(**row) for row in PLAYS])
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,180 @@
+"""Plays: validating and saving them, and evaluating them into alerts — by the beat and in real time.
+
+Evaluation is one compiled query per active play (segments.compiler over Customer) that already excludes the
+customers (or accounts) with an active alert for the play and those whose last alert closed inside the
+play's cooldown, so a dismissed alert comes back only when the play triggers again after the cooldown. The
+beat evaluates every customer; the stored-batch hook evaluates only the customers the batch touched (the
+same query restricted to their ids), inside the batch's transaction, after trials.loop has refreshed their
+trial (hooks run in registration order). The unique constraint on active alerts settles the race between
+the two doors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from audiences.live import BatchFacts, Dependencies, dependencies
+from audiences.models import ComputedTrait, Customer
+from segments.compiler import compile_tree
+from segments.conditions import InvalidCondition, parse_tree
+from segments.models import Segment
+from segments.usage import SegmentUse
+from trials.alerts import Target, alerts_create, alerts_wake
+from trials.briefs import play_template_errors
+from trials.models import Alert, Play
+
+# The beat evaluates at most this many new targets per play and run; the next run continues.
+EVALUATE_LIMIT = 1000
+ACTIVE_PLAYS_TTL = 30.0  # seconds a worker process trusts its copy of the active plays' dependencies
+_active: dict[str, tuple[float, list[tuple[int, Dependencies]]]] = {}
+
+
+def play_validate(play: Play) -> None:
+    """Raise ValidationError (per field) when the condition or the message cannot be used."""
+    errors: dict[str, list[str]] = {}
+    try:
+        parse_tree(play.condition)
+    except (InvalidCondition, ValueError, TypeError) as invalid:
+        errors["condition"] = [str(invalid)]
+    keys = set(ComputedTrait.objects.values_list("key", flat=True))
+    for field in ("subject", "body"):
+        found = play_template_errors(getattr(play, field), computed_keys=keys)
+        if found:
+            errors[field] = found
+    if play.holdout_percent > 100:
+        errors["holdout_percent"] = ["At most 100."]
+    if play.sla_business_hours < 1:
+        errors["sla_business_hours"] = ["At least one business hour."]
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def play_save(play: Play) -> Play:
+    """Validate, then save: the one door for creating and editing plays."""
+    play_validate(play)
+    play.save()
+    active_plays_forget()
+    return play
+
+
+def _active_plays() -> list[tuple[int, Dependencies]]:
+    """The active plays and what their conditions read, kept per process for ACTIVE_PLAYS_TTL so a batch that
+    cannot change any play costs no query. A stale copy only delays real-time alerts; the beat sees every
+    play as it is."""
+    cached = _active.get("plays")
+    if cached is not None and time.monotonic() - cached[0] < ACTIVE_PLAYS_TTL:
+        return cached[1]
+    found: list[tuple[int, Dependencies]] = []
+    for pk, condition in Play.objects.filter(active=True).order_by("priority", "pk").values_list("pk", "condition"):
+        try:
+            found.append((pk, dependencies(parse_tree(condition))))
+        except (InvalidCondition, ValueError):
+            continue  # saved before a property it names was removed; play_save refuses such trees
+    _active["plays"] = (time.monotonic(), found)
+    return found
+
+
+def active_plays_forget() -> None:
+    """Drop this process's copy of the active plays (after one was saved)."""
+    _active.clear()
+
+
+def _key_expression(play: Play) -> Any:
+    if play.target == Play.Target.ACCOUNT:
+        return Concat(Value("a:"), Cast(OuterRef("account_id"), output_field=CharField()))
+    return Concat(Value("c:"), Cast(OuterRef("pk"), output_field=CharField()))
+
+
+def play_candidates(play: Play, *, now: datetime, customer_ids: Collection[int] | None = None) -> QuerySet[Customer]:
+    """The customers the play fires for now: the condition holds, test customers only in test mode (and never
+    otherwise), no active alert for the same customer (or account), none closed within the cooldown."""
+    customers = Customer.objects.filter(compile_tree(parse_tree(play.condition), now), is_test=play.test_mode)
+    if customer_ids is not None:
+        customers = customers.filter(pk__in=list(customer_ids))
+    if play.target == Play.Target.ACCOUNT:
+        customers = customers.filter(account__isnull=False)
+    same = Alert.objects.filter(play=play, dedup_key=_key_expression(play))
+    cooling = same.filter(status__in=Alert.CLOSED_STATUSES, closed_at__gt=now - timedelta(hours=play.cooldown_hours))
+    active = same.filter(status__in=Alert.ACTIVE_STATUSES)
+    return customers.filter(~Q(Exists(active)), ~Q(Exists(cooling)))
+
+
+def _targets(play: Play, customers: QuerySet[Customer]) -> list[Target]:
+    """One target per customer, or per account for account plays (its most recently seen matching member)."""
+    rows = customers.order_by("account_id", "-last_seen_at", "pk").values_list("pk", "account_id", "account__owner_id")
+    targets: list[Target] = []
+    seen_accounts: set[int] = set()
+    for customer_id, account_id, owner_id in rows[: EVALUATE_LIMIT * 5]:
+        if play.target == Play.Target.ACCOUNT:
+            if account_id in seen_accounts:
+                continue
+            seen_accounts.add(account_id)
+        targets.append(Target(customer_id=customer_id, account_id=account_id, owner_id=owner_id))
+        if len(targets) >= EVALUATE_LIMIT:
+            break
+    return targets
+
+
+def play_evaluate(play: Play, *, now: datetime, customer_ids: Collection[int] | None = None) -> list[Alert]:
+    """Create the alerts one play fires now (restricted to `customer_ids` when given)."""
+    targets = _targets(play, play_candidates(play, now=now, customer_ids=customer_ids))
+    return alerts_create(play=play, targets=targets, now=now)
+
+
+def plays_evaluate(*, now: datetime | None = None, customer_ids: Collection[int] | None = None) -> dict[str, int]:
+    """Every active play, for everyone (the beat) or for the given customers (real time); snoozed alerts whose
+    time came are put back first (beat only)."""
+    now = now or timezone.now()
+    totals = {"plays": 0, "alerts": 0, "holdout": 0, "woken": 0}
+    if customer_ids is None:
+        totals["woken"] = alerts_wake(now=now)
+    for play in Play.objects.filter(active=True).order_by("priority", "pk"):
+        created = play_evaluate(play, now=now, customer_ids=customer_ids)
+        totals["plays"] += 1
+        totals["holdout"] += sum(1 for alert in created if alert.status == Alert.Status.HOLDOUT)
+        totals["alerts"] += sum(1 for alert in created if alert.status != Alert.Status.HOLDOUT)
+    return totals
+
+
+def plays_on_batch(facts: BatchFacts, now: datetime) -> set[int]:
+    """The stored-batch hook: each active play is evaluated for the customers whose result the batch could
+    change (its events, profile and trial changes — the loop's hook runs first —, billing, computed traits),
+    so a batch that touches no play's inputs costs no query. Changes no segment-visible data of its own."""
+    wanted = {pk: facts.candidates(needs) for pk, needs in _active_plays()}
+    wanted = {pk: customers for pk, customers in wanted.items() if customers}
+    if not wanted:
+        return set()
+    for play in Play.objects.filter(pk__in=list(wanted), active=True).order_by("priority", "pk"):
+        play_evaluate(play, now=now, customer_ids=wanted[play.pk])
+    return set()
+
+
+def _segment_ids(node: Any) -> set[int]:
+    """Segments a stored condition tree refers to (`in segment` leaves), at any depth."""
+    if not isinstance(node, dict):
+        return set()
+    found = {node["segment"]} if node.get("type") == "segment" and isinstance(node.get("segment"), int) else set()
+    for child in node.get("children") or []:
+        found |= _segment_ids(child)
+    return found
+
+
+def plays_using_segment(segment: Segment) -> list[SegmentUse]:
+    """The segment-usage provider: plays whose condition names the segment (so its test mode warns)."""
+    from django.urls import reverse
+
+    return [
+        SegmentUse(kind="Play", name=play.name, url=reverse("play-edit", args=[play.pk]))
+        for play in Play.objects.only("pk", "name", "condition")
+        if segment.pk in _segment_ids(play.condition)
+    ]
