@@ -1,4 +1,4 @@
-"""Back office (Admin role): cancellation sessions with their recorded steps, read-only.
+"""Back office (Admin role): cancellation sessions with their recorded steps, and win-back emails, read-only.
 
 Offers, rules and flows are edited on the staff pages, where an offer's parameters are validated for its kind.
 """
@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from offers.models import CancellationSession, SessionStep
+from offers.models import CancellationSession, SessionStep, WinBackEmail
 
 
 class SessionStepInline(admin.TabularInline[SessionStep, CancellationSession]):
@@ -33,6 +33,23 @@ class CancellationSessionAdmin(admin.ModelAdmin[CancellationSession]):
     list_select_related = ["customer", "offered_offer", "accepted_offer"]
     search_fields = ["=token", "customer__email", "=customer__user_id"]
     inlines = [SessionStepInline]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(WinBackEmail)
+class WinBackEmailAdmin(admin.ModelAdmin[WinBackEmail]):
+    """Which lapsed trials were emailed their win-back link, and why the others were not (read-only)."""
+
+    list_display = ["customer", "status", "reason", "to_email", "language", "created_at", "sent_at"]
+    list_filter = ["status", "language"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__email", "=customer__user_id"]
+    readonly_fields = [field.name for field in WinBackEmail._meta.get_fields() if field.concrete]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -20,10 +20,10 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,9 +34,10 @@ from audiences.selectors import source_for_write_key
 from config.permissions import RoleModelPermissions
 from integrations.segment import RequestRejected, write_key_from
 from offers import services
+from offers.forms import ReportFilterForm
 from offers.hosted import hosted_path
 from offers.models import CancellationSession
-from offers.selectors import REPORT_MAX_DAYS, cancellation_report, report_json, session_payload
+from offers.selectors import cancellation_report, report_json, session_payload
 
 
 class WriteKeyAuthentication(BaseAuthentication):
@@ -195,25 +196,31 @@ class SessionConfirmCancelView(SessionAPIView):
         return _answer(request, session.token)
 
 
-class ReportQuerySerializer(serializers.Serializer[Any]):
-    days = serializers.IntegerField(min_value=1, max_value=REPORT_MAX_DAYS, default=30)
-    include_test = serializers.BooleanField(default=False)
-
-
 class CancellationReportView(APIView):
-    """GET /api/v1/cancellation-reports/?days=N — the figures of the Retention → Reports page, for staff (token
-    or session auth) whose role may view cancellation sessions."""
+    """GET /api/v1/cancellation-reports/ — the figures of the Retention → Reports page, for staff (token or
+    session auth) whose role may view cancellation sessions. The filters are the page's (`ReportFilterForm`):
+    `days` (1–366, default 30) or `since`/`until` (YYYY-MM-DD), `flow`, `offer`, `plan` (ids), `include_test`;
+    a bad filter answers 400 naming it."""
 
     permission_classes = [RoleModelPermissions]
     queryset = CancellationSession.objects.none()  # names the model whose view permission is required
 
-    @extend_schema(parameters=[ReportQuerySerializer], responses=dict[str, Any])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("days", int, description="The last N days (1–366, default 30)."),
+            OpenApiParameter("since", str, description="First day, YYYY-MM-DD (instead of days)."),
+            OpenApiParameter("until", str, description="Last day, YYYY-MM-DD (default today)."),
+            OpenApiParameter("flow", int, description="Only sessions of this flow."),
+            OpenApiParameter("offer", int, description="Only sessions that were presented this offer."),
+            OpenApiParameter("plan", int, description="Only sessions of subscriptions on this plan."),
+            OpenApiParameter("include_test", bool, description="Count test sessions too."),
+        ],
+        responses=dict[str, Any],
+    )
     def get(self, request: Request) -> Response:
         """Sessions by outcome, save rate, MRR saved (and still saved after 30 days), acceptance by offer and
-        by reason, win-back recoveries and daily buckets over the last `days` days (default 30, at most 366)."""
-        query = ReportQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        report = cancellation_report(
-            days=query.validated_data["days"], include_test=query.validated_data["include_test"]
-        )
-        return Response(report_json(report))
+        by reason, breakdowns by plan and by segment, win-back recoveries and daily buckets."""
+        form = ReportFilterForm(request.query_params)
+        if not form.is_valid():
+            raise ValidationError({field: [str(error) for error in errors] for field, errors in form.errors.items()})
+        return Response(report_json(cancellation_report(filters=form.filters())))

@@ -12,7 +12,9 @@ from django import forms
 
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import InvalidOfferParameters, offer_parameters_clean
+from offers.selectors import REPORT_MAX_DAYS, ReportFilters
 from segments.models import Segment
+from trials.models import Plan
 
 PARAMETER_HELP = (
     'JSON. discount: {"percent_off": 20, "duration": "repeating", "duration_in_months": 3, '
@@ -76,6 +78,19 @@ class FlowForm(forms.ModelForm[CancellationFlow]):
         widget=forms.CheckboxSelectMultiple,
         required=False,
     )
+    feedback_reasons = forms.ModelMultipleChoiceField(
+        queryset=CancellationReason.objects.order_by("position", "pk"),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Ask for feedback only after",
+        help_text="A step condition: the feedback step follows only these answers; none chosen = every answer.",
+    )
+    logo_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="An https:// image shown at the top of the hosted page (served by you, not uploaded).",
+    )
 
     class Meta:
         model = CancellationFlow
@@ -88,9 +103,20 @@ class FlowForm(forms.ModelForm[CancellationFlow]):
             "cancel_immediately",
             "brand_name",
             "brand_color",
+            "logo_url",
+            "language",
+            "feedback_reasons",
             "is_active",
             "is_draft",
         ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        outside = set(cleaned.get("feedback_reasons") or []) - set(cleaned.get("reasons") or [])
+        if outside:
+            names = ", ".join(sorted(reason.label for reason in outside))
+            self.add_error("feedback_reasons", f"Not a reason of this flow: {names}.")
+        return cleaned
 
 
 def _segment_field() -> forms.ModelMultipleChoiceField[Segment]:
@@ -156,3 +182,41 @@ class FlowRuleForm(forms.ModelForm[FlowRule]):
     class Meta:
         model = FlowRule
         fields = ["name", "segments", "flow", "is_active", "is_draft"]
+
+
+class ReportFilterForm(forms.Form):
+    """The filters of the retention report, its CSV exports and the reports API: a period (the last `days`
+    days, or `since`…`until`), a flow, a presented offer, a plan, and whether test sessions count."""
+
+    days = forms.IntegerField(min_value=1, max_value=REPORT_MAX_DAYS, required=False)
+    since = forms.DateField(required=False, help_text="First day (YYYY-MM-DD); overrides days.")
+    until = forms.DateField(required=False, help_text="Last day (YYYY-MM-DD); default today.")
+    flow = forms.ModelChoiceField(queryset=CancellationFlow.objects.order_by("name"), required=False)
+    offer = forms.ModelChoiceField(queryset=Offer.objects.order_by("name"), required=False)
+    plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("name"), required=False)
+    include_test = forms.BooleanField(required=False)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if until is not None and since is None:
+            self.add_error("since", "Give the first day too.")
+        if since is not None and until is not None:
+            if since > until:
+                self.add_error("until", "The last day is before the first day.")
+            elif (until - since).days + 1 > REPORT_MAX_DAYS:
+                self.add_error("since", f"At most {REPORT_MAX_DAYS} days.")
+        return cleaned
+
+    def filters(self) -> ReportFilters:
+        """The validated filters (call after is_valid())."""
+        data = self.cleaned_data
+        return ReportFilters(
+            days=data.get("days") or 30,
+            first_day=data.get("since"),
+            last_day=data.get("until"),
+            flow_id=data["flow"].pk if data.get("flow") else None,
+            offer_id=data["offer"].pk if data.get("offer") else None,
+            plan_id=data["plan"].pk if data.get("plan") else None,
+            include_test=bool(data.get("include_test")),
+        )

@@ -25,6 +25,9 @@ from config.models import TimestampedModel
 from segments.models import Segment
 from trials.models import Subscription
 
+HOSTED_LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")]
+"""The languages the hosted page is written in (offers.hosted_i18n holds its strings)."""
+
 
 class OfferTag(models.Model):
     """A label to group and find offers by (e.g. `win-back`, `annual`)."""
@@ -110,11 +113,36 @@ class CancellationFlow(TimestampedModel):
         validators=[RegexValidator(r"^#[0-9A-Fa-f]{6}$", "A colour as #RRGGBB.")],
         help_text="The hosted page's accent colour (#RRGGBB).",
     )
+    logo_url = models.URLField(
+        max_length=500,
+        blank=True,
+        validators=[RegexValidator(r"^https://", "The logo must be an https:// address.")],
+        help_text="An https:// image shown at the top of the hosted page (served by you, not uploaded).",
+    )
+    language = models.CharField(
+        max_length=5,
+        blank=True,
+        choices=HOSTED_LANGUAGES,
+        help_text="The hosted page's language; empty = the customer's browser language (Accept-Language).",
+    )
+    feedback_reasons = models.ManyToManyField(
+        CancellationReason,
+        blank=True,
+        related_name="feedback_flows",
+        help_text="Ask for feedback only after these reasons; none chosen = after every reason.",
+    )
     is_active = models.BooleanField(default=True)
     is_draft = models.BooleanField(default=True, help_text="Drafts are only used in test sessions (test customers).")
 
     class Meta:
         ordering = ["name"]
+
+    def asks_feedback_for(self, reason_id: int | None) -> bool:
+        """Whether the feedback step follows this answer: the step condition is the flow's feedback reasons."""
+        if not self.ask_feedback:
+            return False
+        chosen = {reason.pk for reason in self.feedback_reasons.all()}
+        return not chosen or reason_id in chosen
 
     def __str__(self) -> str:
         return self.name
@@ -317,3 +345,38 @@ class SessionStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id} {self.kind} ({self.status})"
+
+
+class WinBackEmail(models.Model):
+    """The win-back email Trialloop sent — or decided not to send, and why — for one lapsed trial.
+
+    One row per lapsed subscription (a unique constraint), so the sweep that sends them may run as often as it
+    likes and a customer gets at most one win-back email per lapsed trial. A send that is only postponed (quiet
+    hours, the lifecycle throttle) writes no row: the next sweep decides again.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        SUPPRESSED = "suppressed", "Suppressed"
+        FAILED = "failed", "Failed"
+
+    subscription = models.OneToOneField(Subscription, on_delete=models.CASCADE, related_name="win_back_email")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="win_back_emails")
+    session = models.ForeignKey(
+        CancellationSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="win_back_emails"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why it was suppressed.")
+    to_email = models.EmailField(blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    language = models.CharField(max_length=5, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"win-back email to {self.customer_id}: {self.status}"

@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext, gettext_lazy
+
 from trials.models import Plan
 
 DURATIONS = ("once", "repeating", "forever")
@@ -138,27 +140,34 @@ def offer_parameters_clean(kind: str, parameters: Any) -> dict[str, Any]:
     return _CLEANERS[kind](parameters)
 
 
+PAUSE_UNIT_LABELS = {"days": gettext_lazy("days"), "weeks": gettext_lazy("weeks"), "months": gettext_lazy("months")}
+
+
 def offer_summary(kind: str, parameters: dict[str, Any]) -> str:
-    """A one-line description of an offer for pages and the session API ("20% off for 3 months")."""
+    """A one-line description of an offer for pages and the session API ("20% off for 3 months"), in the active
+    language (the hosted page renders it in the customer's; the API in English)."""
     if kind == "discount":
         amount = (
-            f"{parameters['percent_off']:g}% off"
+            f"{parameters['percent_off']:g}%"
             if "percent_off" in parameters
-            else f"{parameters['amount_off_cents'] / 100:.2f} {parameters['currency'].upper()} off"
+            else f"{parameters['amount_off_cents'] / 100:.2f} {parameters['currency'].upper()}"
         )
-        duration = {
-            "once": "the next invoice",
-            "forever": "for ever",
-            "repeating": f"for {parameters.get('duration_in_months')} months",
-        }[parameters["duration"]]
-        return f"{amount} {duration}"
+        if parameters["duration"] == "once":
+            return gettext("%(amount)s off the next invoice") % {"amount": amount}
+        if parameters["duration"] == "forever":
+            return gettext("%(amount)s off for ever") % {"amount": amount}
+        return gettext("%(amount)s off for %(months)s months") % {
+            "amount": amount,
+            "months": parameters.get("duration_in_months"),
+        }
     if kind == "trial_extension":
-        return f"{parameters['days']} more trial days"
+        return gettext("%(days)s more trial days") % {"days": parameters["days"]}
     if kind == "pause":
         if "until" in parameters:
-            return f"pause until {parameters['until']}"
-        return f"pause for {parameters['count']} {parameters['unit']}"
+            return gettext("pause until %(date)s") % {"date": parameters["until"]}
+        unit = PAUSE_UNIT_LABELS[parameters["unit"]]
+        return gettext("pause for %(count)s %(unit)s") % {"count": parameters["count"], "unit": unit}
     if kind == "plan_change":
         plan = Plan.objects.filter(pk=parameters["plan_id"]).first()
-        return f"switch to {plan.name if plan else 'another plan'}"
-    return str(parameters.get("label") or "talk to us")
+        return gettext("switch to %(plan)s") % {"plan": plan.name if plan else gettext("another plan")}
+    return str(parameters.get("label") or gettext("talk to us"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -55,6 +55,11 @@ def session_payload(session: CancellationSession) -> dict[str, Any]:
             "feedback_prompt": flow.feedback_prompt,
             "confirmation_message": flow.confirmation_message,
             "cancels_at_period_end": not flow.cancel_immediately,
+            "feedback_reason_ids": [reason.pk for reason in flow.feedback_reasons.all()],
+            "brand_name": flow.brand_name,
+            "brand_color": flow.brand_color,
+            "logo_url": flow.logo_url or None,
+            "language": flow.language or None,
         },
         "reasons": [{"id": reason.pk, "label": reason.label} for reason in flow_reasons(flow)],
         "reason_id": session.reason_id,
@@ -83,18 +88,22 @@ def flow_rule_list() -> QuerySet[FlowRule]:
 
 
 def flow_list() -> QuerySet[CancellationFlow]:
-    return CancellationFlow.objects.prefetch_related("reasons").order_by("name")
+    return CancellationFlow.objects.prefetch_related("reasons", "feedback_reasons").order_by("name")
 
 
-def session_list(*, outcome: str = "", include_test: bool = False) -> QuerySet[CancellationSession]:
-    """Sessions newest first, with what the list shows joined."""
-    sessions = CancellationSession.objects.select_related(
-        "customer", "subscription__plan", "flow", "reason", "offered_offer", "accepted_offer"
-    ).order_by("-created_at", "-pk")
+def session_list(
+    *, outcome: str = "", include_test: bool = False, filters: ReportFilters | None = None, now: datetime | None = None
+) -> QuerySet[CancellationSession]:
+    """Sessions newest first, with what the list (and its CSV export) shows joined; `filters` narrows them as
+    the report's filters do (without a period: every session)."""
+    filters = filters or ReportFilters(days=None, include_test=include_test)
+    sessions = (
+        report_sessions(filters, now or timezone.now())
+        .select_related("customer", "subscription__plan", "flow", "reason", "offered_offer", "accepted_offer")
+        .order_by("-created_at", "-pk")
+    )
     if outcome:
         sessions = sessions.filter(outcome=outcome)
-    if not include_test:
-        sessions = sessions.filter(is_test=False)
     return sessions
 
 
@@ -149,9 +158,99 @@ class DayBucket:
         return self.saved + self.canceled + self.deflected + self.incomplete + self.recovered
 
 
-def cancellation_report(*, days: int, now: datetime | None = None, include_test: bool = False) -> dict[str, Any]:
-    """The retention report over the sessions started in the last `days` days. Four aggregate queries whatever
-    the number of sessions — the totals, acceptance by offer, by reason, and the daily buckets:
+@dataclass(frozen=True)
+class ReportFilters:
+    """Which sessions a report (and its CSV export) counts: started in a period — the last `days` days, or the
+    calendar days `first_day`…`last_day` — optionally of one flow, one presented offer, one plan."""
+
+    days: int | None = 30
+    first_day: date | None = None
+    last_day: date | None = None
+    flow_id: int | None = None
+    offer_id: int | None = None
+    plan_id: int | None = None
+    include_test: bool = False
+
+    def period(self, now: datetime) -> tuple[date, date]:
+        """(first day, last day) of the period, by local calendar day; at most REPORT_MAX_DAYS long."""
+        today = timezone.localdate(now)
+        if self.first_day is not None:
+            last = min(self.last_day or today, today)
+            return max(self.first_day, last - timedelta(days=REPORT_MAX_DAYS - 1)), last
+        days = max(1, min(self.days or 30, REPORT_MAX_DAYS))
+        return today - timedelta(days=days - 1), today
+
+    @property
+    def unbounded(self) -> bool:
+        """No period chosen: the sessions list then shows every session (a report always has a period)."""
+        return self.days is None and self.first_day is None
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+def report_sessions(filters: ReportFilters, now: datetime) -> QuerySet[CancellationSession]:
+    """The sessions a report (or the sessions CSV) counts under these filters: started within the period and
+    by `now`, test sessions only when asked for."""
+    sessions = CancellationSession.objects.all()
+    if not filters.unbounded:
+        first_day, last_day = filters.period(now)
+        sessions = sessions.filter(
+            created_at__gte=_day_start(first_day),
+            created_at__lt=_day_start(last_day + timedelta(days=1)),
+            created_at__lte=now,
+        )
+    if not filters.include_test:
+        sessions = sessions.filter(is_test=False)
+    if filters.flow_id is not None:
+        sessions = sessions.filter(flow_id=filters.flow_id)
+    if filters.offer_id is not None:
+        sessions = sessions.filter(offered_offer_id=filters.offer_id)
+    if filters.plan_id is not None:
+        sessions = sessions.filter(subscription__plan_id=filters.plan_id)
+    return sessions
+
+
+def _breakdown(sessions: QuerySet[CancellationSession], id_key: str, name_key: str) -> list[dict[str, Any]]:
+    """Cancellation sessions grouped by one object (a plan, a segment): rows of `id`, `name`, sessions,
+    offered, accepted, acceptance rate, saved, canceled, save rate and MRR saved — one aggregate query."""
+    outcome = CancellationSession.Outcome
+    rows = (
+        sessions.filter(kind=CancellationSession.Kind.CANCELLATION)
+        .values(id_key, name_key)
+        .annotate(
+            sessions=Count("pk"),
+            offered=Count("pk", filter=Q(offered_offer__isnull=False)),
+            accepted=Count("pk", filter=Q(accepted_offer__isnull=False)),
+            saved=Count("pk", filter=Q(outcome=outcome.SAVED)),
+            canceled=Count("pk", filter=Q(outcome=outcome.CANCELED)),
+            mrr_saved_cents=Sum("mrr_cents", filter=Q(outcome=outcome.SAVED), default=0),
+        )
+        .order_by("-sessions", name_key, id_key)
+    )
+    return [
+        {
+            "id": row.pop(id_key),
+            "name": row.pop(name_key),
+            **row,
+            "acceptance_rate": _rate(row["accepted"], row["offered"]),
+            "save_rate": _rate(row["saved"], row["saved"] + row["canceled"]),
+        }
+        for row in rows
+    ]
+
+
+def cancellation_report(
+    *,
+    days: int = 30,
+    now: datetime | None = None,
+    include_test: bool = False,
+    filters: ReportFilters | None = None,
+) -> dict[str, Any]:
+    """The retention report over the sessions started in a period (the last `days` days, or `filters`). Six
+    aggregate queries whatever the number of sessions — the totals, acceptance by offer, by reason, by plan, by
+    segment, and the daily buckets:
 
     - cancellation sessions by outcome, save rate (saved ÷ (saved + canceled)) and MRR saved (MRR at session
       start of the saved ones);
@@ -159,17 +258,18 @@ def cancellation_report(*, days: int, now: datetime | None = None, include_test:
       active or trialing and not set to cancel, or whose cancellation came more than 30 days after the save —
       i.e. not canceled 30 days after the save — and their MRR;
     - acceptance by offer (presented, accepted, rate) and by reason (sessions, offered, saved, canceled);
+    - by plan and by segment (the customer's current segments): sessions, acceptance, save rate, MRR saved;
     - win-back sessions, recoveries and the MRR they brought back;
     - one bucket per day (sessions by outcome, by start day in the current time zone), empty days included.
     """
     now = now or timezone.now()
-    days = max(1, min(days, REPORT_MAX_DAYS))
-    today = timezone.localdate(now)
-    first_day = today - timedelta(days=days - 1)
-    since = timezone.make_aware(datetime.combine(first_day, datetime.min.time()))
-    sessions = CancellationSession.objects.filter(created_at__gte=since, created_at__lte=now)
-    if not include_test:
-        sessions = sessions.filter(is_test=False)
+    filters = filters or ReportFilters(days=days, include_test=include_test)
+    if filters.unbounded:
+        filters = replace(filters, days=30)
+    first_day, last_day = filters.period(now)
+    sessions = report_sessions(filters, now)
+    since, until = _day_start(first_day), min(now, _day_start(last_day + timedelta(days=1)))
+    days = (last_day - first_day).days + 1
     outcome, kind = CancellationSession.Outcome, CancellationSession.Kind
     cancellation = Q(kind=kind.CANCELLATION)
     saved = cancellation & Q(outcome=outcome.SAVED)
@@ -224,6 +324,12 @@ def cancellation_report(*, days: int, now: datetime | None = None, include_test:
         )
         .order_by("-sessions", "reason__label")
     ]
+    by_plan = _breakdown(sessions, "subscription__plan_id", "subscription__plan__name")
+    by_segment = _breakdown(
+        sessions.filter(customer__segment_memberships__isnull=False),
+        "customer__segment_memberships__segment_id",
+        "customer__segment_memberships__segment__name",
+    )
     daily_rows = {
         row["day"]: row
         for row in sessions.annotate(day=TruncDate("created_at"))
@@ -248,13 +354,16 @@ def cancellation_report(*, days: int, now: datetime | None = None, include_test:
     return {
         "days": days,
         "since": since,
-        "until": now,
+        "until": until,
+        "filters": filters,
         **totals,
         "save_rate": _rate(totals["saved"], totals["saved"] + totals["canceled"]),
         "still_saved_rate": _rate(totals["still_saved_30d"], totals["saves_30d_old"]),
         "win_back_recovery_rate": _rate(totals["win_back_recovered"], totals["win_back_sessions"]),
         "by_offer": by_offer,
         "by_reason": by_reason,
+        "by_plan": by_plan,
+        "by_segment": by_segment,
         "daily": daily,
     }
 
@@ -262,7 +371,13 @@ def cancellation_report(*, days: int, now: datetime | None = None, include_test:
 def report_json(report: dict[str, Any]) -> dict[str, Any]:
     """The report as the API answers it (dates as ISO strings, the chart as plain rows)."""
     return {
-        **{key: value for key, value in report.items() if key not in ("since", "until", "daily")},
+        **{key: value for key, value in report.items() if key not in ("since", "until", "daily", "filters")},
+        "filters": {
+            "flow": report["filters"].flow_id,
+            "offer": report["filters"].offer_id,
+            "plan": report["filters"].plan_id,
+            "include_test": report["filters"].include_test,
+        },
         "since": report["since"].isoformat(),
         "until": report["until"].isoformat(),
         "daily": [

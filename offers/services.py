@@ -79,7 +79,12 @@ Pausing or changing the plan of a subscription that no longer runs means nothing
 
 LAPSED_STATUSES = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED)
 """Mirrored statuses of a trial that ended without converting and that Stripe cannot revive: a win-back creates
-a new subscription. (A trial `paused` for a missing payment method is not handled yet.)"""
+a new subscription."""
+
+PAUSED_TRIAL = Q(status=Subscription.Status.PAUSED, paid_cents=0, trial_end__isnull=False)
+"""A trial Stripe paused when it ended without a payment method (`trial_settings.end_behavior.
+missing_payment_method = pause`): it lapsed too, but Stripe can revive it, so a win-back resumes the same
+subscription instead of creating one."""
 
 
 # --- Errors the session API turns into answers ---------------------------------------------------------------
@@ -488,12 +493,13 @@ def session_start(
 
 def lapsed_trials(now: datetime) -> QuerySet[Subscription]:
     """Trials that ended unpaid within the recovery window: a subscription that had a trial, never paid an
-    invoice, and is canceled or expired (what `trials.billing` mirrors from Stripe), its end — `ended_at`, else
-    `canceled_at`, else `trial_end` — in the last 30 days."""
+    invoice, and is canceled or expired — or paused by Stripe at the trial's end for want of a payment method —
+    (what `trials.billing` mirrors from Stripe), its end — `ended_at`, else `canceled_at`, else `trial_end` — in
+    the last 30 days."""
     ended = Coalesce("ended_at", "canceled_at", "trial_end")
     return Subscription.objects.annotate(lapsed_at=ended).filter(
+        Q(status__in=LAPSED_STATUSES) | PAUSED_TRIAL,
         trial_end__isnull=False,
-        status__in=LAPSED_STATUSES,
         paid_cents=0,
         lapsed_at__gte=now - WIN_BACK_WINDOW,
         lapsed_at__lte=now,
@@ -513,8 +519,10 @@ def _lapsed_trial(*, user_id: str | None, stripe_subscription_id: str | None, no
     subscription = found.order_by("-lapsed_at", "-pk").first()
     if subscription is None:
         raise SessionNotFound("No trial that ended unpaid in the last 30 days.", code="no_lapsed_trial")
-    still_open = Subscription.objects.filter(customer=subscription.customer).exclude(
-        status__in=[*LAPSED_STATUSES, Subscription.Status.INCOMPLETE]
+    still_open = (
+        Subscription.objects.filter(customer=subscription.customer)
+        .exclude(status__in=[*LAPSED_STATUSES, Subscription.Status.INCOMPLETE])
+        .exclude(PAUSED_TRIAL)
     )
     if still_open.exists():
         raise WrongState("This customer has a subscription again; there is nothing to win back.", code="not_lapsed")
@@ -546,7 +554,12 @@ def win_back_start(
     if existing is not None:
         return existing, False
     is_test = customer.is_test
-    if not is_test and not (customer.stripe_customer_id and subscription.plan.stripe_price_id):
+    linked = (
+        bool(subscription.stripe_subscription_id)
+        if subscription.status == Subscription.Status.PAUSED
+        else bool(customer.stripe_customer_id and subscription.plan.stripe_price_id)
+    )
+    if not is_test and not linked:
         raise WrongState("This trial is not linked to Stripe, so an offer cannot be applied.", code="no_stripe")
     flow = flow_for_customer(customer, is_test=is_test, now=now)
     if flow is None:
@@ -597,6 +610,40 @@ def win_back_start(
 def _win_back_plan(
     session: CancellationSession, offer: Offer, client: stripe.StripeClient | None, now: datetime
 ) -> StripePlan:
+    """The requests that win back the lapsed trial: a paused one is resumed (`_resume_plan`), a canceled or
+    expired one replaced (`_replace_plan`)."""
+    if session.subscription.status == Subscription.Status.PAUSED:
+        return _resume_plan(session, offer, now)
+    return _replace_plan(session, offer, now)
+
+
+def _resume_plan(session: CancellationSession, offer: Offer, now: datetime) -> StripePlan:
+    """Revive the trial Stripe paused for a missing payment method, with the offer applied: a trial extension
+    sets a new `trial_end` (now + days) on the paused subscription, which Stripe resumes as trialing; a
+    discount attaches the offer's coupon, then `POST /v1/subscriptions/{id}/resume` with
+    `billing_cycle_anchor=now` starts a new period at once — its first invoice, discounted, waits for the
+    customer to pay."""
+    subscription = session.subscription
+    target = subscription.stripe_subscription_id or f"(test subscription {subscription.pk})"
+    if offer.kind == Offer.Kind.TRIAL_EXTENSION:
+        until = now + timedelta(days=int(offer.parameters["days"]))
+        return StripePlan(
+            [_call("update", "subscriptions.update", {"trial_end": _timestamp(until)}, target=target)], until
+        )
+    if offer.kind == Offer.Kind.DISCOUNT:
+        coupon = _coupon_params(offer)
+        return StripePlan(
+            [
+                _call("coupon", "coupons.create", coupon, target=coupon["id"]),
+                _call("update", "subscriptions.update", {"discounts": [{"coupon": coupon["id"]}]}, target=target),
+                _call("resume", "subscriptions.resume", {"billing_cycle_anchor": "now"}, target=target),
+            ],
+            _win_back_discount_end(offer, now),
+        )
+    raise WrongState("This offer cannot win back a lapsed trial; edit the rule.", code="offer_invalid")
+
+
+def _replace_plan(session: CancellationSession, offer: Offer, now: datetime) -> StripePlan:
     """A new subscription to the lapsed trial's price for the same customer (Stripe cannot revive a canceled or
     expired subscription): with `trial_end` = now + days for a trial extension, or with the offer's coupon for
     a discount — then `payment_behavior=default_incomplete`, so a customer without a card is not charged and
@@ -701,7 +748,7 @@ def session_answer_reason(
             exclude_session=session.pk,
         )
         session.reason = reason
-        session.feedback = feedback if session.flow.ask_feedback else ""
+        session.feedback = feedback if session.flow.asks_feedback_for(reason.pk if reason else None) else ""
         session.offer_rule = match.rule
         session.offered_offer = match.offer
         session.stage = CancellationSession.Stage.OFFER if match.offer else CancellationSession.Stage.CONFIRM
@@ -933,6 +980,8 @@ def _send(client: stripe.StripeClient, call: dict[str, Any], key: str) -> dict[s
         return _summary(client.v1.subscriptions.update(call["target"], params, options).to_dict())
     if call["method"] == "subscriptions.create":
         return _summary(client.v1.subscriptions.create(params, options).to_dict())
+    if call["method"] == "subscriptions.resume":
+        return _summary(client.v1.subscriptions.resume(call["target"], params, options).to_dict())
     if call["method"] == "subscriptions.cancel":
         return _summary(client.v1.subscriptions.cancel(call["target"], params, options).to_dict())
     raise ValueError(f"unknown Stripe method {call['method']}")
@@ -1148,9 +1197,13 @@ def session_accept(*, session: CancellationSession, now: datetime | None = None)
             session.offer_simulated = session.is_test
             session.stage = CancellationSession.Stage.DONE
             if win_back:
-                # The new subscription reaches the mirror through its webhook; billing then sets the status.
+                # The new (or resumed) subscription reaches the mirror through its webhook; billing then sets the
+                # status. A resumed trial is recovered as the same subscription.
                 created: dict[str, Any] = next((c for c in step.stripe_calls if c["name"] == "create"), {})
-                session.recovered_subscription_id = str((created.get("response") or {}).get("id") or "")
+                session.recovered_subscription_id = str(
+                    (created.get("response") or {}).get("id")
+                    or (session.subscription.stripe_subscription_id if not created else "")
+                )
                 session.outcome, session.outcome_at = CancellationSession.Outcome.RECOVERED, now
             else:
                 session.outcome, session.outcome_at = CancellationSession.Outcome.SAVED, now

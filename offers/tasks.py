@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from config.services import task_run_recorded
+from config.models import TaskRun
+from config.services import task_lock, task_run_recorded
 from offers.services import sessions_expire
+from offers.win_back_emails import win_back_emails_sweep
 
 
 @shared_task(name="offers.tasks.expire_sessions")
@@ -15,3 +17,15 @@ def expire_sessions() -> dict[str, int]:
         deflected = sessions_expire()
         run.detail = {"deflected": deflected}
         return {"deflected": deflected}
+
+
+@shared_task(name="offers.tasks.send_win_back_emails")
+def send_win_back_emails() -> dict[str, int]:
+    """Periodic: email each newly lapsed trial its win-back link (one email per lapsed trial, throttled)."""
+    with task_lock("win-back emails") as acquired, task_run_recorded("win-back emails") as run:
+        if not acquired:  # the previous sweep is still sending
+            run.outcome = TaskRun.Outcome.SKIPPED
+            return {}
+        counts = win_back_emails_sweep()
+        run.detail = counts
+        return counts

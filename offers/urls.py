@@ -21,5 +21,7 @@ urlpatterns = [
     path("rules/flow/<int:pk>/edit/", views.FlowRuleEditView.as_view(), name="flow-rule-edit"),
     path("rules/<str:kind>/<int:pk>/move/", views.RuleMoveView.as_view(), name="rule-move"),
     path("sessions/", views.SessionListView.as_view(), name="session-list"),
+    path("sessions/export.csv", views.SessionExportView.as_view(), name="session-export"),
     path("reports/", views.ReportView.as_view(), name="report"),
+    path("reports/<str:table>.csv", views.ReportExportView.as_view(), name="report-export"),
 ]

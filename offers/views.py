@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
@@ -19,7 +26,8 @@ from django.views.generic import TemplateView
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from offers import selectors, services
-from offers.forms import FlowForm, FlowRuleForm, OfferForm, OfferRuleForm, ReasonForm
+from offers.exports import EXPORTABLE, report_table_csv, sessions_csv
+from offers.forms import FlowForm, FlowRuleForm, OfferForm, OfferRuleForm, ReasonForm, ReportFilterForm
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule, Offer, OfferRule
 
 
@@ -97,28 +105,88 @@ def report_chart(daily: list[selectors.DayBucket], *, width: int = 720, height: 
     return {"width": width, "height": height, "peak": peak, "bars": bars, "series": CHART_SERIES}
 
 
+def _filter_form(request: HttpRequest) -> ReportFilterForm:
+    """The report filters from the query string (the page's checkbox `test=1` is `include_test`)."""
+    data = request.GET.copy()
+    if data.get("test") == "1":
+        data["include_test"] = "on"
+    return ReportFilterForm(data)
+
+
 class ReportView(StaffPermissionMixin, TemplateView):
-    """Retention → Reports: the figures of `cancellation_report` over a chosen period, with a daily chart."""
+    """Retention → Reports: the figures of `cancellation_report` for the chosen filters, with a daily chart,
+    the breakdowns by offer, reason, plan and segment, and a CSV export of each table. Bad filters are shown as
+    form errors (400) above the default report."""
 
     template_name = "offers/report.html"
     required_permissions = ("offers.view_cancellationsession",)
 
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        raw = self.request.GET.get("days", "30")
-        days = int(raw) if raw.isdigit() and int(raw) in REPORT_PERIODS else 30
-        include_test = self.request.GET.get("test") == "1"
-        report = selectors.cancellation_report(days=days, include_test=include_test)
-        return {
-            **super().get_context_data(**kwargs),
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = _filter_form(request)
+        valid = form.is_valid()
+        filters = form.filters() if valid else selectors.ReportFilters()
+        report = selectors.cancellation_report(filters=filters)
+        context = {
+            **self.get_context_data(**kwargs),
+            "form": form,
             "report": report,
             "chart": report_chart(report["daily"]),
             "periods": REPORT_PERIODS,
-            "include_test": include_test,
-        }
+            "include_test": filters.include_test,
+            "query": request.GET.urlencode(),
+            "tables": [("totals", "Totals"), ("by_offer", "By offer"), ("by_reason", "By reason"),
+                       ("by_plan", "By plan"), ("by_segment", "By segment"), ("daily", "Per day")],
+        }  # fmt: skip
+        return self.render_to_response(context, status=200 if valid else 400)
+
+
+def _csv_response(lines: Any, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _form_error_text(form: ReportFilterForm) -> HttpResponse:
+    text = "; ".join(f"{field}: {' '.join(str(error) for error in errors)}" for field, errors in form.errors.items())
+    return HttpResponse(f"Invalid filters: {text}", status=400, content_type="text/plain; charset=utf-8")
+
+
+class ReportExportView(StaffPermissionMixin, View):
+    """One table of the report as CSV (`totals`, `by_offer`, `by_reason`, `by_plan`, `by_segment`, `daily`),
+    under the same filters as the page."""
+
+    required_permissions = ("offers.view_cancellationsession",)
+
+    def get(self, request: HttpRequest, table: str) -> HttpResponseBase:
+        if table not in EXPORTABLE:
+            raise Http404("No such report table.")
+        form = _filter_form(request)
+        if not form.is_valid():
+            return _form_error_text(form)
+        report = selectors.cancellation_report(filters=form.filters())
+        return _csv_response(report_table_csv(report, table), f"retention-{table}.csv")
+
+
+class SessionExportView(StaffPermissionMixin, View):
+    """The sessions list as CSV, filtered like the list (outcome, period, flow, offer, plan, test sessions)."""
+
+    required_permissions = ("offers.view_cancellationsession",)
+
+    def get(self, request: HttpRequest) -> HttpResponseBase:
+        form = _filter_form(request)
+        if not form.is_valid():
+            return _form_error_text(form)
+        outcome = request.GET.get("outcome", "")
+        if outcome and outcome not in CancellationSession.Outcome.values:
+            return HttpResponse(f"Invalid filters: outcome: unknown {outcome!r}.", status=400)
+        filters = replace(form.filters(), days=form.cleaned_data.get("days"))
+        sessions = selectors.session_list(outcome=outcome, filters=filters).iterator(chunk_size=500)
+        return _csv_response(sessions_csv(sessions), "cancellation-sessions.csv")
 
 
 class SessionListView(StaffPermissionMixin, TemplateView):
-    """Cancellation sessions newest first, filterable by outcome, with the save report on top."""
+    """Cancellation sessions newest first, filterable by outcome, period, flow, offer and plan, with the save
+    report on top and a CSV export of what is listed."""
 
     template_name = "offers/session_list.html"
     required_permissions = ("offers.view_cancellationsession",)
@@ -127,15 +195,22 @@ class SessionListView(StaffPermissionMixin, TemplateView):
         outcome = self.request.GET.get("outcome", "")
         if outcome not in CancellationSession.Outcome.values:
             outcome = ""
-        include_test = self.request.GET.get("test") == "1"
-        page = paginate_for_ui(self.request, selectors.session_list(outcome=outcome, include_test=include_test))
+        form = _filter_form(self.request)
+        filters = (
+            replace(form.filters(), days=form.cleaned_data.get("days"))
+            if form.is_valid()
+            else selectors.ReportFilters(days=None)
+        )
+        page = paginate_for_ui(self.request, selectors.session_list(outcome=outcome, filters=filters))
         return {
             **super().get_context_data(**kwargs),
             "page": page,
-            "report": selectors.session_report(include_test=include_test),
+            "form": form,
+            "report": selectors.session_report(include_test=filters.include_test),
             "outcomes": CancellationSession.Outcome.choices,
             "selected_outcome": outcome,
-            "include_test": include_test,
+            "include_test": filters.include_test,
+            "query": self.request.GET.urlencode(),
         }
 
 

@@ -1,5 +1,6 @@
-"""FakeStripe plus `POST /v1/coupons` and `POST /v1/subscriptions`, which the shared fake does not serve and
-discount offers and win-back recoveries (a new subscription for a lapsed trial) need.
+"""FakeStripe plus `POST /v1/coupons`, `POST /v1/subscriptions` and `POST /v1/subscriptions/{id}/resume`, which
+the shared fake does not serve and discount offers and win-back recoveries (a new subscription for a lapsed
+trial, or the resumption of a trial Stripe paused for a missing payment method) need.
 
 Kept beside the offers tests (the shared fake belongs to integrations): the parameters are checked against
 the library's `CouponCreateParams`, a coupon id already in use answers `resource_already_exists` as Stripe does,
@@ -8,6 +9,7 @@ and the new coupon is built with `stripe_payloads.coupon`, so it is listed and r
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from integrations.tests import stripe_payloads as payloads
@@ -30,7 +32,37 @@ class FakeStripeWithCoupons(FakeStripe):
             return self._create_coupon(record.params)
         if record.method == "POST" and record.path.rstrip("/") == "/v1/subscriptions":
             return self._create_subscription(record.params)
+        parts = record.path.strip("/").split("/")
+        if record.method == "POST" and len(parts) == 4 and parts[1] == "subscriptions" and parts[3] == "resume":
+            return self._resume_subscription(parts[2], record, request_id)
         return super()._route(record, request_id)
+
+    def _resume_subscription(self, subscription_id: str, record: RecordedRequest, request_id: str) -> StripeDict:
+        """`POST /v1/subscriptions/{id}/resume`: only a paused subscription resumes; with `billing_cycle_anchor`
+        now (Stripe's default) a new period starts at once. The customer pays the first invoice; the fake marks
+        the subscription active, as Stripe does once that invoice is paid."""
+        params = record.params
+        self._check_params(params, _accepted("SubscriptionResumeParams"))
+        before = self._require("subscriptions", subscription_id)
+        if before["status"] != "paused":
+            raise StripeApiError(400, "Only a paused subscription can be resumed.", param="subscription")
+        anchor = params.get("billing_cycle_anchor", "now")
+        if anchor not in ("now", "unchanged"):
+            raise StripeApiError(
+                400, "Invalid billing_cycle_anchor: must be now or unchanged.", param="billing_cycle_anchor"
+            )
+        sub = copy.deepcopy(before)
+        at = payloads.now()
+        sub["status"] = "active"
+        if anchor == "now":
+            sub["billing_cycle_anchor"] = at
+            for item in sub["items"]["data"]:
+                recurring = item["price"].get("recurring") or {"interval": "month", "interval_count": 1}
+                end = payloads.add_interval(at, recurring["interval"], int(recurring["interval_count"]))
+                item |= {"current_period_start": at, "current_period_end": end}
+        self._put(sub)
+        self._record_event("customer.subscription.resumed", sub, record, request_id, {"status": "paused"})
+        return sub
 
     def _create_coupon(self, params: dict[str, Any]) -> StripeDict:
         self._check_params(params, _accepted("CouponCreateParams"))

@@ -4,6 +4,8 @@ of aggregate queries — and the page and API that show it."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +19,8 @@ from audiences.models import Customer
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, Offer
-from offers.selectors import cancellation_report, report_json
+from offers.selectors import ReportFilters, cancellation_report, report_json
+from segments.models import SegmentMembership
 from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
@@ -107,7 +110,7 @@ def story(plans, flow, reasons, make_offer) -> dict[str, Any]:
 
 
 def test_the_report_figures(story, django_assert_num_queries):
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         report = cancellation_report(days=90, now=story["now"])
 
     assert {key: report[key] for key in (
@@ -144,7 +147,7 @@ def test_the_query_count_does_not_grow_with_sessions(story, plans, flow, django_
     more.count, more.now = 100, story["now"]
     for index in range(20):
         more.session("canceled", days_ago=index % 7, mrr=100)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         report = cancellation_report(days=30, now=story["now"])
     assert report["canceled"] == 21
 
@@ -174,7 +177,7 @@ def staff_api(make_user: Any, role: Role = Role.CS) -> APIClient:
 
 def test_the_api_answers_the_same_figures(story, make_user, django_assert_max_num_queries):
     api = staff_api(make_user)
-    with django_assert_max_num_queries(8):  # the user and permissions, then the report's four queries
+    with django_assert_max_num_queries(10):  # the user and permissions, then the report's six queries
         response = api.get(REPORTS, {"days": 90})
     assert response.status_code == 200
     body = response.json()
@@ -214,3 +217,149 @@ def test_the_reports_page_draws_the_chart_inline(story, make_user):
     assert "80%" in html  # save rate
     assert "A: 20% off" in html and "Too expensive" in html
     assert reverse("offers:report") in client.get(reverse("home")).content.decode()  # in the Retention section
+
+
+def test_breakdowns_by_plan_and_segment(story, plans, flow, make_segment):
+    segment = make_segment("Everyone big", {"property": "subscriber.mrr", "operator": "gte", "value": 0})
+    lite = Story(plans["lite"], flow)
+    lite.count, lite.now = 200, story["now"]
+    member = lite.session("canceled", days_ago=1, mrr=900, reason=story["price"], offered=story["a"])
+    lite.session("saved", days_ago=2, mrr=900, reason=story["price"], offered=story["a"], accepted=True)
+    SegmentMembership.objects.create(segment=segment, customer=member.customer, entered_at=story["now"])
+
+    report = cancellation_report(days=90, now=story["now"])
+    by_plan = {row["name"]: row for row in report["by_plan"]}
+    assert set(by_plan) == {"Team monthly", "Lite monthly"}  # win-back sessions are left out of breakdowns
+    assert {key: by_plan["Lite monthly"][key] for key in (
+        "id", "sessions", "offered", "accepted", "acceptance_rate", "saved", "canceled", "save_rate",
+        "mrr_saved_cents",
+    )} == {
+        "id": plans["lite"].pk, "sessions": 2, "offered": 2, "accepted": 1, "acceptance_rate": 0.5, "saved": 1,
+        "canceled": 1, "save_rate": 0.5, "mrr_saved_cents": 900,
+    }  # fmt: skip
+    assert by_plan["Team monthly"]["sessions"] == 7 and by_plan["Team monthly"]["save_rate"] == 0.8
+    assert report["by_segment"] == [
+        {"id": segment.pk, "name": "Everyone big", "sessions": 1, "offered": 1, "accepted": 0, "saved": 0,
+         "canceled": 1, "mrr_saved_cents": 0, "acceptance_rate": 0.0, "save_rate": 0.0},
+    ]  # fmt: skip
+
+
+def test_filters_by_plan_offer_flow_and_dates(story, plans, flow):
+    now = story["now"]
+    by_offer = cancellation_report(filters=ReportFilters(days=90, offer_id=story["b"].pk), now=now)
+    assert (by_offer["sessions"], by_offer["saved"], by_offer["mrr_saved_cents"]) == (1, 1, 2000)
+    other_plan = cancellation_report(filters=ReportFilters(days=90, plan_id=plans["yearly"].pk), now=now)
+    assert other_plan["sessions"] == 0 and other_plan["by_offer"] == []
+    other_flow = CancellationFlow.objects.create(name="Other")
+    assert cancellation_report(filters=ReportFilters(days=90, flow_id=other_flow.pk), now=now)["sessions"] == 0
+    assert cancellation_report(filters=ReportFilters(days=90, flow_id=flow.pk), now=now)["sessions"] == 7
+    today = timezone.localdate(now)
+    window = cancellation_report(
+        filters=ReportFilters(first_day=today - timedelta(days=3), last_day=today - timedelta(days=1)), now=now
+    )
+    assert (window["days"], window["sessions"], window["saved"], window["canceled"], window["deflected"]) == (
+        3,
+        3,
+        1,
+        1,
+        1,
+    )  # the save 2 days ago, the cancel 1 day ago, the deflection 3 days ago; not today's incomplete one
+    assert [bucket.day for bucket in window["daily"]] == [today - timedelta(days=n) for n in (3, 2, 1)]
+
+
+def test_the_api_filters_and_refuses_bad_ones(story, make_user, plans):
+    api = staff_api(make_user)
+    body = api.get(REPORTS, {"days": 90, "offer": story["b"].pk}).json()
+    assert (body["sessions"], body["saved"], body["filters"]["offer"]) == (1, 1, story["b"].pk)
+    assert [row["name"] for row in body["by_plan"]] == ["Team monthly"]
+    cases: list[tuple[dict[str, str | int], str]] = [
+        ({"plan": 999999}, "plan"),
+        ({"flow": "abc"}, "flow"),
+        ({"since": "2026-13-01"}, "since"),
+        ({"since": "2026-05-02", "until": "2026-05-01"}, "until"),
+        ({"since": "2024-01-01", "until": "2026-01-01"}, "since"),
+        ({"until": "2026-05-01"}, "since"),
+    ]
+    for bad, field in cases:
+        response = api.get(REPORTS, bad)
+        assert response.status_code == 400, bad
+        assert field in response.json()["details"], (bad, response.json())
+
+
+def signed_in_client(make_user: Any, role: Role = Role.SALES_REP) -> Client:
+    client = Client()
+    user = make_user(role)
+    assert client.login(username=user.get_username(), password=TEST_PASSWORD)
+    return client
+
+
+def _csv(response: Any) -> list[dict[str, str]]:
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_csv_exports_of_each_table(story, make_user):
+    client = signed_in_client(make_user)
+    url = reverse("offers:report-export", args=["by_offer"])
+    rows = _csv(client.get(url, {"days": 90}))
+    assert [(r["offer"], r["presented"], r["accepted"], r["acceptance_rate"]) for r in rows] == [
+        ("A: 20% off", "4", "3", "0.75"), ("C: win-back week", "2", "1", "0.5"), ("B: two weeks", "1", "1", "1.0"),
+    ]  # fmt: skip
+    totals = _csv(client.get(reverse("offers:report-export", args=["totals"]), {"days": 90}))
+    assert (totals[0]["sessions"], totals[0]["save_rate"], totals[0]["mrr_saved_cents"]) == ("7", "0.8", "8200")
+    assert len(_csv(client.get(reverse("offers:report-export", args=["daily"]), {"days": 7}))) == 7
+    plans_csv = _csv(client.get(reverse("offers:report-export", args=["by_plan"]), {"days": 90}))
+    assert [(r["plan"], r["sessions"], r["save_rate"]) for r in plans_csv] == [("Team monthly", "7", "0.8")]
+    reasons_csv = _csv(client.get(reverse("offers:report-export", args=["by_reason"]), {"days": 90}))
+    assert [r["reason"] for r in reasons_csv] == ["Too expensive", "Missing features"]
+    assert _csv(client.get(reverse("offers:report-export", args=["by_segment"]), {"days": 90})) == []
+    assert client.get(reverse("offers:report-export", args=["nope"])).status_code == 404
+    bad = client.get(url, {"since": "yesterday"})
+    assert bad.status_code == 400 and b"since" in bad.content
+
+
+def test_the_sessions_csv_is_filtered_and_formula_safe(story, make_user):
+    CancellationSession.objects.filter(outcome="canceled").update(feedback='=HYPERLINK("http://evil")')
+    client = signed_in_client(make_user)
+    rows = _csv(client.get(reverse("offers:session-export")))
+    assert len(rows) == 10  # every live session (the test one left out), whatever its age
+    canceled = [row for row in rows if row["outcome"] == "canceled"]
+    assert canceled[0]["feedback"] == '\'=HYPERLINK("http://evil")'
+    assert canceled[0]["reason"] == "Too expensive" and canceled[0]["plan"] == "Team monthly"
+    saved = _csv(client.get(reverse("offers:session-export"), {"outcome": "saved", "days": "30"}))
+    assert [row["mrr_cents"] for row in saved] == ["2000"]
+    with_test = _csv(client.get(reverse("offers:session-export"), {"outcome": "saved", "test": "1"}))
+    assert len(with_test) == 6
+    assert client.get(reverse("offers:session-export"), {"outcome": "lost"}).status_code == 400
+    assert client.get(reverse("offers:session-export"), {"offer": "x"}).status_code == 400
+
+
+def test_the_sessions_csv_query_count_is_flat(story, make_user, django_assert_max_num_queries):
+    client = signed_in_client(make_user)
+    with django_assert_max_num_queries(8):  # session, user, permissions, then one select of the joined rows
+        rows = _csv(client.get(reverse("offers:session-export")))
+    assert len(rows) == 10
+
+
+def test_the_report_page_filters_and_shows_errors(story, make_user, plans):
+    client = signed_in_client(make_user)
+    page = client.get(reverse("offers:report"), {"days": 90, "plan": plans["monthly"].pk})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'data-testid="by-plan"' in html and 'data-testid="by-segment"' in html
+    assert reverse("offers:report-export", args=["by_plan"]) in html
+    bad = client.get(reverse("offers:report"), {"since": "2026-05-02", "until": "2026-05-01"})
+    assert bad.status_code == 400
+    assert "The last day is before the first day." in bad.content.decode()
+
+
+def test_the_sessions_page_filters_by_plan_and_offer_and_links_its_export(story, make_user, plans):
+    client = signed_in_client(make_user)
+    by_offer = client.get(reverse("offers:session-list"), {"offer": story["b"].pk}).content.decode()
+    assert by_offer.count("<tr><td>") == 1  # the one session presented offer B
+    assert f"{reverse('offers:session-export')}?offer={story['b'].pk}" in by_offer
+    other_plan = client.get(reverse("offers:session-list"), {"plan": plans["lite"].pk}).content.decode()
+    assert "No sessions." in other_plan
+    ignored = client.get(reverse("offers:session-list"), {"plan": "nope"}).content.decode()
+    assert "These filters were ignored." in ignored and ignored.count("<tr><td>") == 10

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audiences.models import Customer
 from integrations.tests import stripe_payloads as payloads
 from offers.models import CancellationSession, OfferRule
-from offers.services import coupon_id_for
+from offers.services import coupon_id_for, lapsed_trials
 from offers.tests.conftest import post
 from trials.models import Plan, Subscription
 
@@ -151,7 +151,7 @@ def test_declining_a_win_back_deflects_it_and_asks_nothing_else(
         ({"ended_at_days_ago": 31}, "no_lapsed_trial"),  # outside the 30-day recovery window
         ({"paid_cents": 4900}, "no_lapsed_trial"),  # it converted once: not a lapsed trial
         ({"trial_end": None}, "no_lapsed_trial"),  # never a trial
-        ({"status": Subscription.Status.PAUSED}, "no_lapsed_trial"),  # paused trials: not handled yet
+        ({"status": Subscription.Status.PAUSED, "paid_cents": 4900}, "no_lapsed_trial"),  # a paid one paused
     ],
 )
 def test_who_is_not_a_lapsed_trial(fake, stripe_carol, carol, flow, make_offer, make_rule, product_api, change, code):
@@ -199,3 +199,98 @@ def test_the_hosted_page_offers_the_win_back(
     assert response.status_code == 302
     assert "Welcome back" in client.get(path).content.decode()
     assert CancellationSession.objects.get().outcome == "recovered"
+
+
+@pytest.fixture
+def paused_carol(fake: Any, stripe_carol: None, carol: Customer) -> Customer:
+    """Carol's trial ended 5 days ago without a payment method and Stripe paused it
+    (`trial_settings.end_behavior.missing_payment_method = pause`): status paused, neither canceled nor ended."""
+    Subscription.objects.filter(customer=carol).update(
+        status=Subscription.Status.PAUSED, canceled_at=None, ended_at=None
+    )
+    price = payloads.price(id="price_team_m", product="prod_team", unit_amount=4900)
+    fake.add(
+        payloads.subscription(
+            id=LAPSED_ID, customer="cus_carol", items=[(price, 1)], item_ids=["si_carol"], status="paused"
+        )
+    )
+    return carol
+
+
+def test_a_paused_trial_counts_as_lapsed_within_the_window(paused_carol):
+    now = timezone.now()
+    assert list(lapsed_trials(now).values_list("stripe_subscription_id", flat=True)) == [LAPSED_ID]
+    assert not lapsed_trials(now + timedelta(days=26)).exists()  # 31 days after the trial ended
+
+
+def test_a_paused_trial_is_resumed_with_a_new_trial(fake, paused_carol, flow, make_offer, make_rule, product_api):
+    extension = make_offer("trial_extension", "One more week", days=7)
+    make_rule(extension, applies_to=OfferRule.AppliesTo.WIN_BACK)
+    session = win_back(product_api, user_id="usr_carol")
+    assert (session["stage"], session["offer"]["id"], session["subscription_id"]) == ("offer", extension.pk, LAPSED_ID)
+
+    before = int(timezone.now().timestamp())
+    done = post(product_api, session["token"], "accept")
+    after = int(timezone.now().timestamp())
+
+    (update,) = fake.requests_to("POST")  # no new subscription: the paused one is revived
+    assert update.path == f"/v1/subscriptions/{LAPSED_ID}"
+    trial_end = int(update.params["trial_end"])
+    assert before + 7 * 86400 <= trial_end <= after + 7 * 86400
+    assert update.params == {"trial_end": str(trial_end)}
+    assert update.idempotency_key == f"trialloop:{session['token']}:accept:update:1"
+    assert fake.get(LAPSED_ID)["status"] == "trialing"
+    assert (done["outcome"], done["recovered_subscription_id"]) == ("recovered", LAPSED_ID)
+
+
+def test_a_paused_trial_is_resumed_with_the_discount(fake, paused_carol, flow, make_offer, make_rule, product_api):
+    offer = make_offer("discount", "30% for 2 months", percent_off=30, duration="repeating", duration_in_months=2)
+    make_rule(offer, applies_to=OfferRule.AppliesTo.WIN_BACK)
+    session = win_back(product_api, subscription_id=LAPSED_ID)
+
+    done = post(product_api, session["token"], "accept")
+
+    coupon, update, resume = fake.requests_to("POST")
+    assert coupon.path == "/v1/coupons"
+    assert (update.path, update.params) == (
+        f"/v1/subscriptions/{LAPSED_ID}",
+        {"discounts": [{"coupon": coupon_id_for(offer)}]},
+    )
+    assert (resume.path, resume.params) == (f"/v1/subscriptions/{LAPSED_ID}/resume", {"billing_cycle_anchor": "now"})
+    assert resume.idempotency_key == f"trialloop:{session['token']}:accept:resume:1"
+    resumed = fake.get(LAPSED_ID)
+    assert resumed["status"] == "active" and resumed["discounts"]
+    assert (done["outcome"], done["recovered_subscription_id"]) == ("recovered", LAPSED_ID)
+
+    post(product_api, session["token"], "accept")  # again: nothing more is sent
+    assert len(fake.requests_to("POST")) == 3
+
+
+def test_a_refused_resume_is_retried_without_resending_what_succeeded(
+    fake, paused_carol, flow, make_offer, make_rule, product_api
+):
+    offer = make_offer("discount", "Half off once", percent_off=50, duration="once")
+    make_rule(offer, applies_to=OfferRule.AppliesTo.WIN_BACK)
+    session = win_back(product_api, user_id="usr_carol")
+    unpaused = fake.get(LAPSED_ID) | {"status": "active"}  # e.g. the customer added a card meanwhile
+    fake.add(unpaused)
+
+    failed = post(product_api, session["token"], "accept", expect=502)
+    assert failed["code"] == "stripe_error" and failed["stripe"]["status"] == 400
+
+    fake.add(fake.get(LAPSED_ID) | {"status": "paused"})
+    done = post(product_api, session["token"], "accept")
+
+    assert done["outcome"] == "recovered"
+    posts = fake.requests_to("POST")
+    assert [request.path for request in posts] == [
+        "/v1/coupons",
+        f"/v1/subscriptions/{LAPSED_ID}",
+        f"/v1/subscriptions/{LAPSED_ID}/resume",
+        f"/v1/subscriptions/{LAPSED_ID}/resume",
+    ]  # the coupon and the discount are not sent again
+    token = session["token"]
+    assert [request.idempotency_key for request in posts[2:]] == [
+        f"trialloop:{token}:accept:resume:1",
+        f"trialloop:{token}:accept:resume:2",  # Stripe keeps a 400 under its key: the retry takes the next one
+    ]
