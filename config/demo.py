@@ -38,7 +38,9 @@ from django.utils import timezone
 
 from audiences.models import Account, AnonymousId, Customer, Event, Source
 from audiences.services import source_create
+from config.demo_effects import plant_effects
 from trials.models import AddOn, BillingInterval, Plan, Product, RecurringPrice, Subscription, SubscriptionAddOn
+from trials.play_demo import demo_alerts
 from trials.services import subscription_mrr_cents
 
 DEMO_SOURCE_NAME = "Demo web app"
@@ -388,11 +390,13 @@ def demo_seed(
     seed: int = DEFAULT_SEED,
     reset: bool = False,
     now: datetime | None = None,
+    effect_trials: int = 0,
 ) -> DemoSummary:
     """Build the demo data set once: `customers` people who signed up over the last 120 days, with everything else.
 
     Refuses (returns `created=False`) when demo data already exists, unless `reset` deletes it first, so running
     the command twice never doubles the data. `now` defaults to today at midnight UTC; tests pin it.
+    `effect_trials` adds that many extra ended trials carrying known effects (config.demo_effects).
     """
     if customers < MIN_CUSTOMERS:
         raise ValueError(f"customers must be at least {MIN_CUSTOMERS} (got {customers}).")
@@ -414,6 +418,9 @@ def demo_seed(
         with _cyclic_gc_paused():
             _simulate(world)
             _write(world, source)
+        if effect_trials:  # known effects for the measurement reports to recover (config.demo_effects)
+            plant_effects(source=source, trials=effect_trials, seed=seed, now=moment)
+        demo_alerts(user_id_prefix=USER_ID_PREFIX, now=moment)  # a few rep alerts from the default plays
     return DemoSummary(
         created=True,
         seed=seed,

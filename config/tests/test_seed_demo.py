@@ -24,6 +24,7 @@ from config.demo import (
     trial_behaviour,
 )
 from config.demo_definitions import COMPUTED_TRAITS, LIVE_AUDIENCES, demo_definitions_ensure
+from config.demo_effects import PLANTED_EMAIL_DOMAIN
 from segments.models import Segment, SegmentMembership
 from trials.models import Plan, Product, Subscription, Trial
 from trials.services import subscription_mrr_cents
@@ -56,7 +57,12 @@ def _snapshot() -> dict[str, object]:
         "statuses": dict(Subscription.objects.values_list("status").annotate(n=Count("id")).order_by()),
         "mrr": Customer.objects.aggregate(total=Sum("mrr_cents"))["total"],
         "ltv": Customer.objects.aggregate(total=Sum("ltv_cents"))["total"],
-        "first_emails": list(Customer.objects.order_by("-id").values_list("email", flat=True)[:25]),
+        # The people the generator drew (the planted-effect trials after them are numbered, not drawn).
+        "first_emails": list(
+            Customer.objects.exclude(email__endswith=PLANTED_EMAIL_DOMAIN)
+            .order_by("-id")
+            .values_list("email", flat=True)[:25]
+        ),
         "first_user_ids": list(Customer.objects.order_by("id").values_list("user_id", flat=True)[:25]),
     }
 

@@ -13,8 +13,9 @@ from trials.loop import trials_backfill
 class Command(BaseCommand):
     help = (
         "Seed a realistic demo data set: products and plans, a few thousand trials over the last 120 days, "
-        "accounts with seats, events and subscriptions in every status; then trials with their stages and scores, "
-        "and starter computed traits and live audiences. Does nothing if demo data exists, unless --reset."
+        "accounts with seats, events and subscriptions in every status, plus ended trials with known effects for the "
+        "measurement reports; then trials with their stages and scores, and starter computed traits and live "
+        "audiences. Does nothing if demo data exists, unless --reset."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -25,12 +26,26 @@ class Command(BaseCommand):
             default=DEFAULT_CUSTOMERS,
             help=f"people who signed up, teammates included (default {DEFAULT_CUSTOMERS}, at least {MIN_CUSTOMERS})",
         )
+        parser.add_argument(
+            "--effect-trials",
+            type=int,
+            default=None,
+            help="extra ended trials carrying known effects for the measurement reports "
+            "(default: as many as --customers; fewer make the planted readings less certain)",
+        )
         parser.add_argument("--reset", action="store_true", help="delete the existing demo data first")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["customers"] < MIN_CUSTOMERS:
             raise CommandError(f"--customers must be at least {MIN_CUSTOMERS}.")
-        summary = demo_seed(customers=options["customers"], seed=options["seed"], reset=options["reset"])
+        effect_trials = options["effect_trials"]
+        if effect_trials is None:
+            effect_trials = options["customers"]
+        if effect_trials < 0:
+            raise CommandError("--effect-trials cannot be negative.")
+        summary = demo_seed(
+            customers=options["customers"], seed=options["seed"], reset=options["reset"], effect_trials=effect_trials
+        )
         if summary.deleted:
             deleted = ", ".join(f"{count} {label}" for label, count in sorted(summary.deleted.items()))
             self.stdout.write(f"Deleted the previous demo data: {deleted}.")
