@@ -1,34 +1,11 @@
-"""The Django admin as a back office for the Admin role only, plus registrations of project models."""
+"""Back-office registrations of the project's own models: job runs and the audit log (both read-only)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
-from django.utils.http import urlencode
+from django.http import HttpRequest
 
-from config.models import TaskRun
-from config.roles import is_admin
-
-
-class TrialloopAdminSite(admin.AdminSite):
-    """Admin site that only users with the Admin role may open; everyone signs in through the staff UI."""
-
-    site_header = "Trialloop administration"
-    site_title = "Trialloop admin"
-    index_title = "Back office"
-    site_url = "/"
-
-    def has_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and is_admin(request.user))
-
-    def login(self, request: HttpRequest, extra_context: dict[str, object] | None = None) -> HttpResponse:
-        if request.user.is_authenticated:
-            # Signed in without the Admin role: refuse rather than bounce between the two sign-in pages.
-            raise PermissionDenied("Only admins may open the admin.")
-        next_url = request.GET.get("next", reverse("admin:index"))
-        return HttpResponseRedirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
+from config.models import AuditEntry, TaskRun
 
 
 @admin.register(TaskRun)
@@ -36,3 +13,21 @@ class TaskRunAdmin(admin.ModelAdmin[TaskRun]):
     list_display = ["name", "started_at", "finished_at", "outcome"]
     list_filter = ["name", "outcome"]
     readonly_fields = ["name", "started_at", "finished_at", "outcome", "detail"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
+    """The audit log in the back office: read-only; nobody edits or deletes what was recorded."""
+
+    list_display = ["at", "actor_name", "via", "action", "model", "object_id", "object_repr"]
+    list_filter = ["via", "action", "model"]
+    search_fields = ["=object_id", "actor_name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False

@@ -8,14 +8,18 @@ from django.db.models.signals import post_migrate
 
 
 class ProjectConfig(AppConfig):
-    """Cross-cutting parts: roles, periodic schedules, task runs, the staff UI shell and the demo data set."""
+    """Cross-cutting parts: roles, periodic schedules, task runs, the audit log, the staff UI shell and the demo
+    data set."""
 
     name = "config"
     label = "project"
     verbose_name = "Trialloop"
 
     def ready(self) -> None:
+        from config.audit import audit_connect
+
         post_migrate.connect(sync_after_migrate, sender=self)
+        audit_connect()
 
 
 def sync_after_migrate(sender: AppConfig, **kwargs: Any) -> None:
@@ -27,6 +31,6 @@ def sync_after_migrate(sender: AppConfig, **kwargs: Any) -> None:
 
 
 class TrialloopAdminConfig(AdminConfig):
-    """Django admin, opened only to the Admin role (see config.admin.TrialloopAdminSite)."""
+    """Django admin, opened only to the Admin role (see config.admin_site.TrialloopAdminSite)."""
 
-    default_site = "config.admin.TrialloopAdminSite"
+    default_site = "config.admin_site.TrialloopAdminSite"

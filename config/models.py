@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -72,3 +73,37 @@ class SignInFailure(models.Model):
 
     def __str__(self) -> str:
         return f"failed sign-in {self.failed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditEntry(models.Model):
+    """One configuration change: who made it, when, through which door, and each field's old and new value.
+
+    Written by signal handlers (config.audit) for every model that configures behaviour — segments, rules,
+    flows, plays, templates, destinations, sources, users and their roles, secrets — so changes made in the
+    UI, the API, the admin or a command are all recorded the same way. Secrets appear only as "changed".
+    Entries are never edited or deleted by the application.
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        CHANGED = "changed", "Changed"
+        DELETED = "deleted", "Deleted"
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    actor_name = models.CharField(max_length=150, blank=True, help_text="The username then (kept if the user goes).")
+    via = models.CharField(max_length=10, help_text="ui, api, admin or system (commands, jobs, migrations)")
+    action = models.CharField(max_length=7, choices=Action.choices)
+    model = models.CharField(max_length=100, help_text="app_label.ModelName")
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=200)
+    changes = models.JSONField(default=dict, help_text="field -> [old, new]")
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["model", "object_id", "-at"], name="audit_object")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action} {self.model} {self.object_id}"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from audiences.models import Customer, Event
 from audiences.selectors import estimated_row_count
-from config.models import TaskRun
+from config.models import AuditEntry, TaskRun
 from trials.models import Subscription
 
 
@@ -36,3 +36,22 @@ def dashboard_figures() -> dict[str, Any]:
 def latest_task_runs(limit: int = 10) -> list[TaskRun]:
     """The most recent periodic job runs, to show that beat and the worker are alive."""
     return list(TaskRun.objects.order_by("-started_at")[:limit])
+
+
+def audit_entries(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
+    """The audit log narrowed by the filter form's cleaned values (empty values are no filter), with actors."""
+    entries = AuditEntry.objects.select_related("actor")
+    if filters.get("model"):
+        entries = entries.filter(model=filters["model"])
+    if filters.get("action"):
+        entries = entries.filter(action=filters["action"])
+    if filters.get("actor"):
+        entries = entries.filter(actor_name__iexact=filters["actor"].strip())
+    if filters.get("object_id"):
+        entries = entries.filter(object_id=filters["object_id"].strip())
+    zone = timezone.get_current_timezone()
+    if filters.get("since"):
+        entries = entries.filter(at__gte=datetime.combine(filters["since"], time.min, tzinfo=zone))
+    if filters.get("until"):
+        entries = entries.filter(at__lt=datetime.combine(filters["until"] + timedelta(days=1), time.min, tzinfo=zone))
+    return entries

@@ -107,7 +107,9 @@ def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
     """Bring django-celery-beat's table in line with config.schedules. Idempotent.
 
     Missing entries are created and obsolete ones removed. An entry that exists keeps the interval and the
-    enabled switch an admin may have changed in the admin, unless `reset` restores the declared values.
+    enabled switch an admin may have changed in the admin, unless `reset` restores the declared values. Entries
+    name no queue: Celery's routes (config.queues) pick it when beat sends, so switching the queue mode needs no
+    re-sync.
     """
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -127,13 +129,13 @@ def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
                 name=name,
                 task=schedule.task,
                 interval=interval,
-                queue=schedule.queue,
+                queue=None,
                 description=schedule.description,
             )
             report["created"].append(schedule.name)
             continue
-        changed = task.task != schedule.task or task.queue != schedule.queue or task.description != schedule.description
-        task.task, task.queue, task.description = schedule.task, schedule.queue, schedule.description
+        changed = task.task != schedule.task or task.queue is not None or task.description != schedule.description
+        task.task, task.queue, task.description = schedule.task, None, schedule.description
         if reset and (task.interval_id != interval.pk or not task.enabled):
             task.interval, task.enabled = interval, True
             task.crontab = task.solar = task.clocked = None

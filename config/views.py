@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import LoginView
 from django.http import HttpResponse
 from django.views.generic import TemplateView
 
 from config import selectors
+from config.audit import AUDITED
+from config.models import AuditEntry
+from config.pagination import paginate_for_ui
+from config.permissions import StaffPermissionMixin
 from config.sign_in import ThrottledAuthenticationForm
 
 
@@ -36,3 +41,42 @@ class HomeView(LoginRequiredMixin, TemplateView):
             "figures": selectors.dashboard_figures() if can_see_customers else None,
             "task_runs": selectors.latest_task_runs(),
         }
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters; a bad value is a form error shown above the list, never a crash."""
+
+    model = forms.ChoiceField(required=False, choices=[("", "All kinds")])
+    action = forms.ChoiceField(required=False, choices=[("", "Any action"), *AuditEntry.Action.choices])
+    actor = forms.CharField(required=False, max_length=150)
+    object_id = forms.CharField(required=False, max_length=64)
+    since = forms.DateField(required=False)
+    until = forms.DateField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        labels = sorted(audited.label for audited in AUDITED)
+        self.fields["model"].choices = [("", "All kinds"), *((label, label) for label in labels)]  # type: ignore[attr-defined]
+
+
+class AuditLogView(StaffPermissionMixin, TemplateView):
+    """Admins read who changed which configuration, when and how; the log offers no way to edit it."""
+
+    template_name = "audit_log.html"
+    admin_only = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        form = AuditFilterForm(self.request.GET or None)
+        entries = selectors.audit_entries(form.cleaned_data if form.is_valid() else {})
+        if form.is_bound and not form.is_valid():
+            entries = entries.none()
+        return {
+            **super().get_context_data(**kwargs),
+            "form": form,
+            "page": paginate_for_ui(self.request, entries, ordering="-id", size=50),
+        }
+
+    def render_to_response(self, context: dict[str, Any], **response_kwargs: Any) -> HttpResponse:
+        if context["form"].is_bound and not context["form"].is_valid():
+            response_kwargs["status"] = 400
+        return super().render_to_response(context, **response_kwargs)

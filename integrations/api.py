@@ -92,8 +92,10 @@ class DestinationSerializer(serializers.ModelSerializer[Destination]):
     def to_representation(self, instance: Destination) -> dict[str, Any]:
         data = super().to_representation(instance)
         request = self.context.get("request")
-        # The signing secret lets anyone forge our webhooks: only those who may change the destination see it.
-        if request is None or not request.user.has_perm("integrations.change_destination"):
+        # The signing secret lets anyone forge our webhooks: it is returned once, in the answer that made it
+        # (create, rotate-secret), and only to those who may change the destination.
+        revealed = self.context.get("reveal_secret", False)
+        if not revealed or request is None or not request.user.has_perm("integrations.change_destination"):
             data.pop("signing_secret", None)
         return data
 
@@ -174,7 +176,7 @@ class DestinationDeliverySerializer(serializers.ModelSerializer[DestinationDeliv
 class DestinationViewSet(viewsets.ModelViewSet[Destination]):
     """Outbound destinations (webhooks and Segment-compatible APIs) with their health; the delivery log of
     each, filtered by `status`, `kind`, `customer` or `idempotency_key`; replay; pause and resume; rotation
-    of the signing secret (returned only to roles that may change destinations)."""
+    of the signing secret (returned once, by create and rotate-secret, to roles that may change destinations)."""
 
     serializer_class = DestinationSerializer
     queryset = Destination.objects.order_by("name")
@@ -193,7 +195,17 @@ class DestinationViewSet(viewsets.ModelViewSet[Destination]):
         """A new signing secret; the previous one keeps signing alongside for 24 hours."""
         destination = self.get_object()
         destination_rotate_secret(destination=destination)
-        return Response(self.get_serializer(destination).data)
+        return Response(DestinationSerializer(destination, context=self._revealing_context()).data)
+
+    def _revealing_context(self) -> dict[str, Any]:
+        return {**self.get_serializer_context(), "reveal_secret": True}
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Create a destination; the answer carries its signing secret, the only time it is returned."""
+        serializer = DestinationSerializer(data=request.data, context=self._revealing_context())
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(serializer.data, status=201)
 
     @extend_schema(request=None, responses=DestinationSerializer)
     @action(detail=True, methods=["post"], permission_classes=[ChangeOnPost])

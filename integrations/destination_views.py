@@ -34,6 +34,15 @@ from integrations.forms import DestinationForm
 from integrations.models import Destination, DestinationDelivery, OutboundKind
 
 
+def _secret_session_key(destination: Destination) -> str:
+    return f"destination_secret_shown:{destination.pk}"
+
+
+def _show_secret_once(request: HttpRequest, destination: Destination) -> None:
+    """Let the next view of the destination show its signing secret in full, once (after creation or rotation)."""
+    request.session[_secret_session_key(destination)] = True
+
+
 class DestinationListView(StaffPermissionMixin, TemplateView):
     """Every destination with its health: success rate over 24 h, last success and failure, what waits."""
 
@@ -75,6 +84,7 @@ class DestinationEditView(StaffPermissionMixin, TemplateView):
             try:
                 if destination is None:
                     destination = destination_create(kind=data["kind"], **values)
+                    _show_secret_once(request, destination)
                     messages.success(request, "Destination created. Give its signing secret to the receiver.")
                 else:
                     destination = destination_update(destination=destination, **values)
@@ -99,9 +109,14 @@ class DestinationDetailView(StaffPermissionMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         destination = get_object_or_404(Destination, pk=self.kwargs["pk"])
         filters = DestinationDeliveryFilter(self.request.GET, queryset=selectors.destination_deliveries(destination))
+        # The secret is shown in full once, right after it was made (creation or rotation); afterwards only its
+        # start, so an unattended screen or a shoulder never leaks it. A lost secret is replaced by rotating.
+        show_secret = bool(self.request.session.pop(_secret_session_key(destination), False))
         return {
             **super().get_context_data(**kwargs),
             "destination": destination,
+            "show_secret": show_secret and self.request.user.has_perm("integrations.change_destination"),
+            "secret_start": destination.signing_secret[:10],
             "health": selectors.destination_health([destination.pk])[destination.pk],
             "kind_labels": [OutboundKind(kind).label for kind in destination.kinds if kind in OutboundKind.values],
             "batch_url": segment_batch_url(destination.url),
@@ -127,6 +142,7 @@ class DestinationDetailView(StaffPermissionMixin, TemplateView):
             messages.success(request, "Resumed: waiting deliveries are being sent.")
         elif action == "rotate":
             destination_rotate_secret(destination=destination)
+            _show_secret_once(request, destination)
             messages.success(request, "New signing secret. The previous one keeps signing alongside for 24 hours.")
         elif action == "replay":
             delivery_pk = request.POST.get("delivery", "")

@@ -9,6 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from audiences.models import Customer, Source
+from config.fields import EncryptedTextField
 from config.models import TimestampedModel
 
 
@@ -262,9 +263,10 @@ class Destination(TimestampedModel):
 
     Messages reach a destination through DestinationDelivery rows (one per message), so a slow or failing
     receiver never holds up the work that produced them, and every attempt is logged. A paused destination
-    keeps collecting deliveries and sends them once resumed. The signing secret is kept in clear because
-    every webhook is signed with it; the previous one stays valid for a day after a rotation so receivers can
-    switch without dropping messages. The write key is a credential for the receiving Segment workspace.
+    keeps collecting deliveries and sends them once resumed. The signing secret must be usable in clear because
+    every webhook is signed with it, so it is stored encrypted (config.fields), not hashed; the previous one stays
+    valid for a day after a rotation so receivers can switch without dropping messages. The write key, a
+    credential for the receiving Segment workspace, is stored encrypted too.
     """
 
     class Kind(models.TextChoices):
@@ -279,12 +281,10 @@ class Destination(TimestampedModel):
         max_length=500,
         help_text="Webhook: the URL each message is POSTed to. Segment: the API's base URL; batches go to /v1/batch.",
     )
-    signing_secret = models.CharField(max_length=100, default=signing_secret_generate)
-    previous_signing_secret = models.CharField(max_length=100, blank=True)
+    signing_secret = EncryptedTextField(default=signing_secret_generate)
+    previous_signing_secret = EncryptedTextField(blank=True)
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
-    write_key = models.CharField(
-        max_length=255, blank=True, help_text="Segment kind: the receiving source's write key."
-    )
+    write_key = EncryptedTextField(blank=True, help_text="Segment kind: the receiving source's write key.")
     kinds = models.JSONField(default=list, help_text="The OutboundKind values this destination receives.")
     consent_category = models.CharField(
         max_length=50,

@@ -4,12 +4,8 @@ tombstones that keep an erased person from coming back through the tracking API,
 from __future__ import annotations
 
 import base64
-import itertools
 import json
-import uuid
 from collections.abc import Callable
-from datetime import date
-from decimal import Decimal
 from io import StringIO
 from typing import Any
 
@@ -25,66 +21,7 @@ from audiences.models import Account, AnonymousId, Customer, CustomerErasure, Er
 from audiences.privacy import customer_erase, customer_export, customer_relations, identity_digest
 from audiences.services import source_create
 from config.roles import Role
-
-_counter = itertools.count(1)
-
-
-def _value_for(field: models.Field[Any, Any], customer: Customer, built: dict[type[models.Model], models.Model]) -> Any:
-    """A valid value for a required field: the customer itself, a built related row, or a plain unique value."""
-    if isinstance(field, models.ForeignKey):
-        target = field.related_model
-        assert isinstance(target, type)
-        if target is Customer:
-            return customer
-        return built.get(target) or _build(target, customer, built)
-    if field.choices:
-        return field.choices[0][0]
-    number = next(_counter)
-    if isinstance(field, models.EmailField):
-        return f"person{number}@example.test"
-    if isinstance(field, models.GenericIPAddressField):
-        return "192.0.2.1"
-    if isinstance(field, models.UUIDField):
-        return uuid.uuid4()
-    if isinstance(field, models.CharField | models.TextField):
-        return f"{field.name}-{number}"[: field.max_length or 100]
-    if isinstance(field, models.BooleanField):
-        return False
-    if isinstance(field, models.DateTimeField):
-        return timezone.now()
-    if isinstance(field, models.DateField):
-        return date.today()
-    if isinstance(field, models.DecimalField):
-        return Decimal(1)
-    if isinstance(field, models.IntegerField | models.FloatField):
-        return number
-    if isinstance(field, models.JSONField):
-        return {}
-    raise AssertionError(f"no test value for {field.model._meta.label}.{field.name} ({type(field).__name__})")
-
-
-def _build(
-    model: type[models.Model], customer: Customer, built: dict[type[models.Model], models.Model]
-) -> models.Model:
-    """One row of any model, every required field filled; rows of other models it needs are built (once)."""
-    values: dict[str, Any] = {}
-    for field in model._meta.concrete_fields:
-        if field.primary_key and isinstance(field, models.AutoField | models.BigAutoField):
-            continue
-        if isinstance(field, models.ForeignKey) and field.related_model is Customer:
-            values[field.name] = customer
-            continue
-        if (
-            field.null
-            or field.has_default()
-            or getattr(field, "auto_now", False)
-            or getattr(field, "auto_now_add", False)
-        ):
-            continue
-        values[field.name] = _value_for(field, customer, built)
-    row = model._default_manager.create(**values)
-    built[model] = row
-    return row
+from config.tests.factories import build
 
 
 @pytest.fixture
@@ -102,7 +39,7 @@ class TestEveryModel:
         built: dict[type[models.Model], models.Model] = {}
         for relation in relations:
             if not relation.model._default_manager.filter(**{relation.path: customer.pk}).exists():
-                _build(relation.model, customer, built)
+                build(relation.model, customer, built)
         # The other customer has an event and a subscription of their own: they must survive.
         Event.objects.create(
             source=Source.objects.get(),

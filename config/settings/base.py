@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_stubs_ext
 
 from config.env import BASE_DIR, VAR_DIR, celery_broker, database_config, email_config, env
+from config.queues import DEFAULT_QUEUE, task_routes
 
 # Lets generic classes such as ModelAdmin[Model] be subscripted at run time, as the type stubs expect.
 django_stubs_ext.monkeypatch()
@@ -46,6 +47,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.audit.AuditRequestMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -114,6 +116,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Customers, accounts, subscriptions and events of a Trialloop installation.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its browsable docs are for signed-in staff and API token holders, not the open internet.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -134,7 +138,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
+# "single": every task on the default queue (one worker pool); "split": by kind onto ingest, evaluate, email and
+# webhooks as well, for a worker pool per queue (config/queues.py, docs/deployment.md).
+TRIALLOOP_TASK_QUEUES = env.str("TRIALLOOP_TASK_QUEUES", default="single")
+CELERY_TASK_ROUTES = task_routes(TRIALLOOP_TASK_QUEUES)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -143,7 +151,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No email address or secret reaches a log line, whatever a message or exception contains (docs/security.md).
+    "filters": {"redact": {"()": "config.log_redaction.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 

@@ -79,6 +79,15 @@ class TestPages:
         page = growth.get(response.headers["Location"]).content.decode()
         assert destination.signing_secret in page
         assert "Trialloop-Signature" in page
+        again = growth.get(response.headers["Location"]).content.decode()
+        assert destination.signing_secret not in again, "the secret is shown once"
+        assert f"{destination.signing_secret[:10]}…" in again
+
+        growth.post(response.headers["Location"], {"action": "rotate"})
+        destination.refresh_from_db()
+        after_rotation = growth.get(response.headers["Location"]).content.decode()
+        assert destination.signing_secret in after_rotation
+        assert destination.signing_secret not in growth.get(response.headers["Location"]).content.decode()
 
     @pytest.mark.parametrize(
         ("change", "field", "message"),
@@ -271,6 +280,9 @@ class TestApi:
         assert api.post(f"/api/v1/destinations/{hook.pk}/resume/").json()["is_paused"] is False
         rotated = api.post(f"/api/v1/destinations/{hook.pk}/rotate-secret/").json()
         assert rotated["signing_secret"] != hook.signing_secret
+        hook.refresh_from_db()
+        assert rotated["signing_secret"] == hook.signing_secret
+        assert "signing_secret" not in api.get(f"/api/v1/destinations/{hook.pk}/").json(), "returned once"
 
     def test_cs_reads_without_the_secret_and_writes_nothing(
         self,

@@ -1,0 +1,77 @@
+"""No personal data or secret in the logs: the flows that touch them are run with logging at DEBUG into the
+project's own console handler, and its output is searched for the emails and keys they handled."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import smtplib
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from audiences.services import source_create
+from config.log_redaction import RedactingFilter, redact
+
+EMAIL = "ada.private@example.com"
+
+
+@pytest.fixture
+def console_output() -> Iterator[io.StringIO]:
+    """Everything the project's console handler writes while the test runs, with every logger at DEBUG."""
+    root = logging.getLogger()
+    handler = next(h for h in root.handlers if h.get_name() == "console")
+    assert isinstance(handler, logging.StreamHandler)
+    assert any(isinstance(f, RedactingFilter) for f in handler.filters), "the console handler redacts"
+    buffer = io.StringIO()
+    previous_stream, previous_level = handler.setStream(buffer), root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous_stream)
+        root.setLevel(previous_level)
+
+
+@pytest.mark.django_db
+def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console_output: io.StringIO) -> None:
+    _, write_key = source_create(name="Web")
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    client = Client()
+    batch = [
+        {"type": "identify", "userId": "usr_ada", "traits": {"email": EMAIL, "name": "Ada Private"}},
+        {"type": "track", "userId": "usr_ada", "event": "x" * 300, "properties": {"email": EMAIL}},
+    ]
+    client.post("/v1/batch", json.dumps({"batch": batch}), content_type="application/json", HTTP_AUTHORIZATION=auth)
+    client.post("/v1/batch", "{not json " + EMAIL, content_type="application/json", HTTP_AUTHORIZATION=auth)
+    client.post(reverse("login"), {"username": EMAIL, "password": "wrong-" + write_key})
+
+    # An exception whose text we do not control: an SMTP server refusing the recipient.
+    try:
+        raise smtplib.SMTPRecipientsRefused({EMAIL: (550, b"5.1.1 unknown user")})
+    except smtplib.SMTPRecipientsRefused:
+        logging.getLogger("trials.emails").exception("lifecycle email 7 attempt 1 failed")
+    logging.getLogger("integrations").warning("signing with %s for %s", "tlsec_" + "A" * 40, EMAIL)
+
+    output = console_output.getvalue()
+    assert "lifecycle email 7 attempt 1 failed" in output, "the flows did log"
+    assert EMAIL not in output
+    assert write_key not in output
+    assert "tlsec_AAAA" not in output
+    assert "[email]" in output and "[secret]" in output
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("refused ada@example.com and b.o+b@mail.example.co.uk", "refused [email] and [email]"),
+        ("key sk_test_51Habcdefghij and whsec_abcdefghij1234", "key [secret] and [secret]"),
+        ("customer 42 entered audience power_users", "customer 42 entered audience power_users"),
+    ],
+)
+def test_redaction(text: str, expected: str) -> None:
+    assert redact(text) == expected
