@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from audiences.models import Account, Customer, Event
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time converted to UTC: ISO 8601 allows offsets up to ±23:59 but PostgreSQL refuses those
+    beyond ±15:59, and a date too near year 1 or 9999 to convert is a bad filter (400), not a server error."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed: datetime | None = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as error:
+            raise ValidationError("Enter a date-time between the years 1 and 9999 in UTC.", code="invalid") from error
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class CustomerFilter(django_filters.FilterSet):
@@ -48,8 +71,8 @@ class AccountFilter(django_filters.FilterSet):
 class EventFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(field_name="name")
     type = django_filters.ChoiceFilter(choices=Event.Type.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = UtcIsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = Event

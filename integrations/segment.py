@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import re
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import reduce
 from typing import Any
 
 import orjson
@@ -29,6 +31,13 @@ MAX_BATCH_MESSAGES = 2500
 MAX_MESSAGE_ID_LENGTH = 100
 MAX_ID_LENGTH = 255
 MAX_EVENT_NAME_LENGTH = 200
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
+ORJSON_MAX_NESTING = 254
+NESTING_HEADROOM = 54
+MAX_NESTING = ORJSON_MAX_NESTING - NESTING_HEADROOM
+# `\u0000` in encoded JSON, unless its backslash is itself escaped (an odd run of backslashes before `u0000`).
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 MESSAGE_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
 # analytics.js's short routes and their call types; `b` is its batch route.
@@ -133,7 +142,27 @@ def _time(value: Any, field_name: str) -> datetime | None:
         raise ValueError(f"{field_name} {value!r} is not an ISO 8601 date-time")
     if parsed.tzinfo is None:
         raise ValueError(f"{field_name} {value!r} has no time zone")
+    # Bounded so that the clock correction below and the conversion to UTC cannot leave datetime's range.
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise ValueError(f"{field_name} {value!r} is not between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
     return parsed
+
+
+def _encoded_size(value: Any, field_name: str) -> int:
+    """Bytes of `value` as JSON, refusing what the database or the encoders downstream cannot hold.
+
+    The parser accepts 1,024 levels but orjson writes only 254, and stored calls are written again inside
+    exports and destination payloads: encoding `value` under NESTING_HEADROOM extra levels proves it still
+    fits in those envelopes, at no extra walk over the data. PostgreSQL text and jsonb refuse the NUL
+    character, so a call holding one is refused here, with its reason, instead of failing the whole batch.
+    """
+    try:
+        encoded = orjson.dumps(reduce(lambda inner, _: [inner], range(NESTING_HEADROOM), value))
+    except orjson.JSONEncodeError as error:
+        raise ValueError(f"{field_name} is nested more than {MAX_NESTING} levels deep") from error
+    if ESCAPED_NUL.search(encoded):
+        raise ValueError(f"{field_name} contains a NUL character (\\u0000), which cannot be stored")
+    return len(encoded) - 2 * NESTING_HEADROOM
 
 
 def _object(value: Any, field_name: str) -> dict[str, Any]:
@@ -161,10 +190,10 @@ def normalise_message(
     """
     if not isinstance(raw, dict):
         raise ValueError("each message must be a JSON object")
-    if len(orjson.dumps(raw)) > MAX_MESSAGE_BYTES:
+    if _encoded_size(raw, "message") > MAX_MESSAGE_BYTES:
         raise ValueError(f"message is larger than {MAX_MESSAGE_BYTES // 1024} KB")
     message_type = call_type or raw.get("type")
-    if message_type not in MESSAGE_TYPES:
+    if not isinstance(message_type, str) or message_type not in MESSAGE_TYPES:
         raise ValueError(f"type must be one of {', '.join(sorted(MESSAGE_TYPES))}")
 
     user_id = _id(raw.get("userId"), "userId")
@@ -261,6 +290,7 @@ def split_batch(
             sent_at = _time(body.get("sentAt"), "sentAt")
             _object(context, "context")
             _object(integrations, "integrations")
+            _encoded_size([context, integrations], "context or integrations")
         except ValueError as error:
             raise RequestRejected(f"Batch envelope: {error}.") from error
     accepted: list[IncomingMessage] = []
@@ -282,7 +312,7 @@ def split_batch(
             rejected.append(
                 RejectedMessage(
                     index=index,
-                    message_id=message_id if isinstance(message_id, str) else None,
+                    message_id=message_id if isinstance(message_id, str) and "\x00" not in message_id else None,
                     error=str(error),
                     payload=raw,
                 )

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.segment import ESCAPED_NUL
 from integrations.stripe_api import object_refetcher
 from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
 from trials.models import StripeCustomer
@@ -28,6 +29,8 @@ from trials.models import StripeCustomer
 logger = logging.getLogger(__name__)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_EVENT_ID_LENGTH = 255
+LATEST_CREATED = int(datetime(3000, 1, 1, tzinfo=UTC).timestamp())
 KEPT_HEADERS = ("Stripe-Signature", "Content-Type", "User-Agent", "Content-Length")
 
 
@@ -74,8 +77,15 @@ def _parse(payload: bytes) -> dict[str, Any]:
     missing = [key for key in ("id", "type", "created", "data") if key not in event]
     if missing or not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"), dict):
         raise WebhookRejected(f"The event lacks {', '.join(missing) or 'data.object'}.")
-    if event["type"] not in HANDLED_TYPES:
+    if not isinstance(event["type"], str) or event["type"] not in HANDLED_TYPES:
         raise WebhookRejected(f"Unhandled event type {event['type']!r}; remove it from the endpoint's events.")
+    if not isinstance(event["id"], str) or not 0 < len(event["id"]) <= MAX_EVENT_ID_LENGTH:
+        raise WebhookRejected(f"The event id must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters.")
+    created = event["created"]
+    if isinstance(created, bool) or not isinstance(created, int) or not 0 <= created < LATEST_CREATED:
+        raise WebhookRejected("The event's created must be a Unix time in seconds.")
+    if ESCAPED_NUL.search(payload):
+        raise WebhookRejected("The event contains a NUL character (\\u0000), which cannot be stored.")
     return event
 
 
@@ -84,11 +94,15 @@ def webhook_receive(*, payload: bytes, headers: dict[str, str]) -> Receipt:
 
     Every delivery is logged, including rejected ones, before the rejection is raised.
     """
-    kept_headers = {name: headers[name] for name in KEPT_HEADERS if name in headers}
+    # PostgreSQL text and jsonb cannot hold NUL: a raw NUL byte (never valid JSON nor a valid signature) is
+    # logged as U+FFFD.
+    kept_headers = {name: headers[name].replace("\x00", "\ufffd") for name in KEPT_HEADERS if name in headers}
     delivery = StripeWebhookDelivery(
         received_at=timezone.now(),
         headers=kept_headers,
-        body=payload.decode("utf-8", errors="replace")[: StripeWebhookDelivery.MAX_BODY_CHARS],
+        body=payload.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[
+            : StripeWebhookDelivery.MAX_BODY_CHARS
+        ],
         status_code=200,
     )
     try:

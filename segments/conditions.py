@@ -174,12 +174,27 @@ def check_value(value_type: ValueType, operator: str, value: Any, path: str, cho
     return value
 
 
+def _refuse_nul(raw: Any, path: str) -> None:
+    """PostgreSQL text and jsonb cannot hold the NUL character: a tree holding one is refused, not stored."""
+    pending = [raw]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise InvalidCondition(path, "text cannot contain the NUL character (\\u0000)")
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
 def parse_event_filters(raw: Any, path: str) -> tuple[EventFilter, ...]:
     """Property filters on events (shared by event conditions and computed traits); `path` names the list."""
     from segments.catalogue import EVENT_FILTER_OPERATORS
 
     if raw is None:
         return ()
+    _refuse_nul(raw, path)
     if not isinstance(raw, list):
         raise InvalidCondition(path, "filters must be a list")
     filters = []
@@ -305,6 +320,7 @@ def parse_tree(raw: Any, *, segment_id: int | None = None) -> Group:
     `segment_id` is the segment the tree belongs to, so a condition referring back to it is refused.
     """
     leaves: list[int] = []
+    _refuse_nul(raw, "")
     return _as_group(_parse(raw, "", 0, leaves, (segment_id,) if segment_id is not None else ()))
 
 

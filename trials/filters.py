@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 
+from audiences.filters import UtcIsoDateTimeFilter
 from trials.models import Subscription, Trial, TrialStage
 
 
@@ -12,7 +13,7 @@ class SubscriptionFilter(django_filters.FilterSet):
     customer = django_filters.NumberFilter(field_name="customer_id")
     plan = django_filters.NumberFilter(field_name="plan_id")
     stripe_subscription_id = django_filters.CharFilter()
-    trial_ends_before = django_filters.IsoDateTimeFilter(field_name="trial_end", lookup_expr="lt")
+    trial_ends_before = UtcIsoDateTimeFilter(field_name="trial_end", lookup_expr="lt")
 
     class Meta:
         model = Subscription

@@ -119,6 +119,23 @@ class TestEvents:
         rows = rep_api.get(f"/api/v1/customers/{customer.pk}/events/", {"since": since}).json()["results"]
         assert [row["name"] for row in rows] == ["Teammate Invited"]
 
+    def test_date_filters_take_any_iso_offset_and_refuse_what_cannot_be_converted(
+        self, rep_api: APIClient, customer: Customer
+    ) -> None:
+        # Found by the fuzzer (config/tests/test_fuzz_api.py): PostgreSQL refused offsets beyond ±15:59 (a 500).
+        since = (timezone.now() - timedelta(days=1, hours=12)).astimezone(timezone.get_fixed_timezone(19 * 60 + 42))
+        rows = rep_api.get(f"/api/v1/customers/{customer.pk}/events/", {"since": since.isoformat()}).json()["results"]
+        assert [row["name"] for row in rows] == ["Teammate Invited"]
+        ends = (timezone.now() + timedelta(days=30)).astimezone(timezone.get_fixed_timezone(-(23 * 60 + 59)))
+        subscriptions = rep_api.get("/api/v1/subscriptions/", {"trial_ends_before": ends.isoformat()}).json()
+        assert [row["customer"] for row in subscriptions["results"]] == [customer.pk]
+        for url, name in [
+            (f"/api/v1/customers/{customer.pk}/events/", "until"),
+            ("/api/v1/subscriptions/", "trial_ends_before"),
+        ]:
+            response = rep_api.get(url, {name: "0001-01-01T00:00:00+05:00"})
+            assert response.status_code == 400, response.content
+
     def test_only_that_customers_events(self, rep_api: APIClient, customer: Customer, source: Source) -> None:
         other = Customer.objects.create(user_id="usr_other")
         now = timezone.now()

@@ -3,6 +3,7 @@ delivery can go wrong (duplicates, races, shuffled order, bad signatures, failur
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -278,6 +279,12 @@ class TestLifecycle:
         assert final_state() == expected
 
 
+def _event_body(**fields: Any) -> bytes:
+    """A signed-looking catalogue event with some fields replaced by bad values."""
+    event = {"object": "event", "id": "evt_bad", "type": "product.created", "created": T0, "data": {"object": {}}}
+    return json.dumps({**event, **fields}).encode()
+
+
 @pytest.mark.django_db
 class TestRejections:
     def _nothing_processed(self) -> None:
@@ -298,6 +305,16 @@ class TestRejections:
         assert "tolerance" in response.json()["error"].lower()
         self._nothing_processed()
 
+    def test_a_nul_in_the_signature_header_is_logged_not_a_500(self) -> None:
+        # Found by the fuzzer (test_fuzz_stripe_webhook.py): PostgreSQL refused the logged header with a 500.
+        body = sp.encode(lifecycle()[0])
+        response = Client().post(
+            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=\x00"
+        )
+        assert response.status_code == 400
+        assert StripeWebhookDelivery.objects.get().headers["Stripe-Signature"] == "t=1,v1=\ufffd"
+        self._nothing_processed()
+
     def test_missing_signature_header(self) -> None:
         response = Client().post("/webhooks/stripe/", data=sp.encode(lifecycle()[0]), content_type="application/json")
         assert (response.status_code, response.json()["error"]) == (400, "Missing Stripe-Signature header.")
@@ -314,6 +331,16 @@ class TestRejections:
             (b"{not json", "not valid JSON"),
             (b"[]", "not a Stripe event"),
             (b'{"object": "event", "id": "evt_x"}', "lacks"),
+            # Found by the fuzzer (test_fuzz_stripe_webhook.py): each was a 500.
+            (_event_body(type=["customer.created"]), "Unhandled event type"),
+            (_event_body(id={"id": "evt_x"}), "event id must be a string"),
+            (_event_body(id="evt_" + "x" * 300), "event id must be a string"),
+            (_event_body(created="yesterday"), "created must be a Unix time"),
+            (_event_body(created=None), "created must be a Unix time"),
+            (_event_body(created=2**62), "created must be a Unix time"),
+            (_event_body(created=-(2**40)), "created must be a Unix time"),
+            (_event_body(id="evt_\x00"), "NUL character"),
+            (b'{"object": "event", "id": "evt_\x00"}', "not valid JSON"),
         ],
     )
     def test_malformed_bodies(self, body: bytes, message: str) -> None:

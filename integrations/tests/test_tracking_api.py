@@ -355,3 +355,41 @@ class TestIdentity:
         customer = Customer.objects.get()
         assert customer.first_seen_at == datetime(2026, 1, 1, tzinfo=UTC)
         assert customer.last_seen_at == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+class TestFuzzerFindings:
+    """Bodies the fuzzer (test_fuzz_tracking.py) found answered with a 500; each is now a 400 or a rejected call."""
+
+    def test_a_call_nested_deeper_than_the_encoders_write_is_rejected(self, write_key: str) -> None:
+        deep: Any = []
+        for _ in range(300):
+            deep = [deep]
+        response = post("batch", {"batch": [track(properties={"deep": deep}), track("Kept")]}, key=write_key)
+        assert response.status_code == 200
+        assert "nested more than" in response.json()["rejected"][0]["error"]
+        assert list(Event.objects.values_list("name", flat=True)) == ["Kept"]
+
+    def test_a_type_that_is_not_a_string_is_rejected(self, write_key: str) -> None:
+        response = post("batch", {"batch": [track(type=["track"]), track(type={"a": 1})]}, key=write_key)
+        assert [item["index"] for item in response.json()["rejected"]] == [0, 1]
+
+    def test_a_nul_character_is_rejected_not_sent_to_the_database(self, write_key: str) -> None:
+        batch = [track(userId="usr\x00"), track(properties={"k\x00": 1}), track(messageId="m\x00"), track("Kept")]
+        response = post("batch", {"batch": batch, "context": {"ip": "1.2.3.4"}}, key=write_key)
+        answer = response.json()
+        assert [item["index"] for item in answer["rejected"]] == [0, 1, 2]
+        assert answer["rejected"][2]["messageId"] is None
+        assert "NUL" in answer["rejected"][0]["error"]
+        assert list(Event.objects.values_list("name", flat=True)) == ["Kept"]
+        assert post("track", track(context={"x": "\x00"}), key=write_key).status_code == 400
+        assert post("batch", {"batch": [track()], "context": {"x": "\x00"}}, key=write_key).status_code == 400
+
+    @pytest.mark.parametrize(
+        ("timestamp", "sent_at"),
+        [("9999-12-31T00:00:00Z", "0001-01-02T00:00:00Z"), ("0001-01-01T00:00:00+05:00", None)],
+    )
+    def test_dates_out_of_range_are_rejected(self, write_key: str, timestamp: str, sent_at: str | None) -> None:
+        response = post("track", track(timestamp=timestamp, sentAt=sent_at), key=write_key)
+        assert response.status_code == 400
+        assert "is not between 1970 and 3000" in response.json()["error"]

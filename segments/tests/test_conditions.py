@@ -71,6 +71,10 @@ class TestValidTrees:
         ({"type": "event", "event": "X", "operator": "at_least", "within_days": 7, "between": ["2026-01-01", "2026-02-01"]},
          "not both"),
         ("not a tree", "each node must be an object"),
+        # Found by the fuzzer (config/tests/test_fuzz_api.py): PostgreSQL refused the NUL character with a 500.
+        (leaf("customer.email", "equals", "a\x00b"), "NUL character"),
+        ({"type": "event", "event": "X", "operator": "at_least", "count": 1,
+          "where": [{"property": "plan\x00", "operator": "equals", "value": "team"}]}, "NUL character"),
     ],
 )  # fmt: skip
 def test_invalid_trees_name_the_problem(tree: Any, message: str) -> None:
