@@ -26,8 +26,9 @@ import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
-from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source
+from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source, UnqueuedEventBatch
 from audiences.privacy import erased_among
 
 logger = logging.getLogger(__name__)
@@ -408,11 +409,48 @@ def _ingest_once(source: Source, messages: list[IncomingMessage], result: Ingest
         result.event_ids += _insert_events(source, rows[start : start + 500])
 
 
-def _queue_profile_work(event_ids: list[int]) -> None:
+def _publish_profile_work(event_ids: list[int]) -> bool:
+    """Queue a stored batch's profile task; False when the broker cannot be reached (after Celery's own
+    publish retries), so the caller can keep the batch for the requeue instead of failing."""
     from audiences.tasks import apply_events_to_profiles
 
-    # argsrepr keeps the task's log line short instead of listing every id (celery-types does not know it).
-    apply_events_to_profiles.apply_async((event_ids,), argsrepr=f"[{len(event_ids)} event ids]")  # type: ignore[call-arg]
+    try:
+        # argsrepr keeps the task's log line short instead of listing every id (celery-types does not know it).
+        apply_events_to_profiles.apply_async((event_ids,), argsrepr=f"[{len(event_ids)} event ids]")  # type: ignore[call-arg]
+    except (KombuError, OSError) as error:
+        logger.warning(
+            "broker unreachable, profile work of a batch of %s events kept for requeue: %s",
+            len(event_ids),
+            type(error).__name__,
+        )
+        return False
+    return True
+
+
+def _queue_profile_work(event_ids: list[int]) -> None:
+    """Runs once the batch committed: the events are durable and the client gets its 200 whatever the broker
+    does. When the broker is down the batch is written down (UnqueuedEventBatch) for unqueued_batches_requeue."""
+    if not _publish_profile_work(event_ids):
+        UnqueuedEventBatch.objects.bulk_create(
+            [UnqueuedEventBatch(first_event_id=min(event_ids), event_ids=event_ids, created_at=timezone.now())],
+            ignore_conflicts=True,
+        )
+
+
+def unqueued_batches_requeue(*, limit: int = 1000) -> int:
+    """Queue the profile work of batches stored while the broker was down, oldest first; returns how many.
+
+    Each row goes once its task is accepted by the broker (the task is safe to run twice, so a crash between
+    the two only repeats harmless work); a publish that fails again stops the run and leaves the rest for the
+    next one.
+    """
+    queued = 0
+    for batch in UnqueuedEventBatch.objects.order_by("first_event_id")[:limit]:
+        if not _publish_profile_work(batch.event_ids):
+            break
+        UnqueuedEventBatch.objects.filter(pk=batch.pk).delete()
+        queued += 1
+    return queued
 
 
 def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> IngestResult:

@@ -377,3 +377,19 @@ class CustomerErasure(models.Model):
 
     def __str__(self) -> str:
         return f"customer {self.customer_pk} erased {self.erased_at:%Y-%m-%d %H:%M}"
+
+
+class UnqueuedEventBatch(models.Model):
+    """A stored batch whose profile task could not be queued because the broker was unreachable.
+
+    The events are durable before the tracking API answers, so a broker outage must not turn them into a 500
+    nor drop what they imply for profiles: the batch is written down here instead, keyed by its first event id
+    (batches never share events), and the periodic requeue queues its task once the broker is back.
+    """
+
+    first_event_id = models.BigIntegerField(primary_key=True)
+    event_ids = models.JSONField(help_text="The stored events of the batch, as the task takes them.")
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"unqueued batch from event {self.first_event_id}"

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from audiences.computed_traits import computed_trait_backfill
+from audiences.ingestion import unqueued_batches_requeue
 from audiences.models import ComputedTrait
 from audiences.pipeline import stored_events_process, time_sweep
 from config.models import TaskRun
 from config.services import task_lock, task_run_recorded
 
 
-@shared_task(name="audiences.tasks.apply_events_to_profiles", acks_late=True)
+# A database that restarts or fails over must not drop a stored batch's effects: the task retries with
+# backoff (8 tries within about 8 minutes) instead of being acknowledged as failed.
+@shared_task(
+    name="audiences.tasks.apply_events_to_profiles",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=8,
+)
 def apply_events_to_profiles(event_ids: list[int]) -> int:
     """A stored batch's effects: profiles (traits, accounts, first/last seen), computed traits and live
     audiences, with their outbound messages; safe to run twice. Returns how many customers it touched."""
     return stored_events_process(event_ids=event_ids).customers
+
+
+@shared_task(name="audiences.tasks.requeue_unqueued_batches")
+def requeue_unqueued_batches() -> int:
+    """Periodic: queue the profile work of batches stored while the broker was down."""
+    with task_lock("requeue unqueued batches") as acquired:
+        return unqueued_batches_requeue() if acquired else 0
 
 
 @shared_task(name="audiences.tasks.backfill_computed_trait", acks_late=True)
