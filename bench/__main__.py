@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingest, realtime, segments
+from bench import faults, ingest, measurement, realtime, segments
 
-BENCHMARKS = {"ingest": ingest.main, "segments": segments.main, "realtime": realtime.main}
+BENCHMARKS = {
+    "ingest": ingest.main,
+    "segments": segments.main,
+    "realtime": realtime.main,
+    "measurement": measurement.main,
+    "faults": faults.main,
+}
 
 
 def main() -> None:

@@ -37,12 +37,31 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
         ],
     ),
     (
+        "Sales assist",
+        [
+            NavItem("Alert queue", "alert-queue", "trials.view_alert"),
+            NavItem("Team load", "alert-team", "trials.view_all_alerts"),
+            NavItem("Plays", "play-list", "trials.view_play"),
+            NavItem("Business hours", "business-hours", "trials.view_businesshours"),
+        ],
+    ),
+    (
         "Retention",
         [
             NavItem("Offers", "offers:offer-list", "offers.view_offer"),
             NavItem("Offer rules", "offers:rule-list", "offers.view_offerrule"),
             NavItem("Cancellation sessions", "offers:session-list", "offers.view_cancellationsession"),
             NavItem("Retention reports", "offers:report", "offers.view_cancellationsession"),
+        ],
+    ),
+    (
+        "Measurement",
+        [
+            NavItem("Conversion cohorts", "measurement-cohorts", "trials.view_trial"),
+            NavItem("Activation discovery", "measurement-activation", "trials.view_activationdefinition"),
+            NavItem("Converters vs churners", "measurement-behaviour", "trials.view_trial"),
+            NavItem("Holdout uplift", "measurement-uplift", "trials.view_messagesend"),
+            NavItem("Retention and recovery", "measurement-retention", "offers.view_cancellationsession"),
         ],
     ),
     (
@@ -57,6 +76,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Destinations", "destination-list", "integrations.view_destination"),
         ],
     ),
+    ("Administration", [NavItem("Audit log", "audit-log", admin_only=True)]),
 ]
 
 

@@ -106,6 +106,29 @@ _MANAGE_TRIAL_LOOP = [
     "trials.change_fitrule",
     "trials.delete_fitrule",
     "trials.change_messagetemplate",
+    "trials.add_messagetemplate",
+    "trials.delete_messagetemplate",
+    "trials.change_emailsettings",
+]
+
+# Sales-assist plays and the alert queue: reps see the plays and work their alerts (claim, snooze, close) and set
+# themselves away; Growth (and Admin) manage plays and business hours and see every rep's load.
+_WORK_ALERTS = [
+    "trials.view_play",
+    "trials.view_alert",
+    "trials.change_alert",
+    "trials.view_businesshours",
+    "trials.view_holiday",
+]
+_MANAGE_PLAYS = [
+    "trials.add_play",
+    "trials.change_play",
+    "trials.delete_play",
+    "trials.view_all_alerts",
+    "trials.view_repprofile",
+    "trials.change_businesshours",
+    "trials.add_holiday",
+    "trials.delete_holiday",
 ]
 
 ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
@@ -122,6 +145,8 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         *_VIEW_OFFERS,
         *_MANAGE_OFFERS,
         *_MANAGE_TRIAL_LOOP,
+        *_WORK_ALERTS,
+        *_MANAGE_PLAYS,
         "audiences.change_customer",
         "audiences.change_account",
     ],
@@ -134,7 +159,7 @@ ROLE_PERMISSIONS: dict[Role, list[str] | str] = {
         "audiences.change_customer",
         "audiences.change_account",
     ],
-    Role.SALES_REP: [*_READ_CUSTOMERS, *_VIEW_OFFERS],
+    Role.SALES_REP: [*_READ_CUSTOMERS, *_VIEW_OFFERS, *_WORK_ALERTS],
 }
 
 

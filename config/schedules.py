@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PeriodicSchedule:
-    """One beat entry: which task runs, how often, and on which queue."""
+    """One beat entry: which task runs and how often (its queue comes from config.queues)."""
 
     name: str
     task: str
     every_seconds: int
     description: str
-    queue: str = "default"
 
 
 SCHEDULES: list[PeriodicSchedule] = [
@@ -41,6 +40,12 @@ SCHEDULES: list[PeriodicSchedule] = [
         "time (within the last N days, trial ends in N days).",
     ),
     PeriodicSchedule(
+        name="unqueued batch requeue",
+        task="audiences.tasks.requeue_unqueued_batches",
+        every_seconds=60,
+        description="Queues the profile work of event batches stored while the broker was unreachable.",
+    ),
+    PeriodicSchedule(
         name="stripe event retries",
         task="integrations.tasks.retry_stripe_events",
         every_seconds=300,
@@ -59,6 +64,12 @@ SCHEDULES: list[PeriodicSchedule] = [
         description="Marks cancellation sessions left incomplete for 24 hours as deflected.",
     ),
     PeriodicSchedule(
+        name="win-back emails",
+        task="offers.tasks.send_win_back_emails",
+        every_seconds=900,
+        description="Emails each trial that lapsed unpaid its signed win-back link (once per lapsed trial).",
+    ),
+    PeriodicSchedule(
         name="trial loop sweep",
         task="trials.tasks.sweep_trials",
         every_seconds=300,
@@ -71,6 +82,13 @@ SCHEDULES: list[PeriodicSchedule] = [
         every_seconds=300,
         description="Sends lifecycle emails whose trigger (event, audience, trial day N, trial ends in N hours) "
         "and conditions hold, one per customer per window, by priority; logs every suppression.",
+    ),
+    PeriodicSchedule(
+        name="plays evaluate",
+        task="trials.tasks.evaluate_plays",
+        every_seconds=300,
+        description="Turns sales-assist plays whose conditions hold (fit, PQL, trial timing) into rep alerts, one "
+        "active alert per customer or account per play, after the cooldown; wakes snoozed alerts.",
     ),
     PeriodicSchedule(
         name="stripe reconcile",

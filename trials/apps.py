@@ -8,7 +8,17 @@ class TrialsConfig(AppConfig):
     name = "trials"
 
     def ready(self) -> None:
+        from audiences.live import on_audience_enter
         from audiences.pipeline import on_batch_stored
+        from trials.emails import messages_on_audience_enter, messages_on_batch
         from trials.loop import trials_on_batch
 
         on_batch_stored(trials_on_batch)
+        on_batch_stored(messages_on_batch)
+        on_audience_enter(messages_on_audience_enter)
+
+        from segments.usage import register_usage
+        from trials.plays import plays_on_batch, plays_using_segment
+
+        on_batch_stored(plays_on_batch)  # after trials_on_batch: plays read the refreshed trials
+        register_usage(plays_using_segment)

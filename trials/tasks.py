@@ -8,8 +8,9 @@ from celery import shared_task
 
 from config.models import TaskRun
 from config.services import task_lock, task_run_recorded
-from trials.emails import DeliveryError, message_deliver, messages_sweep
+from trials.emails import DeliveryError, message_deliver, messages_sweep, messages_trigger
 from trials.loop import trials_sweep
+from trials.plays import plays_evaluate
 
 
 @shared_task(name="trials.tasks.sweep_trials")
@@ -41,4 +42,21 @@ def sweep_messages() -> dict[str, int]:
             run.outcome = TaskRun.Outcome.SKIPPED
             return {}
         run.detail = messages_sweep()
+        return dict(run.detail)
+
+
+@shared_task(name="trials.tasks.trigger_messages")
+def trigger_messages(customer_ids: list[int], template_ids: list[int]) -> dict[str, int]:
+    """Real time: the email templates an event or an audience entry just triggered, for those customers."""
+    return messages_trigger(customer_ids=customer_ids, template_ids=template_ids)
+
+
+@shared_task(name="trials.tasks.evaluate_plays")
+def evaluate_plays() -> dict[str, int]:
+    """Periodic: sales-assist plays whose conditions hold now become rep alerts; snoozed alerts come back."""
+    with task_lock("plays evaluate") as acquired, task_run_recorded("plays evaluate") as run:
+        if not acquired:
+            run.outcome = TaskRun.Outcome.SKIPPED
+            return {}
+        run.detail = plays_evaluate()
         return dict(run.detail)
