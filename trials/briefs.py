@@ -23,7 +23,7 @@ from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
 from audiences.models import ComputedTraitValue, Customer, Event
-from trials.emails import message_render, template_errors
+from trials.emails import message_render, template_errors, trial_variables
 from trials.models import ActivationDefinition, Alert, MessageTemplate, ScoreSettings, Subscription, Trial
 from trials.scores import fit_tier
 
@@ -208,16 +208,7 @@ def _context(customer: Customer, facts: _Facts, now: datetime, rep_name: str) ->
         "rep_name": rep_name,
     }
     if trial is not None:
-        left = trial.ends_at - now
-        context.update(
-            trial_day=max(1, (now - trial.started_at).days + 1),
-            trial_days_left=max(0, left.days),
-            trial_hours_left=max(0, int(left.total_seconds() // 3600)),
-            trial_ends_at=trial.ends_at,
-            trial_stage=trial.get_stage_display(),
-            pql_score=trial.pql_score,
-            fit_score=trial.fit_score,
-        )
+        context.update(trial_variables(trial, now))
     return context
 
 

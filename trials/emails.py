@@ -283,17 +283,23 @@ def message_context(customer: Customer, now: datetime | None = None) -> dict[str
         "computed": computed,
     }
     if trial is not None:
-        left = trial.ends_at - now
-        context.update(
-            trial_day=max(1, (now - trial.started_at).days + 1),
-            trial_days_left=max(0, left.days),
-            trial_hours_left=max(0, int(left.total_seconds() // 3600)),
-            trial_ends_at=trial.ends_at,
-            trial_stage=trial.get_stage_display(),
-            pql_score=trial.pql_score,
-            fit_score=trial.fit_score,
-        )
+        context.update(trial_variables(trial, now))
     return context
+
+
+def trial_variables(trial: Trial, now: datetime) -> dict[str, Any]:
+    """The trial's template variables (day N, days and hours left, stage, scores): one definition for lifecycle
+    messages and the reps' briefs, so a template reads the same numbers wherever it is rendered."""
+    left = trial.ends_at - now
+    return {
+        "trial_day": max(1, (now - trial.started_at).days + 1),
+        "trial_days_left": max(0, left.days),
+        "trial_hours_left": max(0, int(left.total_seconds() // 3600)),
+        "trial_ends_at": trial.ends_at,
+        "trial_stage": trial.get_stage_display(),
+        "pql_score": trial.pql_score,
+        "fit_score": trial.fit_score,
+    }
 
 
 def message_render(template: MessageTemplate, context: dict[str, Any]) -> RenderedMessage:
