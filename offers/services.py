@@ -229,6 +229,35 @@ def flow_rule_save(
 
 
 @transaction.atomic
+def offer_rule_save_cleaned(*, rule: OfferRule | None, data: dict[str, Any]) -> OfferRule:
+    """offer_rule_save from a validated OfferRuleForm's cleaned data: the page and the staff API save alike."""
+    return offer_rule_save(
+        rule=rule,
+        name=data["name"],
+        segments=list(data["segments"]),
+        reasons=list(data["reasons"]),
+        offers=data["offers"],
+        no_offer=data["no_offer"],
+        allow_repeat=data["allow_repeat"],
+        repeat_window_days=data["repeat_window_days"],
+        is_active=data["is_active"],
+        is_draft=data["is_draft"],
+        applies_to=data["applies_to"] or OfferRule.AppliesTo.CANCELLATION,
+    )
+
+
+def flow_rule_save_cleaned(*, rule: FlowRule | None, data: dict[str, Any]) -> FlowRule:
+    """flow_rule_save from a validated FlowRuleForm's cleaned data: the page and the staff API save alike."""
+    return flow_rule_save(
+        rule=rule,
+        flow=data["flow"],
+        name=data["name"],
+        segments=list(data["segments"]),
+        is_active=data["is_active"],
+        is_draft=data["is_draft"],
+    )
+
+
 def rules_reorder(*, model: type[OfferRule] | type[FlowRule], ordered_ids: Sequence[int]) -> None:
     """Give rules the positions 1, 2, 3… in the order given (the first match wins, so order is the policy)."""
     for position, rule_id in enumerate(ordered_ids, start=1):

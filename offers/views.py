@@ -315,20 +315,7 @@ class OfferRuleEditView(EditView):
         return OfferRuleForm(data, initial=initial, rule=instance)
 
     def save(self, form: Any, instance: OfferRule | None) -> OfferRule:
-        data = form.cleaned_data
-        return services.offer_rule_save(
-            rule=instance,
-            name=data["name"],
-            segments=list(data["segments"]),
-            reasons=list(data["reasons"]),
-            offers=data["offers"],
-            no_offer=data["no_offer"],
-            allow_repeat=data["allow_repeat"],
-            repeat_window_days=data["repeat_window_days"],
-            is_active=data["is_active"],
-            is_draft=data["is_draft"],
-            applies_to=data["applies_to"] or OfferRule.AppliesTo.CANCELLATION,
-        )
+        return services.offer_rule_save_cleaned(rule=instance, data=form.cleaned_data)
 
     def success_url(self) -> str:
         return reverse("offers:rule-list")
@@ -342,15 +329,7 @@ class FlowRuleEditView(EditView):
         return FlowRuleForm(data, instance=instance)
 
     def save(self, form: Any, instance: FlowRule | None) -> FlowRule:
-        data = form.cleaned_data
-        return services.flow_rule_save(
-            rule=instance,
-            flow=data["flow"],
-            name=data["name"],
-            segments=list(data["segments"]),
-            is_active=data["is_active"],
-            is_draft=data["is_draft"],
-        )
+        return services.flow_rule_save_cleaned(rule=instance, data=form.cleaned_data)
 
     def success_url(self) -> str:
         return reverse("offers:rule-list")
