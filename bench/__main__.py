@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import faults, ingest, measurement, realtime, segments
+from bench import faults, ingest, load, measurement, realtime, segments
 
 BENCHMARKS = {
     "ingest": ingest.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "realtime": realtime.main,
     "measurement": measurement.main,
     "faults": faults.main,
+    "load": load.main,
 }
 
 
