@@ -26,6 +26,8 @@ token=$(awk '$6=="csrftoken"{print $7}' "$jar")
 curl -fsS -c "$jar" -b "$jar" -o /dev/null -H "Referer: http://127.0.0.1:$PORT/login/" \
   --data-urlencode "csrfmiddlewaretoken=$token" --data-urlencode "username=admin" --data-urlencode "password=$password" \
   "http://127.0.0.1:$PORT/login/"
-curl -fsS -b "$jar" "http://127.0.0.1:$PORT/customers/" | grep -q "customers" || { cat "$log"; echo "customer list not shown"; exit 1; }
+# Into a file first: `curl | grep -q` fails under pipefail when grep stops reading before curl has written all.
+curl -fsS -b "$jar" -o "$TRIALLOOP_VAR_DIR/customers.html" "http://127.0.0.1:$PORT/customers/" \
+  && grep -q "customers" "$TRIALLOOP_VAR_DIR/customers.html" || { cat "$log"; echo "customer list not shown"; exit 1; }
 grep -q "Sign in as admin" "$log" || { cat "$log"; echo "login not printed"; exit 1; }
 echo "smoke run passed"
