@@ -1,7 +1,16 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class AudiencesConfig(AppConfig):
     """Who the customers are: profiles, accounts, identities, sources and the event timeline."""
 
     name = "audiences"
+
+    def ready(self) -> None:
+        from audiences.models import Source
+        from audiences.selectors import source_cache_clear
+
+        # The tracking API keeps the sources it authenticated for a moment; a change to one must not wait.
+        for signal in (post_save, post_delete):
+            signal.connect(source_cache_clear, sender=Source, dispatch_uid=f"source-cache-{signal is post_save}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,6 +19,10 @@ from audiences.services import write_key_digest
 from trials.models import Subscription, Trial
 
 EXACT_COUNT_BELOW = 100_000
+SOURCE_CACHE_SECONDS = 2.0
+
+# write-key digest -> (time.monotonic() when read, source): see source_for_write_key.
+_sources_by_digest: dict[str, tuple[float, Source]] = {}
 
 
 def estimated_row_count(model: type[Model]) -> int:
@@ -38,10 +43,32 @@ def estimated_row_count(model: type[Model]) -> int:
 
 
 def source_for_write_key(write_key: str) -> Source | None:
-    """The active source a write key belongs to, or None."""
-    sources = Source.objects.filter(write_key_hash=write_key_digest(write_key), is_active=True)
+    """The active source a write key belongs to, or None.
+
+    Every tracking call authenticates, and building this query costs more CPU than the rest of a small call:
+    a source found is kept in this process for SOURCE_CACHE_SECONDS. Saving or deleting a source or its
+    tracking plan empties the cache of the process that did it at once (source_cache_clear); other processes
+    see a rotated key, a deactivation or a plan edit within SOURCE_CACHE_SECONDS. Unknown keys are not kept,
+    so a flood of wrong keys cannot grow the cache.
+    """
+    digest = write_key_digest(write_key)
+    cached = _sources_by_digest.get(digest)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < SOURCE_CACHE_SECONDS:
+        return cached[1]
+    sources = Source.objects.filter(write_key_hash=digest, is_active=True)
     # The tracking plan (integrations) rides along so enforcement costs no second query.
-    return sources.select_related("tracking_plan_link__plan").first()
+    source = sources.select_related("tracking_plan_link__plan").first()
+    if source is not None:
+        _sources_by_digest[digest] = (now, source)
+    else:
+        _sources_by_digest.pop(digest, None)
+    return source
+
+
+def source_cache_clear(**_signal_arguments: Any) -> None:
+    """Forget the sources source_for_write_key keeps (connected to saves and deletions of sources and plans)."""
+    _sources_by_digest.clear()
 
 
 def customer_list() -> QuerySet[Customer]:
