@@ -12,6 +12,8 @@ import csv
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.utils import timezone
+
 from offers.models import CancellationSession
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -91,7 +93,9 @@ def report_table_csv(report: dict[str, Any], table: str) -> Iterator[str]:
     or `daily`. KeyError for an unknown table."""
     if table == "totals":
         header = ["since", "until", *TOTALS]
-        row = [report["since"].date().isoformat(), report["until"].date().isoformat(), *(report[k] for k in TOTALS)]
+        # Local calendar days, as the daily rows are.
+        period = [timezone.localdate(report[end]).isoformat() for end in ("since", "until")]
+        row = [*period, *(report[k] for k in TOTALS)]
         return csv_lines(header, [row])
     if table == "daily":
         return csv_lines(

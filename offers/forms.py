@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import InvalidOfferParameters, offer_parameters_clean
@@ -184,6 +185,10 @@ class FlowRuleForm(forms.ModelForm[FlowRule]):
         fields = ["name", "segments", "flow", "is_active", "is_draft"]
 
 
+TRUE_WORDS = frozenset({"on", "true", "1", "yes"})
+FALSE_WORDS = frozenset({"", "off", "false", "0", "no"})
+
+
 class ReportFilterForm(forms.Form):
     """The filters of the retention report, its CSV exports and the reports API: a period (the last `days`
     days, or `since`…`until`), a flow, a presented offer, a plan, and whether test sessions count."""
@@ -196,9 +201,21 @@ class ReportFilterForm(forms.Form):
     plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("name"), required=False)
     include_test = forms.BooleanField(required=False)
 
+    def clean_include_test(self) -> bool:
+        """The checkbox sends "on"; API callers send true/false words. Anything else is an error, not True."""
+        raw = self.data.get(self.add_prefix("include_test"))
+        word = str(raw).strip().lower() if raw is not None else ""
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise forms.ValidationError("Use true or false.")
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         since, until = cleaned.get("since"), cleaned.get("until")
+        if since is not None and since > timezone.localdate():
+            self.add_error("since", "The first day is in the future.")
         if until is not None and since is None:
             self.add_error("since", "Give the first day too.")
         if since is not None and until is not None:

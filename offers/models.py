@@ -26,7 +26,7 @@ from segments.models import Segment
 from trials.models import Subscription
 
 HOSTED_LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")]
-"""The languages the hosted page is written in (offers.hosted_i18n holds its strings)."""
+"""The languages the hosted page is written in (its strings are translated in offers/locale/)."""
 
 
 class OfferTag(models.Model):

@@ -91,14 +91,11 @@ def flow_list() -> QuerySet[CancellationFlow]:
     return CancellationFlow.objects.prefetch_related("reasons", "feedback_reasons").order_by("name")
 
 
-def session_list(
-    *, outcome: str = "", include_test: bool = False, filters: ReportFilters | None = None, now: datetime | None = None
-) -> QuerySet[CancellationSession]:
+def session_list(*, filters: ReportFilters, outcome: str = "") -> QuerySet[CancellationSession]:
     """Sessions newest first, with what the list (and its CSV export) shows joined; `filters` narrows them as
     the report's filters do (without a period: every session)."""
-    filters = filters or ReportFilters(days=None, include_test=include_test)
     sessions = (
-        report_sessions(filters, now or timezone.now())
+        report_sessions(filters, timezone.now())
         .select_related("customer", "subscription__plan", "flow", "reason", "offered_offer", "accepted_offer")
         .order_by("-created_at", "-pk")
     )

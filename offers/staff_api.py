@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.db import transaction
 from django.db.models import ProtectedError, QuerySet
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
@@ -68,27 +69,10 @@ def reason_json(reason: CancellationReason) -> dict[str, Any]:
     }
 
 
-FLOW_FIELDS = (
-    "name",
-    "ask_feedback",
-    "feedback_prompt",
-    "confirmation_message",
-    "cancel_immediately",
-    "brand_name",
-    "brand_color",
-    "logo_url",
-    "language",
-    "feedback_reasons",
-    "is_active",
-    "is_draft",
-)
-
-
 def flow_json(flow: CancellationFlow) -> dict[str, Any]:
     """A cancellation flow as the staff API answers it (reasons and feedback reasons as ids)."""
-    data: dict[str, Any] = {"id": flow.pk}
-    for field in FLOW_FIELDS:
-        data[field] = getattr(flow, field)
+    # The fields the staff page edits (FlowForm), so the page and the API cannot drift apart.
+    data: dict[str, Any] = {"id": flow.pk, **{field: getattr(flow, field) for field in FlowForm.Meta.fields}}
     data["reasons"] = [reason.pk for reason in flow.reasons.all()]
     data["feedback_reasons"] = [reason.pk for reason in flow.feedback_reasons.all()]
     return data
@@ -156,8 +140,9 @@ class FormBackedViewSet(viewsets.GenericViewSet[Any]):
         raise NotImplementedError
 
     def _body(self, request: Request) -> dict[str, Any]:
-        if not isinstance(request.data, dict):
-            raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+        # A form-encoded body parses to a QueryDict (a dict of lists): refused rather than saved as lists.
+        if not isinstance(request.data, dict) or isinstance(request.data, QueryDict):
+            raise ValidationError({"non_field_errors": ["The body must be a JSON object (application/json)."]})
         return dict(request.data)
 
     def _write(self, request: Request, instance: Any, *, partial: bool) -> Any:
@@ -165,8 +150,8 @@ class FormBackedViewSet(viewsets.GenericViewSet[Any]):
         data = self.current_input(instance) if (instance is not None and partial) else {}
         if instance is None and self.draft_default is not None:
             data["is_draft"] = self.draft_default
-        elif instance is not None and "is_draft" in data and "is_draft" not in body:
-            data["is_draft"] = instance.is_draft
+        elif instance is not None and self.draft_default is not None and "is_draft" not in body:
+            data["is_draft"] = instance.is_draft  # an edit, PUT or PATCH, never publishes or unpublishes by omission
         data.update(body)
         form = self.build_form(data, instance)
         if not form.is_valid():

@@ -279,11 +279,15 @@ def test_the_api_filters_and_refuses_bad_ones(story, make_user, plans):
         ({"since": "2026-05-02", "until": "2026-05-01"}, "until"),
         ({"since": "2024-01-01", "until": "2026-01-01"}, "since"),
         ({"until": "2026-05-01"}, "since"),
+        ({"since": "2999-01-01", "until": "2999-01-05"}, "since"),  # the future: no negative period
+        ({"include_test": "maybe"}, "include_test"),
     ]
     for bad, field in cases:
         response = api.get(REPORTS, bad)
         assert response.status_code == 400, bad
         assert field in response.json()["details"], (bad, response.json())
+    for word, counted in (("no", False), ("off", False), ("0", False), ("yes", True), ("true", True)):
+        assert api.get(REPORTS, {"include_test": word}).json()["filters"]["include_test"] is counted, word
 
 
 def signed_in_client(make_user: Any, role: Role = Role.SALES_REP) -> Client:

@@ -213,3 +213,24 @@ def test_patching_a_rule_drops_an_archived_offer_as_the_page_does(growth: Any, m
     patched = growth.patch(f"/api/v1/offer-rules/{rule.pk}/", {"name": "Renamed"}, format="json")
     assert patched.status_code == 200, patched.content
     assert patched.json()["offers"] == [{"offer": kept.pk, "weight": 1}]
+
+
+def test_a_full_update_keeps_the_draft_flag(growth: Any, reasons: dict[str, CancellationReason]) -> None:
+    created = growth.post(
+        "/api/v1/cancellation-flows/", {"name": "Draft flow", "reasons": [reasons["price"].pk]}, format="json"
+    ).json()
+    replaced = growth.put(
+        f"/api/v1/cancellation-flows/{created['id']}/",
+        {"name": "Draft flow, renamed", "reasons": [reasons["price"].pk]},
+        format="json",
+    )
+    assert replaced.status_code == 200, replaced.content
+    assert replaced.json()["is_draft"] is True  # PUT without is_draft does not publish
+    assert CancellationFlow.objects.get(pk=created["id"]).is_draft is True
+
+
+def test_a_form_encoded_body_is_refused_not_saved_as_lists(growth: Any) -> None:
+    refused = growth.post("/api/v1/cancellation-reasons/", {"label": "Too pricey", "is_active": "false"})
+    assert refused.status_code == 400
+    assert "application/json" in refused.json()["details"]["non_field_errors"][0]
+    assert not CancellationReason.objects.filter(label__contains="Too pricey").exists()
