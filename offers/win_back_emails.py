@@ -6,8 +6,9 @@ hosted page's signed link. The decision follows the lifecycle emails' rules by c
 `trials.emails` (the workspace's sender, quiet hours in the customer's zone, the unsubscribe link) and their
 per-customer throttle row (`CustomerMessageLock`, locked while the window is checked), so a win-back email and
 a lifecycle email never land inside the same throttle window. Every decision that ends a trial's chance of an
-email — sent, failed, suppressed (no address, unsubscribed, test customer, no win-back offer applies) — is one
-`WinBackEmail` row, unique per lapsed subscription; quiet hours and the throttle only postpone.
+email — sent, refused by the mail server for good, suppressed (no address, unsubscribed, test customer, no
+win-back offer applies) — is one `WinBackEmail` row, unique per lapsed subscription; quiet hours, the throttle and
+a mail server that is down or answers "try later" only postpone.
 
 The email is sent through Django's email framework (`EmailMultiAlternatives`), in the flow's language (else
 the customer's `language` trait, else English), with List-Unsubscribe headers like the lifecycle emails.
@@ -16,6 +17,7 @@ the customer's `language` trait, else English), with List-Unsubscribe headers li
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +33,7 @@ from offers.hosted import LANGUAGES, hosted_path
 from offers.models import CancellationSession, WinBackEmail
 from offers.parameters import offer_summary
 from offers.services import SessionError, lapsed_trials, win_back_start
-from trials.emails import customer_zone, email_settings, in_quiet_hours, unsubscribe_url
+from trials.emails import customer_zone, email_settings, in_quiet_hours, unsendable_reason, unsubscribe_url
 from trials.models import CustomerMessageLock, Subscription
 
 logger = logging.getLogger(__name__)
@@ -49,16 +51,6 @@ def win_back_link(session: CancellationSession, language: str) -> str:
     """The absolute, signed hosted-page link of a win-back session, in the email's language."""
     base = str(settings.TRIALLOOP_PUBLIC_URL).rstrip("/")
     return f"{base}{hosted_path(session)}?lang={language}"
-
-
-def _unsendable(customer: Customer) -> str:
-    if not customer.email:
-        return "no email address"
-    if not customer.has_consent("email"):
-        return "no email consent (unsubscribed)"
-    if customer.is_test:
-        return "test customer"
-    return ""
 
 
 def _record(subscription: Subscription, status: str, now: datetime, **fields: Any) -> WinBackEmail | None:
@@ -107,13 +99,16 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
     if subscription is None or WinBackEmail.objects.filter(subscription=subscription).exists():
         return None
     customer = subscription.customer
-    reason = _unsendable(customer)
+    reason = unsendable_reason(customer)
     if reason:
         return _record(subscription, WinBackEmail.Status.SUPPRESSED, now, reason=reason)
     workspace = email_settings()
     local = now.astimezone(customer_zone(customer, workspace.default_time_zone))
     if in_quiet_hours(local, workspace.quiet_start_hour, workspace.quiet_end_hour):
         return None
+    window = timedelta(hours=workspace.throttle_hours)
+    if CustomerMessageLock.objects.filter(customer=customer, last_sent_at__gt=now - window).exists():
+        return None  # postponed before the session starts: its 24 hours run from the email, not from now
     try:
         session, _ = win_back_start(
             source=None,
@@ -126,12 +121,11 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
     language = _language(session)
     link = win_back_link(session, language)
     subject, text, html = _compose(session, language, link)
-    window = timedelta(hours=workspace.throttle_hours)
     CustomerMessageLock.objects.get_or_create(customer=customer)
     with transaction.atomic():
         lock = CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
         if lock.last_sent_at is not None and lock.last_sent_at > now - window:
-            return None
+            return None  # a lifecycle email won the race since the check above; the open session is resumed next time
         email = _record(
             subscription,
             WinBackEmail.Status.QUEUED,
@@ -143,12 +137,31 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
         )
         if email is None:
             return None
-        lock.last_sent_at = now
+        previously_sent_at, lock.last_sent_at = lock.last_sent_at, now
         lock.save(update_fields=["last_sent_at"])
-    return _deliver(email, customer, text, html, workspace.from_email)
+    failure = _deliver(email, customer, text, html, workspace.from_email)
+    if failure is None or _permanent(failure):
+        return email
+    # The mail server is unreachable or asked to try later: undo the decision (the row and the throttle slot), so
+    # the next sweep tries again with the same open session, instead of giving up on the trial for good.
+    logger.warning(
+        "win-back email for subscription %s postponed, the mail server failed: %s", subscription.pk, email.error
+    )
+    with transaction.atomic():
+        WinBackEmail.objects.filter(pk=email.pk).delete()
+        CustomerMessageLock.objects.filter(pk=customer.pk, last_sent_at=now).update(last_sent_at=previously_sent_at)
+    return None
 
 
-def _deliver(email: WinBackEmail, customer: Customer, text: str, html: str, from_email: str) -> WinBackEmail:
+def _permanent(failure: Exception) -> bool:
+    """Whether the mail server refused the message for good (a 5xx answer, every recipient refused)."""
+    if isinstance(failure, smtplib.SMTPRecipientsRefused):
+        return True
+    return isinstance(failure, smtplib.SMTPResponseException) and failure.smtp_code >= 500
+
+
+def _deliver(email: WinBackEmail, customer: Customer, text: str, html: str, from_email: str) -> Exception | None:
+    """Send the email and record the outcome on its row; returns the backend's error, if any."""
     unsubscribe = unsubscribe_url(customer)
     message = EmailMultiAlternatives(
         subject=email.subject,
@@ -162,11 +175,11 @@ def _deliver(email: WinBackEmail, customer: Customer, text: str, html: str, from
         message.send(fail_silently=False)
     except Exception as failure:  # any backend error: recorded on the row, not raised into the sweep
         email.status, email.error = WinBackEmail.Status.FAILED, f"{type(failure).__name__}: {failure}"[:2000]
-        logger.warning("win-back email %s failed: %s", email.pk, email.error)
-    else:
-        email.status, email.sent_at = WinBackEmail.Status.SENT, timezone.now()
+        email.save(update_fields=["status", "error"])
+        return failure
+    email.status, email.sent_at = WinBackEmail.Status.SENT, timezone.now()
     email.save(update_fields=["status", "error", "sent_at"])
-    return email
+    return None
 
 
 def win_back_emails_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> dict[str, int]:

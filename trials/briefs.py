@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Subquery, Value, Window
+from django.db.models import Case, Count, F, OuterRef, Subquery, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, RowNumber, TruncDate
 from django.utils import timezone
 
 from audiences.models import ComputedTraitValue, Customer, Event
-from trials.emails import message_render, template_errors, trial_variables
+from segments.compiler import ACTIVE_MEMBER_DAYS
+from trials.emails import customer_variables, message_render, template_errors
 from trials.models import ActivationDefinition, Alert, MessageTemplate, ScoreSettings, Subscription, Trial
 from trials.scores import fit_tier
 
 RECENT_EVENTS = 10
 MAX_TEAMMATES = 20
-TEAMMATE_ACTIVE_DAYS = 7
 # Page views, screens, identify and group calls say little about intent; the brief lists what people did.
 MEANINGFUL_TYPES = (Event.Type.TRACK,)
 
@@ -39,7 +39,7 @@ PLAY_VARIABLES: dict[str, str] = {
     "key_actions": "How many key actions (activation and habit events) they performed",
     "days_active": "Days with at least one event",
     "teammates": "Other members of the account",
-    "active_teammates": "Other members active in the last 7 days",
+    "active_teammates": f"Other members active in the last {ACTIVE_MEMBER_DAYS} days",
     "plan_name": "The subscription's plan",
     "plan_price": "The plan's price, e.g. 49.00 USD / month",
     "rep_name": "The assigned rep's name",
@@ -64,6 +64,7 @@ class _Facts:
     recent: dict[int, list[dict[str, Any]]]
     days_active: dict[int, int]
     members: dict[int, list[dict[str, Any]]]
+    member_counts: dict[int, tuple[int, int]]
     computed: dict[int, dict[str, Any]]
     definition: ActivationDefinition | None
     scores: ScoreSettings | None
@@ -122,8 +123,9 @@ def _facts(customers: Sequence[Customer], now: datetime) -> _Facts:
     )
     days_active = dict(days)
     members: dict[int, list[dict[str, Any]]] = {}
+    member_counts: dict[int, tuple[int, int]] = {}
     if account_ids:
-        week = now - timedelta(days=TEAMMATE_ACTIVE_DAYS)
+        week = now - timedelta(days=ACTIVE_MEMBER_DAYS)
         week_events = (
             Event.objects.filter(customer_id=OuterRef("pk"), timestamp__gte=week)
             .order_by()
@@ -140,12 +142,21 @@ def _facts(customers: Sequence[Customer], now: datetime) -> _Facts:
                     partition_by=[F("account_id")],
                     order_by=[F("last_seen_at").desc(nulls_last=True), F("id")],
                 ),
+                # Counted over the whole account before the rank cap: a 50-seat account has 49 teammates, not 20.
+                total=Window(Count("id"), partition_by=[F("account_id")]),
+                active_total=Window(
+                    Sum(Case(When(last_seen_at__gte=week, then=Value(1)), default=Value(0))),
+                    partition_by=[F("account_id")],
+                ),
             )
             .filter(rank__lte=MAX_TEAMMATES + 1)
             .order_by("account_id", "rank")
-            .values_list("account_id", "pk", "name", "email", "traits", "last_seen_at", "events_7d")
+            .values_list(
+                "account_id", "pk", "name", "email", "traits", "last_seen_at", "events_7d", "total", "active_total"
+            )
         )
-        for account_id, pk, name, email, traits, last_seen, events_7d in rows:
+        for account_id, pk, name, email, traits, last_seen, events_7d, total, active_total in rows:
+            member_counts[account_id] = (total, active_total)
             members.setdefault(account_id, []).append(
                 {
                     "id": pk,
@@ -162,7 +173,9 @@ def _facts(customers: Sequence[Customer], now: datetime) -> _Facts:
         "customer_id", "trait__key", "value"
     ):
         computed.setdefault(customer_id, {})[key] = value
-    return _Facts(trials, subscriptions, key_counts, recent, days_active, members, computed, definition, scores)
+    return _Facts(
+        trials, subscriptions, key_counts, recent, days_active, members, member_counts, computed, definition, scores
+    )
 
 
 def _price(sub: Subscription | None) -> str:
@@ -174,41 +187,33 @@ def _price(sub: Subscription | None) -> str:
 
 
 def _context(customer: Customer, facts: _Facts, now: datetime, rep_name: str) -> dict[str, Any]:
-    """The template variables of trials.emails.message_context (same names and meaning), from the facts already
-    fetched, plus PLAY_VARIABLES."""
-    traits: dict[str, Any] = dict(customer.traits or {})
+    """The lifecycle messages' variables (trials.emails.customer_variables), from the facts already fetched, plus
+    PLAY_VARIABLES."""
     trial = facts.trials.get(customer.pk)
     sub = facts.subscriptions.get(customer.pk)
-    account = customer.account if customer.account_id else None
-    teammates = [m for m in facts.members.get(customer.account_id or 0, []) if m["id"] != customer.pk]
-    definition = facts.definition
-    context: dict[str, Any] = {
-        "first_name": traits.get("first_name") or (customer.name.split()[0] if customer.name.strip() else ""),
-        "name": customer.name,
-        "email": customer.email,
-        "company": traits.get("company") or (account.name if account is not None else ""),
-        "value_moment": traits.get("value_moment") or (definition.activation_event if definition else ""),
-        "trial_day": None,
-        "trial_days_left": None,
-        "trial_hours_left": None,
-        "trial_ends_at": None,
-        "trial_stage": "",
-        "pql_score": None,
-        "fit_score": None,
-        "unsubscribe_url": "",
-        "traits": traits,
-        "computed": facts.computed.get(customer.pk, {}),
-        "use_case": (trial.use_case if trial is not None else "") or traits.get("use_case", ""),
-        "key_actions": sum(facts.key_counts.get(customer.pk, {}).values()),
-        "days_active": facts.days_active.get(customer.pk, 0),
-        "teammates": len(teammates),
-        "active_teammates": sum(1 for m in teammates if m["active"]),
-        "plan_name": sub.plan.name if sub is not None else "",
-        "plan_price": _price(sub),
-        "rep_name": rep_name,
-    }
-    if trial is not None:
-        context.update(trial_variables(trial, now))
+    members, active_members = facts.member_counts.get(customer.account_id or 0, (0, 0))
+    active = customer.last_seen_at is not None and customer.last_seen_at >= now - timedelta(days=ACTIVE_MEMBER_DAYS)
+    context = customer_variables(
+        customer,
+        trial=trial,
+        definition=facts.definition,
+        computed=facts.computed.get(customer.pk, {}),
+        unsubscribe="",
+        now=now,
+    )
+    context.update(
+        {
+            "use_case": (trial.use_case if trial is not None else "") or context["traits"].get("use_case", ""),
+            "key_actions": sum(facts.key_counts.get(customer.pk, {}).values()),
+            "days_active": facts.days_active.get(customer.pk, 0),
+            # The account's counts include the customer (when it has an account at all).
+            "teammates": max(members - 1, 0),
+            "active_teammates": max(active_members - int(active), 0),
+            "plan_name": sub.plan.name if sub is not None else "",
+            "plan_price": _price(sub),
+            "rep_name": rep_name,
+        }
+    )
     return context
 
 

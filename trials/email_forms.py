@@ -57,6 +57,16 @@ class MessageTemplateCreateForm(MessageTemplateForm):
         fields = ["key", "channel", *MessageTemplateForm.Meta.fields]
 
 
+def time_zone_name(value: object) -> str:
+    """A time zone field's value, stripped, or a form error naming it when it is not an IANA zone."""
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"Unknown time zone {name!r} (use an IANA name such as Europe/Paris).") from exc
+    return name
+
+
 class EmailSettingsForm(forms.ModelForm[EmailSettings]):
     """The workspace's throttle window, quiet hours, default time zone and sender."""
 
@@ -71,12 +81,7 @@ class EmailSettingsForm(forms.ModelForm[EmailSettings]):
         return _hour(self.cleaned_data["quiet_end_hour"])
 
     def clean_default_time_zone(self) -> str:
-        name = str(self.cleaned_data["default_time_zone"]).strip()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValidationError(f"Unknown time zone {name!r} (use an IANA name such as Europe/Paris).") from exc
-        return name
+        return time_zone_name(self.cleaned_data["default_time_zone"])
 
     def clean_from_email(self) -> str:
         value = str(self.cleaned_data["from_email"]).strip()

@@ -214,19 +214,20 @@ def message_template_duplicate(template: MessageTemplate) -> MessageTemplate:
 def message_template_delete(template: MessageTemplate) -> int:
     """Delete a template and its send log rows (they only make sense with it); returns how many rows went.
     Deactivating keeps the log — the page says so before anyone confirms."""
-    with transaction.atomic():
-        removed = MessageSend.objects.filter(template=template).delete()[0]
-        template.delete()
+    _, removed = template.delete()  # the send log goes with it (CASCADE)
     event_templates_forget()
-    return removed
+    return removed.get(MessageSend._meta.label, 0)
 
 
 @transaction.atomic
 def email_settings_save(workspace: EmailSettings, priorities: dict[int, int]) -> EmailSettings:
     """Save the workspace rules and the templates' priority order together, so the page never half-applies."""
     workspace.save()
-    for template_id, priority in priorities.items():
-        MessageTemplate.objects.filter(pk=template_id).exclude(priority=priority).update(priority=priority)
+    # Saved one by one, not with update(): a priority change is a configuration change the audit log records.
+    for template in MessageTemplate.objects.filter(pk__in=priorities):
+        if template.priority != priorities[template.pk]:
+            template.priority = priorities[template.pk]
+            template.save(update_fields=["priority"])
     return workspace
 
 
@@ -259,17 +260,33 @@ def unsubscribe_url(customer: Customer) -> str:
 def message_context(customer: Customer, now: datetime | None = None) -> dict[str, Any]:
     """The fixed variable set for one customer (see VARIABLES)."""
     now = now or timezone.now()
+    return customer_variables(
+        customer,
+        trial=Trial.objects.filter(customer=customer, is_current=True).first(),
+        definition=ActivationDefinition.objects.filter(pk=1).first(),
+        computed=dict(ComputedTraitValue.objects.filter(customer=customer).values_list("trait__key", "value")),
+        unsubscribe=unsubscribe_url(customer) if customer.pk else "",
+        now=now,
+    )
+
+
+def customer_variables(
+    customer: Customer,
+    *,
+    trial: Trial | None,
+    definition: ActivationDefinition | None,
+    computed: dict[str, Any],
+    unsubscribe: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """VARIABLES from facts already fetched: the one definition of their names and meaning, for lifecycle
+    messages and for reps' briefs (which fetch the facts of many alerts at once)."""
     traits: dict[str, Any] = dict(customer.traits or {})
-    trial = Trial.objects.filter(customer=customer, is_current=True).first()
-    definition = ActivationDefinition.objects.filter(pk=1).first()
-    computed = dict(ComputedTraitValue.objects.filter(customer=customer).values_list("trait__key", "value"))
-    first_name = traits.get("first_name") or (customer.name.split()[0] if customer.name.strip() else "")
-    company = traits.get("company") or (customer.account.name if customer.account_id and customer.account else "")
     context: dict[str, Any] = {
-        "first_name": first_name,
+        "first_name": traits.get("first_name") or (customer.name.split()[0] if customer.name.strip() else ""),
         "name": customer.name,
         "email": customer.email,
-        "company": company,
+        "company": traits.get("company") or (customer.account.name if customer.account_id and customer.account else ""),
         "value_moment": traits.get("value_moment") or (definition.activation_event if definition else ""),
         "trial_day": None,
         "trial_days_left": None,
@@ -278,7 +295,7 @@ def message_context(customer: Customer, now: datetime | None = None) -> dict[str
         "trial_stage": "",
         "pql_score": None,
         "fit_score": None,
-        "unsubscribe_url": unsubscribe_url(customer) if customer.pk else "",
+        "unsubscribe_url": unsubscribe,
         "traits": traits,
         "computed": computed,
     }
@@ -406,7 +423,8 @@ def _log(
     )
 
 
-def _unsendable_reason(customer: Customer) -> str:
+def unsendable_reason(customer: Customer) -> str:
+    """Why no email may go to this customer at all (no address, unsubscribed, a test customer), or ""."""
     if not customer.email:
         return "no email address"
     if not customer.has_consent("email"):
@@ -431,7 +449,7 @@ def message_send(*, customer_id: int, template_id: int, now: datetime | None = N
         raise ValueError("Only email templates are sent by message_send.")
     if not template.active:
         return _log(customer, template, suppressed, "template inactive", now)
-    reason = _unsendable_reason(customer)
+    reason = unsendable_reason(customer)
     if reason:
         return _log(customer, template, suppressed, reason, now)
     if not qualifies(template, customer.pk, now):
@@ -629,7 +647,7 @@ def message_deliver(*, send_id: int, final_attempt: bool = False) -> MessageSend
         return send
     now = timezone.now()
     customer, template = send.customer, send.template
-    reason = _unsendable_reason(customer) or ("" if qualifies(template, customer.pk, now) else "no longer qualifies")
+    reason = unsendable_reason(customer) or ("" if qualifies(template, customer.pk, now) else "no longer qualifies")
     if reason:
         send.status, send.reason = MessageSend.Status.SUPPRESSED, f"at delivery: {reason}"
         send.save(update_fields=["status", "reason"])

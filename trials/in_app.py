@@ -103,6 +103,8 @@ def in_app_prompt(customer: Customer, now: datetime | None = None) -> Prompt | N
         return None
     templates = list(_in_app_templates())
     qualifying = _qualifying_template_ids(customer, templates, now)
+    if not qualifying:  # the usual page view: nothing to show, so no lock row, no transaction, no more queries
+        return None
     window = timedelta(hours=email_settings().throttle_hours)
     CustomerMessageLock.objects.get_or_create(customer=customer)
     with transaction.atomic():

@@ -6,11 +6,15 @@ normalised monthly value computed by trials.services, so segments and reports ca
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
 from audiences.models import Customer
 from config.models import TimestampedModel
+
+MAX_THROTTLE_HOURS = 24 * 366
+"""A year: longer windows mean "never again", and past a point the window's start is no longer a date."""
 
 
 class BillingInterval(models.TextChoices):
@@ -462,7 +466,11 @@ class EmailSettings(models.Model):
     team can change them without a deploy; a template may override the window with its own `throttle_hours`.
     """
 
-    throttle_hours = models.PositiveIntegerField(default=24, help_text="At most one lifecycle email per window.")
+    throttle_hours = models.PositiveIntegerField(
+        default=24,
+        validators=[MaxValueValidator(MAX_THROTTLE_HOURS)],
+        help_text="At most one lifecycle email per window.",
+    )
     quiet_start_hour = models.PositiveSmallIntegerField(default=21, help_text="Local hour (0-23) quiet hours start.")
     quiet_end_hour = models.PositiveSmallIntegerField(default=8, help_text="Local hour (0-23) quiet hours end.")
     default_time_zone = models.CharField(max_length=64, default="UTC")
@@ -506,7 +514,12 @@ class MessageTemplate(models.Model):
     trigger_number = models.PositiveIntegerField(null=True, blank=True, help_text="N days or N hours.")
     condition = models.JSONField(null=True, blank=True, help_text="A segment-language condition tree.")
     priority = models.PositiveIntegerField(default=100, help_text="Lower wins when several qualify.")
-    throttle_hours = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the workspace window.")
+    throttle_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_THROTTLE_HOURS)],
+        help_text="Empty: the workspace window.",
+    )
     holdout_percent = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

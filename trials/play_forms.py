@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.models import construct_instance
 
+from trials.email_forms import time_zone_name
 from trials.models import Alert, BusinessHours, Holiday, Play
 from trials.plays import play_validate
 
@@ -86,12 +86,7 @@ class BusinessHoursForm(forms.ModelForm[BusinessHours]):
         fields = ["time_zone", "start_hour", "end_hour", "workdays"]
 
     def clean_time_zone(self) -> str:
-        zone: str = self.cleaned_data["time_zone"].strip()
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValidationError(f"Unknown time zone {zone!r} (use an IANA name like Europe/Berlin).") from exc
-        return zone
+        return time_zone_name(self.cleaned_data["time_zone"])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -4,6 +4,7 @@ lifecycle throttle respected, in the flow's language — and the link in the ema
 from __future__ import annotations
 
 import re
+import smtplib
 import threading
 from datetime import timedelta
 from typing import Any
@@ -137,20 +138,41 @@ def test_a_paused_trial_is_emailed_too(lapsed, noon):
     assert win_back_emails_sweep(now=noon)["sent"] == 1
 
 
-def test_a_failed_delivery_is_recorded(lapsed, noon, settings):
+def test_a_mail_server_that_is_down_postpones_the_email(lapsed, noon, settings):
+    settings.EMAIL_BACKEND = "offers.tests.test_win_back_emails.UnreachableBackend"
+    assert win_back_emails_sweep(now=noon)["postponed"] == 1
+    assert not WinBackEmail.objects.exists()
+    assert CustomerMessageLock.objects.get(customer=lapsed.customer).last_sent_at is None  # the slot is given back
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert win_back_emails_sweep(now=noon + timedelta(minutes=15))["sent"] == 1  # the next sweep delivers it
+    assert CancellationSession.objects.count() == 1  # with the same session
+
+
+def test_a_refused_recipient_is_recorded_as_failed(lapsed, noon, settings):
     settings.EMAIL_BACKEND = "offers.tests.test_win_back_emails.RefusingBackend"
     assert win_back_emails_sweep(now=noon)["failed"] == 1
     assert "refused" in WinBackEmail.objects.get().error
+    assert win_back_emails_sweep(now=noon + timedelta(days=2))["failed"] == 0  # recorded once, not retried
 
 
-class RefusingBackend:
-    """An email backend whose server refuses every message."""
+class UnreachableBackend:
+    """An email backend whose server cannot be reached."""
 
     def __init__(self, **kwargs: Any) -> None:
         pass
 
     def send_messages(self, messages: Any) -> int:
-        raise ConnectionRefusedError("refused")
+        raise ConnectionRefusedError("connection refused")
+
+
+class RefusingBackend:
+    """An email backend whose server refuses every recipient for good."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def send_messages(self, messages: Any) -> int:
+        raise smtplib.SMTPRecipientsRefused({"ada@example.test": (550, b"refused: no such user")})
 
 
 def test_the_periodic_task_runs_the_sweep(lapsed):

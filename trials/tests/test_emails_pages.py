@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audiences.models import Customer
+from config.models import AuditEntry
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from trials.email_defaults import MESSAGE_TEMPLATES
@@ -148,10 +149,16 @@ class TestSettings:
         assert (workspace.throttle_hours, workspace.quiet_start_hour, workspace.quiet_end_hour) == (12, 22, 7)
         assert (workspace.default_time_zone, workspace.from_email) == ("Europe/Paris", "Team <team@example.test>")
         assert MessageTemplate.objects.order_by("priority", "pk").first() == expiry
+        audited = AuditEntry.objects.filter(model="trials.MessageTemplate", object_id=str(expiry.pk)).last()
+        assert audited is not None and audited.changes["priority"][1] == 1  # the reorder is in the audit log
 
     def test_bad_values_are_form_errors_and_nothing_is_saved(self, growth: Client) -> None:
         body = settings_form(
-            quiet_start_hour="25", default_time_zone="Mars/Olympus", from_email="nope", **{"form-0-priority": "x"}
+            throttle_hours=str(10**9),
+            quiet_start_hour="25",
+            default_time_zone="Mars/Olympus",
+            from_email="nope",
+            **{"form-0-priority": "x"},
         )
         answer = growth.post("/trials/emails/settings/", body)
         page = answer.content.decode()
@@ -160,6 +167,7 @@ class TestSettings:
         assert "Unknown time zone &#x27;Mars/Olympus&#x27;" in page
         assert "Give an address" in page
         assert "Enter a whole number." in page
+        assert "less than or equal to 8784" in page  # a window whose start would not be a date
         assert EmailSettings.objects.get(pk=1).default_time_zone == "UTC"
 
     def test_a_rep_sees_the_settings_but_cannot_change_them(self, rep: Client) -> None:
