@@ -68,6 +68,14 @@ def business_hours_settings() -> BusinessHours:
     return row
 
 
+def _workdays(stored: Any) -> frozenset[int]:
+    """The stored workdays when they are a non-empty set of ISO weekdays, else the default: a row edited outside
+    the settings form must not stop every alert from getting a due time."""
+    if isinstance(stored, list) and stored and all(type(day) is int and 1 <= day <= 7 for day in stored):
+        return frozenset(stored)
+    return DEFAULT_WORKDAYS
+
+
 def business_schedule(*, today: datetime | None = None) -> Schedule:
     """The configured schedule with the holidays of the coming year (two queries)."""
     row = business_hours_settings()
@@ -83,7 +91,7 @@ def business_schedule(*, today: datetime | None = None) -> Schedule:
         zone=zone,
         start_hour=row.start_hour,
         end_hour=row.end_hour,
-        workdays=frozenset(row.workdays or DEFAULT_WORKDAYS),
+        workdays=_workdays(row.workdays),
         holidays=holidays,
     )
 

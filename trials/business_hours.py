@@ -47,12 +47,11 @@ def is_business_day(day: date, schedule: Schedule) -> bool:
 
 def _window(day: date, schedule: Schedule) -> tuple[datetime, datetime]:
     """The day's working window as UTC instants (end_hour 24 is the next midnight)."""
-    midnight = datetime.combine(day, time(0), tzinfo=schedule.zone)
     opens = datetime.combine(day, time(schedule.start_hour), tzinfo=schedule.zone)
     closes = (
         datetime.combine(day + timedelta(days=1), time(0), tzinfo=schedule.zone)
         if schedule.end_hour == 24
-        else datetime.combine(midnight.date(), time(schedule.end_hour), tzinfo=schedule.zone)
+        else datetime.combine(day, time(schedule.end_hour), tzinfo=schedule.zone)
     )
     return opens.astimezone(UTC), closes.astimezone(UTC)
 
@@ -81,20 +80,3 @@ def add_business_hours(start: datetime, hours: float, schedule: Schedule) -> dat
                 remaining -= available
         day += timedelta(days=1)
     raise NoBusinessHours(f"No business hours in the {MAX_DAYS_SCANNED} days after {start.isoformat()}.")
-
-
-def business_hours_between(start: datetime, end: datetime, schedule: Schedule) -> float:
-    """Business hours elapsed from `start` to `end` (0 when end is not after start): how late an alert is."""
-    if end <= start:
-        return 0.0
-    total = timedelta(0)
-    day = start.astimezone(schedule.zone).date()
-    last = end.astimezone(schedule.zone).date()
-    while day <= last:
-        if is_business_day(day, schedule):
-            opens, closes = _window(day, schedule)
-            begin, finish = max(opens, start.astimezone(UTC)), min(closes, end.astimezone(UTC))
-            if finish > begin:
-                total += finish - begin
-        day += timedelta(days=1)
-    return total.total_seconds() / 3600

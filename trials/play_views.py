@@ -238,7 +238,10 @@ class BusinessHoursView(StaffPermissionMixin, View):
             if not request.user.has_perm("trials.delete_holiday"):
                 raise PermissionDenied("Your role does not allow removing holidays.")
             raw = request.POST.get("holiday", "")
-            Holiday.objects.filter(pk=int(raw) if raw.isdigit() else 0).delete()
+            if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is true, yet int("²") raises
+                messages.error(request, "Choose a holiday to remove.")
+                return self._render(request, BusinessHoursForm(instance=settings_row), HolidayForm(), status=400)
+            Holiday.objects.filter(pk=int(raw)).delete()
             messages.success(request, "Holiday removed.")
         else:
             if not request.user.has_perm("trials.change_businesshours"):

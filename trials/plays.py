@@ -11,6 +11,7 @@ the two doors.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection
 from datetime import datetime, timedelta
@@ -28,18 +29,28 @@ from segments.compiler import compile_tree
 from segments.conditions import InvalidCondition, parse_tree
 from segments.models import Segment
 from segments.usage import SegmentUse
-from trials.alerts import Target, alerts_create, alerts_wake
+from trials.alerts import Target, alerts_create, alerts_wake, business_schedule
 from trials.briefs import play_template_errors
+from trials.business_hours import NoBusinessHours, add_business_hours
 from trials.models import Alert, Play
 
+logger = logging.getLogger(__name__)
 # The beat evaluates at most this many new targets per play and run; the next run continues.
 EVALUATE_LIMIT = 1000
 ACTIVE_PLAYS_TTL = 30.0  # seconds a worker process trusts its copy of the active plays' dependencies
 _active: dict[str, tuple[float, list[tuple[int, Dependencies]]]] = {}
+# Longer cooldowns mean "never again" in practice, and far larger ones overflow `now - cooldown`.
+MAX_COOLDOWN_HOURS = 24 * 365 * 2
+# What a play saved before its inputs changed can raise when evaluated: a condition that no longer parses
+# (InvalidCondition is a ValueError), an SLA the business hours cannot reach (NoBusinessHours, likewise), a
+# cooldown from before MAX_COOLDOWN_HOURS (OverflowError). None of them comes from the database, so skipping
+# the play leaves the surrounding transaction usable.
+PLAY_ERRORS = (ValueError, TypeError, OverflowError)
 
 
 def play_validate(play: Play) -> None:
-    """Raise ValidationError (per field) when the condition or the message cannot be used."""
+    """Raise ValidationError (per field) when the condition, the message, the SLA or the cooldown cannot be used:
+    a play that cannot be evaluated would only be skipped (and logged) by every evaluation."""
     errors: dict[str, list[str]] = {}
     try:
         parse_tree(play.condition)
@@ -54,6 +65,13 @@ def play_validate(play: Play) -> None:
         errors["holdout_percent"] = ["At most 100."]
     if play.sla_business_hours < 1:
         errors["sla_business_hours"] = ["At least one business hour."]
+    else:
+        try:
+            add_business_hours(timezone.now(), play.sla_business_hours, business_schedule())
+        except NoBusinessHours:
+            errors["sla_business_hours"] = ["The business hours never reach this SLA; choose fewer hours."]
+    if play.cooldown_hours > MAX_COOLDOWN_HOURS:
+        errors["cooldown_hours"] = [f"At most {MAX_COOLDOWN_HOURS} hours (two years)."]
     if errors:
         raise ValidationError(errors)
 
@@ -131,15 +149,30 @@ def play_evaluate(play: Play, *, now: datetime, customer_ids: Collection[int] | 
     return alerts_create(play=play, targets=targets, now=now)
 
 
+def _play_evaluate_or_skip(
+    play: Play, *, now: datetime, customer_ids: Collection[int] | None = None
+) -> list[Alert] | None:
+    """play_evaluate, or None (logged) when the play cannot be evaluated (PLAY_ERRORS): one broken play must not
+    stop the others, nor fail the ingestion batch whose hook evaluates it."""
+    try:
+        return play_evaluate(play, now=now, customer_ids=customer_ids)
+    except PLAY_ERRORS:
+        logger.exception("Play %s (%r) could not be evaluated; skipped", play.pk, play.key)
+        return None
+
+
 def plays_evaluate(*, now: datetime | None = None, customer_ids: Collection[int] | None = None) -> dict[str, int]:
     """Every active play, for everyone (the beat) or for the given customers (real time); snoozed alerts whose
-    time came are put back first (beat only)."""
+    time came are put back first (beat only). A play that cannot be evaluated is logged and counted as failed."""
     now = now or timezone.now()
-    totals = {"plays": 0, "alerts": 0, "holdout": 0, "woken": 0}
+    totals = {"plays": 0, "alerts": 0, "holdout": 0, "woken": 0, "failed": 0}
     if customer_ids is None:
         totals["woken"] = alerts_wake(now=now)
     for play in Play.objects.filter(active=True).order_by("priority", "pk"):
-        created = play_evaluate(play, now=now, customer_ids=customer_ids)
+        created = _play_evaluate_or_skip(play, now=now, customer_ids=customer_ids)
+        if created is None:
+            totals["failed"] += 1
+            continue
         totals["plays"] += 1
         totals["holdout"] += sum(1 for alert in created if alert.status == Alert.Status.HOLDOUT)
         totals["alerts"] += sum(1 for alert in created if alert.status != Alert.Status.HOLDOUT)
@@ -155,7 +188,7 @@ def plays_on_batch(facts: BatchFacts, now: datetime) -> set[int]:
     if not wanted:
         return set()
     for play in Play.objects.filter(pk__in=list(wanted), active=True).order_by("priority", "pk"):
-        play_evaluate(play, now=now, customer_ids=wanted[play.pk])
+        _play_evaluate_or_skip(play, now=now, customer_ids=wanted[play.pk])
     return set()
 
 

@@ -31,6 +31,7 @@ from trials.alerts import (
     alert_snooze,
     alerts_create,
     alerts_queue,
+    business_schedule,
     rep_set_away,
     team_load,
 )
@@ -118,6 +119,11 @@ class TestAssignment:
         friday = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
         created = alerts_create(play=play(), targets=[Target(customers(1)[0].pk, None, None)], now=friday)
         assert created[0].due_at == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # 1 h Friday, Monday off, 3 h Tuesday
+
+    @pytest.mark.parametrize("workdays", [[0, 8], [1, 9], ["mon"], [[1]], {"1": True}, [True]])
+    def test_stored_workdays_outside_the_week_fall_back_to_weekdays(self, workdays: Any) -> None:
+        BusinessHours.objects.update_or_create(pk=1, defaults={"workdays": workdays})
+        assert business_schedule().workdays == {1, 2, 3, 4, 5}
 
 
 class TestActions:
@@ -382,6 +388,16 @@ class TestPages:
         assert BusinessHours.objects.get(pk=1).workdays == [1, 2, 3]
         growth.post(reverse("business-hours"), {"form": "holiday", "day": "2026-12-25", "name": "Christmas"})
         assert Holiday.objects.filter(day=date(2026, 12, 25)).exists()
+        christmas = Holiday.objects.get(day=date(2026, 12, 25))
+        for junk in ("²", "", "-1", "1.5"):  # "²".isdigit() is true, yet int("²") raises
+            gone = growth.post(reverse("business-hours"), {"form": "delete-holiday", "holiday": junk})
+            assert gone.status_code == 400, junk
+        for missing in ("9" * 30, str(christmas.pk + 1000)):
+            kept = growth.post(reverse("business-hours"), {"form": "delete-holiday", "holiday": missing})
+            assert kept.status_code == 302, missing
+        assert Holiday.objects.filter(pk=christmas.pk).exists()
+        growth.post(reverse("business-hours"), {"form": "delete-holiday", "holiday": str(christmas.pk)})
+        assert not Holiday.objects.filter(pk=christmas.pk).exists()
         rep = signed_in(reps[0])
         assert rep.get(reverse("business-hours")).status_code == 200
         assert rep.post(reverse("business-hours"), {"form": "holiday", "day": "2026-12-26"}).status_code == 403

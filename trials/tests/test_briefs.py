@@ -13,10 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from audiences.models import Account, Event, Source
+from audiences.models import Account, Customer, Event, Source
 from config.roles import Role
 from trials.alerts import Target, alerts_create
-from trials.briefs import brief_refresh, briefs_build
+from trials.briefs import MAX_TEAMMATES, brief_refresh, briefs_build
 from trials.models import Alert, Plan, Play, Subscription, Trial
 from trials.tests.test_alerts import signed_in
 from trials.tests.test_plays import ACTIVATED, derive, event, person
@@ -120,3 +120,17 @@ def test_the_detail_page_shows_the_brief_and_refreshes_it(ada_alert: Alert, sour
     client.post(reverse("alert-action", args=[ada_alert.pk, "refresh"]))
     ada_alert.refresh_from_db()
     assert {r["name"]: r["count"] for r in ada_alert.brief["key_actions"]}["Integration Connected"] == 1
+
+
+def test_teammates_count_the_whole_account_while_the_list_is_capped(now: datetime) -> None:
+    big = Account.objects.create(group_id="grp_big", name="Big Co")
+    seen = [now] * (MAX_TEAMMATES + 5) + [now - timedelta(days=20)] * 10  # 25 active, 10 idle
+    members = Customer.objects.bulk_create(
+        Customer(user_id=f"m{n}", email=f"m{n}@big.test", account=big, last_seen_at=at) for n, at in enumerate(seen)
+    )
+    play = Play.objects.create(key="count-mates", name="Count mates", condition={},
+                               body="{{ teammates }} teammates, {{ active_teammates }} active")  # fmt: skip
+    created = alerts_create(play=play, targets=[Target(members[0].pk, big.pk, None)], now=now)
+    brief = created[0].brief
+    assert brief["message"]["body"] == f"{len(seen) - 1} teammates, {MAX_TEAMMATES + 4} active"
+    assert len(brief["teammates"]) == MAX_TEAMMATES

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trials.business_hours import NoBusinessHours, Schedule, add_business_hours, business_hours_between
+from trials.business_hours import NoBusinessHours, Schedule, add_business_hours
 
 NINE_TO_FIVE = Schedule()  # UTC, 9-17, Monday to Friday
 
@@ -61,12 +61,6 @@ def test_dst_change_over_a_weekend() -> None:
 def test_weekend_workers_and_round_the_clock() -> None:
     every_day = Schedule(start_hour=0, end_hour=24, workdays=frozenset(range(1, 8)))
     assert add_business_hours(utc(2026, 11, 28, 22, 0), 4, every_day) == utc(2026, 11, 29, 2, 0)
-
-
-def test_elapsed_business_hours() -> None:
-    assert business_hours_between(utc(2026, 11, 27, 16, 0), utc(2026, 11, 30, 10, 0), NINE_TO_FIVE) == 2.0
-    assert business_hours_between(utc(2026, 11, 28, 0, 0), utc(2026, 11, 29, 23, 0), NINE_TO_FIVE) == 0.0
-    assert business_hours_between(utc(2026, 11, 30, 10, 0), utc(2026, 11, 27, 10, 0), NINE_TO_FIVE) == 0.0
 
 
 def test_unusable_schedules_are_refused() -> None:

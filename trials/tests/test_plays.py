@@ -5,6 +5,7 @@ the segment-usage registry, validation, and the notifications an alert sends."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from trials.alerts import alert_dismiss, alert_done
 from trials.loop import trials_process
 from trials.models import Alert, Play
 from trials.play_defaults import PLAYS
-from trials.plays import active_plays_forget, play_save, plays_evaluate
+from trials.plays import MAX_COOLDOWN_HOURS, active_plays_forget, play_save, plays_evaluate
 
 pytestmark = pytest.mark.django_db
 
@@ -276,6 +277,47 @@ def test_events_trigger_plays_in_real_time(source: Source, rep: Any, django_asse
     assert alert.assignee == rep and alert.brief["who"]["name"] == "Ada Person"
 
 
+@pytest.fixture
+def broken_plays() -> list[Play]:
+    """Three plays evaluated before activation-reached (the only other active one) that match the same people yet
+    cannot be evaluated: saved before a property was removed, before MAX_COOLDOWN_HOURS and before the SLA check
+    (stored bypassing play_save, as such old rows are)."""
+    Play.objects.exclude(key="activation-reached").update(active=False)
+    condition = Play.objects.get(key="activation-reached").condition
+    broken = [Play.objects.create(key=f"broken-{n}", name=f"Broken {n}", condition=condition, priority=0)
+              for n in range(3)]  # fmt: skip
+    Play.objects.filter(pk=broken[0].pk).update(condition={"type": "group", "operator": "and", "children": [
+        {"type": "condition", "property": "traits.gone", "operator": "no_such_operator", "value": 1}]})  # fmt: skip
+    Play.objects.filter(pk=broken[1].pk).update(cooldown_hours=10**9)
+    Play.objects.filter(pk=broken[2].pk).update(sla_business_hours=7000)  # beyond MAX_DAYS_SCANNED of 9-17 weekdays
+    return broken
+
+
+class TestBrokenPlays:
+    def test_the_beat_skips_a_broken_play_and_evaluates_the_others(
+        self, source: Source, now: datetime, broken_plays: list[Play], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        person(source, "ada", now=now, actions=ACTIVATED)
+        derive(now)
+        with caplog.at_level(logging.ERROR, logger="trials.plays"):
+            totals = plays_evaluate(now=now)
+        assert (totals["failed"], totals["alerts"]) == (3, 1)
+        assert fired("activation-reached") == {"ada"}
+        assert not Alert.objects.filter(play__in=broken_plays).exists()
+        logged = " ".join(record.getMessage() for record in caplog.records)
+        assert all(f"'{play.key}'" in logged for play in broken_plays)
+
+    def test_real_time_skips_a_broken_play_without_failing_the_batch(
+        self, source: Source, now: datetime, broken_plays: list[Play]
+    ) -> None:
+        ada = person(source, "ada", now=now, signed_up_days_ago=1)
+        stored_events_process(event_ids=list(Event.objects.filter(customer=ada).values_list("pk", flat=True)), now=now)
+        new = [event(source, ada, name, now - timedelta(minutes=5 - n)).pk for n, (name, _) in enumerate(ACTIVATED)]
+        stored_events_process(event_ids=new, now=now)
+        assert fired("activation-reached") == {"ada"}
+        assert not Alert.objects.filter(play__in=broken_plays).exists()
+
+
 def test_notifications_reach_destinations_and_the_assignee(
     source: Source, now: datetime, rep: Any, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -330,6 +372,16 @@ class TestValidationAndUsage:
         with pytest.raises(ValidationError) as refused:
             play_save(play)
         assert list(refused.value.message_dict) == ["body"]  # only the unknown computed trait
+
+    def test_an_unreachable_sla_and_an_endless_cooldown_are_refused_per_field(self) -> None:
+        play = Play.objects.get(key="activation-reached")
+        play.sla_business_hours = 7000  # 175 weeks of 9-17 weekdays: beyond what the SLA clock scans
+        play.cooldown_hours = MAX_COOLDOWN_HOURS + 1
+        with pytest.raises(ValidationError) as refused:
+            play_save(play)
+        assert set(refused.value.message_dict) == {"sla_business_hours", "cooldown_hours"}
+        play.sla_business_hours, play.cooldown_hours = 2000, MAX_COOLDOWN_HOURS
+        play_save(play)
 
     def test_segment_test_mode_names_the_plays_using_it(self) -> None:
         segment = Segment.objects.create(
