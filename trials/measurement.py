@@ -11,7 +11,7 @@ applies the same way to every report. The statistics live in trials.stats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, dict[str, float]] = {
 WIN_BACK_GOOD = (0.08, 0.14)
 """A structured 30-day win-back loop gets 8–14% of lapsed trials back (the seeds)."""
 DEFAULT_THRESHOLDS = (1, 2, 3, 5)
+"""Discovery's candidates: each event done at least 1, 2, 3 or 5 times."""
 DEFAULT_DISCOVERY_DAYS = 7
 UPLIFT_HORIZON = timedelta(days=30)
 """A send (or its holdout) counts as converted when the customer's trial converts within this long after it."""
@@ -90,13 +91,20 @@ def _in_segment(segment: Segment, now: datetime) -> Exists:
     return Exists(Customer.objects.filter(condition, pk=OuterRef("customer_id")))
 
 
+def _within_dates(column: str, filters: Filters) -> Q:
+    """`column` falls on a local calendar day in [since, until]: the one date-range condition of every report (trial
+    starts, or the decisions of the uplift report). The form bounds the dates, so the day after `until` exists."""
+    condition = Q()
+    if filters.since:
+        condition &= Q(**{f"{column}__gte": _day_start(filters.since)})
+    if filters.until:
+        condition &= Q(**{f"{column}__lt": _day_start(filters.until + timedelta(days=1))})
+    return condition
+
+
 def filtered_trials(filters: Filters, now: datetime) -> QuerySet[Trial]:
     """The trials every report starts from, with the filters applied in SQL."""
-    trials = Trial.objects.all()
-    if filters.since:
-        trials = trials.filter(started_at__gte=_day_start(filters.since))
-    if filters.until:
-        trials = trials.filter(started_at__lt=_day_start(filters.until + timedelta(days=1)))
+    trials = Trial.objects.filter(_within_dates("started_at", filters))
     if filters.model:
         trials = trials.filter(model=filters.model)
     if filters.source:
@@ -146,7 +154,6 @@ class CohortReport:
     split: Split
     rows: list[CohortRow]
     groups: list[str]
-    benchmarks: dict[str, dict[str, float]] = field(default_factory=lambda: BENCHMARKS)
 
 
 def _split_expression(split: Split, now: datetime, segment: Segment | None) -> Any:
@@ -270,16 +277,14 @@ class DiscoveryRow:
 @dataclass(frozen=True)
 class DiscoveryReport:
     days: int
-    thresholds: tuple[int, ...]
     ended_trials: int
     converters: int
     rows: list[DiscoveryRow]
 
 
 def activation_discovery(
-    *, filters: Filters, days: int = DEFAULT_DISCOVERY_DAYS, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS,
-    now: datetime | None = None,
-) -> DiscoveryReport:  # fmt: skip
+    *, filters: Filters, days: int = DEFAULT_DISCOVERY_DAYS, now: datetime | None = None
+) -> DiscoveryReport:
     """For every tracked event name and threshold, among ended trials: doers vs non-doers conversion, lift with
     its 95% interval, the share of converters who did it and coverage — ranked by the lift's lower bound, so a
     large, certain lift beats a large, noisy one. Two queries: the totals, and one pass that counts each trial's
@@ -290,7 +295,7 @@ def activation_discovery(
     base_sql, base_params = _cte(ended.values("id", "customer_id", "started_at", conv=_converted()))
     columns = ", ".join(
         f"SUM(CASE WHEN n >= {int(k)} THEN 1 ELSE 0 END), SUM(CASE WHEN n >= {int(k)} THEN conv ELSE 0 END)"
-        for k in thresholds
+        for k in DEFAULT_THRESHOLDS
     )
     window = _event_window("e.timestamp", "b.started_at", _plus_days_sql("b.started_at"))
     sql = f"""
@@ -304,11 +309,14 @@ def activation_discovery(
         SELECT name, {columns} FROM counts GROUP BY name
     """
     definition = activation_definition()
+    # A row is the current definition only for the same event, threshold and window (the one-click action saves
+    # `days` as hours): a 7-day row is not the 72-hour definition, and must stay adoptable.
+    current = (definition.activation_event, definition.activation_count, definition.activation_within_hours)
     trials, converters = totals["trials"], totals["converters"]
     rows = []
     for record in _fetch(sql, (*base_params, days)):  # one row per event name, already aggregated
         name = record[0]
-        for index, threshold in enumerate(thresholds):
+        for index, threshold in enumerate(DEFAULT_THRESHOLDS):
             doers, doers_converted = int(record[1 + 2 * index] or 0), int(record[2 + 2 * index] or 0)
             if doers == 0:
                 continue
@@ -319,13 +327,11 @@ def activation_discovery(
                     comparison=compare(doers_converted, doers, converters - doers_converted, trials - doers),
                     share_of_converters=proportion(doers_converted, converters),
                     coverage=proportion(doers, trials),
-                    is_current=name == definition.activation_event and threshold == definition.activation_count,
+                    is_current=(name, threshold, days * 24) == current,
                 )
             )
     rows.sort(key=lambda row: (-(row.comparison.ratio_ci.low or 0.0), -(row.coverage or 0.0), row.event))
-    return DiscoveryReport(
-        days=days, thresholds=tuple(thresholds), ended_trials=trials, converters=converters, rows=rows
-    )
+    return DiscoveryReport(days=days, ended_trials=trials, converters=converters, rows=rows)
 
 
 # --- 3. converters vs churners ----------------------------------------------------------------------------------
@@ -435,10 +441,7 @@ def _converted_after(moment: str) -> Exists:
 
 def _in_scope(rows: QuerySet[Any], filters: Filters, now: datetime) -> QuerySet[Any]:
     """Decisions (sends, alerts) made in the date range, for customers whose trials match the other filters."""
-    if filters.since:
-        rows = rows.filter(created_at__gte=_day_start(filters.since))
-    if filters.until:
-        rows = rows.filter(created_at__lt=_day_start(filters.until + timedelta(days=1)))
+    rows = rows.filter(_within_dates("created_at", filters))
     if filters.model or filters.source or filters.plan is not None or filters.segment is not None:
         scoped = Filters(model=filters.model, source=filters.source, plan=filters.plan, segment=filters.segment)
         rows = rows.filter(customer_id__in=filtered_trials(scoped, now).values("customer_id"))
@@ -510,9 +513,14 @@ def templates_without_holdout() -> list[str]:
 @dataclass(frozen=True)
 class RetentionReport:
     """Offers' save rate and MRR saved (from the offers app), win-back recovery of lapsed trials within 30 days
-    against the seeds' 8–14%, and time to convert."""
+    against the seeds' 8–14%, and time to convert.
+
+    `offers_period` is the calendar days the offers' figures really cover: the offers app caps a report at
+    REPORT_MAX_DAYS and reads the last 90 days without a range, while the trial figures follow the filters as
+    given — the table names the period so the two are never silently compared over different spans."""
 
     offers: dict[str, Any]
+    offers_period: tuple[date, date]
     lapsed: int
     recovered: int
     recovery_ci: Interval
@@ -546,6 +554,7 @@ def retention_report(*, filters: Filters, now: datetime | None = None) -> Retent
         days=None, first_day=since, last_day=until, plan_id=filters.plan.pk if filters.plan is not None else None
     )
     offers = cancellation_report(now=now, filters=period)
+    offers_period = period.period(now)
     trials = filtered_trials(filters, now)
     lapsed_q = Q(ends_at__lte=now - AFTER_TRIAL) & (Q(converted_at__isnull=True) | Q(converted_at__gt=F("ends_at")))
     recovered_q = lapsed_q & Q(converted_at__gt=F("ends_at"), converted_at__lte=_plus("ends_at", AFTER_TRIAL))
@@ -571,6 +580,7 @@ def retention_report(*, filters: Filters, now: datetime | None = None) -> Retent
     days_to_convert = Distribution(*(round(float(value), 1) for value in record[:6])) if record[6] else None
     return RetentionReport(
         offers=offers,
+        offers_period=offers_period,
         lapsed=counts["lapsed"],
         recovered=counts["recovered"],
         recovery_ci=wilson_interval(counts["recovered"], counts["lapsed"]),

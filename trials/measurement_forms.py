@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from segments.conditions import InvalidCondition, parse_tree
 from segments.models import Segment
 from trials.measurement import DEFAULT_DISCOVERY_DAYS, Filters, Period, Split
 from trials.models import Plan, Trial
+
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+"""The dates a filter accepts: any real trial falls between them, and the reports can always compute the day after
+`until` (9999-12-31 would overflow)."""
+DATE_BOUNDS = [MinValueValidator(EARLIEST), MaxValueValidator(LATEST)]
+DATE_INPUT = {"type": "date", "min": EARLIEST.isoformat(), "max": LATEST.isoformat()}
 
 SPLITS = [("", "No split"), ("model", "Trial model"), ("source", "Source"), ("plan", "Plan"), ("segment", "Segment")]
 
@@ -20,8 +28,8 @@ class MeasurementFilterForm(forms.Form):
 
     With split = segment, the chosen segment splits the trials (in vs not in) instead of filtering them."""
 
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(required=False, validators=DATE_BOUNDS, widget=forms.DateInput(attrs=DATE_INPUT))
+    until = forms.DateField(required=False, validators=DATE_BOUNDS, widget=forms.DateInput(attrs=DATE_INPUT))
     model = forms.ChoiceField(choices=[("", "All models"), *Trial.Model.choices], required=False)
     source = forms.CharField(max_length=100, required=False)
     plan = forms.ModelChoiceField(queryset=Plan.objects.order_by("name"), required=False, empty_label="All plans")
@@ -47,7 +55,9 @@ class MeasurementFilterForm(forms.Form):
                 self.add_error("segment", f"This segment's conditions no longer compile: {error}")
         return data
 
-    def filters(self) -> Filters:
+    def filters(self, *, segment_splits: bool = False) -> Filters:
+        """The filters; the segment narrows the trials, except in a report that splits by it (`segment_splits`,
+        the cohorts with split = segment), where it divides them instead."""
         data = self.cleaned_data
         return Filters(
             since=data.get("since"),
@@ -55,7 +65,7 @@ class MeasurementFilterForm(forms.Form):
             model=data.get("model") or "",
             source=data.get("source") or "",
             plan=data.get("plan"),
-            segment=None if data.get("split") == "segment" else data.get("segment"),
+            segment=None if segment_splits and data.get("split") == "segment" else data.get("segment"),
         )
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from offers.selectors import REPORT_MAX_DAYS
 from trials.measurement import (
     BENCHMARKS,
     MEASURE_LABELS,
@@ -21,6 +22,7 @@ from trials.measurement import (
     RetentionReport,
     UpliftRow,
 )
+from trials.models import Trial
 from trials.stats import Interval
 
 
@@ -58,6 +60,10 @@ def _r(value: float | None, digits: int = 4) -> float | None:
 
 def _ci(interval: Interval, digits: int = 4) -> tuple[float | None, float | None]:
     return _r(interval.low, digits), _r(interval.high, digits)
+
+
+BENCHMARK_MODELS: dict[str, str] = {Trial.Model.OPT_IN: "Opt-in", Trial.Model.OPT_OUT: "Opt-out"}
+"""The benchmark lines' short model names (the chart's legend has no room for the models' full labels)."""
 
 
 def cohort_table(report: CohortReport) -> Table:
@@ -99,13 +105,10 @@ def cohort_table(report: CohortReport) -> Table:
                 "immature": [label in by_cohort and by_cohort[label]["maturity"] != "mature" for label in labels],
             }
         )  # fmt: skip
-    benchmarks = [
-        ("Opt-in median 17%", BENCHMARKS["opt_in"]["median"]),
-        ("Opt-in top quartile 25%", BENCHMARKS["opt_in"]["top_quartile"]),
-        ("Opt-out median 60%", BENCHMARKS["opt_out"]["median"]),
-    ]
-    for label, value in benchmarks:
-        datasets.append({"label": label, "data": [value * 100] * len(labels), "benchmark": True})
+    for model, figures in BENCHMARKS.items():
+        for name, value in figures.items():
+            label = f"{BENCHMARK_MODELS[model]} {name.replace('_', ' ')} {value:.0%}"
+            datasets.append({"label": label, "data": [value * 100] * len(labels), "benchmark": True})
     return Table(
         columns,
         rows,
@@ -231,7 +234,10 @@ def retention_table(report: RetentionReport) -> Table:
     offers = report.offers
     low, high = _ci(report.recovery_ci)
     d = report.days_to_convert
+    offers_since, offers_until = report.offers_period
     figures = [
+        ("offers_since", f"Offers: first day counted (at most {REPORT_MAX_DAYS} days)", offers_since.isoformat()),
+        ("offers_until", "Offers: last day counted", offers_until.isoformat()),
         ("save_rate", "Offers: save rate (saved ÷ saved + canceled)", _r(offers["save_rate"])),
         ("saved", "Offers: cancellations saved", offers["saved"]),
         ("mrr_saved_cents", "Offers: MRR saved (cents)", offers["mrr_saved_cents"]),

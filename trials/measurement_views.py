@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from config.permissions import StaffPermissionMixin
-from offers.exports import csv_cell
+from offers.exports import csv_lines
 from trials import measurement
 from trials.loop import activation_definition, activation_definition_update
 from trials.measurement_forms import MakeActivationForm, MeasurementFilterForm
@@ -59,7 +58,7 @@ REPORTS: dict[str, Report] = {
             "are still running, or whose 30 days are not over, are marked immature: their rates can still rise.",
             lambda form, now, user: cohort_table(
                 measurement.conversion_cohorts(
-                    filters=form.filters(),
+                    filters=form.filters(segment_splits=True),
                     period=form.chosen_period,
                     split=form.chosen_split,
                     split_segment=form.split_segment,
@@ -121,19 +120,19 @@ REPORTS: dict[str, Report] = {
 
 
 def table_csv(table: Table, filename: str) -> HttpResponse:
-    """The table as a CSV download: the header row is the column labels, values as the API gives them — through
-    the offers exports' `csv_cell`, so an event or template name that looks like a formula cannot run as one."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    """The table as a CSV download: the header row is the column labels, values as the API gives them — written
+    by the offers exports' `csv_lines`, so an event or template name that looks like a formula cannot run as one."""
+    rows = ([row[key] for key, _ in table.columns] for row in table.rows)
+    response = HttpResponse(
+        csv_lines([label for _, label in table.columns], rows), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow([label for _, label in table.columns])
-    for row in table.rows:
-        writer.writerow([csv_cell(row[key]) for key, _ in table.columns])
     return response
 
 
 class MeasurementReportView(StaffPermissionMixin, TemplateView):
-    """One report page; `?format=csv` downloads the same rows. Bad filters are form errors (400 for the CSV)."""
+    """One report page; `?format=csv` downloads the same rows. Bad filters are form errors, answered with 400 on
+    the page as in the CSV and the API."""
 
     template_name = "trials/measurement/report.html"
     report: Report = REPORTS["cohorts"]
@@ -150,14 +149,13 @@ class MeasurementReportView(StaffPermissionMixin, TemplateView):
                 return HttpResponse(form.errors.as_text(), status=400, content_type="text/plain; charset=utf-8")
             return table_csv(self.report.build(form, timezone.now(), request.user), f"{self.report.slug}.csv")
         table = self.report.build(form, timezone.now(), request.user) if valid else None
-        return self.render_to_response(self.get_context_data(form=form, table=table))
+        return self.render_to_response(self.get_context_data(form=form, table=table), status=200 if valid else 400)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         table: Table | None = kwargs.get("table")
         user = self.request.user
         query = self.request.GET.copy()
         query["format"] = "csv"
-        definition = activation_definition()
         return {
             **super().get_context_data(**kwargs),
             "report": self.report,
@@ -171,8 +169,8 @@ class MeasurementReportView(StaffPermissionMixin, TemplateView):
             else [],
             "summary": table.summary if table else {},
             "can_make_activation": user.has_perm("trials.change_activationdefinition"),
-            "definition": definition,
-            "days": kwargs["form"].chosen_days if table else measurement.DEFAULT_DISCOVERY_DAYS,
+            # Only the discovery page names the current definition.
+            "definition": activation_definition() if self.report.slug == "activation" else None,
         }
 
 

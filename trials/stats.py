@@ -72,16 +72,6 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
     return Interval(max(0.0, centre - half), min(1.0, centre + half))
 
 
-def normal_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> Interval:
-    """The textbook normal (Wald) interval for one proportion, kept for comparison with Wilson in the docs."""
-    _check(successes, trials)
-    if trials == 0:
-        return NO_INTERVAL
-    p = successes / trials
-    half = z_value(confidence) * math.sqrt(p * (1 - p) / trials)
-    return Interval(p - half, p + half)
-
-
 def difference_interval(
     successes_a: int, trials_a: int, successes_b: int, trials_b: int, confidence: float = CONFIDENCE
 ) -> Interval:

@@ -6,10 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from audiences.models import Customer, Event, Source
 from config.demo_effects import NOISE_EVENT, PlantedEffects, plant_effects
+from trials.loop import activation_definition_update
 from trials.measurement import (
+    BENCHMARKS,
     INVITE_EVENT,
     Filters,
     activation_discovery,
@@ -19,6 +22,7 @@ from trials.measurement import (
     uplift_from_counts,
     uplift_report,
 )
+from trials.measurement_tables import cohort_table, retention_table
 from trials.models import Trial, TrialStage
 from trials.stats import Verdict
 
@@ -147,6 +151,21 @@ def test_converters_vs_churners_quartiles(source: Source, django_assert_max_num_
     assert churners.measures["days_active"].median == 1 and churners.measures["days_active"].minimum == 0
 
 
+def test_discovery_marks_current_only_for_the_definitions_window(source: Source) -> None:
+    _trial(source, "d1", converted=True, events=[("Report Built", 0)])
+    _trial(source, "d2", converted=False, events=[])
+    activation_definition_update(
+        data={"activation_event": "Report Built", "activation_count": 1, "activation_within_hours": 72}
+    )
+
+    def current(days: int) -> bool:
+        report = activation_discovery(filters=Filters(), days=days, now=NOW)
+        return next(row for row in report.rows if row.threshold == 1).is_current
+
+    # The 72-hour definition is the 3-day row, not the 7-day one (which stays adoptable).
+    assert current(3) and not current(7)
+
+
 def test_uplift_from_counts_is_the_shared_comparison() -> None:
     row = uplift_from_counts(
         kind="play", key="p", name="P", holdout_percent=10, treated=400, treated_converted=120, control=400,
@@ -175,6 +194,24 @@ def test_retention_reuses_the_offers_save_rate_and_mrr_saved(customer: Customer,
     assert report.offers["mrr_saved_cents"] == 5900
     older = retention_report(filters=Filters(until=(now - timedelta(days=10)).date()), now=now)
     assert older.offers["saved"] == 0
+
+
+def test_retention_names_the_period_the_offers_figures_cover(db: Any) -> None:
+    # Two years of trials: the offers app caps its report at a year, and the table says which one.
+    report = retention_report(filters=Filters(since=date(2024, 6, 1), until=date(2026, 5, 31)), now=NOW)
+    assert report.offers_period == (date(2025, 5, 31), date(2026, 5, 31))
+    rows = {row["metric"]: row["value"] for row in retention_table(report).rows}
+    assert (rows["offers_since"], rows["offers_until"]) == ("2025-05-31", "2026-05-31")
+    # Without a range, the offers' last 90 days.
+    today = timezone.localdate(NOW)
+    assert retention_report(filters=Filters(), now=NOW).offers_period == (today - timedelta(days=89), today)
+
+
+def test_cohort_benchmark_lines_are_labelled_from_their_values(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BENCHMARKS[Trial.Model.OPT_IN], "median", 0.2)
+    chart = cohort_table(conversion_cohorts(filters=Filters(), now=NOW)).chart
+    lines = {dataset["label"] for dataset in chart["datasets"] if dataset.get("benchmark")}
+    assert lines == {"Opt-in median 20%", "Opt-in top quartile 25%", "Opt-out median 60%"}
 
 
 def test_the_demo_seed_plants_the_effects_and_its_reset_removes_them(db: Any) -> None:

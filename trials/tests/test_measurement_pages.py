@@ -26,6 +26,7 @@ from conftest import TEST_PASSWORD
 from segments.models import CustomProperty, Segment
 from trials.loop import activation_definition
 from trials.measurement import Filters, retention_report
+from trials.measurement_forms import MeasurementFilterForm
 from trials.measurement_views import REPORTS
 from trials.models import MessageTemplate, Trial
 
@@ -132,11 +133,26 @@ def test_bad_filters_are_form_errors_on_pages_and_400_for_csv(growth: AbstractUs
     client = signed_in(growth)
     url = reverse("measurement-cohorts")
     page = client.get(url, {"since": "2026-05-02", "until": "2026-05-01", "plan": "999999"})
-    assert page.status_code == 200
+    assert page.status_code == 400
     body = page.content.decode()
     assert 'role="alert"' in body and "The start date must not be after the end date." in body
     assert client.get(url, {"split": "segment", "format": "csv"}).status_code == 400
     assert client.get(reverse("measurement-activation"), {"days": "abc", "format": "csv"}).status_code == 400
+
+
+@pytest.mark.parametrize("slug", list(REPORTS))
+def test_dates_out_of_range_are_refused_not_overflowed(
+    slug: str, growth: AbstractUser, api_client_for: Callable[[AbstractUser], APIClient]
+) -> None:
+    url = reverse(REPORTS[slug].url_name)
+    query = {"since": "1999-12-31", "until": "9999-12-31"}
+    page = signed_in(growth).get(url, query)
+    assert page.status_code == 400 and "less than or equal to 2100-12-31" in page.content.decode()
+    assert signed_in(growth).get(url, {**query, "format": "csv"}).status_code == 400
+    answer = api_client_for(growth).get(f"/api/v1/measurement/{slug}/", query)
+    assert answer.status_code == 400 and {"since", "until"} <= set(answer.json()["errors"])
+    edges = api_client_for(growth).get(f"/api/v1/measurement/{slug}/", {"since": "2000-01-01", "until": "2100-12-31"})
+    assert edges.status_code == 200
 
 
 def test_split_by_segment(
@@ -157,6 +173,10 @@ def test_split_by_segment(
     inside = sum(row["trials"] for row in rows if row["group"] == "In Paid signups")
     assert inside == Trial.objects.filter(source="paid").count() > 0
     assert sum(row["trials"] for row in rows) == 600
+    # Only the cohorts split: for any other report a stray `split=segment` leaves the segment a filter.
+    form = MeasurementFilterForm(query)
+    assert form.is_valid(), form.errors
+    assert form.filters().segment == segment and form.filters(segment_splits=True).segment is None
     CustomProperty.objects.all().delete()
     broken = api_client_for(growth).get("/api/v1/measurement/cohorts/", {"segment": str(segment.pk)})
     assert broken.status_code == 400 and "no longer compile" in str(broken.json()["errors"]["segment"])

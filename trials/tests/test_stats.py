@@ -10,7 +10,6 @@ from trials.stats import (
     Verdict,
     compare,
     difference_interval,
-    normal_interval,
     proportion,
     ratio_interval,
     verdict,
@@ -37,13 +36,6 @@ def test_z_value() -> None:
 )
 def test_wilson_matches_newcombe(successes: int, trials: int, low: float, high: float) -> None:
     approx(wilson_interval(successes, trials), low, high)
-
-
-def test_wald_matches_newcombe_and_is_wider_off_centre_than_wilson_is() -> None:
-    approx(normal_interval(81, 263), 0.2522, 0.3638)
-    approx(normal_interval(15, 148), 0.0527, 0.1500)
-    # Wald collapses to a point at 0 successes; Wilson still says "up to 16%".
-    assert normal_interval(0, 20) == Interval(0.0, 0.0)
 
 
 def test_empty_groups_give_no_interval_and_bad_counts_are_refused() -> None:
