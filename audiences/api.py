@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -130,12 +130,15 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
         options = ErasureRequestSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         customer = self.get_object()
-        report = privacy.customer_erase(
-            customer=customer,
-            actor=request.user,
-            via="api",
-            suppress_future_events=options.validated_data["suppress_future_events"],
-        )
+        try:
+            report = privacy.customer_erase(
+                customer=customer,
+                actor=request.user,
+                via="api",
+                suppress_future_events=options.validated_data["suppress_future_events"],
+            )
+        except privacy.AlreadyErased as gone:
+            raise NotFound(str(gone)) from gone
         body = {
             "erased_customer": report.erasure.customer_pk,
             "suppress_future_events": report.erasure.suppress_future_events,

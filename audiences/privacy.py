@@ -153,6 +153,10 @@ def erased_among(ids: Collection[str]) -> set[str]:
     return {digests[digest] for digest in found}
 
 
+class AlreadyErased(Exception):
+    """The customer was erased by another request (or command) since it was looked up."""
+
+
 @dataclass(frozen=True)
 class ErasureReport:
     """What an erasure deleted, per model label, and the record kept of it."""
@@ -177,7 +181,9 @@ def customer_erase(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        locked = Customer.objects.select_for_update().get(pk=customer.pk)
+        locked = Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        if locked is None:  # a second, simultaneous request waited on the lock for the first to erase the row
+            raise AlreadyErased(f"Customer {customer.pk} was already erased.")
         ids: list[tuple[str, str]] = []
         if locked.user_id:
             ids.append((ErasedIdentity.Kind.USER_ID, locked.user_id))

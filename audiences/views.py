@@ -153,12 +153,16 @@ class CustomerEraseView(StaffPermissionMixin, TemplateView):
         form = CustomerEraseForm(request.POST, customer=customer)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        report = privacy.customer_erase(
-            customer=customer,
-            actor=request.user,
-            via="ui",
-            suppress_future_events=form.cleaned_data["suppress_future_events"],
-        )
+        try:
+            report = privacy.customer_erase(
+                customer=customer,
+                actor=request.user,
+                via="ui",
+                suppress_future_events=form.cleaned_data["suppress_future_events"],
+            )
+        except privacy.AlreadyErased:  # a double submit: the first one erased it
+            messages.info(request, f"Customer {pk} was already erased.")
+            return HttpResponseRedirect(reverse("customer-list"))
         total = sum(report.deleted_rows.values())
         messages.success(request, f"Customer {pk} was erased: {total} rows deleted.")
         return HttpResponseRedirect(reverse("customer-list"))

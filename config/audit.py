@@ -31,11 +31,16 @@ _TIMESTAMPS = frozenset({"created_at", "updated_at"})
 
 @dataclass(frozen=True)
 class Audited:
-    """A configuration model, the fields whose changes are not decisions, and the fields holding secrets."""
+    """A configuration model, the fields whose changes are not decisions, and the fields holding secrets.
+
+    `identity` names the field an entry identifies the object by: the primary key, except where the primary
+    key is itself the secret (an API token is its own key), when the entry names its owner instead.
+    """
 
     label: str
     ignored: frozenset[str] = field(default_factory=frozenset)
     secrets: frozenset[str] = field(default_factory=frozenset)
+    identity: str = "pk"
 
 
 AUDITED: list[Audited] = [
@@ -79,7 +84,7 @@ AUDITED: list[Audited] = [
     Audited("trials.BusinessHours"),
     Audited("trials.Holiday"),
     Audited("auth.User", ignored=frozenset({"last_login", "user_permissions"}), secrets=frozenset({"password"})),
-    Audited("authtoken.Token", secrets=frozenset({"key"})),
+    Audited("authtoken.Token", secrets=frozenset({"key"}), identity="user_id"),
     Audited(
         "django_celery_beat.PeriodicTask",
         ignored=frozenset({"last_run_at", "total_run_count", "date_changed"}),
@@ -137,8 +142,15 @@ def _snapshot(instance: models.Model, audited: Audited) -> dict[str, Any]:
     }
 
 
-def _record(instance: models.Model, action: str, changes: dict[str, list[Any]]) -> None:
+def _record(instance: models.Model, action: str, changes: dict[str, list[Any]], audited: Audited) -> None:
     user, username, via = _actor()
+    identity = str(getattr(instance, audited.identity))
+    if audited.identity == "pk":
+        described = str(instance)[:200]
+    else:  # str() of such an object may show the secret (a token prints its key)
+        described = (
+            f"{str(instance._meta.verbose_name).capitalize()} of {audited.identity.removesuffix('_id')} {identity}"
+        )
     AuditEntry.objects.create(
         at=timezone.now(),
         actor=user if isinstance(user, get_user_model()) else None,
@@ -146,8 +158,8 @@ def _record(instance: models.Model, action: str, changes: dict[str, list[Any]]) 
         via=via,
         action=action,
         model=instance._meta.label,
-        object_id=str(instance.pk),
-        object_repr=str(instance)[:200],
+        object_id=identity,
+        object_repr=described,
         changes=changes,
     )
 
@@ -183,7 +195,7 @@ def _connect(model: type[models.Model], audited: Audited) -> None:
             changes = {
                 name: _hide(audited, name, None, value) for name, value in now.items() if value not in (None, "")
             }
-            _record(instance, AuditEntry.Action.CREATED, changes)
+            _record(instance, AuditEntry.Action.CREATED, changes, audited)
             return
         changes = {
             name: _hide(audited, name, before.get(name), value)
@@ -191,12 +203,12 @@ def _connect(model: type[models.Model], audited: Audited) -> None:
             if before.get(name) != value
         }
         if changes:
-            _record(instance, AuditEntry.Action.CHANGED, changes)
+            _record(instance, AuditEntry.Action.CHANGED, changes, audited)
 
     def after_delete(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
         old = _snapshot(instance, audited)
         changes = {name: _hide(audited, name, value, None) for name, value in old.items() if value not in (None, "")}
-        _record(instance, AuditEntry.Action.DELETED, changes)
+        _record(instance, AuditEntry.Action.DELETED, changes, audited)
 
     uid = f"audit:{audited.label}"
     pre_save.connect(before_save, sender=model, weak=False, dispatch_uid=uid)
@@ -204,7 +216,9 @@ def _connect(model: type[models.Model], audited: Audited) -> None:
     post_delete.connect(after_delete, sender=model, weak=False, dispatch_uid=uid)
 
 
-def _connect_many_to_many(model: type[models.Model], relation: models.ManyToManyField[Any, Any]) -> None:
+def _connect_many_to_many(
+    model: type[models.Model], relation: models.ManyToManyField[Any, Any], audited: Audited
+) -> None:
     """Record a many-to-many change (a rule's segments, a user's roles) as the list before and after it."""
     name = "roles" if relation.name == "groups" else relation.name
 
@@ -221,7 +235,7 @@ def _connect_many_to_many(model: type[models.Model], relation: models.ManyToMany
             before = getattr(instance, stash, None)
             after = members(instance)
             if before is not None and before != after:
-                _record(instance, AuditEntry.Action.CHANGED, {name: [before, after]})
+                _record(instance, AuditEntry.Action.CHANGED, {name: [before, after]}, audited)
 
     through = relation.remote_field.through
     m2m_changed.connect(changed, sender=through, weak=False, dispatch_uid=f"audit:{model._meta.label}.{relation.name}")
@@ -234,4 +248,4 @@ def audit_connect() -> None:
         _connect(model, audited)
         for relation in model._meta.many_to_many:
             if isinstance(relation, models.ManyToManyField) and relation.name not in audited.ignored:
-                _connect_many_to_many(model, relation)
+                _connect_many_to_many(model, relation, audited)

@@ -26,7 +26,10 @@ class RedactingFilter(logging.Filter):
     """Rewrites a record's message and exception text through `redact` before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format/args pair: leave it to the handler, which reports it instead of raising
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django import forms
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import LoginView
+from django.core.validators import MaxValueValidator
 from django.http import HttpResponse
 from django.views.generic import TemplateView
 
@@ -43,6 +45,9 @@ class HomeView(LoginRequiredMixin, TemplateView):
         }
 
 
+LAST_FILTER_DAY = date(2999, 12, 31)
+
+
 class AuditFilterForm(forms.Form):
     """The audit log's filters; a bad value is a form error shown above the list, never a crash."""
 
@@ -50,8 +55,9 @@ class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(required=False, choices=[("", "Any action"), *AuditEntry.Action.choices])
     actor = forms.CharField(required=False, max_length=150)
     object_id = forms.CharField(required=False, max_length=64)
-    since = forms.DateField(required=False)
-    until = forms.DateField(required=False)
+    # Bounded, so that the day after `until` (the query's end) is still a date.
+    since = forms.DateField(required=False, validators=[MaxValueValidator(LAST_FILTER_DAY)])
+    until = forms.DateField(required=False, validators=[MaxValueValidator(LAST_FILTER_DAY)])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

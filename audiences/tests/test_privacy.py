@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audiences.models import Account, AnonymousId, Customer, CustomerErasure, ErasedIdentity, Event, Source
-from audiences.privacy import customer_erase, customer_export, customer_relations, identity_digest
+from audiences.privacy import AlreadyErased, customer_erase, customer_export, customer_relations, identity_digest
 from audiences.services import source_create
 from config.roles import Role
 from config.tests.factories import build
@@ -90,6 +90,13 @@ class TestErasure:
     def test_without_suppression_no_tombstone_is_left(self, customer: Customer) -> None:
         customer_erase(customer=customer, actor=None, via="command", suppress_future_events=False)
         assert not ErasedIdentity.objects.exists()
+
+    def test_a_second_erasure_of_the_same_lookup_is_refused_not_a_crash(self, customer: Customer) -> None:
+        # As a double submit sees it: both requests loaded the customer, the second waited for the first's lock.
+        customer_erase(customer=customer, actor=None, via="ui")
+        with pytest.raises(AlreadyErased):
+            customer_erase(customer=customer, actor=None, via="ui")
+        assert CustomerErasure.objects.count() == 1
 
 
 def _track(client: Client, write_key: str, batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -126,6 +126,8 @@ class TestThePage:
         body = response.content.decode()
         assert "Enter a valid date." in body
         assert "Select a valid choice." in body
+        far = client.get(reverse("audit-log"), {"since": "2026-01-01", "until": "9999-12-31"})
+        assert far.status_code == 400  # a form error, not an OverflowError on the day after
 
     def test_the_admin_offers_no_way_to_edit(self, admin_user: AbstractUser) -> None:
         Segment.objects.create(name="Trialists", conditions=TREE)
@@ -138,3 +140,18 @@ class TestThePage:
         assert client.post(delete_url, {"post": "yes"}).status_code == 403
         entry.refresh_from_db()
         assert entry.object_repr == "Trialists"
+
+
+@pytest.mark.django_db
+def test_an_api_token_is_never_named_by_its_key(make_user: Callable[..., AbstractUser]) -> None:
+    from rest_framework.authtoken.models import Token
+
+    user = make_user(Role.GROWTH, "tina")
+    token = Token.objects.create(user_id=user.pk)
+    key = token.key
+    token.delete()
+    entries = _entries("authtoken.Token")
+    assert [entry.action for entry in entries] == ["created", "deleted"]
+    for entry in entries:
+        assert key not in f"{entry.object_id} {entry.object_repr} {entry.changes}"
+        assert (entry.object_id, entry.object_repr) == (str(user.pk), f"Token of user {user.pk}")

@@ -75,3 +75,11 @@ def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console
 )
 def test_redaction(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+def test_a_malformed_log_call_passes_the_filter_unchanged() -> None:
+    # logging's handlers report a format/argument mismatch themselves; the filter must not raise it into the
+    # request or task that logged.
+    record = logging.LogRecord("trialloop.test", logging.WARNING, __file__, 1, "two values %s %s", ("one",), None)
+    assert RedactingFilter().filter(record) is True
+    assert (record.msg, record.args) == ("two values %s %s", ("one",))

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audiences.management.commands._customer_argument import add_customer_arguments, customer_from_options
-from audiences.privacy import customer_erase
+from audiences.privacy import AlreadyErased, customer_erase
 
 
 class Command(BaseCommand):
@@ -25,12 +25,15 @@ class Command(BaseCommand):
         customer = customer_from_options(options)
         if not options["yes"]:
             raise CommandError(f"Erasing customer {customer.pk} cannot be undone; add --yes to confirm.")
-        report = customer_erase(
-            customer=customer,
-            actor=None,
-            via="command",
-            suppress_future_events=not options["keep_accepting_events"],
-        )
+        try:
+            report = customer_erase(
+                customer=customer,
+                actor=None,
+                via="command",
+                suppress_future_events=not options["keep_accepting_events"],
+            )
+        except AlreadyErased as gone:
+            raise CommandError(str(gone)) from gone
         for label, number in sorted(report.deleted_rows.items()):
             self.stdout.write(f"{label}: {number}")
         self.stdout.write(f"Customer {customer.pk} erased ({sum(report.deleted_rows.values())} rows).")
