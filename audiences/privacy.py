@@ -54,19 +54,32 @@ ERASE_PERMISSION = "audiences.delete_customer"
 
 ERASED = "[erased]"
 # Models erasure does not search, and why. Everything else with a text or JSON column is searched.
+_FRAMEWORK = "the application's own bookkeeping, which never holds a customer's data (and must not be altered)"
 NOT_SEARCHED: dict[str, str] = {
     "audiences.Customer": "other profiles are other people (even when they share an email)",
     "audiences.CustomerErasure": "the record of erasures: counts per model, written without personal data",
     "audiences.ErasedIdentity": "keyed digests of erased ids, kept so their calls stay suppressed",
     "auth.User": "staff accounts, not customers: a colleague with the same email keeps theirs",
+    "auth.Group": "staff roles",
+    "auth.Permission": _FRAMEWORK,
+    "contenttypes.ContentType": _FRAMEWORK,
     "sessions.Session": "signed staff sessions",
+    "django_celery_beat.SolarSchedule": _FRAMEWORK,
+    "django_celery_beat.IntervalSchedule": _FRAMEWORK,
+    "django_celery_beat.CrontabSchedule": _FRAMEWORK,
+    "django_celery_beat.ClockedSchedule": _FRAMEWORK,
+    "django_celery_beat.PeriodicTask": "periodic jobs, declared in code (config.schedules)",
+    "project.TaskLock": _FRAMEWORK,
+    "project.SignInFailure": "keyed digests of what staff typed at sign-in",
     "integrations.StripeSyncCursor": "a backfill's resume position (one Stripe id per collection, no personal "
     "data); redacting it would break the resume",
 }
-# Short or numeric ids ("42", "u7") are too common to look for anywhere: they are matched only as the value of
-# an id key of a call ({"userId": "42"}).
+# Ids that could be a number or a word elsewhere ("42", "u7", "enterprise") are matched only as the value of an
+# id key of a call ({"userId": "42"}); the others (emails, "usr_8f2k", UUIDs, phone numbers) wherever they
+# stand as a whole token.
 _ID_KEYS = ("userId", "user_id", "anonymousId", "anonymous_id", "previousId", "previous_id")
 _MIN_SEARCHED_LENGTH = 6
+_DISTINCTIVE = re.compile(r"[\d@._:+-]")
 _MIN_NAME_LENGTH = 3
 # A term counts where it is not part of a longer word, id or address: "ada@acme.test" is not found in
 # "nada@acme.test" nor in "ada@acme.testing".
@@ -164,7 +177,8 @@ def _clean(values: Iterable[Any]) -> frozenset[str]:
 
 
 def _is_short(term: str) -> bool:
-    return len(term) < _MIN_SEARCHED_LENGTH or term.isdigit()
+    """Whether an id is too common to look for outside an id key: short, all digits, or a plain word."""
+    return len(term) < _MIN_SEARCHED_LENGTH or term.isdigit() or not _DISTINCTIVE.search(term)
 
 
 def _json_escaped(term: str) -> str:

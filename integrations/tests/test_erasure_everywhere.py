@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -24,11 +25,12 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client, TestCase
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from audiences.models import Account, Customer, CustomerErasure, Event, ProfileMerge
-from audiences.privacy import NOT_SEARCHED, customer_relations, erasure_rules
+from audiences.models import Account, Customer, CustomerErasure, Event, ProfileMerge, Source
+from audiences.privacy import NOT_SEARCHED, customer_erase, customer_relations, erasure_rules
 from audiences.services import source_create
 from config.models import AuditEntry, TaskRun
 from config.services import task_run_recorded
@@ -397,3 +399,78 @@ def test_every_model_is_either_walked_searched_or_excluded_with_a_reason() -> No
         assert label in searched or NOT_SEARCHED.get(label), f"{label} would keep a person's data after erasure"
     assert {"integrations.IngestionError", "project.AuditEntry", "project.TaskRun", "admin.LogEntry"} <= searched
     assert {"integrations.StripeWebhookDelivery", "integrations.DestinationDelivery", "trials.Alert"} <= searched
+
+
+def _someone(user_id: str, email: str, group_id: str | None = None) -> Customer:
+    account = Account.objects.create(group_id=group_id, name="Home") if group_id else None
+    return Customer.objects.create(user_id=user_id, email=email, account=account)
+
+
+def _ingestion_error(source: Source, payload: dict[str, Any]) -> IngestionError:
+    return IngestionError.objects.create(
+        source=source, received_at=timezone.now(), route="batch", error="track needs an event name",
+        payload=json.dumps(payload),
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+class TestNothingElseIsTouched:
+    def test_a_numeric_user_id_is_erased_where_it_is_an_id_and_left_where_it_is_a_number(self, source: Source) -> None:
+        person = _someone("42", "n42@example.test")
+        theirs = _ingestion_error(source, {"type": "track", "userId": "42", "properties": {}})
+        others = _ingestion_error(source, {"type": "track", "userId": "7", "properties": {"seats": "42", "n": 42}})
+        TaskRun.objects.create(name="report", started_at=timezone.now(), detail={"rows": "42", "page": 42})
+
+        customer_erase(customer=person, actor=None, via="command")
+
+        assert not IngestionError.objects.filter(pk=theirs.pk).exists()
+        assert IngestionError.objects.get(pk=others.pk).payload == others.payload
+        assert TaskRun.objects.get().detail == {"rows": "42", "page": 42}
+
+    def test_redacting_a_unique_column_keeps_it_unique(self) -> None:
+        # Personal workspaces often use the user id as the group id; two such people are erased one after the other.
+        first = _someone("usr_1a2b", "one@example.test", group_id="usr_1a2b")
+        second = _someone("usr_3c4d", "two@example.test", group_id="usr_3c4d")
+
+        customer_erase(customer=first, actor=None, via="command")
+        customer_erase(customer=second, actor=None, via="command")
+
+        group_ids = sorted(Account.objects.values_list("group_id", flat=True))
+        assert len(set(group_ids)) == 2 and all(value.startswith("[erased-") for value in group_ids)
+
+    def test_a_failed_erasure_changes_no_row_and_no_file(self, source: Source, settings: Any, tmp_path: Path) -> None:
+        settings.IMPORT_DIR = tmp_path
+        upload = tmp_path / "upload-events.csv"
+        upload.write_text("userId,event\nusr_9z8y,Report Run\nusr_other,Report Run\n")
+        ImportJob.objects.create(source=source, kind="events", file_format="csv", file_path=str(upload),
+                                 original_name="events.csv")  # fmt: skip
+        person = _someone("usr_9z8y", "nine@example.test")
+        error = _ingestion_error(source, {"type": "track", "userId": "usr_9z8y"})
+
+        with (
+            mock.patch.object(CustomerErasure.objects, "create", side_effect=RuntimeError("disk full")),
+            pytest.raises(RuntimeError),
+            TestCase.captureOnCommitCallbacks(execute=True),
+        ):
+            customer_erase(customer=person, actor=None, via="command")
+
+        assert Customer.objects.filter(pk=person.pk).exists() and IngestionError.objects.filter(pk=error.pk).exists()
+        assert upload.read_text() == "userId,event\nusr_9z8y,Report Run\nusr_other,Report Run\n"
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["upload-events.csv"]
+
+    def test_the_search_costs_the_same_queries_whatever_the_number_of_other_rows(self, source: Source) -> None:
+        def erase_one(user_id: str) -> int:
+            person = _someone(user_id, f"{user_id}@example.test")
+            _ingestion_error(source, {"type": "track", "userId": user_id})
+            with CaptureQueriesContext(connection) as queries:
+                customer_erase(customer=person, actor=None, via="command")
+            return len(queries.captured_queries)
+
+        few = erase_one("usr_first1")
+        for n in range(60):
+            _ingestion_error(source, {"type": "track", "userId": f"usr_other{n}", "properties": {"n": n}})
+            AuditEntry.objects.create(at=timezone.now(), via="ui", action="changed", model="segments.Segment",
+                                      object_id=str(n), object_repr=f"Segment {n}", changes={"name": ["a", "b"]})  # fmt: skip
+        many = erase_one("usr_second")
+
+        assert many == few
