@@ -78,8 +78,9 @@ def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, 
 
 
 def _signed_at(header: str) -> int:
-    """The `t=` of a Stripe-Signature header the library has just verified (it signs with the first one)."""
-    return int(next(item.split("=", 1)[1] for item in header.split(",") if item.split("=", 1)[0] == "t"))
+    """The `t=` of a Stripe-Signature header the library has just verified, read as the library reads it (the
+    first `t`, up to a second `=`)."""
+    return int(next(parts[1] for parts in (item.split("=", 2) for item in header.split(",")) if parts[0] == "t"))
 
 
 @dataclass
