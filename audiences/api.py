@@ -97,6 +97,7 @@ class ErasureResponseSerializer(serializers.Serializer[Any]):
     erased_customer = serializers.IntegerField()
     suppress_future_events = serializers.BooleanField()
     deleted_rows = serializers.DictField(child=serializers.IntegerField())
+    redacted_rows = serializers.DictField(child=serializers.IntegerField())
 
 
 class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
@@ -143,6 +144,7 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
             "erased_customer": report.erasure.customer_pk,
             "suppress_future_events": report.erasure.suppress_future_events,
             "deleted_rows": report.deleted_rows,
+            "redacted_rows": report.redacted_rows,
         }
         return Response(ErasureResponseSerializer(body).data)
 

@@ -360,8 +360,8 @@ class ErasedIdentity(models.Model):
 
 
 class CustomerErasure(models.Model):
-    """The record that a customer was erased: when, by whom, how many rows of each kind went, whether later
-    calls under their ids are suppressed. It names the customer only by its former row id."""
+    """The record that a customer was erased: when, by whom, how many rows of each kind went or were redacted,
+    whether later calls under their ids are suppressed. It names the customer only by its former row id."""
 
     customer_pk = models.BigIntegerField()
     erased_at = models.DateTimeField()
@@ -371,6 +371,9 @@ class CustomerErasure(models.Model):
     via = models.CharField(max_length=10, help_text="ui, api or command")
     suppress_future_events = models.BooleanField(default=True)
     deleted_rows = models.JSONField(default=dict, help_text="Rows deleted per model label.")
+    redacted_rows = models.JSONField(
+        default=dict, help_text="Rows (and files) outside the profile whose mentions were redacted, per label."
+    )
 
     class Meta:
         ordering = ["-erased_at"]

@@ -163,6 +163,6 @@ class CustomerEraseView(StaffPermissionMixin, TemplateView):
         except privacy.AlreadyErased:  # a double submit: the first one erased it
             messages.info(request, f"Customer {pk} was already erased.")
             return HttpResponseRedirect(reverse("customer-list"))
-        total = sum(report.deleted_rows.values())
-        messages.success(request, f"Customer {pk} was erased: {total} rows deleted.")
+        deleted, redacted = sum(report.deleted_rows.values()), sum(report.redacted_rows.values())
+        messages.success(request, f"Customer {pk} was erased: {deleted} rows deleted, {redacted} redacted elsewhere.")
         return HttpResponseRedirect(reverse("customer-list"))

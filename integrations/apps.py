@@ -8,11 +8,18 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self) -> None:
+        from audiences.privacy import register_erasure_rule, register_file_sweeper
         from audiences.selectors import source_cache_clear
         from integrations.models import SourceTrackingPlan, TrackingPlan, TrackingPlanEvent
+        from integrations.privacy import ERASURE_RULES, import_files_sweep
 
         # A cached source carries its tracking plan: changing the plan or the link forgets the cached sources.
         for model in (SourceTrackingPlan, TrackingPlan, TrackingPlanEvent):
             for signal in (post_save, post_delete):
                 uid = f"source-cache-{model.__name__}-{signal is post_save}"
                 signal.connect(source_cache_clear, sender=model, dispatch_uid=uid)
+
+        # GDPR erasure reaches the Stripe logs, the tracking API's error log, orphaned deliveries and uploads.
+        for rule in ERASURE_RULES:
+            register_erasure_rule(rule)
+        register_file_sweeper(import_files_sweep)

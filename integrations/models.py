@@ -206,13 +206,26 @@ class StripeEvent(TimestampedModel):
 
 
 class StripeWebhookDelivery(models.Model):
-    """Every POST to the Stripe webhook endpoint as received, valid or not, for the delivery log."""
+    """Every POST to the Stripe webhook endpoint as received, valid or not, for the delivery log.
+
+    `outcome` says what the endpoint made of it, so the log tells a refused delivery (Stripe retries it and
+    eventually disables the endpoint) from one accepted and ignored because Trialloop does not use its type.
+    `stripe_customer_id` is the customer the event names, kept so an erasure finds the delivery by index.
+    """
 
     MAX_BODY_CHARS = 200_000
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        DUPLICATE = "duplicate", "Duplicate (already stored)"
+        IGNORED = "ignored", "Ignored (type not handled)"
+        REJECTED = "rejected", "Rejected"
 
     received_at = models.DateTimeField(db_index=True)
     event = models.ForeignKey(StripeEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
     event_type = models.CharField(max_length=100, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.ACCEPTED)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
     signature_valid = models.BooleanField(default=False)
     status_code = models.PositiveSmallIntegerField()
     error = models.TextField(blank=True)

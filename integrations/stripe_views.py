@@ -32,12 +32,21 @@ from trials.models import StripeCustomer
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """POST /webhooks/stripe/: 200 once stored (processing follows in a task), 4xx with the reason if not."""
+    """POST /webhooks/stripe/: 200 once stored (processing follows in a task) or ignored (a type Trialloop does
+    not use), 4xx with the reason if refused."""
     try:
         receipt = webhook_receive(payload=request.body, headers=dict(request.headers))
     except WebhookRejected as rejection:
         return JsonResponse({"error": rejection.message}, status=rejection.status)
-    return JsonResponse({"received": True, "event": receipt.event.event_id, "duplicate": receipt.duplicate})
+    answer: dict[str, Any] = {
+        "received": True,
+        "event": receipt.event_id,
+        "duplicate": receipt.duplicate,
+        "ignored": bool(receipt.ignored_reason),
+    }
+    if receipt.ignored_reason:
+        answer["reason"] = receipt.ignored_reason
+    return JsonResponse(answer)
 
 
 class StripeOverviewView(StaffPermissionMixin, TemplateView):
@@ -52,6 +61,7 @@ class StripeOverviewView(StaffPermissionMixin, TemplateView):
             last=Max("received_at"),
             total_24h=Count("id", filter=Q(received_at__gte=day_ago)),
             rejected_24h=Count("id", filter=Q(received_at__gte=day_ago, status_code__gte=400)),
+            ignored_24h=Count("id", filter=Q(received_at__gte=day_ago, outcome=StripeWebhookDelivery.Outcome.IGNORED)),
         )
         statuses = dict(
             StripeEvent.objects.values_list("status").annotate(count=Count("id")).values_list("status", "count")

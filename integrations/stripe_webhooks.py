@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_EVENT_ID_LENGTH = 255
+MAX_EVENT_TYPE_LENGTH = 100
 LATEST_CREATED = int(datetime(3000, 1, 1, tzinfo=UTC).timestamp())
 KEPT_HEADERS = ("Stripe-Signature", "Content-Type", "User-Agent", "Content-Length")
 
@@ -42,8 +43,13 @@ class WebhookRejected(Exception):
         self.message, self.status = message, status
 
 
-def verify_signature(payload: bytes, header: str | None, secrets: list[str]) -> None:
-    """Accept the payload if its Stripe-Signature matches any configured secret within the tolerance."""
+def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, now: float | None = None) -> None:
+    """Accept the payload if its Stripe-Signature matches a configured secret and was made within ±300 s.
+
+    The stripe library checks the HMAC (`v1` = HMAC-SHA256 of `"<t>.<payload>"`) but refuses only timestamps
+    that are too old; a timestamp from the future (a replay prepared in advance, or a skewed clock) is refused
+    here as well, so the window is symmetric.
+    """
     if not secrets:
         raise WebhookRejected("Stripe webhooks are not configured: set STRIPE_WEBHOOK_SECRETS.", status=503)
     if not header:
@@ -52,19 +58,40 @@ def verify_signature(payload: bytes, header: str | None, secrets: list[str]) -> 
     last_error = "signature does not match"
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(text, header, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS)
-            return
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
+            break
         except stripe.SignatureVerificationError as error:
             last_error = str(error.user_message or error)
-    raise WebhookRejected(f"Invalid Stripe-Signature: {last_error}.")
+    else:
+        raise WebhookRejected(f"Invalid Stripe-Signature: {last_error}.")
+    skew = int((timezone.now().timestamp() if now is None else now) - _signed_at(header))
+    if skew > SIGNATURE_TOLERANCE_SECONDS:
+        raise WebhookRejected(
+            f"Invalid Stripe-Signature: its timestamp is {skew} s old, outside the tolerance of "
+            f"±{SIGNATURE_TOLERANCE_SECONDS} s."
+        )
+    if -skew > SIGNATURE_TOLERANCE_SECONDS:
+        raise WebhookRejected(
+            f"Invalid Stripe-Signature: its timestamp is {-skew} s in the future, outside the tolerance of "
+            f"±{SIGNATURE_TOLERANCE_SECONDS} s (check this server's clock)."
+        )
+
+
+def _signed_at(header: str) -> int:
+    """The `t=` of a Stripe-Signature header the library has just verified, read as the library reads it (the
+    first `t`, up to a second `=`)."""
+    return int(next(parts[1] for parts in (item.split("=", 2) for item in header.split(",")) if parts[0] == "t"))
 
 
 @dataclass
 class Receipt:
-    """What the endpoint answers: the stored event and whether it was new."""
+    """What the endpoint answers: the event's id, the stored row (None when ignored), whether it was new, and
+    why it was ignored (empty when it was not)."""
 
-    event: StripeEvent
-    duplicate: bool
+    event_id: str
+    event: StripeEvent | None
+    duplicate: bool = False
+    ignored_reason: str = ""
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
@@ -77,8 +104,8 @@ def _parse(payload: bytes) -> dict[str, Any]:
     missing = [key for key in ("id", "type", "created", "data") if key not in event]
     if missing or not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"), dict):
         raise WebhookRejected(f"The event lacks {', '.join(missing) or 'data.object'}.")
-    if not isinstance(event["type"], str) or event["type"] not in HANDLED_TYPES:
-        raise WebhookRejected(f"Unhandled event type {event['type']!r}; remove it from the endpoint's events.")
+    if not isinstance(event["type"], str) or not 0 < len(event["type"]) <= MAX_EVENT_TYPE_LENGTH:
+        raise WebhookRejected(f"The event type must be a string of 1 to {MAX_EVENT_TYPE_LENGTH} characters.")
     if not isinstance(event["id"], str) or not 0 < len(event["id"]) <= MAX_EVENT_ID_LENGTH:
         raise WebhookRejected(f"The event id must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters.")
     created = event["created"]
@@ -92,7 +119,10 @@ def _parse(payload: bytes) -> dict[str, Any]:
 def webhook_receive(*, payload: bytes, headers: dict[str, str]) -> Receipt:
     """Verify, store and claim a delivery; queue its processing when the event is new (or not done yet).
 
-    Every delivery is logged, including rejected ones, before the rejection is raised.
+    Every delivery is logged, including rejected ones, before the rejection is raised. A well-formed, signed
+    event of a type Trialloop does not handle is accepted and logged as ignored, nothing stored or processed:
+    Stripe retries any answer other than 2xx for three days and then disables the endpoint, so refusing a type
+    would cost every other event.
     """
     # PostgreSQL text and jsonb cannot hold NUL: a raw NUL byte (never valid JSON nor a valid signature) is
     # logged as U+FFFD.
@@ -111,30 +141,44 @@ def webhook_receive(*, payload: bytes, headers: dict[str, str]) -> Receipt:
         event = _parse(payload)
     except WebhookRejected as rejection:
         delivery.status_code, delivery.error = rejection.status, rejection.message
+        delivery.outcome = StripeWebhookDelivery.Outcome.REJECTED
         delivery.save()
         raise
-    delivery.event_type = str(event["type"])
+    event_id, event_type = str(event["id"]), str(event["type"])
+    delivery.event_type = event_type
+    delivery.stripe_customer_id = stripe_customer_id_of(event)[:255]
+    if event_type not in HANDLED_TYPES:
+        delivery.outcome = StripeWebhookDelivery.Outcome.IGNORED
+        delivery.save()
+        return Receipt(
+            event_id=event_id,
+            event=None,
+            ignored_reason=f"Trialloop does not use {event_type!r} events: accepted and ignored. Remove the type "
+            "from the endpoint's events to save the traffic.",
+        )
     with transaction.atomic():
         try:
             with transaction.atomic():
                 stored = StripeEvent.objects.create(
-                    event_id=str(event["id"]),
-                    type=str(event["type"]),
+                    event_id=event_id,
+                    type=event_type,
                     created=datetime.fromtimestamp(int(event["created"]), tz=UTC),
                     livemode=bool(event.get("livemode")),
                     payload=event,
                     object_id=str(event["data"]["object"].get("id", ""))[:255],
-                    stripe_customer_id=stripe_customer_id_of(event)[:255],
+                    stripe_customer_id=delivery.stripe_customer_id,
                 )
             duplicate = False
         except IntegrityError:
-            stored = StripeEvent.objects.get(event_id=str(event["id"]))
+            stored = StripeEvent.objects.get(event_id=event_id)
             duplicate = True
         delivery.event = stored
+        if duplicate:
+            delivery.outcome = StripeWebhookDelivery.Outcome.DUPLICATE
         delivery.save()
         if stored.status in (StripeEvent.Status.PENDING, StripeEvent.Status.FAILED):
             queue_processing(stored.pk)
-    return Receipt(event=stored, duplicate=duplicate)
+    return Receipt(event_id=event_id, event=stored, duplicate=duplicate)
 
 
 def queue_processing(event_pk: int) -> None:

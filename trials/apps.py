@@ -22,3 +22,11 @@ class TrialsConfig(AppConfig):
 
         on_batch_stored(plays_on_batch)  # after trials_on_batch: plays read the refreshed trials
         register_usage(plays_using_segment)
+
+        from audiences.privacy import register_erasure_rule, register_trace_collector
+        from trials.privacy import ERASURE_RULES, stripe_traces
+
+        # GDPR erasure: the Stripe ids a person is known by, their unlinked Stripe customers, teammates' briefs.
+        register_trace_collector(stripe_traces)
+        for rule in ERASURE_RULES:
+            register_erasure_rule(rule)

@@ -18,7 +18,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audiences.models import Account, AnonymousId, Customer, CustomerErasure, ErasedIdentity, Event, Source
-from audiences.privacy import AlreadyErased, customer_erase, customer_export, customer_relations, identity_digest
+from audiences.privacy import (
+    ERASED,
+    AlreadyErased,
+    PersonTraces,
+    customer_erase,
+    customer_export,
+    customer_relations,
+    identity_digest,
+)
 from audiences.services import source_create
 from config.roles import Role
 from config.tests.factories import build
@@ -66,6 +74,37 @@ class TestEveryModel:
         assert Customer.objects.filter(pk=someone_else.pk).exists()
         assert Event.objects.filter(customer=someone_else).count() == 1
         assert Account.objects.filter(group_id="grp_acme").exists(), "the account is the company's, not the person's"
+
+
+def traces(*ids: str, names: tuple[str, ...] = ()) -> PersonTraces:
+    return PersonTraces(customer_pk=1, account_id=None, ids=frozenset(ids), names=frozenset(names), tagged={})
+
+
+class TestTraces:
+    """How rows no foreign key ties to the person are recognised and redacted without touching anyone else."""
+
+    def test_an_email_or_id_is_found_only_as_a_whole_token_whatever_its_case(self) -> None:
+        ada = traces("ada@acme.test", "usr_8f2k")
+        text = "nada@acme.test, ada@acme.testing, usr_8f2k9, Mail Ada@Acme.test. See usr_8f2k"
+        assert ada.redact_text(text) == f"nada@acme.test, ada@acme.testing, usr_8f2k9, Mail {ERASED}. See {ERASED}"
+
+    def test_numbers_and_plain_words_are_ids_only_under_an_id_key(self) -> None:
+        # Numeric user ids are common; "42" elsewhere is a count, a price, a page, and must stay.
+        someone = traces("42", "enterprise")
+        value = {"userId": "42", "previousId": 42, "count": "42", "plan": "enterprise", "note": "42 items"}
+        assert someone.redact_json(value) == {**value, "userId": ERASED, "previousId": ERASED}
+        raw = '{"anonymousId": "enterprise", "page": "42", "userId":42, "n": 420}'
+        assert someone.redact_text(raw) == f'{{"anonymousId": "{ERASED}", "page": "42", "userId":"{ERASED}", "n": 420}}'
+
+    def test_names_are_redacted_also_inside_json_escapes_and_keys(self) -> None:
+        zoe = traces("zoe@acme.test", names=("Zoë Ämmer",))
+        assert zoe.redact_text('{"name":"Zo\\u00eb \\u00c4mmer"}') == f'{{"name":"{ERASED}"}}'
+        assert zoe.redact_json({"zoe@acme.test": {"by": "zoë ämmer"}}) == {ERASED: {"by": ERASED}}
+
+    def test_the_sql_prefilter_quotes_ids_it_cannot_search_bare(self) -> None:
+        patterns = traces("42", "ada@acme.test").sql_patterns()
+        assert {'"42"', ":42", ": 42", "ada@acme.test"} <= set(patterns)
+        assert "42" not in patterns
 
 
 @pytest.mark.django_db

@@ -26,6 +26,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.script: deque[int] = deque()
+        self.echo_failures = False
         self._lock = threading.Lock()
         receiver = self
 
@@ -36,6 +37,8 @@ class Receiver:
                     receiver.requests.append(Received(self.path, dict(self.headers.items()), body))
                     status = receiver.script.popleft() if receiver.script else 200
                 answer = b'{"ok": true}' if status < 300 else b'{"error": "scripted failure"}'
+                if status >= 300 and receiver.echo_failures:  # as receivers quoting the input they refused do
+                    answer = b'{"error": "refused", "input": ' + body + b"}"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

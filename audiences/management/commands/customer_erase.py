@@ -36,4 +36,9 @@ class Command(BaseCommand):
             raise CommandError(str(gone)) from gone
         for label, number in sorted(report.deleted_rows.items()):
             self.stdout.write(f"{label}: {number}")
-        self.stdout.write(f"Customer {customer.pk} erased ({sum(report.deleted_rows.values())} rows).")
+        for label, number in sorted(report.redacted_rows.items()):
+            self.stdout.write(f"{label}: {number} redacted")
+        self.stdout.write(
+            f"Customer {customer.pk} erased ({sum(report.deleted_rows.values())} rows deleted, "
+            f"{sum(report.redacted_rows.values())} redacted)."
+        )
