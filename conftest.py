@@ -160,6 +160,19 @@ def page() -> Iterator[Any]:
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+def csp_violations(page: Any) -> list[str]:
+    """Start recording what the page's Content-Security-Policy blocks (Chromium reports each block on the
+    console); the returned list fills as the page runs."""
+    found: list[str] = []
+
+    def console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(f"{page.url}: {message.text}")
+
+    page.on("console", console)
+    return found
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
     with socket.socket() as probe:

@@ -39,7 +39,8 @@ def sign_in_retry_after(request: HttpRequest, credentials: dict[str, Any] | None
     cool_off = get_cool_off(request)
     if newest is None or cool_off is None:
         return 0
-    return max(0, int(math.ceil((newest + cool_off - timezone.now()).total_seconds())))
+    wait: float = (newest + cool_off - timezone.now()).total_seconds()
+    return max(0, math.ceil(wait))
 
 
 class SignInForm(AuthenticationForm):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import django_stubs_ext
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from config.env import BASE_DIR, VAR_DIR, celery_broker, database_config, email_config, env
 from config.queues import DEFAULT_QUEUE, task_routes
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
+    "csp",
     "audiences",
     "trials",
     "segments",
@@ -42,14 +44,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The security headers first, so every response gets them, static files (whitenoise answers early) too.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.security_headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.audit.AuditRequestMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into its answer (config.sign_in.lockout_response).
     "axes.middleware.AxesMiddleware",
@@ -70,6 +75,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.navigation",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -102,6 +108,37 @@ AXES_DISABLE_ACCESS_LOG = True
 # Never stored with a failed attempt nor logged: the password (always), what was typed as the username, the
 # address and the form's CSRF token.
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+
+# Security headers on every response (docs/security.md). Content-Security-Policy (django-csp): scripts only
+# from this server or inline with the response's nonce (`<script nonce="{{ CSP_NONCE }}">`), never inline
+# handlers (`onclick=`; static/js/trialloop.js handles `data-confirm`), nothing from another host, no plugins,
+# no <base>, forms post only here, and no framing (a view may replace `frame-ancestors` on its own response with
+# csp.decorators.csp_replace, as the hosted cancellation page does for the sites a source allows). Styles allow
+# inline `style` attributes and <style> blocks: email previews render the template's own inline styles inside
+# this policy (a srcdoc frame inherits it), and a style cannot run script. Images may come from any HTTPS host:
+# logos of cancellation flows and images in email templates live on the customer's own servers.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "https:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Powerful browser features no page of Trialloop uses (config.security_headers).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()"
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
