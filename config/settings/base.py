@@ -109,11 +109,11 @@ AXES_DISABLE_ACCESS_LOG = True
 # address and the form's CSRF token.
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 
-# Security headers on every response (docs/security.md). Content-Security-Policy (django-csp): scripts only
+# Security headers on every response (docs/operations.md). Content-Security-Policy (django-csp): scripts only
 # from this server or inline with the response's nonce (`<script nonce="{{ CSP_NONCE }}">`), never inline
 # handlers (`onclick=`; static/js/trialloop.js handles `data-confirm`), nothing from another host, no plugins,
-# no <base>, forms post only here, and no framing (a view may replace `frame-ancestors` on its own response with
-# csp.decorators.csp_replace, as the hosted cancellation page does for the sites a source allows). Styles allow
+# no <base>, forms post only here, and no framing (a page meant to be embedded, such as the hosted cancellation
+# page, replaces `frame-ancestors` on its own response with csp.decorators.csp_replace). Styles allow
 # inline `style` attributes and <style> blocks: email previews render the template's own inline styles inside
 # this policy (a srcdoc frame inherits it), and a style cannot run script. Images may come from any HTTPS host:
 # logos of cancellation flows and images in email templates live on the customer's own servers.

@@ -143,6 +143,6 @@ class TestUnlockPage:
 
 
 @pytest.mark.django_db
-def test_the_admin_is_listed_in_the_administration_menu(admin_client: Client) -> None:
+def test_the_page_is_in_the_administration_menu(admin_client: Client) -> None:
     page = admin_client.get(reverse("home")).content.decode()
     assert f'href="{reverse("sign-in-lockouts")}"' in page
