@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -157,6 +158,26 @@ def page() -> Iterator[Any]:
             # test database cannot be dropped at the end of the session.
             connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def csp_violations(page: Any) -> list[str]:
+    """Start recording what the page's Content-Security-Policy blocks (Chromium reports each block on the
+    console); the returned list fills as the page runs."""
+    found: list[str] = []
+
+    def console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(f"{page.url}: {message.text}")
+
+    page.on("console", console)
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def database_url_of_test_database() -> str:

@@ -2,7 +2,8 @@
 
 The application is imported once in the master and the workers are forked from it, warm: otherwise each
 worker imports Django and, on its first request, the whole URL map (about 0.75 s of CPU per worker), in the
-middle of the first requests it serves. Command-line options (workers, threads, bind) still apply.
+middle of the first requests it serves. Command-line options (workers, threads, bind) still apply. The access
+log redacts credentials (config/access_log.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import gc
 from typing import Any
 
 preload_app = True
+# No write key, secret or signature in the access log (the Basic user, query strings, credential paths).
+logger_class = "config.access_log.RedactingGunicornLogger"
 
 
 def when_ready(server: Any) -> None:

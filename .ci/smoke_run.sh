@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts `make run` on a fresh var/ directory, waits for the login page and a signed-in customer list,
-# then stops web, worker and beat. Fails if any step does not happen within its time limit.
+# Starts `make run` on a fresh var/ directory, waits for the login page and a signed-in customer list, checks
+# that it serves like production (DEBUG off: the app's own 404 page, static files served, a generated secret
+# key in the data folder), then stops web, worker and beat. Fails if any step does not happen in its time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TRIALLOOP_VAR_DIR
@@ -8,7 +9,7 @@ TRIALLOOP_VAR_DIR=$(mktemp -d)
 export PORT=8765
 log="$TRIALLOOP_VAR_DIR/make-run.log"
 start=$(date +%s)
-setsid env -u DATABASE_URL -u CELERY_BROKER_URL make run >"$log" 2>&1 < /dev/null &
+setsid env -u DATABASE_URL -u CELERY_BROKER_URL -u DEBUG -u SECRET_KEY make run >"$log" 2>&1 < /dev/null &
 pid=$!
 cleanup() { kill -TERM -- "-$pid" 2>/dev/null || true; sleep 2; kill -KILL -- "-$pid" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -30,4 +31,15 @@ curl -fsS -c "$jar" -b "$jar" -o /dev/null -H "Referer: http://127.0.0.1:$PORT/l
 curl -fsS -b "$jar" -o "$TRIALLOOP_VAR_DIR/customers.html" "http://127.0.0.1:$PORT/customers/" \
   && grep -q "customers" "$TRIALLOOP_VAR_DIR/customers.html" || { cat "$log"; echo "customer list not shown"; exit 1; }
 grep -q "Sign in as admin" "$log" || { cat "$log"; echo "login not printed"; exit 1; }
+# DEBUG is off: an unknown address answers 404 with the app's own page, never Django's debug page.
+status=$(curl -sS -b "$jar" -o "$TRIALLOOP_VAR_DIR/404.html" -w '%{http_code}' "http://127.0.0.1:$PORT/no-such-page/")
+[ "$status" = 404 ] || { echo "unknown page answered $status"; exit 1; }
+grep -q "There is nothing at this address" "$TRIALLOOP_VAR_DIR/404.html" \
+  && ! grep -q "DEBUG = True" "$TRIALLOOP_VAR_DIR/404.html" || { cat "$TRIALLOOP_VAR_DIR/404.html"; echo "not the app's 404 page"; exit 1; }
+# Static files are served without DEBUG, with their content type.
+curl -fsS -o /dev/null -D "$TRIALLOOP_VAR_DIR/static-headers" "http://127.0.0.1:$PORT/static/css/trialloop.css" \
+  && grep -qi "^content-type: text/css" "$TRIALLOOP_VAR_DIR/static-headers" || { echo "stylesheet not served"; exit 1; }
+curl -fsS -o /dev/null "http://127.0.0.1:$PORT/static/vendor/chartjs/chart.umd.js" || { echo "Chart.js not served"; exit 1; }
+# The secret key was generated into the data folder, readable by its owner only.
+[ "$(stat -c %a "$TRIALLOOP_VAR_DIR/secret_key.txt")" = 600 ] || { echo "no private secret_key.txt in the data folder"; exit 1; }
 echo "smoke run passed"

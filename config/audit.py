@@ -91,6 +91,10 @@ AUDITED: list[Audited] = [
     ),
 ]
 
+# Recorded by the services that act on them, not by signals: unlocking a sign-in removes django-axes' attempt
+# rows, which axes itself also deletes on every successful sign-in and expiry (not decisions).
+RECORDED_BY_SERVICES = ["axes.AccessAttempt"]
+
 _current_request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
 
 
@@ -142,8 +146,23 @@ def _snapshot(instance: models.Model, audited: Audited) -> dict[str, Any]:
     }
 
 
-def _record(instance: models.Model, action: str, changes: dict[str, list[Any]], audited: Audited) -> None:
+def audit_record(*, model: str, object_id: str, object_repr: str, action: str, changes: dict[str, list[Any]]) -> None:
+    """Write one entry for the change being made now, by whoever is making it (the request's user and door)."""
     user, username, via = _actor()
+    AuditEntry.objects.create(
+        at=timezone.now(),
+        actor=user if isinstance(user, get_user_model()) else None,
+        actor_name=username,
+        via=via,
+        action=action,
+        model=model,
+        object_id=object_id,
+        object_repr=object_repr,
+        changes=changes,
+    )
+
+
+def _record(instance: models.Model, action: str, changes: dict[str, list[Any]], audited: Audited) -> None:
     identity = str(getattr(instance, audited.identity))
     if audited.identity == "pk":
         described = str(instance)[:200]
@@ -151,17 +170,7 @@ def _record(instance: models.Model, action: str, changes: dict[str, list[Any]], 
         described = (
             f"{str(instance._meta.verbose_name).capitalize()} of {audited.identity.removesuffix('_id')} {identity}"
         )
-    AuditEntry.objects.create(
-        at=timezone.now(),
-        actor=user if isinstance(user, get_user_model()) else None,
-        actor_name=username,
-        via=via,
-        action=action,
-        model=instance._meta.label,
-        object_id=identity,
-        object_repr=described,
-        changes=changes,
-    )
+    audit_record(model=instance._meta.label, object_id=identity, object_repr=described, action=action, changes=changes)
 
 
 def _hide(audited: Audited, name: str, old: Any, new: Any) -> list[Any]:

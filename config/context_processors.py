@@ -76,7 +76,13 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Destinations", "destination-list", "integrations.view_destination"),
         ],
     ),
-    ("Administration", [NavItem("Audit log", "audit-log", admin_only=True)]),
+    (
+        "Administration",
+        [
+            NavItem("Audit log", "audit-log", admin_only=True),
+            NavItem("Sign-in lockouts", "sign-in-lockouts", admin_only=True),
+        ],
+    ),
 ]
 
 

@@ -53,28 +53,6 @@ class TaskLock(models.Model):
         return f"{self.name} held by {self.holder} until {self.expires_at}"
 
 
-class SignInFailure(models.Model):
-    """A failed sign-in, kept for the lockout window so password guessing is slowed per username and per address.
-
-    Rows live in the database rather than a per-process cache so every web worker counts the same failures.
-    The username is stored only as a keyed digest: what someone typed into the form (often a mistyped
-    password in the wrong field) is nobody's business once the window has passed.
-    """
-
-    username_digest = models.CharField(max_length=64)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    failed_at = models.DateTimeField()
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["username_digest", "-failed_at"], name="signin_failure_user"),
-            models.Index(fields=["ip_address", "-failed_at"], name="signin_failure_address"),
-        ]
-
-    def __str__(self) -> str:
-        return f"failed sign-in {self.failed_at:%Y-%m-%d %H:%M:%S}"
-
-
 class AuditEntry(models.Model):
     """One configuration change: who made it, when, through which door, and each field's old and new value.
 

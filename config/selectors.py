@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from audiences.models import Customer, Event
@@ -55,3 +58,38 @@ def audit_entries(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
     if filters.get("until"):
         entries = entries.filter(at__lt=datetime.combine(filters["until"] + timedelta(days=1), time.min, tzinfo=zone))
     return entries
+
+
+@dataclass(frozen=True)
+class SignInLockout:
+    """A username locked out of signing in from one address: how many failures, and until when."""
+
+    username: str
+    ip_address: str | None
+    failures: int
+    last_failure: datetime
+    unlocks_at: datetime
+
+
+def sign_in_lockouts(now: datetime | None = None) -> list[SignInLockout]:
+    """Every (username, address) pair locked out now, newest failure first: at least the failure limit inside
+    the cool-off window, counted the way axes counts them (its rows per user agent added up). One query."""
+    now = now or timezone.now()
+    cool_off: timedelta = settings.AXES_COOLOFF_TIME
+    pairs = (
+        AccessAttempt.objects.filter(attempt_time__gte=now - cool_off)
+        .values("username", "ip_address")
+        .annotate(failures=Sum("failures_since_start"), last_failure=Max("attempt_time"))
+        .filter(failures__gte=settings.AXES_FAILURE_LIMIT)
+        .order_by("-last_failure", "username")
+    )
+    return [
+        SignInLockout(
+            username=pair["username"] or "",
+            ip_address=pair["ip_address"],
+            failures=pair["failures"],
+            last_failure=pair["last_failure"],
+            unlocks_at=pair["last_failure"] + cool_off,
+        )
+        for pair in pairs
+    ]

@@ -8,13 +8,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group, Permission
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.models import SignInFailure, TaskLock, TaskRun
+from config.audit import audit_record
+from config.models import AuditEntry, TaskLock, TaskRun
 from config.roles import ADMIN_ONLY, ROLE_PERMISSIONS, Role
 
 
@@ -154,7 +156,7 @@ def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
 def housekeeping_run() -> dict[str, int]:
     """Delete what has outlived its use: expired sessions, expired job locks, job runs older than 30 days, and
     the applied-batch ledger of computed traits after 7 days (a task is never retried that late), and failed
-    sign-ins once they are out of the lockout window.
+    sign-ins (django-axes' attempts) once they are out of the cool-off window.
 
     Runs under a lock so two beat ticks never overlap; each step is one set-based DELETE.
     """
@@ -171,8 +173,7 @@ def housekeeping_run() -> dict[str, int]:
         locks, _ = TaskLock.objects.filter(expires_at__lt=now).delete()
         runs, _ = TaskRun.objects.filter(started_at__lt=now - timedelta(days=30)).delete()
         batches, _ = AppliedEventBatch.objects.filter(applied_at__lt=now - timedelta(days=7)).delete()
-        lockout = timedelta(minutes=settings.SIGN_IN_LOCKOUT_MINUTES)
-        sign_ins, _ = SignInFailure.objects.filter(failed_at__lt=now - lockout).delete()
+        sign_ins, _ = AccessAttempt.objects.filter(attempt_time__lt=now - settings.AXES_COOLOFF_TIME).delete()
         run.detail = {
             "expired_sessions": sessions,
             "expired_locks": locks,
@@ -181,6 +182,27 @@ def housekeeping_run() -> dict[str, int]:
             "old_sign_in_failures": sign_ins,
         }
         return dict(run.detail)
+
+
+@transaction.atomic
+def sign_in_unlock(*, username: str, ip_address: str | None) -> int:
+    """Lift the lockout of a username from one address (an admin, from the staff UI): forget its counted
+    failures, and record who did it in the audit log. Returns how many attempt rows were removed (0: nothing
+    was locked, say because the lockout had just ended)."""
+    attempts = AccessAttempt.objects.select_for_update().filter(username=username, ip_address=ip_address)
+    rows = list(attempts.order_by("-attempt_time"))
+    if not rows:
+        return 0
+    failures = sum(row.failures_since_start for row in rows)
+    removed, _ = attempts.delete()
+    audit_record(
+        model="axes.AccessAttempt",
+        object_id=str(rows[0].pk),
+        object_repr=f"Sign-in lockout of {username} from {ip_address or 'an unknown address'}"[:200],
+        action=AuditEntry.Action.DELETED,
+        changes={"username": [username, None], "ip_address": [ip_address, None], "failures": [failures, None]},
+    )
+    return int(removed)
 
 
 DEMO_USERS: list[tuple[str, Role]] = [

@@ -3,13 +3,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from audiences import api as audiences_api
 from audiences import computed_trait_api, computed_trait_views
 from audiences import views as audiences_views
-from config.views import AuditLogView, HomeView, SignInView
+from config.views import AuditLogView, HomeView, SignInLockoutsView, SignInView
 from integrations import api as integrations_api
 from integrations import destination_views, stripe_views, tracking
 from integrations import views as integrations_views
@@ -41,6 +41,7 @@ urlpatterns = [
     path("login/", SignInView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", AuditLogView.as_view(), name="audit-log"),
+    path("sign-in-lockouts/", SignInLockoutsView.as_view(), name="sign-in-lockouts"),
     path("customers/", audiences_views.CustomerListView.as_view(), name="customer-list"),
     path("customers/<int:pk>/", audiences_views.CustomerDetailView.as_view(), name="customer-detail"),
     path("customers/<int:pk>/export/", audiences_views.CustomerExportView.as_view(), name="customer-export"),
@@ -191,7 +192,8 @@ urlpatterns = [
         name="api-customer-events",
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script from a URL, not inline, as the CSP requires.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("v1/<str:route>", tracking.tracking_call, name="tracking-call"),
 ]

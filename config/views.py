@@ -6,31 +6,27 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import LoginView
 from django.core.validators import MaxValueValidator
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.views.generic import TemplateView
 
-from config import selectors
-from config.audit import AUDITED
+from config import selectors, services
+from config.audit import AUDITED, RECORDED_BY_SERVICES
 from config.models import AuditEntry
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from config.sign_in import ThrottledAuthenticationForm
+from config.sign_in import SignInForm
 
 
 class SignInView(LoginView):
-    """Django's sign-in page with throttling: a locked-out attempt is answered 429 with Retry-After."""
+    """Django's sign-in page; a locked-out attempt says how long to wait (axes answers it 429, config.sign_in)."""
 
-    authentication_form = ThrottledAuthenticationForm
-
-    def form_invalid(self, form: ThrottledAuthenticationForm) -> HttpResponse:  # type: ignore[override]
-        response = super().form_invalid(form)
-        if form.retry_after:
-            response.status_code = 429
-            response["Retry-After"] = str(form.retry_after)
-        return response
+    authentication_form = SignInForm
 
 
 class HomeView(LoginRequiredMixin, TemplateView):
@@ -61,7 +57,7 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        labels = sorted(audited.label for audited in AUDITED)
+        labels = sorted([*(audited.label for audited in AUDITED), *RECORDED_BY_SERVICES])
         self.fields["model"].choices = [("", "All kinds"), *((label, label) for label in labels)]  # type: ignore[attr-defined]
 
 
@@ -86,3 +82,37 @@ class AuditLogView(StaffPermissionMixin, TemplateView):
         if context["form"].is_bound and not context["form"].is_valid():
             response_kwargs["status"] = 400
         return super().render_to_response(context, **response_kwargs)
+
+
+class SignInUnlockForm(forms.Form):
+    """Which locked-out sign-in to lift: a username and the address it was locked out from."""
+
+    username = forms.CharField(max_length=255)
+    ip_address = forms.GenericIPAddressField(required=False)
+
+
+class SignInLockoutsView(StaffPermissionMixin, TemplateView):
+    """Admins see which usernames are locked out of signing in from which address, and unlock them (audited)."""
+
+    template_name = "sign_in_lockouts.html"
+    admin_only = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            **super().get_context_data(**kwargs),
+            "lockouts": selectors.sign_in_lockouts(),
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "cool_off_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+        }
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = SignInUnlockForm(request.POST)
+        if not form.is_valid():
+            context = self.get_context_data(error="Choose a locked-out sign-in to unlock.")
+            return self.render_to_response(context, status=400)
+        username, address = form.cleaned_data["username"], form.cleaned_data["ip_address"] or None
+        if services.sign_in_unlock(username=username, ip_address=address):
+            messages.success(request, f"{username} may sign in from {address or 'that address'} again.")
+        else:
+            messages.info(request, f"{username} was not locked out from {address or 'that address'} any more.")
+        return HttpResponseRedirect(reverse("sign-in-lockouts"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import django_stubs_ext
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from config.env import BASE_DIR, VAR_DIR, celery_broker, database_config, email_config, env
 from config.queues import DEFAULT_QUEUE, task_routes
@@ -29,6 +32,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
+    "csp",
     "audiences",
     "trials",
     "segments",
@@ -39,15 +44,20 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The security headers first, so every response gets them, static files (whitenoise answers early) too.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.security_headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.audit.AuditRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its answer (config.sign_in.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -65,6 +75,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.navigation",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -82,11 +93,52 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-# Sign-in throttling: after this many failed attempts within the window, a username (or, at the higher limit,
-# an address) must wait until the oldest counted failure leaves the window.
-SIGN_IN_MAX_FAILURES_PER_USERNAME = env.int("SIGN_IN_MAX_FAILURES_PER_USERNAME", default=5)
-SIGN_IN_MAX_FAILURES_PER_ADDRESS = env.int("SIGN_IN_MAX_FAILURES_PER_ADDRESS", default=30)
-SIGN_IN_LOCKOUT_MINUTES = env.int("SIGN_IN_LOCKOUT_MINUTES", default=15)
+# Sign-in lockout (django-axes, config/sign_in.py): after SIGN_IN_MAX_FAILURES failed attempts for one username
+# from one address, that username may not sign in from that address until SIGN_IN_LOCKOUT_MINUTES have passed
+# since the last failure (or an admin unlocks it). Keyed on the pair, so failures from elsewhere never lock the
+# owner out; the password is not checked while locked out.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("SIGN_IN_MAX_FAILURES", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("SIGN_IN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.sign_in.lockout_response"
+# Successful sign-ins are not kept (the attempts table holds failures only, for the cool-off window).
+AXES_DISABLE_ACCESS_LOG = True
+# Never stored with a failed attempt nor logged: the password (always), what was typed as the username, the
+# address and the form's CSRF token.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+
+# Security headers on every response (docs/operations.md). Content-Security-Policy (django-csp): scripts only
+# from this server or inline with the response's nonce (`<script nonce="{{ CSP_NONCE }}">`), never inline
+# handlers (`onclick=`; static/js/trialloop.js handles `data-confirm`), nothing from another host, no plugins,
+# no <base>, forms post only here, and no framing (a page meant to be embedded, such as the hosted cancellation
+# page, replaces `frame-ancestors` on its own response with csp.decorators.csp_replace). Styles allow
+# inline `style` attributes and <style> blocks: email previews render the template's own inline styles inside
+# this policy (a srcdoc frame inherits it), and a style cannot run script. Images may come from any HTTPS host:
+# logos of cancellation flows and images in email templates live on the customer's own servers.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "https:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Powerful browser features no page of Trialloop uses (config.security_headers).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()"
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
@@ -12,7 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from audiences.models import AppliedEventBatch
-from config.models import SignInFailure, TaskLock, TaskRun
+from config.models import TaskLock, TaskRun
 from config.schedules import SCHEDULE_PREFIX, SCHEDULES
 from config.services import schedules_sync, task_lock, task_run_recorded
 from config.tasks import housekeeping
@@ -65,8 +66,9 @@ class TestHousekeeping:
         recent_run = TaskRun.objects.create(name="x", started_at=timezone.now() - timedelta(days=1))
         AppliedEventBatch.objects.create(first_event_id=1, applied_at=timezone.now() - timedelta(days=8))
         AppliedEventBatch.objects.create(first_event_id=2, applied_at=timezone.now() - timedelta(days=1))
-        SignInFailure.objects.create(username_digest="old", failed_at=timezone.now() - timedelta(hours=1))
-        SignInFailure.objects.create(username_digest="recent", failed_at=timezone.now() - timedelta(minutes=1))
+        for username, age in (("old", timedelta(hours=1)), ("recent", timedelta(minutes=1))):
+            attempt = AccessAttempt.objects.create(username=username, ip_address="10.0.0.1", failures_since_start=1)
+            AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=timezone.now() - age)
 
         result = housekeeping.delay().get()
 
@@ -77,7 +79,7 @@ class TestHousekeeping:
             "old_applied_batches": 1,
             "old_sign_in_failures": 1,
         }
-        assert list(SignInFailure.objects.values_list("username_digest", flat=True)) == ["recent"]
+        assert list(AccessAttempt.objects.values_list("username", flat=True)) == ["recent"]
         assert list(AppliedEventBatch.objects.values_list("first_event_id", flat=True)) == [2]
         assert Session.objects.filter(session_key=live.session_key).exists()
         assert not TaskRun.objects.filter(pk=old_run.pk).exists()

@@ -18,6 +18,8 @@ from audiences.services import source_create
 from config.log_redaction import RedactingFilter, redact
 
 EMAIL = "ada.private@example.com"
+LEGACY_KEY = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4"  # a write key from before keys had a prefix: random text
+SIGNATURE = "t=1700000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"
 
 
 @pytest.fixture
@@ -48,7 +50,10 @@ def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console
     ]
     client.post("/v1/batch", json.dumps({"batch": batch}), content_type="application/json", HTTP_AUTHORIZATION=auth)
     client.post("/v1/batch", "{not json " + EMAIL, content_type="application/json", HTTP_AUTHORIZATION=auth)
+    # analytics.js also puts the write key in the body and the query string.
+    client.post(f"/v1/track?writeKey={write_key}", json.dumps({"writeKey": write_key}), content_type="text/plain")
     client.post(reverse("login"), {"username": EMAIL, "password": "wrong-" + write_key})
+    client.get(f"/cancel/{write_key}/")
 
     # An exception whose text we do not control: an SMTP server refusing the recipient.
     try:
@@ -56,12 +61,16 @@ def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console
     except smtplib.SMTPRecipientsRefused:
         logging.getLogger("trials.emails").exception("lifecycle email 7 attempt 1 failed")
     logging.getLogger("integrations").warning("signing with %s for %s", "tlsec_" + "A" * 40, EMAIL)
+    # What a library may log about a request it made or received: the URL, the headers, the body.
+    logging.getLogger("urllib3.connectionpool").debug('"POST /v1/batch?write_key=%s HTTP/1.1" 200', LEGACY_KEY)
+    logging.getLogger("stripe").info("headers %s", {"Authorization": auth, "Stripe-Signature": SIGNATURE})
+    logging.getLogger("offers").info("session body %s", json.dumps({"secret_key": "tlsk_" + "B" * 30}))
 
     output = console_output.getvalue()
     assert "lifecycle email 7 attempt 1 failed" in output, "the flows did log"
     assert EMAIL not in output
-    assert write_key not in output
-    assert "tlsec_AAAA" not in output
+    assert write_key not in output and LEGACY_KEY not in output and auth.split()[1] not in output
+    assert "tlsec_AAAA" not in output and "tlsk_BBBB" not in output and SIGNATURE.split("v1=")[1] not in output
     assert "[email]" in output and "[secret]" in output
 
 
@@ -71,6 +80,22 @@ def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console
         ("refused ada@example.com and b.o+b@mail.example.co.uk", "refused [email] and [email]"),
         ("key sk_test_51Habcdefghij and whsec_abcdefghij1234", "key [secret] and [secret]"),
         ("customer 42 entered audience power_users", "customer 42 entered audience power_users"),
+        ("new keys tlwk_abcdefghijk and tlsk_abcdefghijk", "new keys [secret] and [secret]"),
+        ("POST /v1/t?writeKey=abc123&sentAt=1 HTTP/1.1", "POST /v1/t?writeKey=[secret]&sentAt=1 HTTP/1.1"),
+        (
+            "/x?write_key=a;key=b&token=c&session_token=d&authHash=e",
+            "/x?write_key=[secret];key=[secret]&token=[secret]&session_token=[secret]&authHash=[secret]",
+        ),
+        ("monkey=banana&page=2&next=/customers/", "monkey=banana&page=2&next=/customers/"),
+        ('{"writeKey": "abc", "event": "Signed Up"}', '{"writeKey": "[secret]", "event": "Signed Up"}'),
+        ("{'Authorization': 'Token 0123456789abcdef0123'}", "{'Authorization': '[secret]'}"),
+        ("sent Authorization: Basic Zm9vYmFyOmJheg== ok", "sent Authorization: Basic [secret] ok"),
+        ("Stripe-Signature: t=1700000000,v1=5257a869e7ecebeda32a", "Stripe-Signature: t=1700000000,v1=[secret]"),
+        ("Not Found: /cancel/Ijk5Ig:1vAbCd:xyz/", "Not Found: /cancel/[secret]/"),
+        (
+            "GET /emails/unsubscribe/MTIz:1abc:def/ and /api/v1/cancellation-sessions/AbCdEf0123456789/reason/",
+            "GET /emails/unsubscribe/[secret]/ and /api/v1/cancellation-sessions/[secret]/reason/",
+        ),
     ],
 )
 def test_redaction(text: str, expected: str) -> None:

@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,15 +22,9 @@ from django.conf import settings
 from config.celery import app
 from config.queues import SPLIT_QUEUES, task_routes
 from config.tasks import housekeeping
-from conftest import ROOT, database_url_of_test_database
+from conftest import ROOT, database_url_of_test_database, free_port
 
 PROCFILE = ROOT / "docs" / "examples" / "Procfile.production"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _get(port: int, path: str, *, https: bool = True) -> http.client.HTTPResponse:
@@ -137,7 +130,7 @@ def production(transactional_db: None) -> Iterator[Production]:
         [sys.executable, "manage.py", "collectstatic", "--no-input"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert collected.returncode == 0, collected.stderr
-    running = Production(_free_port(), env)
+    running = Production(free_port(), env)
     try:
         yield running
     finally:

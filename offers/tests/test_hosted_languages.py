@@ -1,5 +1,5 @@
 """The hosted page's brand (logo), languages (Django i18n: English, German, French, Spanish) and the feedback
-step condition — and a real browser going through the German page."""
+step condition — and a real browser going through the German page under the Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from conftest import csp_violations
 from offers.hosted import LANGUAGES, hosted_language
 from offers.models import CancellationFlow, CancellationSession
 from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscription
@@ -123,8 +124,12 @@ def test_the_german_page_in_a_browser(
     fake.add(stripe_subscription())
     make_rule(make_offer("trial_extension", "Zwei Wochen", days=14), reasons=[reasons["features"]])
     session = start(product_api)
+    violations = csp_violations(page)
 
-    page.goto(live_url + path_of(session["hosted_url"]))
+    response = page.goto(live_url + path_of(session["hosted_url"]))
+    # The step condition below is an inline script: it runs because it carries the response's CSP nonce.
+    nonce = re.search(r"script-src 'self' 'nonce-([^']+)'", response.headers["content-security-policy"])
+    assert nonce and f'nonce="{nonce.group(1)}"' in response.text()
     assert page.get_by_role("heading").inner_text() == "Schade, dass Sie gehen. Warum kündigen Sie?"
     assert page.locator("#feedback-step").is_hidden()  # no reason chosen yet
     page.get_by_label("Too expensive").check()
@@ -142,6 +147,7 @@ def test_the_german_page_in_a_browser(
     page.get_by_role("button", name="Angebot annehmen").click()
 
     assert "danke, dass Sie bleiben" in page.get_by_test_id("outcome").inner_text()
+    assert violations == []
     saved: Any = CancellationSession.objects.get(token=session["token"])
     assert (saved.outcome, saved.feedback) == ("saved", "Kein SSO")
     (update,) = fake.requests_to("POST", f"/v1/subscriptions/{SUBSCRIPTION_ID}")
