@@ -3,8 +3,8 @@
 Code logs ids, not people; but an exception's text is not ours to choose (an SMTP server refusing
 `ada@example.com`, a library quoting a payload), and logs travel to places with weaker access control than the
 database. This filter, on every handler the project configures (web and Celery workers), replaces email
-addresses and recognisable secrets (webhook signing secrets, Stripe keys and webhook secrets) in the final
-message and in the exception text.
+addresses and recognisable secrets (webhook signing secrets, source secret keys, cancellation session tokens,
+Stripe keys and webhook secrets) in the final message and in the exception text.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 import re
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-SECRET = re.compile(r"\b(?:tlsec|whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9_-]{8,}")
+# tlsec_: destination signing secrets; tlsk_: source secret keys; tlst_: cancellation session tokens.
+SECRET = re.compile(r"\b(?:tlsec|tlsk|tlst|whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9_-]{8,}")
 _EXCEPTION_FORMATTER = logging.Formatter()
 
 
