@@ -47,8 +47,17 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "config.audit.AuditRequestMiddleware",
 ]
+
+# Content-Security-Policy (django-csp). This minimal policy only says who may frame the pages (nobody, like
+# X-Frame-Options: DENY); the hosted cancellation page replaces frame-ancestors with its source's origins
+# (offers.hosted). default-src is None so django-csp adds no implicit `default-src 'self'` that would block the
+# pages' inline scripts and styles before they carry nonces.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {"default-src": None, "frame-ancestors": ["'none'"], "object-src": ["'none'"], "base-uri": ["'self'"]}
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -181,3 +190,6 @@ EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="Trialloop <noreply@localhost>")
 # The address customers reach this server at, for links in emails (unsubscribe).
 TRIALLOOP_PUBLIC_URL: str = env.str("TRIALLOOP_PUBLIC_URL", default="http://127.0.0.1:8000")
+
+# How long the session token a cancellation session start hands out works (docs/offers.md).
+CANCELLATION_SESSION_TOKEN_MINUTES: int = env.int("CANCELLATION_SESSION_TOKEN_MINUTES", default=30)
