@@ -22,11 +22,11 @@ completed is refused (409).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, ValidationError
@@ -116,13 +116,13 @@ class SessionTokenAuthentication(BaseAuthentication):
         header = request.headers.get("Authorization", "")
         token = _bearer(request)
         if token is None:
-            if header:  # a write key, a staff token…
+            if header.lower().startswith("basic "):
                 raise access.ProofRequired(
                     "A write key cannot act on a session: send the session_token the start answered, as "
                     "Authorization: Bearer <session_token>.",
                     code="session_token_missing",
                 )
-            return None
+            return None  # nothing, or another scheme (a staff token): HasSessionToken says what to send
         if token.startswith(SECRET_KEY_PREFIX):
             raise access.ProofRequired(
                 "A secret key starts sessions; act on one with the session_token the start answered, as "
@@ -244,6 +244,21 @@ class ReasonSerializer(serializers.Serializer[Any]):
     feedback = serializers.CharField(required=False, allow_blank=True, max_length=services.MAX_FEEDBACK, default="")
 
 
+PROOF_ERRORS = {
+    401: OpenApiResponse(
+        description="Proof missing, unknown or expired (`proof_missing`, `auth_hash_missing`, "
+        "`auth_hash_needs_user_id`, `secret_key_invalid`, `session_token_missing`, `session_token_invalid`, "
+        "`session_token_expired`): "
+        '`{"error", "code"}`, the message says what to send.'
+    ),
+    403: OpenApiResponse(
+        description="Proof that does not cover the call (`auth_hash_invalid`, `session_token_other_session`): "
+        '`{"error", "code"}`.'
+    ),
+}
+"""The refusals every session call may answer, for the OpenAPI schema."""
+
+
 def _answer(
     request: Request, grant: access.SessionGrant, status_code: int = status.HTTP_200_OK, *, with_token: bool = False
 ) -> Response:
@@ -278,12 +293,11 @@ class SessionAPIView(APIView):
             if response.status_code == status.HTTP_401_UNAUTHORIZED:
                 response["WWW-Authenticate"] = self.get_authenticate_header(self.request) or f"Bearer {REALM}"
             return response
-        response = super().handle_exception(exc)
-        if response.status_code in (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN):
-            detail = getattr(exc, "detail", "")
-            codes = exc.get_codes() if hasattr(exc, "get_codes") else None
-            response.data = {"error": str(detail), "code": codes if isinstance(codes, str) else "proof_missing"}
-        return response
+        return super().handle_exception(exc)
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
+        """No proof the view takes: a 401 that says what to send (the permission's message and code)."""
+        raise access.ProofRequired(message or HasSessionToken.message, code=code)
 
     def _grant(self, request: Request, token: str) -> access.SessionGrant:
         """The caller's grant, for the session the path names."""
@@ -296,7 +310,7 @@ class SessionStartView(SessionAPIView):
     authentication_classes = [SecretKeyAuthentication, WriteKeyAuthentication]
     permission_classes = [HasStartProof]
 
-    @extend_schema(request=StartSerializer, responses={201: dict[str, Any], 200: dict[str, Any]})
+    @extend_schema(request=StartSerializer, responses={201: dict[str, Any], 200: dict[str, Any], **PROOF_ERRORS})
     def post(self, request: Request) -> Response:
         """Start a session for a subscription (or resume the one still open) → flow, reasons and the
         session_token every later call needs."""
@@ -318,14 +332,14 @@ class SessionStartView(SessionAPIView):
 
 
 class SessionDetailView(SessionAPIView):
-    @extend_schema(responses=dict[str, Any])
+    @extend_schema(responses={200: dict[str, Any], **PROOF_ERRORS})
     def get(self, request: Request, token: str) -> Response:
         """The session's stage, reasons, offer and outcome."""
         return _answer(request, self._grant(request, token))
 
 
 class SessionReasonView(SessionAPIView):
-    @extend_schema(request=ReasonSerializer, responses=dict[str, Any])
+    @extend_schema(request=ReasonSerializer, responses={200: dict[str, Any], **PROOF_ERRORS})
     def post(self, request: Request, token: str) -> Response:
         """Answer the reason question (and feedback) → the offer to present, or none."""
         grant = self._grant(request, token)
@@ -340,7 +354,7 @@ class SessionReasonView(SessionAPIView):
 
 
 class SessionAcceptView(SessionAPIView):
-    @extend_schema(request=None, responses=dict[str, Any])
+    @extend_schema(request=None, responses={200: dict[str, Any], **PROOF_ERRORS})
     def post(self, request: Request, token: str) -> Response:
         """Accept the presented offer; it is applied through Stripe (simulated for a test customer)."""
         grant = self._grant(request, token)
@@ -349,7 +363,7 @@ class SessionAcceptView(SessionAPIView):
 
 
 class SessionDeclineView(SessionAPIView):
-    @extend_schema(request=None, responses=dict[str, Any])
+    @extend_schema(request=None, responses={200: dict[str, Any], **PROOF_ERRORS})
     def post(self, request: Request, token: str) -> Response:
         """Decline the presented offer → the cancel confirmation."""
         grant = self._grant(request, token)
@@ -358,7 +372,7 @@ class SessionDeclineView(SessionAPIView):
 
 
 class SessionConfirmCancelView(SessionAPIView):
-    @extend_schema(request=None, responses=dict[str, Any])
+    @extend_schema(request=None, responses={200: dict[str, Any], **PROOF_ERRORS})
     def post(self, request: Request, token: str) -> Response:
         """Confirm the cancellation; it is sent to Stripe with the reason as cancellation feedback."""
         grant = self._grant(request, token)
