@@ -47,6 +47,15 @@ from offers.models import CancellationSession
 from offers.selectors import cancellation_report, report_json, session_payload
 
 REALM = 'realm="trialloop"'
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+"""The product's pages call the session API from the customer's browser. Any origin may: the proof is in the
+Authorization header the page sets (write key + auth_hash, or the session token), never in a cookie, so a page
+without them can do nothing (no Access-Control-Allow-Credentials)."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +303,20 @@ class SessionAPIView(APIView):
                 response["WWW-Authenticate"] = self.get_authenticate_header(self.request) or f"Bearer {REALM}"
             return response
         return super().handle_exception(exc)
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        """A CORS preflight: it carries no credentials, so it is answered without checking any."""
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def check_permissions(self, request: Request) -> None:
+        if request.method != "OPTIONS":
+            super().check_permissions(request)
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for header, value in CORS_HEADERS.items():
+            response[header] = value
+        return response
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         """No proof the view takes: a 401 that says what to send (the permission's message and code)."""

@@ -99,6 +99,21 @@ class TestBrowserStart:
         assert (session["is_test"], done["outcome"], done["offer_simulated"]) == (True, "saved", True)
 
 
+    def test_the_product_s_page_may_call_across_origins(self, bob, flow, product_keys):
+        page = APIClient()
+        for path in (SESSIONS, f"{SESSIONS}some-session-id-0001/accept/"):
+            preflight = page.options(path, HTTP_ORIGIN="https://app.example.com")
+            assert preflight.status_code == 204
+            assert preflight["Access-Control-Allow-Origin"] == "*"
+            assert "Authorization" in preflight["Access-Control-Allow-Headers"]
+            assert "Access-Control-Allow-Credentials" not in preflight
+        signed = auth_hash(product_keys.secret_key, "usr_bob")
+        started = browser_start(product_keys, {"user_id": "usr_bob", "auth_hash": signed})
+        refused = browser_start(product_keys, {"user_id": "usr_bob"})
+        assert started["Access-Control-Allow-Origin"] == refused["Access-Control-Allow-Origin"] == "*"
+        assert not CancellationSession.objects.exclude(token=started.json()["token"]).exists()
+
+
 class TestServerStart:
     def test_the_secret_key_starts_a_session_for_any_customer_and_answers_a_token_and_link(
         self, bob, tess, flow, product_keys
