@@ -98,7 +98,6 @@ class TestBrowserStart:
 
         assert (session["is_test"], done["outcome"], done["offer_simulated"]) == (True, "saved", True)
 
-
     def test_the_product_s_page_may_call_across_origins(self, bob, flow, product_keys):
         page = APIClient()
         for path in (SESSIONS, f"{SESSIONS}some-session-id-0001/accept/"):
