@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,7 +21,7 @@ from audiences.models import Source
 from audiences.services import auth_hash, source_create, source_rotate_secret
 from offers.access import SESSION_TOKEN_PREFIX
 from offers.models import CancellationSession, SessionToken
-from offers.tests.conftest import SESSIONS, SUBSCRIPTION_ID, ProductKeys, post, start, stripe_subscription
+from offers.tests.conftest import SESSIONS, SUBSCRIPTION_ID, ProductAPI, ProductKeys, post, start, stripe_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -286,3 +288,44 @@ def test_the_openapi_schema_describes_the_three_proofs(admin_user, api_client_fo
     assert accept["post"]["security"] == [{"sessionToken": []}]
     start_body = schema["components"]["schemas"]["Start"]["properties"]
     assert "auth_hash" in start_body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_different_final_moves_racing_apply_one(fake, stripe_prices, bob, flow, reasons, make_offer, make_rule):
+    """The product and the customer's page send accept and confirm-cancel at the same moment with the same token
+    (two connections): the session row lock lets one through, and the other is refused or answers its result."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
+    fake.add(stripe_subscription())
+    make_rule(make_offer("trial_extension", "Two more weeks", days=14))
+    source, _ = source_create(name="Product")
+    keys = ProductKeys(source=source, write_key="", secret_key=source.secret_key)
+    api = ProductAPI(keys)
+    session = start(api)
+    post(api, session["token"], "reason", {"reason_id": reasons["unused"].pk})
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def move(name: str) -> None:
+        caller = ProductAPI(keys)
+        caller.session_tokens.update(api.session_tokens)  # both callers hold the same session token
+        try:
+            barrier.wait(timeout=10)
+            statuses.append(caller.session_call(session["token"], name).status_code)
+        except BaseException as exc:  # reported below; a thread cannot fail the test itself
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=move, args=(name,)) for name in ("accept", "confirm-cancel")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    outcome = CancellationSession.objects.get(token=session["token"]).outcome
+    assert outcome in ("saved", "canceled")
+    assert sorted(statuses) == [200, 409]
+    assert len(fake.requests_to("POST")) == 1  # one final move reached Stripe
