@@ -34,10 +34,11 @@ class AccountAdmin(admin.ModelAdmin[Account]):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin[Source]):
-    """Keys are created and rotated on the Integrations page, which shows them once; here they are read-only."""
+    """Keys are created and rotated on the Integrations page, which shows them once; here they are read-only, and
+    the secret key itself is never shown (its fields are not editable, so no form renders them)."""
 
-    list_display = ["name", "kind", "write_key_prefix", "is_active", "created_at", "key_rotated_at"]
-    readonly_fields = ["write_key_hash", "write_key_prefix", "key_rotated_at"]
+    list_display = ["name", "kind", "write_key_prefix", "secret_key_prefix", "is_active", "created_at"]
+    readonly_fields = ["write_key_hash", "write_key_prefix", "key_rotated_at", "secret_key_prefix", "secret_rotated_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

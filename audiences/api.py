@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -173,19 +174,71 @@ class AccountViewSet(viewsets.ReadOnlyModelViewSet[Account]):
 class SourceSerializer(serializers.ModelSerializer[Source]):
     class Meta:
         model = Source
-        fields = ["id", "name", "kind", "write_key_prefix", "is_active", "created_at", "key_rotated_at"]
-        read_only_fields = ["write_key_prefix", "created_at", "key_rotated_at"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "write_key_prefix",
+            "secret_key_prefix",
+            "is_active",
+            "created_at",
+            "key_rotated_at",
+            "secret_rotated_at",
+            "cancel_page_frame_ancestors",
+        ]
+        read_only_fields = [
+            "write_key_prefix",
+            "secret_key_prefix",
+            "created_at",
+            "key_rotated_at",
+            "secret_rotated_at",
+        ]
+        extra_kwargs = {
+            "cancel_page_frame_ancestors": {
+                "help_text": "Origins allowed to embed the hosted cancellation page of this source's sessions: https "
+                "origins or 'self'; empty: it cannot be embedded. Set when creating (or on the Sources page)."
+            }
+        }
+
+    def validate_cancel_page_frame_ancestors(self, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise serializers.ValidationError("A list of origins.")
+        try:
+            return services.frame_ancestors_clean(value)
+        except DjangoValidationError as invalid:
+            raise serializers.ValidationError(invalid.messages) from invalid
 
 
-class SourceWithKeySerializer(SourceSerializer):
-    write_key = serializers.CharField(read_only=True, help_text="Shown only in this response; store it now.")
+class SourceKeysSerializer(SourceSerializer):
+    """A source with the keys just made: each is in the one answer that made it, and in no other."""
+
+    write_key = serializers.CharField(
+        read_only=True, required=False, help_text="When created or the write key was rotated: store it now."
+    )
+    secret_key = serializers.CharField(
+        read_only=True,
+        required=False,
+        help_text="When created or the secret key was rotated: store it now, on your servers only (it signs "
+        "auth_hash and starts cancellation sessions).",
+    )
 
     class Meta(SourceSerializer.Meta):
-        fields = [*SourceSerializer.Meta.fields, "write_key"]
+        fields = [*SourceSerializer.Meta.fields, "write_key", "secret_key"]
+
+
+class SourceRotateSerializer(serializers.Serializer[Any]):
+    key = serializers.ChoiceField(
+        choices=["write", "secret"], default="write", help_text="Which key to replace (default: the write key)."
+    )
+
+
+def _with_keys(source: Source, **keys: str) -> dict[str, Any]:
+    return {**SourceSerializer(source).data, **keys}
 
 
 class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Source]):
-    """Event sources and their write keys (Admin role only). Creating or rotating returns the key once."""
+    """Event sources and their keys (Admin role only). Creating answers the write key and the secret key once;
+    rotating either answers the new one once."""
 
     serializer_class = SourceSerializer
     permission_classes = [IsAdminRole]
@@ -193,7 +246,7 @@ class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Sourc
     pagination_class = None
     filter_backends: list[Any] = []
 
-    @extend_schema(request=SourceSerializer, responses={201: SourceWithKeySerializer})
+    @extend_schema(request=SourceSerializer, responses={201: SourceKeysSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = SourceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -201,13 +254,21 @@ class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Sourc
             name=serializer.validated_data["name"],
             kind=serializer.validated_data.get("kind", Source.Kind.TRACKING_API),
         )
-        source.write_key = write_key  # type: ignore[attr-defined]
-        return Response(SourceWithKeySerializer(source).data, status=status.HTTP_201_CREATED)
+        origins = serializer.validated_data.get("cancel_page_frame_ancestors")
+        if origins:
+            services.source_cancel_page_frame_ancestors_set(source=source, origins=origins)
+        return Response(
+            _with_keys(source, write_key=write_key, secret_key=source.secret_key), status=status.HTTP_201_CREATED
+        )
 
-    @extend_schema(request=None, responses=SourceWithKeySerializer)
+    @extend_schema(request=SourceRotateSerializer, responses=SourceKeysSerializer)
     @action(detail=True, methods=["post"])
     def rotate(self, request: Request, pk: str | None = None) -> Response:
-        """Replace the write key; the old one stops working at once."""
+        """Replace the write key (the old one stops working at once) or, with `{"key": "secret"}`, the secret key
+        (the previous one keeps working for 24 hours); the answer carries the new key, once."""
         source = self.get_object()
-        source.write_key = services.source_rotate_key(source=source)  # type: ignore[attr-defined]
-        return Response(SourceWithKeySerializer(source).data)
+        which = SourceRotateSerializer(data=request.data)
+        which.is_valid(raise_exception=True)
+        if which.validated_data["key"] == "secret":
+            return Response(_with_keys(source, secret_key=services.source_rotate_secret(source=source)))
+        return Response(_with_keys(source, write_key=services.source_rotate_key(source=source)))

@@ -10,13 +10,25 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from config.fields import EncryptedTextField
 from config.models import TimestampedModel
 
 
 class Source(TimestampedModel):
-    """Where events come from (a product's Segment library, Stripe, an import), with its write key.
+    """Where events come from (a product's Segment library, Stripe, an import), with its write key and secret key.
 
-    Only a SHA-256 of the write key is stored: the key is shown once, at creation or rotation.
+    The write key names the source and sits in every customer's browser (analytics.js), so it proves nothing about
+    who is asking: only a SHA-256 of it is stored, and it is shown once, at creation or rotation.
+
+    The secret key (`tlsk_…`) stays on the product's servers and proves the caller is the product: its server
+    signs a customer id with it (`auth_hash`, HMAC-SHA256) before the browser may start a cancellation session
+    for that customer, or calls with it directly. The server must compute that HMAC, so the key is stored
+    encrypted (config.fields), not hashed; its SHA-256 is stored beside it to find the source a server call
+    names. It is shown once, at creation or rotation; after a rotation the previous key keeps working for
+    audiences.services.SECRET_KEY_OVERLAP, so the product can deploy the new one without refused calls.
+
+    `cancel_page_frame_ancestors` lists the origins allowed to embed the hosted cancellation page of sessions
+    this source starts (its Content-Security-Policy `frame-ancestors`); empty: the page cannot be framed.
     """
 
     class Kind(models.TextChoices):
@@ -31,6 +43,19 @@ class Source(TimestampedModel):
     write_key_prefix = models.CharField(max_length=12, help_text="First characters of the key, for recognising it.")
     is_active = models.BooleanField(default=True)
     key_rotated_at = models.DateTimeField(null=True, blank=True)
+    secret_key = EncryptedTextField(editable=False)
+    secret_key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    secret_key_prefix = models.CharField(
+        max_length=12, editable=False, help_text="First characters of the secret key, for recognising it."
+    )
+    previous_secret_key = EncryptedTextField(blank=True, editable=False)
+    previous_secret_key_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancel_page_frame_ancestors = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Origins (https://… or 'self') allowed to embed the hosted cancellation page; empty: none.",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from audiences.computed_traits import value_column
 from audiences.models import Account, ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer, Event, Source
-from audiences.services import write_key_digest
+from audiences.services import SECRET_KEY_OVERLAP, auth_hash, key_digest
 from trials.models import Subscription, Trial
 
 EXACT_COUNT_BELOW = 100_000
@@ -51,7 +52,7 @@ def source_for_write_key(write_key: str) -> Source | None:
     see a rotated key, a deactivation or a plan edit within SOURCE_CACHE_SECONDS. Unknown keys are not kept,
     so a flood of wrong keys cannot grow the cache.
     """
-    digest = write_key_digest(write_key)
+    digest = key_digest(write_key)
     cached = _sources_by_digest.get(digest)
     now = time.monotonic()
     if cached is not None and now - cached[0] < SOURCE_CACHE_SECONDS:
@@ -64,6 +65,42 @@ def source_for_write_key(write_key: str) -> Source | None:
     else:
         _sources_by_digest.pop(digest, None)
     return source
+
+
+def source_for_secret_key(secret_key: str, *, now: datetime | None = None) -> Source | None:
+    """The active source a secret key belongs to — its current key, or the previous one within
+    SECRET_KEY_OVERLAP of the rotation — or None. Read from the database every time (not cached like write
+    keys): a rotation or deactivation counts at once."""
+    now = now or timezone.now()
+    digest = key_digest(secret_key)
+    current = Q(secret_key_digest=digest)
+    previous = Q(previous_secret_key_digest=digest, secret_rotated_at__gt=now - SECRET_KEY_OVERLAP)
+    return Source.objects.filter(current | previous, is_active=True).first()
+
+
+def source_secret_keys(source_id: int, *, now: datetime | None = None) -> list[str]:
+    """The secret keys of a source that prove a caller now: the current one, and the previous one within
+    SECRET_KEY_OVERLAP of the rotation. Read from the database, not from a cached Source."""
+    now = now or timezone.now()
+    row = Source.objects.filter(pk=source_id).values_list("secret_key", "previous_secret_key", "secret_rotated_at")
+    found = row.first()
+    if found is None:
+        return []
+    current, previous, rotated_at = found
+    keys = [current] if current else []
+    if previous and rotated_at is not None and now - rotated_at < SECRET_KEY_OVERLAP:
+        keys.append(previous)
+    return keys
+
+
+def auth_hash_matches(source_id: int, user_id: str, candidate: str, *, now: datetime | None = None) -> bool:
+    """Whether `candidate` is the HMAC-SHA256 of `user_id` under one of the source's valid secret keys (hex,
+    either case), compared in constant time."""
+    given = candidate.strip().lower().encode()
+    matches = [
+        hmac.compare_digest(auth_hash(key, user_id).encode(), given) for key in source_secret_keys(source_id, now=now)
+    ]
+    return any(matches)
 
 
 def source_cache_clear(**_signal_arguments: Any) -> None:

@@ -257,7 +257,7 @@ def main() -> None:
     payloads, messages = prepare_payloads()
     fresh_database()
     fresh_broker()
-    write_key = manage("create_source", "Benchmark")
+    write_key = manage("create_source", "Benchmark").splitlines()[0]  # then the secret key, unused here
     server = start_server()
     baseline = CopyBaseline()
     copy_seconds = api_seconds = 0.0

@@ -63,7 +63,12 @@ AUDITED: list[Audited] = [
             }
         ),
     ),
-    Audited("audiences.Source", secrets=frozenset({"write_key_hash"})),
+    Audited(
+        "audiences.Source",
+        secrets=frozenset(
+            {"write_key_hash", "secret_key", "secret_key_digest", "previous_secret_key", "previous_secret_key_digest"}
+        ),
+    ),
     Audited("integrations.TrackingPlan"),
     Audited("integrations.TrackingPlanEvent"),
     Audited("integrations.SourceTrackingPlan"),

@@ -406,7 +406,8 @@ def demo_seed(
         deleted = demo_data_delete() if reset else {}
         if demo_data_exists():
             return DemoSummary(created=False, seed=seed, now=moment, elapsed_seconds=time.perf_counter() - started)
-        # The write key is only ever available here; the demo has no client that needs it, so it is dropped.
+        # The write key and secret key are only shown here; the demo has no client that needs them, so they are
+        # dropped: to try the tracking or session API, rotate them on Integrations → Sources (docs/offers.md).
         source, _write_key = source_create(name=DEMO_SOURCE_NAME, kind=Source.Kind.TRACKING_API)
         world = _World(
             rng=random.Random(seed),

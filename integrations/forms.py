@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from audiences.models import Source
+from audiences.services import frame_ancestors_clean
 from integrations.destinations import DestinationInvalid, kinds_check
 from integrations.models import (
     Destination,
@@ -29,6 +31,28 @@ class SourceForm(forms.Form):
         if Source.objects.filter(name__iexact=name).exists():
             raise forms.ValidationError("A source with this name already exists.")
         return name
+
+
+class SourceCancelPageForm(forms.Form):
+    """The origins allowed to embed a source's hosted cancellation page, one per line (or space-separated)."""
+
+    origins = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text="https://app.example.com or 'self', one per line; empty: the page cannot be embedded.",
+    )
+
+    def __init__(self, *args: Any, source: Source, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", f"s{source.pk}")
+        kwargs.setdefault("initial", {"origins": "\n".join(source.cancel_page_frame_ancestors)})
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+    def clean_origins(self) -> list[str]:
+        try:
+            return frame_ancestors_clean(self.cleaned_data["origins"].replace(",", " ").split())
+        except ValidationError as invalid:
+            raise forms.ValidationError(invalid.messages) from invalid
 
 
 class SchemaField(forms.JSONField):

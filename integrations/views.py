@@ -1,4 +1,4 @@
-"""Integration pages: sources and write keys (admins), tracking plans, the live event debugger, ingestion
+"""Integration pages: sources and their keys (admins), tracking plans, the live event debugger, ingestion
 errors and historical imports. Thin views over integrations' services and selectors."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -20,7 +21,14 @@ from audiences.models import Event, Source
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from integrations import selectors
-from integrations.forms import ImportForm, SourceForm, SourcePlanForm, TrackingPlanEventForm, TrackingPlanForm
+from integrations.forms import (
+    ImportForm,
+    SourceCancelPageForm,
+    SourceForm,
+    SourcePlanForm,
+    TrackingPlanEventForm,
+    TrackingPlanForm,
+)
 from integrations.imports import ImportRejected, import_job_create, import_upload_store
 from integrations.models import ImportJob, TrackingPlan, TrackingPlanEvent, TrackingPlanViolation
 from integrations.tasks import run_import
@@ -28,7 +36,9 @@ from integrations.tracking_plans import source_tracking_plan_set, tracking_plan_
 
 
 class SourceListView(StaffPermissionMixin, TemplateView):
-    """Sources with their key prefixes; creating one shows its write key once."""
+    """Sources with their key prefixes and who may embed their hosted cancellation page. POST creates a source
+    (and shows its write key and secret key once), or with `action=cancel_page` sets the embedding origins of
+    the source named by `source`."""
 
     template_name = "integrations/source_list.html"
     admin_only = True
@@ -36,30 +46,69 @@ class SourceListView(StaffPermissionMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.setdefault("form", SourceForm())
-        context["sources"] = Source.objects.select_related("tracking_plan_link__plan").order_by("name")
+        sources = Source.objects.select_related("tracking_plan_link__plan").order_by("name")
+        invalid: SourceCancelPageForm | None = kwargs.get("cancel_page_form")
+        context["sources"] = [
+            (source, invalid if invalid and invalid.source == source else SourceCancelPageForm(source=source))
+            for source in sources
+        ]
         return context
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.POST.get("action") == "cancel_page":
+            return self._cancel_page(request)
         form = SourceForm(request.POST)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
         source, write_key = services.source_create(name=form.cleaned_data["name"], kind=form.cleaned_data["kind"])
-        return render(
-            request, "integrations/source_key.html", {"source": source, "write_key": write_key, "created": True}
-        )
+        return _keys_page(request, source, write_key=write_key, secret_key=source.secret_key, created=True)
+
+    def _cancel_page(self, request: HttpRequest) -> HttpResponse:
+        source_pk = request.POST.get("source", "")
+        if not source_pk.isdigit():
+            return HttpResponse("Name the source.", status=400)
+        source = get_object_or_404(Source, pk=int(source_pk))
+        form = SourceCancelPageForm(request.POST, source=source)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(cancel_page_form=form), status=400)
+        services.source_cancel_page_frame_ancestors_set(source=source, origins=form.cleaned_data["origins"])
+        messages.success(request, f"Embedding of the cancellation page saved for “{source.name}”.")
+        return HttpResponseRedirect(reverse("source-list"))
 
 
-class SourceRotateView(StaffPermissionMixin, TemplateView):
-    """Rotate a source's write key (POST); the new key is shown once."""
+def _keys_page(
+    request: HttpRequest, source: Source, *, write_key: str = "", secret_key: str = "", created: bool = False
+) -> HttpResponse:
+    """The one page that shows a source's new keys (after creation or a rotation), with how to use them. It is
+    never cached, and the keys are in no other page."""
+    response = render(
+        request,
+        "integrations/source_key.html",
+        {
+            "source": source,
+            "write_key": write_key,
+            "secret_key": secret_key,
+            "created": created,
+            "overlap_hours": int(services.SECRET_KEY_OVERLAP.total_seconds() // 3600),
+            "sessions_url": request.build_absolute_uri("/api/v1/cancellation-sessions/"),
+        },
+    )
+    add_never_cache_headers(response)
+    return response
 
-    template_name = "integrations/source_key.html"
+
+class SourceRotateView(StaffPermissionMixin, View):
+    """Rotate a source's write key, or with `key=secret` its secret key (POST); the new key is shown once. The
+    old write key stops working at once; the previous secret key works for SECRET_KEY_OVERLAP more."""
+
     admin_only = True
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         source = get_object_or_404(Source, pk=kwargs["pk"])
-        write_key = services.source_rotate_key(source=source)
-        return render(request, self.template_name, {"source": source, "write_key": write_key, "created": False})
+        if request.POST.get("key") == "secret":
+            return _keys_page(request, source, secret_key=services.source_rotate_secret(source=source))
+        return _keys_page(request, source, write_key=services.source_rotate_key(source=source))
 
 
 class TrackingPlanListView(StaffPermissionMixin, TemplateView):

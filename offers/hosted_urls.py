@@ -1,7 +1,7 @@
-"""The public hosted cancellation page (/cancel/<signed token>/)."""
+"""The public hosted cancellation page (/cancel/<session token>/)."""
 
 from django.urls import path
 
 from offers.hosted import HostedCancelView
 
-urlpatterns = [path("<str:signed>/", HostedCancelView.as_view(), name="offers-hosted")]
+urlpatterns = [path("<str:token>/", HostedCancelView.as_view(), name="offers-hosted")]

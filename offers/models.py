@@ -229,7 +229,9 @@ class OfferRuleOffer(models.Model):
 class CancellationSession(TimestampedModel):
     """One customer going through a cancellation flow for one subscription, from start to outcome.
 
-    `token` is the public id the product (and the hosted page) use. A session stays `incomplete` until it is
+    `token` is the session's public id, in the API's paths, exports, timeline events and destination payloads; it
+    is not a credential: acting on a session takes a `SessionToken` handed out when it was started by a caller
+    with proof of who asked (offers.access). A session stays `incomplete` until it is
     saved (an offer accepted), canceled, or deflected (the customer went to support, or left: an incomplete
     session becomes deflected 24 hours after it started).
 
@@ -304,6 +306,30 @@ class CancellationSession(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.customer} · {self.outcome} ({self.token[:8]}…)"
+
+
+class SessionToken(models.Model):
+    """Proof that the caller may act on one cancellation session: handed out (once, in clear) by a start whose
+    caller proved who asked — the product's server with the source's secret key, or the customer's browser with
+    an `auth_hash` the product's server signed — and required by every later call and by the hosted page.
+
+    The token is random (`tlst_` + 32 random bytes) and only its SHA-256 is stored, like write keys, so the
+    database holds nothing that could be replayed. It is bound to its session, and so to that session's customer
+    and subscription, and it expires (CANCELLATION_SESSION_TOKEN_MINUTES, 30 by default; a win-back email's link
+    when its session ends). Expired tokens are kept a day, so a late caller is told "expired" rather than
+    "invalid", then purged.
+    """
+
+    session = models.ForeignKey(CancellationSession, on_delete=models.CASCADE, related_name="access_tokens")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"session token of {self.session_id}, until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
 class SessionStep(models.Model):

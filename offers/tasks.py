@@ -6,17 +6,19 @@ from celery import shared_task
 
 from config.models import TaskRun
 from config.services import task_lock, task_run_recorded
+from offers.access import session_tokens_purge
 from offers.services import sessions_expire
 from offers.win_back_emails import win_back_emails_sweep
 
 
 @shared_task(name="offers.tasks.expire_sessions")
 def expire_sessions() -> dict[str, int]:
-    """Periodic: incomplete cancellation sessions older than 24 hours become deflected (one UPDATE)."""
+    """Periodic: incomplete cancellation sessions older than 24 hours become deflected (one UPDATE), and session
+    tokens expired for a day are deleted."""
     with task_run_recorded("cancellation session expiry") as run:
-        deflected = sessions_expire()
-        run.detail = {"deflected": deflected}
-        return {"deflected": deflected}
+        counts = {"deflected": sessions_expire(), "tokens_purged": session_tokens_purge()}
+        run.detail = counts
+        return counts
 
 
 @shared_task(name="offers.tasks.send_win_back_emails")

@@ -1,8 +1,9 @@
-"""Trialloop sending the win-back link itself: one email per lapsed trial, with the signed hosted-page link.
+"""Trialloop sending the win-back link itself: one email per lapsed trial, with the hosted page's link.
 
 When a trial lapses (canceled, expired, or paused by Stripe for a missing payment method — `lapsed_trials`),
 the sweep (`win_back_emails_sweep`, a beat job) starts a win-back session for it and emails the customer the
-hosted page's signed link. The decision follows the lifecycle emails' rules by calling their public helpers in
+hosted page's link (with a session token valid as long as the session: the customer's inbox is the proof of
+who asks). The decision follows the lifecycle emails' rules by calling their public helpers in
 `trials.emails` (the workspace's sender, quiet hours in the customer's zone, the unsubscribe link) and their
 per-customer throttle row (`CustomerMessageLock`, locked while the window is checked), so a win-back email and
 a lifecycle email never land inside the same throttle window. Every decision that ends a trial's chance of an
@@ -29,6 +30,7 @@ from django.utils.html import escape
 from django.utils.translation import gettext
 
 from audiences.models import Customer
+from offers.access import win_back_link_grant
 from offers.hosted import LANGUAGES, hosted_path
 from offers.models import CancellationSession, WinBackEmail
 from offers.parameters import offer_summary
@@ -47,10 +49,12 @@ def _language(session: CancellationSession) -> str:
     return session.flow.language or (trait if trait in LANGUAGES else "en")
 
 
-def win_back_link(session: CancellationSession, language: str) -> str:
-    """The absolute, signed hosted-page link of a win-back session, in the email's language."""
+def win_back_link(session: CancellationSession, language: str, *, now: datetime | None = None) -> str:
+    """The absolute hosted-page link of a win-back session, in the email's language: it carries a session token
+    that lasts as long as the session (offers.access.win_back_link_grant)."""
     base = str(settings.TRIALLOOP_PUBLIC_URL).rstrip("/")
-    return f"{base}{hosted_path(session)}?lang={language}"
+    grant = win_back_link_grant(session, now=now)
+    return f"{base}{hosted_path(grant.token)}?lang={language}"
 
 
 def _record(subscription: Subscription, status: str, now: datetime, **fields: Any) -> WinBackEmail | None:
@@ -119,7 +123,7 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
     except SessionError as refused:
         return _record(subscription, WinBackEmail.Status.SUPPRESSED, now, reason=refused.message[:300])
     language = _language(session)
-    link = win_back_link(session, language)
+    link = win_back_link(session, language, now=now)
     subject, text, html = _compose(session, language, link)
     CustomerMessageLock.objects.get_or_create(customer=customer)
     with transaction.atomic():

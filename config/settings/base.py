@@ -233,3 +233,6 @@ EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="Trialloop <noreply@localhost>")
 # The address customers reach this server at, for links in emails (unsubscribe).
 TRIALLOOP_PUBLIC_URL: str = env.str("TRIALLOOP_PUBLIC_URL", default="http://127.0.0.1:8000")
+
+# How long the session token a cancellation session start hands out works (docs/offers.md).
+CANCELLATION_SESSION_TOKEN_MINUTES: int = env.int("CANCELLATION_SESSION_TOKEN_MINUTES", default=30)

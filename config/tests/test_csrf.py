@@ -11,10 +11,12 @@ from rest_framework.views import APIView
 
 from conftest import ROOT
 
-# The one-click unsubscribe page posts per RFC 8058 and is authenticated by its signed link.
-EXEMPT_FORMS = {"trials/unsubscribe.html"}
-# Callers that are not browsers with a session: Stripe (signature), the product (write key), mail clients (link).
-EXEMPT_VIEWS = {"stripe-webhook", "tracking-call", "email-unsubscribe"}
+# The one-click unsubscribe page posts per RFC 8058 and is authenticated by its signed link; the hosted
+# cancellation page by the session token in its link (no cookie: it may be framed by the product's site).
+EXEMPT_FORMS = {"trials/unsubscribe.html", "offers/hosted.html"}
+# Callers that are not browsers with a session: Stripe (signature), the product (write key), mail clients (link),
+# the customer on the hosted cancellation page (session token in the link).
+EXEMPT_VIEWS = {"stripe-webhook", "tracking-call", "email-unsubscribe", "offers-hosted"}
 
 
 def test_every_post_form_carries_the_csrf_token() -> None:

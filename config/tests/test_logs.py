@@ -9,13 +9,19 @@ import json
 import logging
 import smtplib
 from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from audiences.services import source_create
+from audiences.models import Customer
+from audiences.services import source_create, source_rotate_secret
 from config.log_redaction import RedactingFilter, redact
+from offers.models import CancellationFlow, FlowRule, SessionToken
+from trials.models import Plan, Product, Subscription
 
 EMAIL = "ada.private@example.com"
 LEGACY_KEY = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4"  # a write key from before keys had a prefix: random text
@@ -74,11 +80,52 @@ def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console
     assert "[email]" in output and "[secret]" in output
 
 
+@pytest.mark.django_db
+def test_cancellation_session_proof_leaves_no_secret_key_or_session_token_in_the_logs(
+    console_output: io.StringIO,
+) -> None:
+    source, write_key = source_create(name="Web")
+    secret_key = source.secret_key
+    customer = Customer.objects.create(user_id="usr_ada", email=EMAIL, is_test=True)
+    plan = Plan.objects.create(product=Product.objects.create(name="Team"), name="Team monthly", amount_cents=4900)
+    Subscription.objects.create(customer=customer, plan=plan, status="active", started_at=timezone.now())
+    flow = CancellationFlow.objects.create(name="Standard", is_draft=False)
+    FlowRule.objects.create(flow=flow, position=1, is_draft=False)
+    sessions = "/api/v1/cancellation-sessions/"
+    client = Client()
+
+    started = client.post(
+        sessions, {"user_id": "usr_ada"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret_key}"
+    ).json()
+    token, hosted = started["session_token"], urlsplit(started["hosted_url"]).path
+    basic = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    wrong = client.post(
+        sessions,
+        {"user_id": "usr_ada", "auth_hash": "0" * 64},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic,
+    )
+    assert wrong.status_code == 403
+    assert client.get(hosted.replace(token, token[:-4] + "AAAA")).status_code == 404  # logged "Not Found: <path>"
+    SessionToken.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert client.get(hosted).status_code == 403  # logged "Forbidden: <path>"
+    assert client.get(f"{sessions}{started['token']}/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    rotated = source_rotate_secret(source=source)
+    logging.getLogger("offers").warning("a key went astray: %s %s %s", secret_key, rotated, token)
+
+    output = console_output.getvalue()
+    assert "Forbidden" in output and "Not Found" in output, "the refusals were logged"
+    for secret in (secret_key, rotated, token, token[:-4] + "AAAA"):
+        assert secret not in output
+    assert "/cancel/[secret]/" in output and "a key went astray: [secret] [secret] [secret]" in output
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("refused ada@example.com and b.o+b@mail.example.co.uk", "refused [email] and [email]"),
         ("key sk_test_51Habcdefghij and whsec_abcdefghij1234", "key [secret] and [secret]"),
+        ("secret tlsk_Ab-c_d3fGhIjK and GET /cancel/tlst_Zy-x_w9vUtSr/", "secret [secret] and GET /cancel/[secret]/"),
         ("customer 42 entered audience power_users", "customer 42 entered audience power_users"),
         ("new keys tlwk_abcdefghijk and tlsk_abcdefghijk", "new keys [secret] and [secret]"),
         ("POST /v1/t?writeKey=abc123&sentAt=1 HTTP/1.1", "POST /v1/t?writeKey=[secret]&sentAt=1 HTTP/1.1"),

@@ -176,10 +176,11 @@ def test_second_run_without_reset_creates_nothing() -> None:
     assert Source.objects.filter(name=DEMO_SOURCE_NAME).count() == 1
 
 
-def test_command_prints_a_summary_but_never_the_write_key() -> None:
+def test_command_prints_a_summary_but_never_the_write_key_or_secret_key() -> None:
     output = _seed_command()
     source = Source.objects.get(name=DEMO_SOURCE_NAME)
     assert source.write_key_prefix not in output
+    assert source.secret_key.startswith("tlsk_") and source.secret_key_prefix not in output
     for expected in ("customers", "events", "past_due", "incomplete_expired", "activated", "Done in"):
         assert expected in output
 

@@ -1,4 +1,4 @@
-"""`manage.py create_source`: prints a working write key once; refuses a duplicate name."""
+"""`manage.py create_source`: prints a working write key and secret key once; refuses a duplicate name."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audiences.models import Source
-from audiences.selectors import source_for_write_key
+from audiences.selectors import source_for_secret_key, source_for_write_key
 
 
 @pytest.mark.django_db
-def test_create_source_prints_a_working_key(capsys: pytest.CaptureFixture[str]) -> None:
+def test_create_source_prints_a_working_write_key_then_secret_key(capsys: pytest.CaptureFixture[str]) -> None:
     call_command("create_source", "Backend")
-    key = capsys.readouterr().out.strip()
-    assert source_for_write_key(key) == Source.objects.get(name="Backend")
+    write_key, secret_key = capsys.readouterr().out.split()
+    source = Source.objects.get(name="Backend")
+    assert source_for_write_key(write_key) == source
+    assert secret_key.startswith("tlsk_")
+    assert source_for_secret_key(secret_key) == source
 
 
 @pytest.mark.django_db

@@ -1,10 +1,12 @@
 """Fixtures of the offers tests: a fake Stripe holding Bob's subscription, a live flow with three reasons, a
-source's write key and an API client authenticated with it, and helpers to make offers and rules."""
+source's keys and the product's API client (server or browser start, then the session token), and helpers to
+make offers and rules."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,8 +15,8 @@ import stripe
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from audiences.models import Customer
-from audiences.services import source_create
+from audiences.models import Customer, Source
+from audiences.services import auth_hash, source_create
 from integrations.tests import stripe_payloads as payloads
 from integrations.tests.fake_stripe import TEST_API_KEY
 from offers import services
@@ -159,32 +161,82 @@ def make_segment(db: Any) -> Callable[..., Segment]:
     return make
 
 
-@pytest.fixture
-def write_key(db: Any) -> str:
-    _, key = source_create(name="Product")
-    return key
+@dataclass(frozen=True)
+class ProductKeys:
+    """The product's source and its keys: the write key its browser holds, the secret key its server holds."""
+
+    source: Source
+    write_key: str
+    secret_key: str
 
 
 @pytest.fixture
-def product_api(write_key: str) -> APIClient:
-    """The product calling the session API with its source's write key (HTTP Basic user name)."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{write_key}:".encode()).decode())
-    return client
+def product_keys(db: Any) -> ProductKeys:
+    source, write_key = source_create(name="Product")
+    return ProductKeys(source=source, write_key=write_key, secret_key=source.secret_key)
+
+
+@pytest.fixture
+def write_key(product_keys: ProductKeys) -> str:
+    return product_keys.write_key
 
 
 SESSIONS = "/api/v1/cancellation-sessions/"
 
 
-def start(api: APIClient, **body: Any) -> dict[str, Any]:
-    response = api.post(SESSIONS, body or {"user_id": "usr_bob"}, format="json")
+class ProductAPI(APIClient):
+    """The product calling the session API: a start from its server (`Authorization: Bearer <secret key>`), or
+    from its customer's browser (the write key, with the auth_hash the server signed for the user id), then every
+    call on a session with the session token that session's start answered."""
+
+    def __init__(self, keys: ProductKeys, *, browser: bool = False) -> None:
+        super().__init__()
+        self.keys, self.browser = keys, browser
+        self.session_tokens: dict[str, str] = {}
+
+    def start_call(self, body: dict[str, Any]) -> Any:
+        """POST the start; a successful answer's session token is kept for the calls on that session."""
+        if self.browser:
+            body = {"auth_hash": auth_hash(self.keys.secret_key, str(body.get("user_id", ""))), **body}
+            credentials = base64.b64encode(f"{self.keys.write_key}:".encode()).decode()
+            response = self.post(SESSIONS, body, format="json", HTTP_AUTHORIZATION=f"Basic {credentials}")
+        else:
+            response = self.post(SESSIONS, body, format="json", HTTP_AUTHORIZATION=f"Bearer {self.keys.secret_key}")
+        if response.status_code in (200, 201):
+            answer = response.json()
+            self.session_tokens[answer["token"]] = answer["session_token"]
+        return response
+
+    def session_call(self, token: str, move: str = "", body: dict[str, Any] | None = None) -> Any:
+        """GET the session (no move) or POST a move, with the session token its start answered."""
+        path = f"{SESSIONS}{token}/{move + '/' if move else ''}"
+        bearer = f"Bearer {self.session_tokens[token]}"
+        if not move:
+            return self.get(path, HTTP_AUTHORIZATION=bearer)
+        return self.post(path, body or {}, format="json", HTTP_AUTHORIZATION=bearer)
+
+
+@pytest.fixture
+def product_api(product_keys: ProductKeys) -> ProductAPI:
+    """The product's server calling the session API with its source's secret key."""
+    return ProductAPI(product_keys)
+
+
+@pytest.fixture
+def browser_api(product_keys: ProductKeys) -> ProductAPI:
+    """The product's page in the customer's browser: the write key and an auth_hash its server computed."""
+    return ProductAPI(product_keys, browser=True)
+
+
+def start(api: ProductAPI, **body: Any) -> dict[str, Any]:
+    response = api.start_call(body or {"user_id": "usr_bob"})
     assert response.status_code in (200, 201), response.content
     return dict(response.json())
 
 
 def post(
-    api: APIClient, token: str, move: str, body: dict[str, Any] | None = None, expect: int = 200
+    api: ProductAPI, token: str, move: str, body: dict[str, Any] | None = None, expect: int = 200
 ) -> dict[str, Any]:
-    response = api.post(f"{SESSIONS}{token}/{move}/", body or {}, format="json")
+    response = api.session_call(token, move, body)
     assert response.status_code == expect, response.content
     return dict(response.json())

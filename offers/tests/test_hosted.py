@@ -1,4 +1,5 @@
-"""The hosted cancellation page: signed links, the moves through forms, errors shown, and a real browser run."""
+"""The hosted cancellation page: links carrying the session token, the moves through forms, errors shown, who may
+frame it, and a real browser run."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from django.test import Client
 
 from audiences.models import Customer
+from audiences.services import source_cancel_page_frame_ancestors_set, source_create
 from offers.models import CancellationSession
 from offers.services import coupon_id_for
 from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscription
@@ -104,3 +106,50 @@ def test_cancel_page_in_a_browser_reason_offer_accept_saved(
     assert Customer.objects.get(pk=bob.pk).subscriber_status == "saved"
     (update,) = fake.requests_to("POST", f"/v1/subscriptions/{SUBSCRIPTION_ID}")
     assert update.params == {"discounts": [{"coupon": coupon_id_for(saved.accepted_offer)}]}
+
+
+@pytest.mark.django_db
+class TestFraming:
+    """The page's Content-Security-Policy frame-ancestors follows its session's source (issue 18 §5)."""
+
+    def test_by_default_nobody_may_frame_the_page(self, bob, flow, product_api):
+        page = Client().get(path_of(start(product_api)["hosted_url"]))
+        assert page.status_code == 200
+        assert "frame-ancestors 'none'" in page["Content-Security-Policy"]
+        assert page["X-Frame-Options"] == "DENY"
+
+    def test_the_origins_of_the_source_may_frame_it_and_its_forms_work_there(
+        self, bob, flow, reasons, make_rule, product_api
+    ):
+        make_rule()  # no offer: the reason leads to the confirmation
+        source = product_api.keys.source
+        source_cancel_page_frame_ancestors_set(source=source, origins=["https://app.example.com", "self"])
+        url = path_of(start(product_api)["hosted_url"])
+        framed = Client(enforce_csrf_checks=True)  # no CSRF cookie reaches a page framed by another site
+
+        page = framed.get(url)
+        policy = [part.strip() for part in page["Content-Security-Policy"].split(";")]
+        assert "frame-ancestors https://app.example.com 'self'" in policy
+        assert "X-Frame-Options" not in page
+        moved = framed.post(url, {"action": "reason", "reason_id": reasons["price"].pk})
+        assert moved.status_code == 302
+        assert "frame-ancestors https://app.example.com 'self'" in moved["Content-Security-Policy"]
+        assert "X-Frame-Options" not in moved
+        assert CancellationSession.objects.get().stage == "confirm"
+
+    def test_the_header_is_sent_without_the_csp_middleware_too(self, bob, flow, product_api, settings):
+        settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if name != "csp.middleware.CSPMiddleware"]
+        source_cancel_page_frame_ancestors_set(source=product_api.keys.source, origins=["https://app.example.com"])
+        page = Client().get(path_of(start(product_api)["hosted_url"]))
+        assert page["Content-Security-Policy"] == "frame-ancestors https://app.example.com"
+        assert "X-Frame-Options" not in page
+
+    def test_another_source_s_sessions_are_not_framed_by_its_origins(self, bob, tess, flow, product_api):
+        other, _ = source_create(name="Other product")
+        source_cancel_page_frame_ancestors_set(source=other, origins=["https://other.example.com"])
+        page = Client().get(path_of(start(product_api)["hosted_url"]))
+        assert "other.example.com" not in page["Content-Security-Policy"]
+        assert page["X-Frame-Options"] == "DENY"
+
+    def test_staff_pages_keep_frame_ancestors_none(self, client):
+        assert "frame-ancestors 'none'" in client.get("/login/")["Content-Security-Policy"]

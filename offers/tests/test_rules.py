@@ -12,7 +12,7 @@ from django.utils import timezone
 from audiences.models import Customer
 from offers import services
 from offers.models import CancellationFlow, CancellationSession, FlowRule, OfferRuleOffer
-from offers.tests.conftest import SESSIONS, post, start
+from offers.tests.conftest import post, start
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +89,7 @@ class TestWeights:
         first = post(product_api, session["token"], "reason", {"reason_id": reasons["price"].pk})
         again = post(product_api, session["token"], "reason", {"reason_id": reasons["price"].pk})
         assert first["offer"] == again["offer"]
-        assert product_api.get(f"{SESSIONS}{session['token']}/").json()["offer"] == first["offer"]
+        assert product_api.session_call(session["token"]).json()["offer"] == first["offer"]
 
     def test_both_offers_are_shown_across_sessions(self, bob, flow, reasons, make_offer, make_rule):
         make_rule((make_offer("trial_extension", "A", days=7), 1), (make_offer("trial_extension", "B", days=14), 1))
@@ -145,7 +145,7 @@ class TestDrafts:
         FlowRule.objects.create(flow=draft_flow, position=1)  # draft
         make_rule(make_offer("trial_extension", "Draft offer", days=7), is_draft=True)
 
-        live = product_api.post(SESSIONS, {"user_id": "usr_bob"}, format="json")
+        live = product_api.start_call({"user_id": "usr_bob"})
         assert live.status_code == 409
         assert live.json()["code"] == "no_flow"
 

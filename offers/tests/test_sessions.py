@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from audiences.models import Customer
 from config.schedules import SCHEDULES
 from offers import selectors, services
 from offers.models import CancellationSession, SessionStep
 from offers.tasks import expire_sessions
-from offers.tests.conftest import SESSIONS, SUBSCRIPTION_ID, post, start, stripe_subscription
+from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscription
 from segments.models import SegmentMembership
 from segments.services import segment_evaluate
 from segments.usage import segment_uses
@@ -24,21 +22,9 @@ from trials.models import Subscription
 pytestmark = pytest.mark.django_db
 
 
-class TestAuthentication:
-    def test_a_write_key_is_required(self, bob, flow, api_client_for, admin_user):
-        assert APIClient().post(SESSIONS, {"user_id": "usr_bob"}, format="json").status_code == 401
-        wrong = APIClient()
-        wrong.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"not-a-key:").decode())
-        answer = wrong.post(SESSIONS, {"user_id": "usr_bob"}, format="json")
-        assert answer.status_code == 401
-        assert answer.json()["error"] == "Invalid write key."
-        # a staff token is not a product's key
-        assert api_client_for(admin_user).post(SESSIONS, {"user_id": "usr_bob"}, format="json").status_code == 401
-
-
 class TestStart:
     def test_start_answers_the_flow_and_its_reasons(self, bob, flow, reasons, product_api):
-        answer = product_api.post(SESSIONS, {"subscription_id": SUBSCRIPTION_ID}, format="json")
+        answer = product_api.start_call({"subscription_id": SUBSCRIPTION_ID})
 
         assert answer.status_code == 201
         body = answer.json()
@@ -52,7 +38,7 @@ class TestStart:
 
     def test_starting_again_resumes_the_open_session(self, bob, flow, product_api):
         first = start(product_api)
-        again = product_api.post(SESSIONS, {"user_id": "usr_bob"}, format="json")
+        again = product_api.start_call({"user_id": "usr_bob"})
         assert again.status_code == 200
         assert again.json()["token"] == first["token"]
 
@@ -60,7 +46,7 @@ class TestStart:
         old = start(product_api)["token"]
         CancellationSession.objects.filter(token=old).update(created_at=timezone.now() - timedelta(hours=25))
 
-        new = product_api.post(SESSIONS, {"user_id": "usr_bob"}, format="json")
+        new = product_api.start_call({"user_id": "usr_bob"})
 
         assert new.status_code == 201
         assert new.json()["token"] != old
@@ -85,7 +71,7 @@ class TestStart:
         ],
     )
     def test_bad_input(self, bob, flow, product_api, body, status, code):
-        answer = product_api.post(SESSIONS, body, format="json")
+        answer = product_api.start_call(body)
         assert answer.status_code == status
         assert answer.json()["error"]
         if code:
@@ -93,19 +79,21 @@ class TestStart:
 
     def test_a_canceled_subscription_cannot_start(self, bob, flow, product_api):
         Subscription.objects.filter(customer=bob).update(status="canceled")
-        answer = product_api.post(SESSIONS, {"subscription_id": SUBSCRIPTION_ID}, format="json")
+        answer = product_api.start_call({"subscription_id": SUBSCRIPTION_ID})
         assert (answer.status_code, answer.json()["code"]) == (409, "subscription_canceled")
 
     def test_a_subscription_not_in_stripe_cannot_start_a_live_session(self, bob, flow, product_api):
         Subscription.objects.filter(customer=bob).update(stripe_subscription_id=None)
-        answer = product_api.post(SESSIONS, {"user_id": "usr_bob"}, format="json")
+        answer = product_api.start_call({"user_id": "usr_bob"})
         assert (answer.status_code, answer.json()["code"]) == (409, "no_stripe")
 
 
 class TestWrongMoves:
-    def test_unknown_token(self, product_api):
-        answer = product_api.post(f"{SESSIONS}no-such-session-token-xyz/accept/", format="json")
-        assert (answer.status_code, answer.json()["code"]) == (404, "not_found")
+    def test_a_session_token_acts_only_on_its_own_session(self, bob, flow, product_api):
+        token = start(product_api)["token"]
+        product_api.session_tokens["no-such-session-token-xyz"] = product_api.session_tokens[token]
+        answer = product_api.session_call("no-such-session-token-xyz", "accept")
+        assert (answer.status_code, answer.json()["code"]) == (403, "session_token_other_session")
 
     def test_moves_out_of_order(self, bob, flow, reasons, make_rule, product_api):
         make_rule()  # no offer
@@ -157,7 +145,7 @@ class TestOutcomeTiming:
     def test_the_beat_task_expires_and_is_scheduled(self, bob, flow, product_api):
         token = start(product_api)["token"]
         CancellationSession.objects.filter(token=token).update(created_at=timezone.now() - timedelta(hours=30))
-        assert expire_sessions.delay().get() == {"deflected": 1}
+        assert expire_sessions.delay().get() == {"deflected": 1, "tokens_purged": 0}
         assert "offers.tasks.expire_sessions" in {schedule.task for schedule in SCHEDULES}
 
     def test_finished_sessions_are_left_alone(self, bob, flow, reasons, make_offer, make_rule, tess, product_api):

@@ -48,7 +48,7 @@ def stripe_carol(fake: Any, stripe_prices: None) -> None:
 
 
 def win_back(api: Any, expect: int = 201, **body: Any) -> dict[str, Any]:
-    response = api.post("/api/v1/cancellation-sessions/", {"kind": "win_back", **body}, format="json")
+    response = api.start_call({"kind": "win_back", **body})
     assert response.status_code == expect, response.content
     return dict(response.json())
 

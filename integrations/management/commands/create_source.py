@@ -1,4 +1,5 @@
-"""`manage.py create_source NAME`: a new event source; prints its write key (the only time it is shown)."""
+"""`manage.py create_source NAME`: a new event source; prints its write key and its secret key (the only time
+they are shown): the write key on the first line, the secret key on the second."""
 
 from argparse import ArgumentParser
 from typing import Any
@@ -10,7 +11,10 @@ from audiences.services import source_create
 
 
 class Command(BaseCommand):
-    help = "Create an event source and print its write key."
+    help = (
+        "Create an event source; print its write key (first line) and its secret key (second line, for your "
+        "servers only)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("name")
@@ -19,5 +23,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if Source.objects.filter(name__iexact=options["name"].strip()).exists():
             raise CommandError(f"A source named {options['name']!r} already exists.")
-        _, write_key = source_create(name=options["name"], kind=options["kind"])
+        source, write_key = source_create(name=options["name"], kind=options["kind"])
         self.stdout.write(write_key)
+        self.stdout.write(source.secret_key)
