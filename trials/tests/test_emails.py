@@ -50,6 +50,12 @@ def default_templates(db: Any) -> None:
         MessageTemplate.objects.get_or_create(key=row["key"], defaults=row)
 
 
+@pytest.fixture
+def no_quiet_hours(db: Any) -> None:
+    """For tests that send at the wall clock's time: quiet hours off (start = end), so they pass at any hour."""
+    EmailSettings.objects.filter(pk=1).update(quiet_start_hour=0, quiet_end_hour=0)
+
+
 def person(
     *, started: datetime, ends: datetime | None = None, stage: str = TrialStage.TRIGGER, **extra: Any
 ) -> Customer:
@@ -264,7 +270,9 @@ class TestThrottle:
         sent = message_send(customer_id=customer.pk, template_id=template("day-1-activation-nudge").pk, now=NOON)
         assert (sent.status, sent.reason) == ("suppressed", "no longer qualifies")
 
-    def test_leaving_the_audience_before_delivery_suppresses(self, django_capture_on_commit_callbacks: Any) -> None:
+    def test_leaving_the_audience_before_delivery_suppresses(
+        self, django_capture_on_commit_callbacks: Any, no_quiet_hours: None
+    ) -> None:
         segment = Segment.objects.create(name="Hot", conditions={"type": "group", "operator": "and", "children": []})
         item = simple(trigger=MessageTemplate.Trigger.AUDIENCE, trigger_number=None, trigger_segment=segment)
         customer = person(started=NOON)
@@ -314,7 +322,9 @@ class TestThrottle:
 
 
 class TestDeliveryAndUnsubscribe:
-    def test_delivery_with_list_unsubscribe_headers(self, django_capture_on_commit_callbacks: Any) -> None:
+    def test_delivery_with_list_unsubscribe_headers(
+        self, django_capture_on_commit_callbacks: Any, no_quiet_hours: None
+    ) -> None:
         customer = person(started=timezone.now() - timedelta(days=3), traits={"first_name": "Ada"})
         with django_capture_on_commit_callbacks(execute=True):
             send = message_send(customer_id=customer.pk, template_id=simple().pk, now=timezone.now())
@@ -326,7 +336,7 @@ class TestDeliveryAndUnsubscribe:
         assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     def test_failures_are_recorded_then_marked_failed(
-        self, settings: Any, django_capture_on_commit_callbacks: Any
+        self, settings: Any, django_capture_on_commit_callbacks: Any, no_quiet_hours: None
     ) -> None:
         customer = person(started=timezone.now() - timedelta(days=3))
         with django_capture_on_commit_callbacks(execute=False):
@@ -355,7 +365,9 @@ class TestDeliveryAndUnsubscribe:
         assert client.get("/emails/unsubscribe/forged/").status_code == 404
 
 
-def test_the_delivery_task_retries_then_marks_failed(settings: Any, django_capture_on_commit_callbacks: Any) -> None:
+def test_the_delivery_task_retries_then_marks_failed(
+    settings: Any, django_capture_on_commit_callbacks: Any, no_quiet_hours: None
+) -> None:
     from trials.tasks import deliver_message
 
     customer = person(started=timezone.now() - timedelta(days=3))
