@@ -1,8 +1,11 @@
-"""ASGI entry point."""
+"""ASGI entry point. Web requests run with a statement timeout (config/statement_timeout.py)."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
+from config.statement_timeout import statement_timeout_for_this_process
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 application = get_asgi_application()
+statement_timeout_for_this_process()

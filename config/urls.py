@@ -22,6 +22,10 @@ from trials import api as trials_api
 from trials import email_views, in_app_api, measurement_api, measurement_views, play_api, play_views
 from trials import views as trials_views
 
+handler400 = "config.request_guard.bad_request"
+handler404 = "config.request_guard.page_not_found"
+handler500 = "config.request_guard.server_error"
+
 router = DefaultRouter()
 router.register("customers", audiences_api.CustomerViewSet, basename="customer")
 router.register("accounts", audiences_api.AccountViewSet, basename="account")

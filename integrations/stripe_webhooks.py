@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.json_input import json_value_problem
 from integrations.models import StripeEvent, StripeWebhookDelivery
-from integrations.segment import ESCAPED_NUL
 from integrations.stripe_api import object_refetcher
 from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
 from trials.models import StripeCustomer
@@ -99,6 +99,10 @@ def _parse(payload: bytes) -> dict[str, Any]:
         event = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
         raise WebhookRejected(f"The body is not valid JSON: {error}.") from error
+    # Too deep to store (a JSONField encodes with Python's recursive json), or a NUL PostgreSQL cannot store.
+    problem = json_value_problem(event)
+    if problem is not None:
+        raise WebhookRejected(problem)
     if not isinstance(event, dict) or event.get("object") != "event":
         raise WebhookRejected("The body is not a Stripe event object.")
     missing = [key for key in ("id", "type", "created", "data") if key not in event]
@@ -111,8 +115,6 @@ def _parse(payload: bytes) -> dict[str, Any]:
     created = event["created"]
     if isinstance(created, bool) or not isinstance(created, int) or not 0 <= created < LATEST_CREATED:
         raise WebhookRejected("The event's created must be a Unix time in seconds.")
-    if ESCAPED_NUL.search(payload):
-        raise WebhookRejected("The event contains a NUL character (\\u0000), which cannot be stored.")
     return event
 
 
