@@ -71,11 +71,11 @@ def test_the_main_pages_work_under_the_policy(live_url: str, page: Any, world: W
     source: Any = objects["source"]
     _open(page, f"{live_url}/integrations/sources/")
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.click("text=Rotate key")
+    page.click("text=Rotate write key")
     page.wait_for_timeout(500)
     assert Source.objects.get(pk=source.pk).write_key_hash == source.write_key_hash, "cancelled: not rotated"
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("text=Rotate key")
+    page.click("text=Rotate write key")
     page.wait_for_load_state("networkidle")
     assert Source.objects.get(pk=source.pk).write_key_hash != source.write_key_hash, "accepted: rotated"
 
