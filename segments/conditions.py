@@ -14,11 +14,12 @@ JSON shapes:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from segments.regex_dialect import UnsupportedPattern, canonical
 
 if TYPE_CHECKING:
     from segments.catalogue import PropertySpec
@@ -159,8 +160,8 @@ def check_value(value_type: ValueType, operator: str, value: Any, path: str, cho
         if not isinstance(value, str):
             raise InvalidCondition(path, "matches_regex needs a pattern string")
         try:
-            re.compile(value)
-        except re.error as error:
+            canonical(value)
+        except UnsupportedPattern as error:
             raise InvalidCondition(path, f"invalid regular expression: {error}") from error
         return value
     if value_type == ValueType.NUMBER:
