@@ -19,6 +19,7 @@ OR drops, NOT inverts to nothing and When() refuses).
 from __future__ import annotations
 
 import json
+import math
 import operator as operators
 from datetime import date, datetime, timedelta
 from functools import reduce
@@ -177,45 +178,47 @@ def _predicate_q(key: str, operator: str) -> Q:
     return {"is_true": predicate, "is_false": ~predicate, "is_set": ALWAYS, "is_not_set": NEVER}[operator]
 
 
-def _age_q(path: str, operator: str, value: Any, now: datetime) -> Q:
-    """Days since `path` compared with N, as a range on the timestamp itself (so its index still serves)."""
+MAX_DAY_COUNT = 1_000_000  # a day count compared with more (or less) than this compares with this
 
-    def days_ago(days: float) -> datetime:
-        return now - timedelta(days=days)
 
-    if operator in ("is_set", "is_not_set"):
-        return Q(**{f"{path}__isnull": operator == "is_not_set"})
+def _whole_days(operator: str, value: Any) -> tuple[int | None, int | None]:
+    """The whole day counts satisfying `days <operator> N`, as low ≤ days ≤ high (None: unbounded; empty when
+    low > high, e.g. "equals 2.5")."""
     if operator == "between":
-        low, high = value
-        return Q(**{f"{path}__gte": days_ago(high + 1), f"{path}__lte": days_ago(low)})
+        return math.ceil(value[0]), math.floor(value[1])
     return {
-        "gt": Q(**{f"{path}__lt": days_ago(value + 1)}),
-        "gte": Q(**{f"{path}__lte": days_ago(value)}),
-        "lt": Q(**{f"{path}__gt": days_ago(value)}),
-        "lte": Q(**{f"{path}__gt": days_ago(value + 1)}),
-        "equals": Q(**{f"{path}__lte": days_ago(value), f"{path}__gt": days_ago(value + 1)}),
-        "not_equals": ~Q(**{f"{path}__lte": days_ago(value), f"{path}__gt": days_ago(value + 1)}),
+        "gt": (math.floor(value) + 1, None),
+        "gte": (math.ceil(value), None),
+        "lt": (None, math.ceil(value) - 1),
+        "lte": (None, math.floor(value)),
+        "equals": (math.ceil(value), math.floor(value)),
     }[operator]
 
 
-def _until_q(path: str, operator: str, value: Any, now: datetime) -> Q:
-    """Days until `path` (whole days left) compared with N, as a range on the timestamp itself."""
+def _days_from(now: datetime, days: int) -> datetime:
+    return now + timedelta(days=max(-MAX_DAY_COUNT, min(MAX_DAY_COUNT, days)))
 
-    def days_ahead(days: float) -> datetime:
-        return now + timedelta(days=days)
 
+def days_q(path: str, operator: str, value: Any, now: datetime, *, since: bool) -> Q:
+    """Whole days since (`since`) or until the timestamp at `path` — whole days elapsed, rounded down, as
+    `timedelta.days` counts them — compared with N, as a range on the timestamp itself (so its index serves)."""
     if operator in ("is_set", "is_not_set"):
         return Q(**{f"{path}__isnull": operator == "is_not_set"})
-    if operator == "between":
-        low, high = value
-        return Q(**{f"{path}__gte": days_ahead(low), f"{path}__lt": days_ahead(high + 1)})
-    return {
-        "gt": Q(**{f"{path}__gte": days_ahead(value + 1)}),
-        "gte": Q(**{f"{path}__gte": days_ahead(value)}),
-        "lt": Q(**{f"{path}__lt": days_ahead(value)}),
-        "lte": Q(**{f"{path}__lt": days_ahead(value + 1)}),
-        "equals": Q(**{f"{path}__gte": days_ahead(value), f"{path}__lt": days_ahead(value + 1)}),
-    }[operator]
+    if operator == "not_equals":
+        return ~days_q(path, "equals", value, now, since=since)
+    low, high = _whole_days(operator, value)
+    bounds: dict[str, datetime] = {}
+    if since:  # days ≥ low ⟺ at ≤ now - low; days ≤ high ⟺ at > now - (high + 1)
+        if low is not None:
+            bounds[f"{path}__lte"] = _days_from(now, -low)
+        if high is not None:
+            bounds[f"{path}__gt"] = _days_from(now, -(high + 1))
+    else:  # days ≥ low ⟺ at ≥ now + low; days ≤ high ⟺ at < now + (high + 1)
+        if low is not None:
+            bounds[f"{path}__gte"] = _days_from(now, low)
+        if high is not None:
+            bounds[f"{path}__lt"] = _days_from(now, high + 1)
+    return Q(**bounds)
 
 
 POSITIVE_OF = {"not_equals": "equals", "not_one_of": "one_of", "not_contains": "contains", "is_not_set": "is_set"}
@@ -253,10 +256,8 @@ def _computed_q(spec: PropertySpec, operator: str, value: Any, now: datetime) ->
     from audiences.models import ComputedTraitValue
 
     positive = POSITIVE_OF.get(operator, operator)
-    if spec.derived == "age_days":
-        held = _age_q(spec.path, positive, value, now)
-    elif spec.derived == "days_until":
-        held = _until_q(spec.path, positive, value, now)
+    if spec.derived in ("age_days", "days_until"):
+        held = days_q(spec.path, positive, value, now, since=spec.derived == "age_days")
     else:
         held = compare(spec.path, spec.value_type, positive, value, now, scale=spec.scale)
     values = ComputedTraitValue.objects.filter(trait_id=spec.computed_trait_id, customer=OuterRef("pk"))
@@ -292,7 +293,7 @@ def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
         held = Q(Exists(_saved_sessions(now)))
     else:
         this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(saved_at=Subquery(latest))
-        held = Q(Exists(this_customer.filter(_age_q("saved_at", positive, value, now))))
+        held = Q(Exists(this_customer.filter(days_q("saved_at", positive, value, now, since=True))))
     return ~held if positive != operator else held
 
 
@@ -306,8 +307,7 @@ def _trial_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
         opt_in = Q(model=Trial.Model.OPT_IN)
         held = {"is_true": opt_in, "is_false": ~opt_in, "is_set": ALWAYS}[positive]
     elif spec.derived == "days_until":
-        held = _until_q(spec.path, "equals" if positive == "not_equals" else positive, value, now)
-        positive = "equals" if positive == "not_equals" else positive
+        held = days_q(spec.path, positive, value, now, since=False)
     else:
         held = compare(spec.path, spec.value_type, positive, value, now, scale=spec.scale)
     q = Q(Exists(Trial.objects.filter(held, customer=OuterRef("pk"), is_current=True)))
@@ -365,7 +365,7 @@ def _condition_q(node: Condition, now: datetime) -> Q:
     if spec.derived == "predicate":
         q = _predicate_q(spec.key, node.operator)
     elif spec.derived == "age_days":
-        q = _age_q(spec.path, node.operator, node.value, now)
+        q = days_q(spec.path, node.operator, node.value, now, since=True)
     else:
         q = compare(spec.path, spec.value_type, node.operator, node.value, now, scale=spec.scale)
     if spec.on_subscription:

@@ -234,3 +234,35 @@ def test_preview_of_every_leaf_kind_answers(source: Source) -> None:
         negate=True,
     )
     assert segment_preview(tree, now=NOW)["count"] == 0
+
+
+class TestValuesBothDatabasesCanHold:
+    """Values that passed validation and then failed in Python or in the database at evaluation (a 500 from the
+    preview): refused when the tree is saved, with the reason."""
+
+    @pytest.mark.parametrize(
+        ("tree", "message"),
+        [
+            (leaf("subscriber.mrr", "gt", float("inf")), "finite number"),
+            (leaf("subscriber.mrr", "gt", 10**400), "finite number"),
+            (leaf("customer.first_seen", "within_last_days", 10**9), "from 0 to 36,500"),
+            (leaf("customer.first_seen", "before", "9999-12-31"), "dates run from"),
+            ({"type": "event", "event": "X", "operator": "at_least", "count": 10**30}, "from 0 to 1,000,000,000"),
+            ({"type": "event", "event": "X", "operator": "at_least", "within_days": 10**8}, "from 0 to 36,500"),
+        ],
+    )
+    def test_refused_when_saved(self, tree: dict[str, Any], message: str) -> None:
+        with pytest.raises(InvalidCondition, match=message):
+            parse_tree(tree)
+
+    def test_whole_days_are_whole_days_elapsed(self, plan: Any) -> None:
+        # "duration_days gt 5" held only after 6 days and a moment; 6 whole days have elapsed at exactly 6 days.
+        from trials.models import Subscription
+
+        ada = Customer.objects.create(user_id="ada")
+        Subscription.objects.create(customer=ada, plan=plan, status="active", started_at=NOW - timedelta(days=6))
+        assert matching(leaf("subscription.duration_days", "gt", 5)) == {"ada"}
+        assert matching(leaf("subscription.duration_days", "equals", 6)) == {"ada"}
+        assert matching(leaf("subscription.duration_days", "lt", 6)) == set()
+        assert matching(leaf("subscription.duration_days", "lt", 6.5)) == {"ada"}
+        assert matching(leaf("subscription.duration_days", "equals", 5.5)) == set()
