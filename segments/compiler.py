@@ -25,7 +25,19 @@ from datetime import date, datetime, timedelta
 from functools import reduce
 from typing import Any
 
-from django.db.models import BooleanField, Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
@@ -93,8 +105,8 @@ def compare(path: str, value_type: ValueType, operator: str, value: Any, now: da
         return Q(**{path: operator == "is_true"})
     if value_type == ValueType.DATE:
         return _date_q(path, operator, value, now)
-    if value_type == ValueType.NUMBER and operator != "between":
-        value = value * scale if value is not None else value
+    if value_type == ValueType.NUMBER:
+        value = [_exact(v * scale) for v in value] if operator == "between" else _exact(value * scale)
     if operator == "equals":
         return Q(**{path: value})
     if operator == "not_equals":
@@ -116,8 +128,20 @@ def compare(path: str, value_type: ValueType, operator: str, value: Any, now: da
         return Q(**{f"{path}__regex": canonical(value)})
     if operator == "between":
         low, high = value
-        return Q(**{f"{path}__gte": low * scale, f"{path}__lte": high * scale})
+        return Q(**{f"{path}__gte": low, f"{path}__lte": high})
     return Q(**{f"{path}__{operator}": value})  # gt, gte, lt, lte
+
+
+INT64 = 2**63
+
+
+def _exact(number: float) -> Any:
+    """A number as a column comparison gets it: an int when whole (integer columns compare it as it is), else a
+    float expression — given a float, Django's integer fields truncate it first (`quantity equals 3.5` matched 3)."""
+    number = float(number)
+    if number.is_integer() and -INT64 < number < INT64:
+        return int(number)
+    return Value(number, output_field=FloatField())
 
 
 def json_test(value_type: ValueType, operator: str, value: Any, now: datetime) -> JSONTest:

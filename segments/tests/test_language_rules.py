@@ -266,3 +266,14 @@ class TestValuesBothDatabasesCanHold:
         assert matching(leaf("subscription.duration_days", "lt", 6)) == set()
         assert matching(leaf("subscription.duration_days", "lt", 6.5)) == {"ada"}
         assert matching(leaf("subscription.duration_days", "equals", 5.5)) == set()
+
+    def test_a_fraction_is_not_truncated_for_an_integer_column(self, plan: Any) -> None:
+        # Found by the differential test: Django's integer fields turn 3.5 into 3 before comparing.
+        from trials.models import Subscription
+
+        ada = Customer.objects.create(user_id="ada", mrr_cents=4999)
+        Subscription.objects.create(customer=ada, plan=plan, status="active", quantity=3, started_at=NOW)
+        assert matching(leaf("subscription.quantity", "equals", 3.5)) == set()
+        assert matching(leaf("subscription.quantity", "lt", 3.5)) == {"ada"}
+        assert matching(leaf("subscription.quantity", "between", [2.5, 2.9])) == set()
+        assert matching(leaf("subscriber.mrr", "lt", 49.995)) == {"ada"}  # 4999 cents < 4999.5
