@@ -18,7 +18,6 @@ OR drops, NOT inverts to nothing and When() refuses).
 
 from __future__ import annotations
 
-import json
 import math
 import operator as operators
 from datetime import date, datetime, timedelta
@@ -46,7 +45,7 @@ from audiences.models import Account, Customer, Event
 from segments.catalogue import PropertySpec, property_named
 from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
 from segments.regex_dialect import canonical
-from segments.typed_sql import JSONKeyHolds, JSONTest, fold
+from segments.typed_sql import JSONKeyHolds, JSONTest, JSONTextHolds, fold
 from trials.models import Subscription
 
 # A condition every row satisfies, and one none does: what `is_set` / `is_not_set` compile to on a property every
@@ -116,9 +115,10 @@ def compare(path: str, value_type: ValueType, operator: str, value: Any, now: da
     if operator == "not_one_of":
         return ~Q(**{f"{path}__in": value}) | missing
     if operator in ("contains", "not_contains"):
-        # a list held as JSON text (a computed unique list): a whole element, quoted as json.dumps writes it
-        needle = json.dumps(str(value)) if value_type == ValueType.LIST else str(value)
-        found = Q(**{f"{path}__folded_contains": needle})
+        if value_type == ValueType.LIST:  # a list held as JSON text (a computed unique list): an element
+            found = Q(JSONTextHolds(path, JSONTest("list_contains", fold(str(value)))))
+        else:
+            found = Q(**{f"{path}__folded_contains": str(value)})
         return found if operator == "contains" else ~found | missing
     if operator == "starts_with":
         return Q(**{f"{path}__folded_startswith": value})

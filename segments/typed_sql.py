@@ -268,6 +268,25 @@ class JSONKeyHolds(Func):
         )  # fmt: skip
 
 
+class JSONTextHolds(JSONKeyHolds):
+    """Whether the JSON held as text in a column (a computed trait's unique list) passes `test`, as JSONKeyHolds
+    reads a key: the same typed tests, never NULL."""
+
+    def __init__(self, column: str, test: JSONTest) -> None:
+        super().__init__(column, "", test)
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any) -> Fragment:
+        value = compose("CAST({} AS jsonb)", self._column(compiler))
+        return compose("COALESCE(({}), false)", _pg_json_test(self.test, value))
+
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any) -> Fragment:
+        # the value as the only element of an array, so json_each gives the same row (type, value) as for a key
+        return compose(
+            "EXISTS (SELECT 1 FROM json_each(json_array(json({}))) AS j WHERE ({}))",
+            self._column(compiler), _sqlite_json_test(self.test),
+        )  # fmt: skip
+
+
 class _FoldedTextLookup(Lookup[str]):
     """A text column compared ASCII-case-insensitively, the same on both databases (module docstring)."""
 

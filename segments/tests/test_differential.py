@@ -207,7 +207,7 @@ def build_world(rng: random.Random) -> Built:
             value: Any = {
                 "count": pick(rng, [0, 1, 7]),
                 "last_value": pick(rng, ["team", "Team", "", "é"]),
-                "unique_list": pick(rng, [[], ["team"], ["Team", "pro"], ["é"]]),
+                "unique_list": pick(rng, [[], ["team"], ["Team", "pro"], ["é"], ['a"b', "x"], ["b"]]),
                 "ever": pick(rng, [True, False]),
                 "days_since_last": pick(rng, MOMENTS),
             }[kind]
@@ -277,7 +277,7 @@ PATTERNS = [
     "[é-ü]",
     "b\\b",
 ]  # fmt: skip  (the last two are refused: the generator skips what parse refuses)
-LISTS = ["sso", "SSO", "api", "é", "É", "team"]
+LISTS = ["sso", "SSO", "api", "é", "É", "team", "b", 'a"b']
 CHOICES = {
     "subscriber.status": ["active", "canceled", "saved", "reactivated"],
     "subscription.status": ["active", "trialing", "past_due", "canceled", "paused"],

@@ -117,6 +117,21 @@ class TestTraitValues:
         assert matching(leaf("trait.beta", "is_false")) == set()
         assert matching(leaf("trait.features", "contains", "SSO")) == {"yes"}
 
+    def test_a_computed_list_contains_whole_elements(self) -> None:
+        # The list is JSON text; searching it for '"b"' also found the element 'a"b' (written "a\"b").
+        import json
+
+        from audiences.models import ComputedTrait, ComputedTraitValue
+
+        trait = ComputedTrait.objects.create(key="plans_seen", name="Plans seen", kind="unique_list", event="Viewed")
+        for user_id, plans in (("quoted", ['a"b']), ("plain", ["B"])):
+            ComputedTraitValue.objects.create(
+                trait=trait, customer=Customer.objects.create(user_id=user_id), value=plans,
+                text_value=json.dumps(plans), updated_at=NOW,
+            )  # fmt: skip
+        assert matching(leaf("computed.plans_seen", "contains", "b")) == {"plain"}
+        assert matching(leaf("computed.plans_seen", "contains", 'A"B')) == {"quoted"}
+
     def test_trait_dates_compare_as_instants(self) -> None:
         CustomProperty.objects.create(key="renewal", value_type="date")
         # 23:30 at UTC-05:00 on the 15th is 04:30 UTC on the 16th: text comparison puts it on the 15th.
