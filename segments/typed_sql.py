@@ -170,16 +170,10 @@ def _pg_json_test(test: JSONTest, value: Fragment) -> Fragment:
     if test.kind == "present":
         return compose("({} <> 'null' AND {} <> '\"\"'::jsonb)", typed, value)
     if test.kind == "scalar_in":
+        # jsonb equality is typed: text equals text, a number equals an equal number (12 = 12.0)
         texts, numbers = test.operand
-        either = []
-        if texts:
-            listed = ", ".join(["{}"] * len(texts))
-            either.append(compose(f"({{}} = 'string' AND {{}} IN ({listed}))", typed, text, *map(param, texts)))
-        if numbers:
-            listed = ", ".join(["{}::jsonb"] * len(numbers))
-            as_json = (param(json.dumps(n)) for n in numbers)
-            either.append(compose(f"({{}} = 'number' AND {{}} IN ({listed}))", typed, value, *as_json))
-        return compose(" OR ".join(["{}"] * len(either)), *either)
+        listed = [param(json.dumps(v)) for v in (*texts, *numbers)]
+        return compose(f"{{}} IN ({', '.join(['{}::jsonb'] * len(listed))})", value, *listed)
     if test.kind == "number":
         # jsonb compares two numbers as numbers (and never fails, whatever the value holds)
         checks = [compose(f"{{}} {op} {{}}::jsonb", value, param(json.dumps(n))) for op, n in test.operand]
