@@ -10,7 +10,9 @@ test names the JSON type it applies to, so a value of another type (text where a
 simply fails it. Every test is two-valued: true or false, never SQL NULL, so NOT of it is its complement.
 
 Text tests are case-insensitive for the ASCII letters A–Z only (PostgreSQL's `upper()` follows Unicode, SQLite's
-`LIKE` and `lower()` do not): both sides are folded with `translate()` on PostgreSQL and `lower()` on SQLite.
+`LIKE` and `lower()` do not): both sides are folded with `translate()` on PostgreSQL and `lower()` on SQLite (whose
+built-in `lower()` folds ASCII only; an SQLite built with the ICU extension would fold more, and neither Python's
+sqlite3 nor Debian's is).
 
 Dates held in JSON are instants: ISO 8601 text (`2026-01-15`, `2026-01-15T10:00`, `…:30.123456`, `…Z`,
 `…-05:00`), read as UTC when it carries no offset, compared to the microsecond; text that is not such a date
