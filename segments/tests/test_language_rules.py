@@ -201,6 +201,30 @@ class TestRegexDialect:
         assert matching(leaf("customer.name", "matches_regex", r"\d\d$")) == {"digits"}  # \d is 0-9
         assert matching(leaf("customer.name", "matches_regex", "c.")) == set()  # . is not a newline
 
+    ACCEPTED = [
+        "^a", "a$", "\\d+", "\\D", "\\w+@\\w+", "\\W", "\\s", "\\S+", "a.c", "(ab|cd)+", "(?:o|a)r?d", "x{0}",
+        "l{2,}", "[0-9]{1,3}", "[^a-z]", "[\\d_\\-]", "[A-Z][a-z]*", "é+", "\\.test$", "^$", "\\$\\^\\(\\)",
+        "a*?b", "\\t|\\n", "[\\]\\[]", "}", "]", "a{2}b{0,3}", "(a|b|c){1,255}", "\\\\", "'\"", "[\\s\\w]+$",
+    ]  # fmt: skip
+    TEXTS = ["", "a", "abc\n", "ABC", "x\ty", "order 42", "order \u0664\u0662", "é", "É", "a]b[c", "\\", "O'B\"",
+             "$^()", "ab cd", "aab", "ada@acme.test", "{}", "lll", "a" * 300]  # fmt: skip
+
+    def test_every_accepted_pattern_means_the_same_in_both_dialects(self) -> None:
+        """The canonical forms, run by this database, answer as Python's re does for each of them."""
+        import re
+
+        from django.db import connection
+
+        from segments.regex_dialect import canonical
+
+        operator = "~" if connection.vendor == "postgresql" else "REGEXP"
+        with connection.cursor() as cursor:
+            for pattern in self.ACCEPTED:
+                runs = canonical(pattern)
+                for text in self.TEXTS:
+                    cursor.execute(f"SELECT %s {operator} %s", [text, runs])
+                    assert bool(cursor.fetchone()[0]) == bool(re.search(runs, text)), (pattern, runs, text)
+
     def test_a_valid_pattern_saves(self) -> None:
         parse_tree(leaf("customer.email", "matches_regex", r"^[a-z0-9._-]+@(acme|example)\.test$"))
         with pytest.raises(InvalidCondition, match="regular expression"):
