@@ -46,7 +46,16 @@ class Audited:
 AUDITED: list[Audited] = [
     Audited(
         "segments.Segment",
-        ignored=frozenset({"member_count", "last_evaluated_at", "last_evaluation_ms", "draft_updated_at"}),
+        ignored=frozenset(
+            {
+                "member_count",
+                "last_evaluated_at",
+                "last_evaluation_ms",
+                "draft_updated_at",
+                "evaluation_failing_since",
+                "evaluation_error",
+            }
+        ),
     ),
     Audited("segments.CustomProperty"),
     Audited("segments.SegmentTag"),

@@ -44,6 +44,9 @@ def _checked(conditions: Any, *, segment_id: int | None = None) -> Any:
 class SegmentSerializer(serializers.ModelSerializer[Segment]):
     tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, write_only=True)
     conditions = serializers.JSONField()
+    evaluation_failure = serializers.CharField(
+        read_only=True, help_text="'evaluation failing since …: reason' while evaluations fail; empty otherwise."
+    )
 
     class Meta:
         model = Segment
@@ -57,10 +60,20 @@ class SegmentSerializer(serializers.ModelSerializer[Segment]):
             "member_count",
             "last_evaluated_at",
             "last_evaluation_ms",
+            "evaluation_failing_since",
+            "evaluation_error",
+            "evaluation_failure",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["owner", "member_count", "last_evaluated_at", "last_evaluation_ms"]
+        read_only_fields = [
+            "owner",
+            "member_count",
+            "last_evaluated_at",
+            "last_evaluation_ms",
+            "evaluation_failing_since",
+            "evaluation_error",
+        ]
 
     def validate_conditions(self, value: Any) -> Any:
         return _checked(value, segment_id=self.instance.pk if isinstance(self.instance, Segment) else None)

@@ -4,8 +4,8 @@ Five kinds of location, each compiled by segments.compiler into a condition on C
 - a customer column or a path from the customer (`account__name`);
 - a subscription column or path (`plan__interval`): the condition holds when the customer has at least one
   subscription for which it holds (ProsperStack's subscription-level properties);
-- a trait (`traits__<key>`, or `account__traits__<key>` for the account's) for the declared custom properties
-  (segments.models.CustomProperty);
+- a key of the customer's traits, or of the traits of the customer's account, for the declared custom properties
+  (segments.models.CustomProperty): `path` is the JSON column, `json_key` the key — data, never part of a lookup;
 - a computed trait's typed value column (audiences.models.ComputedTraitValue), `computed.<key>`;
 - a column of the customer's current trial (trials.models.Trial): `trial.*` and `score.*`.
 Money is stated in currency units in conditions and stored in cents; `scale` converts.
@@ -37,6 +37,8 @@ class PropertySpec:
     scale: int = 1
     choices: tuple[str, ...] = ()
     is_json: bool = False
+    json_key: str = ""  # a custom property: the key read in the JSON column `path`
+    on_account: bool = False  # a custom property of the customer's account (group traits)
     # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`;
     # "active_offer" / "days_since_saved": read from the customer's saved cancellation sessions (offers app).
     # "account_members" / "account_active_members": how many customers share the account (active: seen in the last
@@ -201,8 +203,10 @@ def custom_property_spec(key: str, value_type: str, label: str = "", scope: str 
         label=label or key,
         group="Account custom properties" if on_account else "Custom properties",
         value_type=ValueType(value_type),
-        path=f"account__traits__{key}" if on_account else f"traits__{key}",
+        path="traits",
         is_json=True,
+        json_key=key,
+        on_account=on_account,
     )
 
 

@@ -2,84 +2,110 @@
 Python loop over customers. The same compiled leaves serve evaluation, preview and explain, so they cannot
 disagree.
 
-NULL semantics, spelled out: a missing value (NULL column, absent trait, no subscription) never satisfies a
-positive operator (`equals`, `gt`, `contains`, `before`, ...); the negative operators `not_equals`,
-`not_one_of` and `not_contains` DO match a missing value ("is not X" holds when nothing is known). `is_set`
-is false for NULL, an absent trait and the empty string. Subscription properties hold when at least one of
-the customer's subscriptions satisfies them; a customer without subscriptions satisfies none of them (the
-negative operators included: "has a subscription whose status is not canceled").
+NULL semantics, spelled out: a missing value (NULL column, absent trait, a trait set to JSON null, no subscription)
+never satisfies a positive operator (`equals`, `gt`, `contains`, `before`, ...); the negative operators
+`not_equals`, `not_one_of` and `not_contains` DO match a missing value ("is not X" holds when nothing is known).
+`is_set` is false for NULL, an absent trait, JSON null and the empty string. Subscription properties hold when at
+least one of the customer's subscriptions satisfies them; a customer without subscriptions satisfies none of them
+(the negative operators included: "has a subscription whose status is not canceled").
+
+Values in JSON (custom properties, event properties) are typed: a value of another JSON type than the operator
+needs never satisfies it — text is not a number for `gt`, "true" is not a boolean, a number is not text for
+`contains` — and dates are instants (segments.typed_sql). Keys are data, bound as parameters, never lookups.
+Every leaf compiles to a real condition: `is_set` on a property everyone has is ALWAYS, never an empty Q() (which
+OR drops, NOT inverts to nothing and When() refuses).
 """
 
 from __future__ import annotations
 
+import math
+import operator as operators
 from datetime import date, datetime, timedelta
+from functools import reduce
 from typing import Any
 
-from django.db.models import BooleanField, Case, Count, Exists, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 
-from audiences.models import Customer, Event
+from audiences.models import Account, Customer, Event
 from segments.catalogue import PropertySpec, property_named
 from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
+from segments.regex_dialect import canonical
+from segments.typed_sql import JSONKeyHolds, JSONTest, JSONTextHolds, fold
 from trials.models import Subscription
+
+# A condition every row satisfies, and one none does: what `is_set` / `is_not_set` compile to on a property every
+# customer (or subscription, or trial) has a value for.
+ALWAYS = Q(pk__isnull=False)
+NEVER = Q(pk__isnull=True)
 
 
 def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.get_current_timezone())
 
 
-def _date_q(path: str, operator: str, value: Any, now: datetime, is_json: bool) -> Q:
-    """Date operators. Model columns compare as datetimes; traits hold ISO 8601 text, compared as text."""
+Bounds = tuple[tuple[str, datetime], ...]
 
-    def bound(moment: datetime) -> Any:
-        return moment.isoformat() if is_json else moment
 
+def date_bounds(operator: str, value: Any, now: datetime) -> Bounds:
+    """A date operator as comparisons of the instant with bounds; days start at midnight in the current time zone.
+    Columns and JSON dates both use these, so they cannot drift apart."""
     if operator in ("before", "after", "on"):
         day = date.fromisoformat(value)
         start, end = _day_start(day), _day_start(day + timedelta(days=1))
-        if is_json:
-            return {
-                "before": Q(**{f"{path}__lt": day.isoformat()}),
-                "after": Q(**{f"{path}__gte": (day + timedelta(days=1)).isoformat()}),
-                "on": Q(**{f"{path}__startswith": day.isoformat()}),
-            }[operator]
-        return {
-            "before": Q(**{f"{path}__lt": start}),
-            "after": Q(**{f"{path}__gte": end}),
-            "on": Q(**{f"{path}__gte": start, f"{path}__lt": end}),
-        }[operator]
+        return {"before": (("<", start),), "after": ((">=", end),), "on": ((">=", start), ("<", end))}[operator]
     days = timedelta(days=int(value))
     if operator == "within_last_days":
-        return Q(**{f"{path}__gte": bound(now - days), f"{path}__lte": bound(now)})
+        return ((">=", now - days), ("<=", now))
     if operator == "within_next_days":
-        return Q(**{f"{path}__gte": bound(now), f"{path}__lte": bound(now + days)})
-    return Q(**{f"{path}__lt": bound(now - days)})  # more_than_days_ago
+        return ((">=", now), ("<=", now + days))
+    return (("<", now - days),)  # more_than_days_ago
 
 
-def _is_set(path: str, spec_type: ValueType, is_json: bool) -> Q:
+LOOKUP_OF = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte", "=": "exact"}
+COMPARISON_OF = {"equals": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+TEXT_TEST_OF = {"contains": "contains", "starts_with": "startswith", "ends_with": "endswith"}
+
+
+def _date_q(path: str, operator: str, value: Any, now: datetime) -> Q:
+    """Date operators on a datetime column."""
+    return Q(**{f"{path}__{LOOKUP_OF[op]}": moment for op, moment in date_bounds(operator, value, now)})
+
+
+def _is_set(path: str, spec_type: ValueType) -> Q:
     present = Q(**{f"{path}__isnull": False})
     if spec_type == ValueType.STRING:
         present &= ~Q(**{path: ""})
     return present
 
 
-def compare(
-    path: str, value_type: ValueType, operator: str, value: Any, now: datetime, *, is_json: bool, scale: int = 1
-) -> Q:
-    """One operator on one database path, with the NULL semantics of the module docstring."""
+def compare(path: str, value_type: ValueType, operator: str, value: Any, now: datetime, *, scale: int = 1) -> Q:
+    """One operator on one database column (or path to one), with the NULL semantics of the module docstring."""
     missing = Q(**{f"{path}__isnull": True})
     if operator == "is_set":
-        return _is_set(path, value_type, is_json)
+        return _is_set(path, value_type)
     if operator == "is_not_set":
-        return ~_is_set(path, value_type, is_json) | missing
+        return ~_is_set(path, value_type) | missing
     if operator in ("is_true", "is_false"):
         return Q(**{path: operator == "is_true"})
     if value_type == ValueType.DATE:
-        return _date_q(path, operator, value, now, is_json)
-    if value_type == ValueType.NUMBER and operator != "between":
-        value = value * scale if value is not None else value
+        return _date_q(path, operator, value, now)
+    if value_type == ValueType.NUMBER:
+        value = [_exact(v * scale) for v in value] if operator == "between" else _exact(value * scale)
     if operator == "equals":
         return Q(**{path: value})
     if operator == "not_equals":
@@ -89,19 +115,75 @@ def compare(
     if operator == "not_one_of":
         return ~Q(**{f"{path}__in": value}) | missing
     if operator in ("contains", "not_contains"):
-        needle = f'"{value}"' if value_type == ValueType.LIST else str(value)
-        found = Q(**{f"{path}__icontains": needle})
+        if value_type == ValueType.LIST:  # a list held as JSON text (a computed unique list): an element
+            found = Q(JSONTextHolds(path, JSONTest("list_contains", fold(str(value)))))
+        else:
+            found = Q(**{f"{path}__folded_contains": str(value)})
         return found if operator == "contains" else ~found | missing
     if operator == "starts_with":
-        return Q(**{f"{path}__istartswith": value})
+        return Q(**{f"{path}__folded_startswith": value})
     if operator == "ends_with":
-        return Q(**{f"{path}__iendswith": value})
+        return Q(**{f"{path}__folded_endswith": value})
     if operator == "matches_regex":
-        return Q(**{f"{path}__regex": value})
+        return Q(**{f"{path}__regex": canonical(value)})
     if operator == "between":
         low, high = value
-        return Q(**{f"{path}__gte": low * scale, f"{path}__lte": high * scale})
+        return Q(**{f"{path}__gte": low, f"{path}__lte": high})
     return Q(**{f"{path}__{operator}": value})  # gt, gte, lt, lte
+
+
+INT64 = 2**63
+
+
+def _exact(number: float) -> Any:
+    """A number as a column comparison gets it: an int when whole (integer columns compare it as it is), else a
+    float expression — given a float, Django's integer fields truncate it first (`quantity equals 3.5` matched 3)."""
+    number = float(number)
+    if number.is_integer() and -INT64 < number < INT64:
+        return int(number)
+    return Value(number, output_field=FloatField())
+
+
+def json_test(value_type: ValueType, operator: str, value: Any, now: datetime) -> JSONTest:
+    """The typed test a positive operator makes on a JSON value (segments.typed_sql)."""
+    if operator == "is_set":
+        return JSONTest("present")
+    if operator in ("is_true", "is_false"):
+        return JSONTest("boolean", operator == "is_true")
+    if value_type == ValueType.DATE:
+        return JSONTest("instant", date_bounds(operator, value, now))
+    if value_type == ValueType.NUMBER:
+        if operator == "between":
+            return JSONTest("number", ((">=", value[0]), ("<=", value[1])))
+        return JSONTest("number", ((COMPARISON_OF[operator], value),))
+    if value_type == ValueType.LIST:
+        return JSONTest("list_contains", fold(str(value)))
+    if operator in ("equals", "one_of"):
+        # text equals text, a number equals a number: the value's own JSON type decides
+        values = value if operator == "one_of" else [value]
+        texts = tuple(v for v in values if isinstance(v, str))
+        return JSONTest("scalar_in", (texts, tuple(float(v) for v in values if not isinstance(v, str))))
+    if operator == "matches_regex":
+        return JSONTest("text", ("regex", canonical(value)))
+    return JSONTest("text", (TEXT_TEST_OF[operator], fold(str(value))))
+
+
+def json_q(column: str, key: str, value_type: ValueType, operator: str, value: Any, now: datetime) -> Q:
+    """One operator on the value under `key` of a JSON column of the filtered rows; negative operators are the
+    complement of their positive form, so a missing or mistyped value matches them."""
+    positive = POSITIVE_OF.get(operator, operator)
+    held = Q(JSONKeyHolds(column, key, json_test(value_type, positive, value, now)))
+    return ~held if positive != operator else held
+
+
+def _trait_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """A custom property: the customer's trait, or the trait of the customer's account (none without one)."""
+    if not spec.on_account:
+        return json_q(spec.path, spec.json_key, spec.value_type, operator, value, now)
+    positive = POSITIVE_OF.get(operator, operator)
+    accounts = Account.objects.filter(pk=OuterRef("account_id"))
+    held = Q(Exists(accounts.filter(json_q(spec.path, spec.json_key, spec.value_type, positive, value, now))))
+    return ~held if positive != operator else held
 
 
 # Yes/no subscription properties computed from the row rather than stored.
@@ -117,48 +199,50 @@ SUBSCRIPTION_PREDICATES: dict[str, Q] = {
 
 def _predicate_q(key: str, operator: str) -> Q:
     predicate = SUBSCRIPTION_PREDICATES[key]
-    return {"is_true": predicate, "is_false": ~predicate, "is_set": Q(), "is_not_set": Q(pk__in=[])}[operator]
+    return {"is_true": predicate, "is_false": ~predicate, "is_set": ALWAYS, "is_not_set": NEVER}[operator]
 
 
-def _age_q(path: str, operator: str, value: Any, now: datetime) -> Q:
-    """Days since `path` compared with N, as a range on the timestamp itself (so its index still serves)."""
+MAX_DAY_COUNT = 1_000_000  # a day count compared with more (or less) than this compares with this
 
-    def days_ago(days: float) -> datetime:
-        return now - timedelta(days=days)
 
-    if operator in ("is_set", "is_not_set"):
-        return Q(**{f"{path}__isnull": operator == "is_not_set"})
+def _whole_days(operator: str, value: Any) -> tuple[int | None, int | None]:
+    """The whole day counts satisfying `days <operator> N`, as low ≤ days ≤ high (None: unbounded; empty when
+    low > high, e.g. "equals 2.5")."""
     if operator == "between":
-        low, high = value
-        return Q(**{f"{path}__gte": days_ago(high + 1), f"{path}__lte": days_ago(low)})
+        return math.ceil(value[0]), math.floor(value[1])
     return {
-        "gt": Q(**{f"{path}__lt": days_ago(value + 1)}),
-        "gte": Q(**{f"{path}__lte": days_ago(value)}),
-        "lt": Q(**{f"{path}__gt": days_ago(value)}),
-        "lte": Q(**{f"{path}__gt": days_ago(value + 1)}),
-        "equals": Q(**{f"{path}__lte": days_ago(value), f"{path}__gt": days_ago(value + 1)}),
-        "not_equals": ~Q(**{f"{path}__lte": days_ago(value), f"{path}__gt": days_ago(value + 1)}),
+        "gt": (math.floor(value) + 1, None),
+        "gte": (math.ceil(value), None),
+        "lt": (None, math.ceil(value) - 1),
+        "lte": (None, math.floor(value)),
+        "equals": (math.ceil(value), math.floor(value)),
     }[operator]
 
 
-def _until_q(path: str, operator: str, value: Any, now: datetime) -> Q:
-    """Days until `path` (whole days left) compared with N, as a range on the timestamp itself."""
+def _days_from(now: datetime, days: int) -> datetime:
+    return now + timedelta(days=max(-MAX_DAY_COUNT, min(MAX_DAY_COUNT, days)))
 
-    def days_ahead(days: float) -> datetime:
-        return now + timedelta(days=days)
 
+def days_q(path: str, operator: str, value: Any, now: datetime, *, since: bool) -> Q:
+    """Whole days since (`since`) or until the timestamp at `path` — whole days elapsed, rounded down, as
+    `timedelta.days` counts them — compared with N, as a range on the timestamp itself (so its index serves)."""
     if operator in ("is_set", "is_not_set"):
         return Q(**{f"{path}__isnull": operator == "is_not_set"})
-    if operator == "between":
-        low, high = value
-        return Q(**{f"{path}__gte": days_ahead(low), f"{path}__lt": days_ahead(high + 1)})
-    return {
-        "gt": Q(**{f"{path}__gte": days_ahead(value + 1)}),
-        "gte": Q(**{f"{path}__gte": days_ahead(value)}),
-        "lt": Q(**{f"{path}__lt": days_ahead(value)}),
-        "lte": Q(**{f"{path}__lt": days_ahead(value + 1)}),
-        "equals": Q(**{f"{path}__gte": days_ahead(value), f"{path}__lt": days_ahead(value + 1)}),
-    }[operator]
+    if operator == "not_equals":
+        return ~days_q(path, "equals", value, now, since=since)
+    low, high = _whole_days(operator, value)
+    bounds: dict[str, datetime] = {}
+    if since:  # days ≥ low ⟺ at ≤ now - low; days ≤ high ⟺ at > now - (high + 1)
+        if low is not None:
+            bounds[f"{path}__lte"] = _days_from(now, -low)
+        if high is not None:
+            bounds[f"{path}__gt"] = _days_from(now, -(high + 1))
+    else:  # days ≥ low ⟺ at ≥ now + low; days ≤ high ⟺ at < now + (high + 1)
+        if low is not None:
+            bounds[f"{path}__gte"] = _days_from(now, low)
+        if high is not None:
+            bounds[f"{path}__lt"] = _days_from(now, high + 1)
+    return Q(**bounds)
 
 
 POSITIVE_OF = {"not_equals": "equals", "not_one_of": "one_of", "not_contains": "contains", "is_not_set": "is_set"}
@@ -196,12 +280,10 @@ def _computed_q(spec: PropertySpec, operator: str, value: Any, now: datetime) ->
     from audiences.models import ComputedTraitValue
 
     positive = POSITIVE_OF.get(operator, operator)
-    if spec.derived == "age_days":
-        held = _age_q(spec.path, positive, value, now)
-    elif spec.derived == "days_until":
-        held = _until_q(spec.path, positive, value, now)
+    if spec.derived in ("age_days", "days_until"):
+        held = days_q(spec.path, positive, value, now, since=spec.derived == "age_days")
     else:
-        held = compare(spec.path, spec.value_type, positive, value, now, is_json=False, scale=spec.scale)
+        held = compare(spec.path, spec.value_type, positive, value, now, scale=spec.scale)
     values = ComputedTraitValue.objects.filter(trait_id=spec.computed_trait_id, customer=OuterRef("pk"))
     q = Q(Exists(values.filter(held)))
     if _empty_holds(spec, positive, value):
@@ -222,7 +304,7 @@ def _active_offer_q(spec: PropertySpec, operator: str, value: Any, now: datetime
     positive = POSITIVE_OF.get(operator, operator)
     active = _saved_sessions(now).filter(Q(offer_active_until__isnull=True) | Q(offer_active_until__gt=now))
     active = active.filter(accepted_offer__isnull=False)
-    held = Q() if positive == "is_set" else compare(spec.path, spec.value_type, positive, value, now, is_json=False)
+    held = ALWAYS if positive == "is_set" else compare(spec.path, spec.value_type, positive, value, now)
     q = Q(Exists(active.filter(held)))
     return ~q if positive != operator else q
 
@@ -235,7 +317,7 @@ def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
         held = Q(Exists(_saved_sessions(now)))
     else:
         this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(saved_at=Subquery(latest))
-        held = Q(Exists(this_customer.filter(_age_q("saved_at", positive, value, now))))
+        held = Q(Exists(this_customer.filter(days_q("saved_at", positive, value, now, since=True))))
     return ~held if positive != operator else held
 
 
@@ -247,12 +329,11 @@ def _trial_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
     positive = POSITIVE_OF.get(operator, operator)
     if spec.derived == "predicate":  # trial.opt_in
         opt_in = Q(model=Trial.Model.OPT_IN)
-        held = {"is_true": opt_in, "is_false": ~opt_in, "is_set": Q()}[positive]
+        held = {"is_true": opt_in, "is_false": ~opt_in, "is_set": ALWAYS}[positive]
     elif spec.derived == "days_until":
-        held = _until_q(spec.path, "equals" if positive == "not_equals" else positive, value, now)
-        positive = "equals" if positive == "not_equals" else positive
+        held = days_q(spec.path, positive, value, now, since=False)
     else:
-        held = compare(spec.path, spec.value_type, positive, value, now, is_json=False, scale=spec.scale)
+        held = compare(spec.path, spec.value_type, positive, value, now, scale=spec.scale)
     q = Q(Exists(Trial.objects.filter(held, customer=OuterRef("pk"), is_current=True)))
     return ~q if positive != operator else q
 
@@ -271,7 +352,7 @@ def _account_members_q(spec: PropertySpec, operator: str, value: Any, now: datet
     if operator in ("is_set", "is_not_set"):
         return Q(account__isnull=operator == "is_not_set")
     this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(members=count)
-    held = compare("members", ValueType.NUMBER, POSITIVE_OF.get(operator, operator), value, now, is_json=False)
+    held = compare("members", ValueType.NUMBER, POSITIVE_OF.get(operator, operator), value, now)
     q = Q(Exists(this_customer.filter(held)))
     return ~q if operator in POSITIVE_OF else q
 
@@ -284,7 +365,7 @@ def _meeting_logged_q(operator: str) -> Q:
     logged = Q(Exists(meetings.filter(customer=OuterRef("pk")))) | Q(
         Exists(meetings.filter(account_id=OuterRef("account_id"), account_id__isnull=False))
     )
-    return {"is_true": logged, "is_false": ~logged, "is_set": Q(), "is_not_set": Q(pk__in=[])}[operator]
+    return {"is_true": logged, "is_false": ~logged, "is_set": ALWAYS, "is_not_set": NEVER}[operator]
 
 
 def _condition_q(node: Condition, now: datetime) -> Q:
@@ -303,29 +384,29 @@ def _condition_q(node: Condition, now: datetime) -> Q:
         return _active_offer_q(spec, node.operator, node.value, now)
     if spec.derived == "days_since_saved":
         return _days_since_saved_q(node.operator, node.value, now)
+    if spec.is_json:
+        return _trait_q(spec, node.operator, node.value, now)
     if spec.derived == "predicate":
         q = _predicate_q(spec.key, node.operator)
     elif spec.derived == "age_days":
-        q = _age_q(spec.path, node.operator, node.value, now)
+        q = days_q(spec.path, node.operator, node.value, now, since=True)
     else:
-        q = compare(spec.path, spec.value_type, node.operator, node.value, now, is_json=spec.is_json, scale=spec.scale)
+        q = compare(spec.path, spec.value_type, node.operator, node.value, now, scale=spec.scale)
     if spec.on_subscription:
         return Q(Exists(Subscription.objects.filter(q, customer=OuterRef("pk"))))
-    if spec.is_json:
-        # A comparison on an absent JSON key is SQL NULL, which NOT would keep NULL (dropping the customer from
-        # "NOT (tier is gold)"). Forcing the leaf to true/false keeps negated groups two-valued.
-        return Q(Exact(Case(When(q, then=Value(True)), default=Value(False), output_field=BooleanField()), True))
     return q
 
 
 def event_filter_q(item: EventFilter, now: datetime) -> Q:
-    """One property filter on events (string comparison of `properties.<property>`)."""
-    return compare(f"properties__{item.property}", ValueType.STRING, item.operator, item.value, now, is_json=True)
+    """One filter on the properties of events: the property is a key of the event's JSON, compared as text (or as
+    a number when the filter's value is one), typed as everywhere in JSON."""
+    return json_q("properties", item.property, ValueType.STRING, item.operator, item.value, now)
 
 
-def event_count_expression(node: EventCondition, now: datetime) -> Any:
-    """How many matching events each customer performed (0 when none): a correlated COUNT subquery."""
-    events = Event.objects.filter(customer=OuterRef("pk"), name=node.event)
+def events_matching(node: EventCondition, now: datetime) -> QuerySet[Event]:
+    """The events an event condition looks at, every customer's: its name, its window (`within_days` up to now,
+    or the days `between`), its property filters. Counting and first/last both read these."""
+    events = Event.objects.filter(name=node.event)
     if node.within_days is not None:
         events = events.filter(timestamp__gte=now - timedelta(days=node.within_days), timestamp__lte=now)
     if node.between is not None:
@@ -334,22 +415,22 @@ def event_count_expression(node: EventCondition, now: datetime) -> Any:
         )
     for item in node.where:
         events = events.filter(event_filter_q(item, now))
+    return events
+
+
+def event_count_expression(node: EventCondition, now: datetime) -> Any:
+    """How many matching events each customer performed (0 when none): a correlated COUNT subquery."""
+    events = events_matching(node, now).filter(customer=OuterRef("pk"))
     counted = events.order_by().values("customer").annotate(total=Count("id")).values("total")
     return Coalesce(Subquery(counted), Value(0))
 
 
-def _matching_events(node: EventCondition, now: datetime) -> Any:
-    events = Event.objects.filter(customer=OuterRef("pk"), name=node.event)
-    for item in node.where:
-        events = events.filter(event_filter_q(item, now))
-    return events
-
-
 def _event_date_q(node: EventCondition, now: datetime) -> Q:
-    """First/last performed before/after a day, as EXISTS tests (true or false, never NULL)."""
+    """First/last performed before/after a day — among the events in the condition's window, when it has one —
+    as EXISTS tests (true or false, never NULL)."""
     assert node.on_date is not None
     day_start, next_day = _day_start(node.on_date), _day_start(node.on_date + timedelta(days=1))
-    events = _matching_events(node, now)
+    events = events_matching(node, now).filter(customer=OuterRef("pk"))
     performed = Q(Exists(events))
     if node.operator == "first_before":
         return Q(Exists(events.filter(timestamp__lt=day_start)))
@@ -389,10 +470,8 @@ def compile_node(node: Node, now: datetime) -> Q:
             raise ValueError("segment condition not resolved; parse the tree with parse_tree")
         inside = Q(pk__in=Customer.objects.filter(compile_node(node.tree, now)).values("pk"))
         return inside if node.operator == "in" else ~inside
-    combined = Q()
-    for child in node.children:
-        child_q = compile_node(child, now)
-        combined = child_q if not combined else (combined & child_q if node.operator == "and" else combined | child_q)
+    combine = operators.and_ if node.operator == "and" else operators.or_
+    combined = reduce(combine, (compile_node(child, now) for child in node.children))
     # NOT of a three-valued result keeps NULL (a missing account's name, say) and drops the customer, where the
     # leaves, each held or not, say NOT should hold: the negated group is made two-valued first.
     return ~_two_valued(combined) if node.negate else combined

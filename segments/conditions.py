@@ -14,11 +14,13 @@ JSON shapes:
 
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from segments.regex_dialect import UnsupportedPattern, canonical
 
 if TYPE_CHECKING:
     from segments.catalogue import PropertySpec
@@ -115,15 +117,26 @@ class Group:
 Node = Group | Condition | EventCondition | SegmentCondition
 
 
+MAX_DAYS = 36_500  # a hundred years: day counts in conditions (windows, "in the last N days")
+MAX_COUNT = 1_000_000_000
+FIRST_DAY, LAST_DAY = date(1000, 1, 1), date(8999, 12, 31)  # the dates segments.typed_sql reads in JSON too
+
+
 def _number(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidCondition(path, f"value must be a number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidCondition(path, "value must be a finite number")
+    return number
 
 
-def _whole(value: Any, path: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidCondition(path, f"{name} must be a whole number ≥ 0, got {value!r}")
+def _whole(value: Any, path: str, name: str, most: int = MAX_COUNT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise InvalidCondition(path, f"{name} must be a whole number from 0 to {most:,}, got {value!r}")
     return int(value)
 
 
@@ -131,9 +144,12 @@ def _date(value: Any, path: str) -> date:
     if not isinstance(value, str):
         raise InvalidCondition(path, f"value must be a date (YYYY-MM-DD), got {value!r}")
     try:
-        return date.fromisoformat(value[:10])
+        day = date.fromisoformat(value[:10])
     except ValueError as error:
         raise InvalidCondition(path, f"value {value!r} is not a date (YYYY-MM-DD)") from error
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidCondition(path, f"dates run from {FIRST_DAY} to {LAST_DAY}, got {value!r}")
+    return day
 
 
 def check_value(value_type: ValueType, operator: str, value: Any, path: str, choices: tuple[str, ...] = ()) -> Any:
@@ -154,13 +170,13 @@ def check_value(value_type: ValueType, operator: str, value: Any, path: str, cho
             raise InvalidCondition(path, "between needs low ≤ high")
         return [low, high]
     if operator in ("within_last_days", "within_next_days", "more_than_days_ago"):
-        return _whole(value, path, "the number of days")
+        return _whole(value, path, "the number of days", MAX_DAYS)
     if operator == "matches_regex":
         if not isinstance(value, str):
             raise InvalidCondition(path, "matches_regex needs a pattern string")
         try:
-            re.compile(value)
-        except re.error as error:
+            canonical(value)
+        except UnsupportedPattern as error:
             raise InvalidCondition(path, f"invalid regular expression: {error}") from error
         return value
     if value_type == ValueType.NUMBER:
@@ -240,7 +256,7 @@ def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
         event=name.strip(),
         operator=operator,
         count=count,
-        within_days=_whole(within, path, "within_days") if within is not None else None,
+        within_days=_whole(within, path, "within_days", MAX_DAYS) if within is not None else None,
         between=window,
         where=filters,
         on_date=on_date,

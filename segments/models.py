@@ -91,12 +91,25 @@ class Segment(TimestampedModel):
     member_count = models.PositiveIntegerField(default=0)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_evaluation_ms = models.PositiveIntegerField(null=True, blank=True)
+    evaluation_failing_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when an evaluation fails, kept while the following ones fail too, cleared by one that works.",
+    )
+    evaluation_error = models.TextField(blank=True, help_text="Why the latest evaluation failed.")
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def evaluation_failure(self) -> str:
+        """'evaluation failing since …: reason' while evaluations fail, else empty — as the UI and API show it."""
+        if self.evaluation_failing_since is None:
+            return ""
+        return f"evaluation failing since {self.evaluation_failing_since.isoformat()}: {self.evaluation_error}"
 
 
 class SegmentMembership(models.Model):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from segments.catalogue import PropertySpec, property_named
-from segments.compiler import ACTIVE_MEMBER_DAYS, compile_node, event_count_expression
+from segments.compiler import ACTIVE_MEMBER_DAYS, compile_node, event_count_expression, events_matching
 from segments.conditions import (
     Condition,
     EventCondition,
@@ -58,7 +58,7 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return None  # whether it held says it all
     if isinstance(node, EventCondition):
         if node.on_date is not None:
-            events = customer.events.filter(name=node.event)
+            events = events_matching(node, now).filter(customer=customer)
             moment = (
                 events.order_by("timestamp") if node.operator.startswith("first") else events.order_by("-timestamp")
             )
@@ -77,11 +77,10 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return _saved_actual(spec, customer, now)
     if spec.derived in ("account_members", "account_active_members", "meeting_logged"):
         return _sales_actual(spec, customer, now)
-    if spec.is_json and spec.path.startswith("account__"):
-        account = customer.account
-        return account.traits.get(spec.path.removeprefix("account__traits__")) if account is not None else None
     if spec.is_json:
-        return customer.traits.get(spec.path.removeprefix("traits__"))
+        holder = customer.account if spec.on_account else customer
+        traits = holder.traits if holder is not None else None
+        return traits.get(spec.json_key) if isinstance(traits, dict) else None
     if spec.derived == "predicate":
         return None  # computed from the subscription's status; whether it held says it all
     if spec.derived == "age_days":
@@ -161,14 +160,20 @@ def _describe(node: Condition | EventCondition | SegmentCondition) -> str:
         window = f" in the last {node.within_days} days" if node.within_days is not None else ""
         if node.between:
             window = f" between {node.between[0]} and {node.between[1]}"
+        if node.where:
+            filters = [f"{f.property} {f.operator.replace('_', ' ')}" + _spaced(f.value) for f in node.where]
+            window += " where " + " and ".join(filters)
         if node.operator == "not_performed":
             return f"did not perform {node.event}{window}"
         if node.on_date is not None:
             which, when = node.operator.split("_")
-            return f"{which} performed {node.event} {when} {node.on_date}"
+            return f"{which} performed {node.event}{window} {when} {node.on_date}"
         return f"performed {node.event} {node.operator.replace('_', ' ')} {node.count} times{window}"
-    value = "" if node.value is None else f" {node.value}"
-    return f"{node.property} {node.operator.replace('_', ' ')}{value}"
+    return f"{node.property} {node.operator.replace('_', ' ')}{_spaced(node.value)}"
+
+
+def _spaced(value: Any) -> str:
+    return "" if value is None else f" {value}"
 
 
 def explain(conditions: Any, customer: Customer, *, now: datetime | None = None) -> dict[str, Any]:

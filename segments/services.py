@@ -10,13 +10,15 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audiences.live import changes_record
 from audiences.models import Customer
 from config.services import task_lock
 from segments.compiler import compile_tree
-from segments.conditions import parse_tree, to_json
+from segments.conditions import InvalidCondition, parse_tree, to_json
 from segments.models import Segment, SegmentMembership, SegmentTag, SegmentVersion
 
 
@@ -98,53 +100,88 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
     actually changed are recorded as history — and, for a live audience, published (audiences.live). An
     evaluation that changes nothing writes no membership or history rows. Runs under a per-segment lock so two
     evaluations of the same segment never overlap.
+
+    All of it runs in one savepoint: an evaluation that fails, for whatever reason, leaves nothing behind (the
+    temporary table included — DDL is transactional on both databases), leaves the caller's transaction usable,
+    and is recorded on the segment (segment_evaluation_failed) before the error is raised again; one that
+    succeeds clears the record.
     """
     now = now or timezone.now()
     started = time.monotonic()
     with task_lock(f"segment:{segment.pk}") as acquired:
         if not acquired:
             return Evaluation(entered=0, exited=0, members=segment.member_count, milliseconds=0)
-        members_sql, params = _members_sql(segment, now)
-        membership = SegmentMembership._meta.db_table
-        matching = f"segment_matching_{segment.pk}"
-        at = connection.ops.adapt_datetimefield_value(now)
-        new_members = (
-            f"SELECT t.id FROM {matching} t WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = t.id)"
+        try:
+            with transaction.atomic():
+                members, entered, exited = _membership_refresh(segment, now)
+        except Exception as failure:
+            segment_evaluation_failed(segment=segment, failure=failure, at=now)
+            raise
+        elapsed = round((time.monotonic() - started) * 1000)
+        Segment.objects.filter(pk=segment.pk).update(
+            member_count=members,
+            last_evaluated_at=now,
+            last_evaluation_ms=elapsed,
+            evaluation_failing_since=None,
+            evaluation_error="",
         )
-        gone = (
-            f"SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)"
+    return Evaluation(entered=entered, exited=exited, members=members, milliseconds=elapsed)
+
+
+def _membership_refresh(segment: Segment, now: datetime) -> tuple[int, int, int]:
+    """The set-based difference of segment_evaluate; to be run inside a transaction. Members, entered, exited."""
+    members_sql, params = _members_sql(segment, now)
+    membership = SegmentMembership._meta.db_table
+    matching = f"segment_matching_{segment.pk}"
+    at = connection.ops.adapt_datetimefield_value(now)
+    new_members = (
+        f"SELECT t.id FROM {matching} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = t.id)"
+    )
+    gone = (
+        f"SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {matching} (id bigint PRIMARY KEY)")
+        cursor.execute(f"INSERT INTO {matching} (id) {members_sql}", params)
+        members = cursor.rowcount
+        # ON CONFLICT / RETURNING: a live audience's real-time path may have written some of these rows
+        # meanwhile; only what this statement changed is recorded (WHERE true: SQLite's grammar needs it).
+        cursor.execute(
+            f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
+            f"SELECT %s, id, %s FROM ({new_members}) e WHERE true "
+            "ON CONFLICT (segment_id, customer_id) DO NOTHING RETURNING customer_id",
+            (segment.pk, at, segment.pk),
         )
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"CREATE TEMPORARY TABLE {matching} (id bigint PRIMARY KEY)")
-            try:
-                cursor.execute(f"INSERT INTO {matching} (id) {members_sql}", params)
-                members = cursor.rowcount
-                # ON CONFLICT / RETURNING: a live audience's real-time path may have written some of these rows
-                # meanwhile; only what this statement changed is recorded (WHERE true: SQLite's grammar needs it).
-                cursor.execute(
-                    f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
-                    f"SELECT %s, id, %s FROM ({new_members}) e WHERE true "
-                    "ON CONFLICT (segment_id, customer_id) DO NOTHING RETURNING customer_id",
-                    (segment.pk, at, segment.pk),
-                )
-                entered = [row[0] for row in cursor.fetchall()]
-                cursor.execute(
-                    f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({gone}) RETURNING customer_id",
-                    (segment.pk, segment.pk),
-                )
-                exited = [row[0] for row in cursor.fetchall()]
-            finally:
-                cursor.execute(f"DROP TABLE {matching}")
-            changes_record(
-                {segment.pk: segment}, [(segment.pk, c) for c in entered], [(segment.pk, c) for c in exited], now
-            )
-            elapsed = round((time.monotonic() - started) * 1000)
-            Segment.objects.filter(pk=segment.pk).update(
-                member_count=members, last_evaluated_at=now, last_evaluation_ms=elapsed
-            )
-    return Evaluation(entered=len(entered), exited=len(exited), members=members, milliseconds=elapsed)
+        entered = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({gone}) RETURNING customer_id",
+            (segment.pk, segment.pk),
+        )
+        exited = [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"DROP TABLE {matching}")
+    changes_record({segment.pk: segment}, [(segment.pk, c) for c in entered], [(segment.pk, c) for c in exited], now)
+    return members, len(entered), len(exited)
+
+
+FAILURE_TEXT_LIMIT = 1000
+
+
+def evaluation_failure_reason(failure: BaseException) -> str:
+    """What a failed evaluation says about itself: an invalid tree names the bad node; anything else its kind and
+    message (the database's own words, not the "current transaction is aborted" a later statement would add)."""
+    reason = str(failure) if isinstance(failure, InvalidCondition) else f"{type(failure).__name__}: {failure}"
+    return reason.strip()[:FAILURE_TEXT_LIMIT]
+
+
+def segment_evaluation_failed(*, segment: Segment, failure: BaseException, at: datetime) -> None:
+    """Record that evaluating the segment failed: since when (the first failure of a run of them) and why (the
+    latest). The UI and API show it until an evaluation succeeds."""
+    Segment.objects.filter(pk=segment.pk).update(
+        evaluation_failing_since=Coalesce(F("evaluation_failing_since"), Value(at)),
+        evaluation_error=evaluation_failure_reason(failure),
+    )
 
 
 class NotATestCustomer(ValueError):

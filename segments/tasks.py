@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.db import transaction
 
@@ -9,28 +11,35 @@ from audiences.live import audience_members_announce
 from config.services import task_run_recorded
 from segments.conditions import InvalidCondition
 from segments.models import Segment
-from segments.services import segment_evaluate
+from segments.services import evaluation_failure_reason, segment_evaluate
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="segments.tasks.evaluate_segments")
 def evaluate_segments() -> dict[str, int]:
     """Periodic: re-evaluate every segment (time-based conditions move on their own); each run is locked
-    per segment, so a slow evaluation is never overlapped by the next tick."""
+    per segment, so a slow evaluation is never overlapped by the next tick.
+
+    A segment whose evaluation fails — invalid since a custom property it uses was deleted, or anything else —
+    is skipped and the others are evaluated: segment_evaluate runs each in a savepoint and records on the
+    segment why it failed (shown in the UI and API); the run record lists the failing segments too."""
     with task_run_recorded("segment evaluation") as run:
-        totals = {"segments": 0, "entered": 0, "exited": 0, "invalid": 0}
-        invalid: dict[str, str] = {}
+        totals = {"segments": 0, "entered": 0, "exited": 0, "failing": 0}
+        failing: dict[str, str] = {}
         for segment in Segment.objects.order_by("pk"):
             try:
                 result = segment_evaluate(segment=segment)
-            except InvalidCondition as broken:
-                # e.g. a custom property it uses was deleted: skip it, keep evaluating the others, say why.
-                totals["invalid"] += 1
-                invalid[segment.name] = str(broken)
+            except Exception as failure:
+                if not isinstance(failure, InvalidCondition):
+                    logger.exception("segment %s (%s) failed to evaluate", segment.pk, segment.name)
+                totals["failing"] += 1
+                failing[segment.name] = evaluation_failure_reason(failure)
                 continue
             totals["segments"] += 1
             totals["entered"] += result.entered
             totals["exited"] += result.exited
-        run.detail = {**totals, "invalid_segments": invalid} if invalid else dict(totals)
+        run.detail = {**totals, "failing_segments": failing} if failing else dict(totals)
         return totals
 
 
@@ -48,6 +57,6 @@ def evaluate_segment(segment_id: int, announce_members: bool = False) -> dict[st
             announced = audience_members_announce(segment)
     try:
         result = segment_evaluate(segment=segment)
-    except InvalidCondition:
+    except InvalidCondition:  # recorded on the segment by segment_evaluate
         return {"invalid": 1, "announced": announced}
     return {"entered": result.entered, "exited": result.exited, "members": result.members, "announced": announced}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 
 from audiences.models import Customer
 from config.services import task_lock
@@ -117,9 +119,89 @@ def test_the_periodic_job_skips_a_broken_segment_and_evaluates_the_rest(segment:
     )
     CustomProperty.objects.all().delete()
     totals = evaluate_segments.delay().get()
-    assert totals == {"segments": 1, "entered": 1, "exited": 0, "invalid": 1}
+    assert totals == {"segments": 1, "entered": 1, "exited": 0, "failing": 1}
     assert (
         "unknown property 'trait.tier'"
-        in TaskRun.objects.get(name="segment evaluation").detail["invalid_segments"][broken.name]
+        in TaskRun.objects.get(name="segment evaluation").detail["failing_segments"][broken.name]
     )
     assert members(segment) == {"ada"}
+    broken.refresh_from_db()
+    assert broken.evaluation_failure.startswith("evaluation failing since ")
+    assert "unknown property 'trait.tier'" in broken.evaluation_error
+
+
+@pytest.fixture
+def one_breaks(monkeypatch: pytest.MonkeyPatch) -> Callable[[Segment | None], None]:
+    """Make evaluating one segment fail in the database (a statement naming a table that does not exist) — any
+    error other than an invalid tree, as a bug or an outage would raise."""
+    from segments import services
+
+    real = services._members_sql
+    broken: list[int] = []
+
+    def members_sql(segment: Segment, now: Any) -> tuple[str, tuple[Any, ...]]:
+        if segment.pk in broken:
+            return "SELECT id FROM no_such_table_here", ()
+        return real(segment, now)
+
+    monkeypatch.setattr(services, "_members_sql", members_sql)
+
+    def choose(segment: Segment | None) -> None:
+        broken[:] = [segment.pk] if segment is not None else []
+
+    return choose
+
+
+@pytest.mark.django_db
+def test_a_segment_failing_for_any_reason_is_skipped_and_marked(
+    segment: Segment, one_breaks: Callable[[Segment | None], None]
+) -> None:
+    from config.models import TaskRun
+    from segments.tasks import evaluate_segments
+
+    Customer.objects.create(user_id="ada", mrr_cents=20000)
+    Customer.objects.create(user_id="bob", mrr_cents=0)
+    broken = segment_save(name="Broken", conditions=HIGH_MRR)
+    low = segment_save(name="Low MRR", conditions={**HIGH_MRR, "operator": "lt"})  # evaluated after the broken one
+    one_breaks(broken)
+
+    totals = evaluate_segments.delay().get()
+
+    assert totals == {"segments": 2, "entered": 2, "exited": 0, "failing": 1}
+    assert members(segment) == {"ada"} and members(low) == {"bob"}
+    reason = TaskRun.objects.get(name="segment evaluation").detail["failing_segments"]["Broken"]
+    assert "no_such_table_here" in reason  # the database's own words, not "current transaction is aborted"
+    broken.refresh_from_db()
+    first_failure = broken.evaluation_failing_since
+    assert first_failure is not None and "no_such_table_here" in broken.evaluation_error
+    assert not SegmentMembership.objects.filter(segment=broken).exists()
+
+    evaluate_segments.delay().get()  # still failing: since when stays the first failure
+    broken.refresh_from_db()
+    assert broken.evaluation_failing_since == first_failure
+
+    one_breaks(None)
+    segment_evaluate(segment=broken)
+    cleared = Segment.objects.get(pk=broken.pk)
+    assert (cleared.evaluation_failing_since, cleared.evaluation_error, cleared.evaluation_failure) == (None, "", "")
+    assert members(broken) == {"ada"}
+
+
+@pytest.mark.django_db
+def test_a_failing_segment_is_shown_failing_in_the_api_and_the_ui(
+    segment: Segment,
+    one_breaks: Callable[[Segment | None], None],
+    admin_user: Any,
+    api_client_for: Callable[[Any], Any],
+    client: Any,
+) -> None:
+    one_breaks(segment)
+    with pytest.raises(DatabaseError):
+        segment_evaluate(segment=segment)
+    body = api_client_for(admin_user).get(f"/api/v1/segments/{segment.pk}/").json()
+    assert body["evaluation_failure"].startswith("evaluation failing since ")
+    assert "no_such_table_here" in body["evaluation_failure"] and "no_such_table_here" in body["evaluation_error"]
+    client.force_login(admin_user)
+    for url in ("/segments/", f"/segments/{segment.pk}/"):
+        page = client.get(url).content.decode()
+        assert "valuation failing since" in page and "no_such_table_here" in page, url
