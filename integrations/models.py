@@ -211,6 +211,9 @@ class StripeWebhookDelivery(models.Model):
     `outcome` says what the endpoint made of it, so the log tells a refused delivery (Stripe retries it and
     eventually disables the endpoint) from one accepted and ignored because Trialloop does not use its type.
     `stripe_customer_id` is the customer the event names, kept so an erasure finds the delivery by index.
+    `headers` keeps a few harmless request headers, never the Stripe-Signature value (a credential for its body,
+    and these rows go into the customer's export) nor Authorization: `signed_at` and `signature_secret` keep
+    what the log needs of the signature.
     """
 
     MAX_BODY_CHARS = 200_000
@@ -227,6 +230,14 @@ class StripeWebhookDelivery(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.ACCEPTED)
     stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
     signature_valid = models.BooleanField(default=False)
+    signed_at = models.DateTimeField(
+        null=True, blank=True, help_text="The Stripe-Signature header's t= (when Stripe signed), if it had one."
+    )
+    signature_secret = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Which STRIPE_WEBHOOK_SECRETS entry verified the signature (1 = the first), at the time.",
+    )
     status_code = models.PositiveSmallIntegerField()
     error = models.TextField(blank=True)
     headers = models.JSONField(default=dict)

@@ -9,8 +9,6 @@ call, 500 KB per request, and `timestamp = receivedAt − (sentAt − originalTi
 
 from __future__ import annotations
 
-import base64
-import binascii
 import gzip
 import re
 import uuid
@@ -22,6 +20,7 @@ from typing import Any
 import orjson
 from django.utils.dateparse import parse_datetime
 
+from audiences.api_auth import basic_user
 from audiences.ingestion import IncomingMessage
 
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -99,15 +98,12 @@ def parse_request_body(body: bytes, content_encoding: str = "") -> dict[str, Any
 
 def write_key_from(authorization: str, body: dict[str, Any]) -> str:
     """The write key: HTTP Basic user name (password empty), else `writeKey` in the body."""
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "basic" and credentials:
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as error:
-            raise RequestRejected("The Authorization header is not valid Basic credentials.", status=401) from error
-        user, _, _ = decoded.partition(":")
-        if user:
-            return user
+    try:
+        user = basic_user(authorization)
+    except ValueError as error:
+        raise RequestRejected(str(error), status=401) from error
+    if user:
+        return user
     write_key = body.get("writeKey")
     if isinstance(write_key, str) and write_key:
         return write_key

@@ -32,7 +32,10 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_EVENT_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 100
 LATEST_CREATED = int(datetime(3000, 1, 1, tzinfo=UTC).timestamp())
-KEPT_HEADERS = ("Stripe-Signature", "Content-Type", "User-Agent", "Content-Length")
+KEPT_HEADERS = ("Content-Type", "User-Agent", "Content-Length")
+"""The request headers a delivery's log row keeps. Never Stripe-Signature nor Authorization: a signature is a
+credential for its body (and the customer export hands these rows out); the row keeps what the log needs
+instead — the signature's `t=` (signed_at) and which configured secret verified it (signature_secret)."""
 
 
 class WebhookRejected(Exception):
@@ -43,8 +46,10 @@ class WebhookRejected(Exception):
         self.message, self.status = message, status
 
 
-def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, now: float | None = None) -> None:
-    """Accept the payload if its Stripe-Signature matches a configured secret and was made within ±300 s.
+def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, now: float | None = None) -> int:
+    """Accept the payload if its Stripe-Signature matches a configured secret and was made within ±300 s → the
+    position (1 = first) in `secrets` of the secret that verified it, so the log shows when a rotation's old
+    secret stops being used.
 
     The stripe library checks the HMAC (`v1` = HMAC-SHA256 of `"<t>.<payload>"`) but refuses only timestamps
     that are too old; a timestamp from the future (a replay prepared in advance, or a skewed clock) is refused
@@ -56,13 +61,16 @@ def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, 
         raise WebhookRejected("Missing Stripe-Signature header.")
     text = payload.decode("utf-8", errors="replace")
     last_error = "signature does not match"
-    for secret in secrets:
+    verified_by: int | None = None
+    for position, secret in enumerate(secrets, start=1):
         try:
             stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
-            break
         except stripe.SignatureVerificationError as error:
             last_error = str(error.user_message or error)
-    else:
+        else:
+            verified_by = position
+            break
+    if verified_by is None:
         raise WebhookRejected(f"Invalid Stripe-Signature: {last_error}.")
     skew = int((timezone.now().timestamp() if now is None else now) - _signed_at(header))
     if skew > SIGNATURE_TOLERANCE_SECONDS:
@@ -75,12 +83,26 @@ def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, 
             f"Invalid Stripe-Signature: its timestamp is {-skew} s in the future, outside the tolerance of "
             f"±{SIGNATURE_TOLERANCE_SECONDS} s (check this server's clock)."
         )
+    return verified_by
 
 
 def _signed_at(header: str) -> int:
     """The `t=` of a Stripe-Signature header the library has just verified, read as the library reads it (the
     first `t`, up to a second `=`)."""
     return int(next(parts[1] for parts in (item.split("=", 2) for item in header.split(",")) if parts[0] == "t"))
+
+
+def signature_time(header: str | None) -> datetime | None:
+    """When a Stripe-Signature header, verified or not, says it was signed (its first `t=`), for the delivery
+    log; None when there is no readable Unix time in it."""
+    for item in (header or "").split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t":
+            stamp = value.strip()
+            if stamp.isascii() and stamp.isdigit() and int(stamp) < LATEST_CREATED:
+                return datetime.fromtimestamp(int(stamp), tz=UTC)
+            return None
+    return None
 
 
 @dataclass
@@ -126,19 +148,20 @@ def webhook_receive(*, payload: bytes, headers: dict[str, str]) -> Receipt:
     Stripe retries any answer other than 2xx for three days and then disables the endpoint, so refusing a type
     would cost every other event.
     """
-    # PostgreSQL text and jsonb cannot hold NUL: a raw NUL byte (never valid JSON nor a valid signature) is
-    # logged as U+FFFD.
+    # PostgreSQL text and jsonb cannot hold NUL: a raw NUL byte (never valid JSON) is logged as U+FFFD.
     kept_headers = {name: headers[name].replace("\x00", "\ufffd") for name in KEPT_HEADERS if name in headers}
+    signature = headers.get("Stripe-Signature")
     delivery = StripeWebhookDelivery(
         received_at=timezone.now(),
         headers=kept_headers,
+        signed_at=signature_time(signature),
         body=payload.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[
             : StripeWebhookDelivery.MAX_BODY_CHARS
         ],
         status_code=200,
     )
     try:
-        verify_signature(payload, headers.get("Stripe-Signature"), list(settings.STRIPE_WEBHOOK_SECRETS))
+        delivery.signature_secret = verify_signature(payload, signature, list(settings.STRIPE_WEBHOOK_SECRETS))
         delivery.signature_valid = True
         event = _parse(payload)
     except WebhookRejected as rejection:

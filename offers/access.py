@@ -1,12 +1,8 @@
-"""Proof of who asks, for the cancellation session API and the hosted page.
+"""Proof of who asks, for the calls on a cancellation session and the hosted page.
 
-A source's write key is in every customer's browser, so it only names the source. Starting a session needs
-proof that the product asked for this customer:
-
-- from the product's **server**: `Authorization: Bearer <secret key>` (`tlsk_…`) — any customer;
-- from the customer's **browser**: the write key, the customer's `user_id` and `auth_hash` = hex
-  HMAC-SHA256(secret key, user_id), which the product's server computed (the browser never sees the secret key).
-  A hash proves that one user id, so it starts sessions for that customer only.
+Starting a session takes the proof every product API about a customer takes (audiences.api_auth): the source's
+secret key from the product's server, or the write key with an `auth_hash` of the customer's user id from the
+browser.
 
 A start answers a **session token** (`tlst_…`, a SessionToken): every later call on the session and the hosted
 page need it. It names one session — so one customer and one subscription — and expires after
@@ -26,29 +22,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from audiences.models import Source
-from audiences.selectors import auth_hash_matches
+from audiences.api_auth import ProofRefused, ProofRequired
 from offers.models import CancellationSession, SessionToken
-from offers.services import SESSION_LIFETIME, SessionError
+from offers.services import SESSION_LIFETIME
 
 SESSION_TOKEN_PREFIX = "tlst_"
 SESSION_TOKEN_BYTES = 32
 EXPIRED_TOKENS_KEPT = timedelta(days=1)
 """Expired session tokens are kept this long, so a late call is answered "expired" rather than "invalid"."""
-
-
-class ProofRequired(SessionError):
-    """No proof of who asks, not the proof this call takes, or a key or token that is not known: 401, and the
-    message says what to send."""
-
-    status, code = 401, "proof_missing"
-
-
-class ProofRefused(SessionError):
-    """Proof that does not cover this call: an auth_hash that does not match the user id, a session token of
-    another session: 403."""
-
-    status, code = 403, "proof_refused"
 
 
 class SessionTokenExpired(ProofRequired):
@@ -77,28 +58,6 @@ def _digest(token: str) -> str:
 
 def token_lifetime() -> timedelta:
     return timedelta(minutes=int(settings.CANCELLATION_SESSION_TOKEN_MINUTES))
-
-
-def browser_start_check(*, source: Source, user_id: str | None, auth_hash: str, now: datetime | None = None) -> None:
-    """A start authenticated by a write key alone: require the customer's user_id and an auth_hash that the
-    source's secret key signed for it (ProofRequired / ProofRefused otherwise)."""
-    if not auth_hash:
-        raise ProofRequired(
-            "A write key alone cannot start a session: send user_id with auth_hash = hex HMAC-SHA256(the source's "
-            "secret key, user_id), computed on your server, or start the session from your server with "
-            "Authorization: Bearer <secret key>.",
-            code="auth_hash_missing",
-        )
-    if not user_id:
-        raise ProofRequired(
-            "auth_hash proves a user_id: send the user_id it was computed for.", code="auth_hash_needs_user_id"
-        )
-    if not auth_hash_matches(source.pk, user_id, auth_hash, now=now):
-        raise ProofRefused(
-            "auth_hash does not match user_id: compute hex HMAC-SHA256(the source's secret key, user_id) on your "
-            "server (after a rotation, with the new key).",
-            code="auth_hash_invalid",
-        )
 
 
 def session_token_issue(

@@ -1,4 +1,5 @@
-"""The cancellation session API the product calls. Who may call is decided by offers.access:
+"""The cancellation session API the product calls. Who may start is decided by audiences.api_auth (shared with
+the in-app prompt API), who may act on a session by offers.access:
 
     POST /api/v1/cancellation-sessions/                      start (or resume) → the session, its session_token
          from the server:  Authorization: Bearer <the source's secret key (tlsk_…)>, {"user_id"} or
@@ -21,100 +22,38 @@ completed is refused (409).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audiences.api_auth import (
+    REALM,
+    HasCustomerProof,
+    ProductAPIView,
+    ProofRequired,
+    SecretKeyAuthentication,
+    ServerCaller,
+    WriteKeyAuthentication,
+    bearer,
+    customer_proof_check,
+)
 from audiences.models import Source
-from audiences.selectors import source_for_secret_key, source_for_write_key
 from audiences.services import SECRET_KEY_PREFIX
 from config.permissions import RoleModelPermissions
-from integrations.segment import RequestRejected, write_key_from
 from offers import access, services
 from offers.forms import ReportFilterForm
 from offers.hosted import hosted_path
 from offers.models import CancellationSession
 from offers.selectors import cancellation_report, report_json, session_payload
-
-REALM = 'realm="trialloop"'
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Max-Age": "86400",
-}
-"""The product's pages call the session API from the customer's browser. Any origin may: the proof is in the
-Authorization header the page sets (write key + auth_hash, or the session token), never in a cookie, so a page
-without them can do nothing (no Access-Control-Allow-Credentials)."""
-
-
-@dataclass(frozen=True)
-class ServerCaller:
-    """A start authenticated with a source's secret key: the product's server, which may name any customer."""
-
-    source: Source
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else None
-
-
-class WriteKeyAuthentication(BaseAuthentication):
-    """HTTP Basic with a source's write key as the user name (empty password) — what the tracking API takes.
-
-    The authenticated "user" is anonymous; `request.auth` is the Source. The key only names the source: a start
-    also needs the customer's auth_hash (offers.access.browser_start_check).
-    """
-
-    def authenticate(self, request: Request) -> tuple[Any, Source] | None:
-        header = request.headers.get("Authorization", "")
-        if not header.lower().startswith("basic "):
-            return None
-        try:
-            key = write_key_from(header, {})
-        except RequestRejected as rejected:
-            raise AuthenticationFailed(rejected.message) from rejected
-        source = source_for_write_key(key)
-        if source is None:
-            raise AuthenticationFailed("Invalid write key.")
-        return AnonymousUser(), source
-
-    def authenticate_header(self, request: Request) -> str:
-        return f"Basic {REALM}"
-
-
-class SecretKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <secret key>`: the product's server starting a session; `request.auth` is a
-    ServerCaller."""
-
-    def authenticate(self, request: Request) -> tuple[Any, ServerCaller] | None:
-        key = _bearer(request)
-        if key is None:
-            return None
-        if not key.startswith(SECRET_KEY_PREFIX):
-            raise access.ProofRequired(
-                f"Bearer on this endpoint takes a source's secret key ({SECRET_KEY_PREFIX}…); a session token acts "
-                "on its own session.",
-                code="secret_key_invalid",
-            )
-        source = source_for_secret_key(key)
-        if source is None:
-            raise access.ProofRequired("Invalid secret key.", code="secret_key_invalid")
-        return AnonymousUser(), ServerCaller(source)
-
-    def authenticate_header(self, request: Request) -> str:
-        return f"Bearer {REALM}"
 
 
 class SessionTokenAuthentication(BaseAuthentication):
@@ -123,17 +62,17 @@ class SessionTokenAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, access.SessionGrant] | None:
         header = request.headers.get("Authorization", "")
-        token = _bearer(request)
+        token = bearer(header)
         if token is None:
             if header.lower().startswith("basic "):
-                raise access.ProofRequired(
+                raise ProofRequired(
                     "A write key cannot act on a session: send the session_token the start answered, as "
                     "Authorization: Bearer <session_token>.",
                     code="session_token_missing",
                 )
             return None  # nothing, or another scheme (a staff token): HasSessionToken says what to send
         if token.startswith(SECRET_KEY_PREFIX):
-            raise access.ProofRequired(
+            raise ProofRequired(
                 "A secret key starts sessions; act on one with the session_token the start answered, as "
                 "Authorization: Bearer <session_token>.",
                 code="session_token_missing",
@@ -142,37 +81,6 @@ class SessionTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f"Bearer {REALM}"
-
-
-class WriteKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    """Names the write-key authentication in the OpenAPI schema (HTTP Basic, the key as user name)."""
-
-    target_class = "offers.api.WriteKeyAuthentication"
-    name = "writeKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "basic",
-            "description": "A source's write key as the user name. It only names the source: starting a session "
-            "from the browser also needs user_id and auth_hash (hex HMAC-SHA256 of user_id under the source's "
-            "secret key, computed by your server) in the body.",
-        }
-
-
-class SecretKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    """Names the secret-key authentication of server starts in the OpenAPI schema."""
-
-    target_class = "offers.api.SecretKeyAuthentication"
-    name = "secretKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": f"A source's secret key ({SECRET_KEY_PREFIX}…), from your server only: starts a "
-            "session for any customer.",
-        }
 
 
 class SessionTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
@@ -188,29 +96,6 @@ class SessionTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unt
             "description": f"The session_token ({access.SESSION_TOKEN_PREFIX}…) the start answered: it acts on "
             "that session only and expires (session_token_expires_at).",
         }
-
-
-class HasWriteKey(BasePermission):
-    """Only requests authenticated with a source's write key (the in-app prompt API, trials.in_app_api)."""
-
-    message = "Send a source's write key as the HTTP Basic user name."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return isinstance(request.auth, Source)
-
-
-class HasStartProof(BasePermission):
-    """A start needs a write key (with auth_hash, checked by the view) or a secret key."""
-
-    message = (
-        "Send proof of who asks: from your server, Authorization: Bearer <the source's secret key>; from the "
-        "browser, the source's write key as the HTTP Basic user name with user_id and auth_hash (hex "
-        "HMAC-SHA256 of user_id under the secret key, computed on your server)."
-    )
-    code = "proof_missing"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return isinstance(request.auth, Source | ServerCaller)
 
 
 class HasSessionToken(BasePermission):
@@ -256,8 +141,8 @@ class ReasonSerializer(serializers.Serializer[Any]):
 PROOF_ERRORS = {
     401: OpenApiResponse(
         description="Proof missing, unknown or expired (`proof_missing`, `auth_hash_missing`, "
-        "`auth_hash_needs_user_id`, `secret_key_invalid`, `session_token_missing`, `session_token_invalid`, "
-        "`session_token_expired`): "
+        "`auth_hash_needs_user_id`, `write_key_missing`, `write_key_invalid`, `secret_key_invalid`, "
+        "`session_token_missing`, `session_token_invalid`, `session_token_expired`): "
         '`{"error", "code"}`, the message says what to send.'
     ),
     403: OpenApiResponse(
@@ -290,37 +175,16 @@ def _error(error: services.SessionError) -> Response:
     return Response(body, status=error.status)
 
 
-class SessionAPIView(APIView):
-    """Shared parts: proof of who asks, and every refusal or SessionError → a JSON `{"error", "code"}` answer."""
+class SessionAPIView(ProductAPIView):
+    """Shared parts: the session token as proof, and every SessionError too → a JSON `{"error", "code"}` answer."""
 
     authentication_classes = [SessionTokenAuthentication]
     permission_classes = [HasSessionToken]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, services.SessionError):
-            response = _error(exc)
-            if response.status_code == status.HTTP_401_UNAUTHORIZED:
-                response["WWW-Authenticate"] = self.get_authenticate_header(self.request) or f"Bearer {REALM}"
-            return response
+            return _error(exc)
         return super().handle_exception(exc)
-
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
-        """A CORS preflight: it carries no credentials, so it is answered without checking any."""
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    def check_permissions(self, request: Request) -> None:
-        if request.method != "OPTIONS":
-            super().check_permissions(request)
-
-    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        for header, value in CORS_HEADERS.items():
-            response[header] = value
-        return response
-
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
-        """No proof the view takes: a 401 that says what to send (the permission's message and code)."""
-        raise access.ProofRequired(message or HasSessionToken.message, code=code)
 
     def _grant(self, request: Request, token: str) -> access.SessionGrant:
         """The caller's grant, for the session the path names."""
@@ -331,7 +195,7 @@ class SessionAPIView(APIView):
 
 class SessionStartView(SessionAPIView):
     authentication_classes = [SecretKeyAuthentication, WriteKeyAuthentication]
-    permission_classes = [HasStartProof]
+    permission_classes = [HasCustomerProof]
 
     @extend_schema(request=StartSerializer, responses={201: dict[str, Any], 200: dict[str, Any], **PROOF_ERRORS})
     def post(self, request: Request) -> Response:
@@ -343,9 +207,15 @@ class SessionStartView(SessionAPIView):
         if isinstance(request.auth, ServerCaller):
             source = request.auth.source
         else:
-            assert isinstance(request.auth, Source)  # HasStartProof let the call through
+            assert isinstance(request.auth, Source)  # HasCustomerProof let the call through
             source = request.auth
-            access.browser_start_check(source=source, user_id=user_id, auth_hash=data.validated_data["auth_hash"])
+            customer_proof_check(
+                source=source,
+                user_id=user_id,
+                auth_hash=data.validated_data["auth_hash"],
+                action="start a session",
+                send="user_id with auth_hash",
+            )
         start = services.win_back_start if data.validated_data["kind"] == "win_back" else services.session_start
         session, created = start(
             source=source, user_id=user_id, stripe_subscription_id=data.validated_data.get("subscription_id")

@@ -39,6 +39,7 @@ from django.views import View
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
+from audiences.api_auth import ProofRequired
 from offers import access, services
 from offers.models import HOSTED_LANGUAGES, CancellationFlow, CancellationSession
 from offers.selectors import session_payload
@@ -100,7 +101,7 @@ class HostedCancelView(View):
         except access.SessionTokenExpired as expired:
             self._frame_for(expired.session)
             return self._render(request, expired.session, link_expired=True, status=403)
-        except access.ProofRequired as unknown:
+        except ProofRequired as unknown:
             raise Http404("This cancellation link is not valid.") from unknown
         self._frame_for(grant.session)
         return grant

@@ -201,6 +201,7 @@ class TestSecretKeyPagesAndApi:
         page = response.content.decode()
         assert secret in page and response.context["write_key"] in page
         assert "auth_hash = hmac.new(" in page and "Authorization: Bearer" in page
+        assert "/api/v1/in-app/" in page and "Trialloop-Auth-Hash" in page  # the same proof for in-app prompts
         assert "no-store" in response["Cache-Control"]
         listing = client.get(reverse("source-list")).content.decode()
         assert secret not in listing and source.secret_key_prefix in listing

@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 import requests
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client, TestCase
@@ -340,7 +341,9 @@ class TestRejections:
             "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=\x00"
         )
         assert response.status_code == 400
-        assert StripeWebhookDelivery.objects.get().headers["Stripe-Signature"] == "t=1,v1=\ufffd"
+        delivery = StripeWebhookDelivery.objects.get()
+        assert "Stripe-Signature" not in delivery.headers
+        assert delivery.signed_at == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
         self._nothing_processed()
 
     def test_missing_signature_header(self) -> None:
@@ -520,6 +523,125 @@ def test_the_migration_gives_logged_deliveries_their_outcome_and_stripe_customer
         catalogue.pk: ("accepted", ""),
         refused.pk: ("rejected", ""),
     }
+
+
+def stored_text(delivery: StripeWebhookDelivery) -> str:
+    """Every stored value of a delivery row, as text (what a database dump or the customer export holds)."""
+    return json.dumps(StripeWebhookDelivery.objects.filter(pk=delivery.pk).values().get(), cls=DjangoJSONEncoder)
+
+
+@pytest.mark.django_db
+class TestSignaturesAreNotKept:
+    """A Stripe-Signature is a credential for its body, and the customer export hands delivery rows out: a
+    delivery keeps when it was signed and which secret verified it, never the signature, nor any Authorization."""
+
+    def post(self, body: bytes, signature: str, **headers: Any) -> Any:
+        return Client().post(
+            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature, **headers
+        )
+
+    def test_an_accepted_delivery_keeps_when_and_by_which_secret_not_the_signature(
+        self, settings: Any, admin_user: Any
+    ) -> None:
+        settings.STRIPE_WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
+        at = sp.now()
+        body, signature = sp.signed(lifecycle()[0], OLD_SECRET, at)
+        answer = self.post(
+            body, signature, HTTP_AUTHORIZATION="Bearer sk_test_not_for_the_log", HTTP_USER_AGENT="Stripe/1.0"
+        )
+        assert answer.status_code == 200
+        delivery = StripeWebhookDelivery.objects.get()
+        text = stored_text(delivery)
+        assert "v1=" not in text and signature.split("v1=")[1] not in text and "sk_test_not_for_the_log" not in text
+        assert delivery.headers == {
+            "Content-Type": "application/json",
+            "User-Agent": "Stripe/1.0",
+            "Content-Length": str(len(body)),
+        }
+        assert (delivery.signed_at, delivery.signature_secret) == (datetime.fromtimestamp(at, tz=UTC), 2)
+        staff = Client()
+        staff.login(username=admin_user.get_username(), password=TEST_PASSWORD)
+        assert "(secret 2)" in staff.get(reverse("stripe-overview")).content.decode()  # the rotation's old secret
+
+    def test_a_refused_delivery_keeps_no_signature_either(self) -> None:
+        at = sp.now()
+        body, signature = sp.signed(lifecycle()[0], "whsec_someone_else", at)
+        assert self.post(body, signature).status_code == 400
+        delivery = StripeWebhookDelivery.objects.get()
+        assert "v1=" not in stored_text(delivery)
+        assert (delivery.signature_valid, delivery.signed_at, delivery.signature_secret) == (
+            False,
+            datetime.fromtimestamp(at, tz=UTC),
+            None,
+        )
+        assert self.post(body, "garbage").status_code == 400
+        assert StripeWebhookDelivery.objects.latest("pk").signed_at is None
+
+    def test_the_customer_export_holds_their_deliveries_without_signatures(self) -> None:
+        from audiences.privacy import customer_export
+
+        ada_profile = Customer.objects.create(user_id="usr_ada", email="ada@acme.test", stripe_customer_id="cus_ada")
+        signatures = []
+        for event in lifecycle()[:1] + lifecycle()[5:7]:
+            body, signature = sp.signed(event, SECRET)
+            signatures.append(signature.split("v1=")[1])
+            assert self.post(body, signature).status_code == 200
+        exported = customer_export(ada_profile)
+        rows = exported["records"]["integrations.StripeWebhookDelivery"]
+        assert len(rows) == 3
+        text = json.dumps(exported)
+        assert "v1=" not in text and "Stripe-Signature" not in text
+        assert not [signature for signature in signatures if signature in text]
+        assert all(row["signature_secret"] == 1 and row["signed_at"] for row in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_strips_stored_signatures_and_keeps_their_time() -> None:
+    executor = MigrationExecutor(connection)
+    before = [("integrations", "0009_stripe_delivery_outcome_backfill")]
+    executor.migrate(before)
+    OldDelivery = executor.loader.project_state(before).apps.get_model("integrations", "StripeWebhookDelivery")
+    at = datetime(2026, 9, 1, tzinfo=UTC)
+    v1 = "5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"
+    kept = {"Content-Type": "application/json", "User-Agent": "Stripe/1.0"}
+    rows = {
+        "signed": OldDelivery.objects.create(
+            received_at=at, status_code=200, signature_valid=True, body='{"id": "evt_1"}',
+            headers={**kept, "Stripe-Signature": f"t=1790000000,v1={v1},v0=6ffbb59b2300aae63f27240"},
+        ),
+        "forged": OldDelivery.objects.create(
+            received_at=at, status_code=400, error="Invalid Stripe-Signature", headers={"Stripe-Signature": "t=x,v1=00"}
+        ),
+        "with authorization": OldDelivery.objects.create(
+            received_at=at, status_code=400, headers={**kept, "authorization": "Bearer sk_live_zzzzzzzzzzzz"}
+        ),
+        "unsigned": OldDelivery.objects.create(received_at=at, status_code=400, headers=kept),
+    }  # fmt: skip
+    OldDelivery.objects.bulk_create(  # more than one batch of the migration
+        OldDelivery(received_at=at, status_code=200, headers={"Stripe-Signature": f"t={1790000000 + n},v1={v1}"})
+        for n in range(1100)
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    everything = json.dumps(list(StripeWebhookDelivery.objects.values()), cls=DjangoJSONEncoder)
+    assert "v1=" not in everything and v1 not in everything and "sk_live" not in everything
+    migrated = {name: StripeWebhookDelivery.objects.get(pk=row.pk) for name, row in rows.items()}
+    assert {name: (row.headers, row.signed_at) for name, row in migrated.items()} == {
+        "signed": (kept, datetime.fromtimestamp(1790000000, tz=UTC)),
+        "forged": ({}, None),
+        "with authorization": (kept, None),
+        "unsigned": (kept, None),
+    }
+    assert (migrated["signed"].body, migrated["signed"].signature_valid, migrated["signed"].status_code) == (
+        '{"id": "evt_1"}',
+        True,
+        200,
+    )
+    assert all(row.signature_secret is None for row in migrated.values())
+    assert StripeWebhookDelivery.objects.filter(signed_at__isnull=False).count() == 1101
 
 
 @pytest.mark.django_db

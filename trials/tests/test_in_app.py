@@ -1,11 +1,13 @@
-"""In-app prompts: the API's doors and errors, which prompt is served (priority, holdout, consent, dismissal
-window, one open prompt), what the product reports back (idempotent, on the timeline), and dismissal rates."""
+"""In-app prompts: the API's doors, proof of who asks and errors, which prompt is served (priority, holdout,
+consent, dismissal window, one open prompt), what the product reports back (idempotent, on the timeline), and
+dismissal rates."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audiences.models import Customer, Event, Source
-from audiences.services import source_create
+from audiences.services import auth_hash, source_create
 from trials.emails import message_template_save
 from trials.in_app import DISMISSAL_FLAG_MIN_SHOWN, in_app_prompt, in_app_record, in_app_stats
 from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Trial, TrialStage
@@ -32,17 +34,46 @@ def only_our_templates(db: Any) -> None:
     MessageTemplate.objects.filter(channel=MessageTemplate.Channel.IN_APP).update(active=False)
 
 
-@pytest.fixture
-def write_key(db: Any) -> str:
-    _source, key = source_create(name="Product")
-    return key
+@dataclass(frozen=True)
+class ProductKeys:
+    """The product's source and its keys: the write key its browser holds, the secret key its server holds."""
+
+    source: Source
+    write_key: str
+    secret_key: str
 
 
 @pytest.fixture
-def product(write_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{write_key}:".encode()).decode())
-    return client
+def keys(db: Any) -> ProductKeys:
+    source, write_key = source_create(name="Product")
+    return ProductKeys(source=source, write_key=write_key, secret_key=source.secret_key)
+
+
+def basic(write_key: str) -> str:
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+class Product(APIClient):
+    """The product calling the in-app API: from its server with the source's secret key, or from the customer's
+    browser with the write key and the auth_hash its server signed for the user id in the path (in the
+    Trialloop-Auth-Hash header)."""
+
+    def __init__(self, keys: ProductKeys, *, browser: bool) -> None:
+        super().__init__()
+        self.keys, self.browser = keys, browser
+        self.credentials(HTTP_AUTHORIZATION=basic(keys.write_key) if browser else f"Bearer {keys.secret_key}")
+
+    def request(self, **kwargs: Any) -> Any:
+        if self.browser:
+            user_id = kwargs["PATH_INFO"].rsplit("/", 1)[-1]
+            kwargs.setdefault("HTTP_TRIALLOOP_AUTH_HASH", auth_hash(self.keys.secret_key, user_id))
+        return super().request(**kwargs)
+
+
+@pytest.fixture(params=["server", "browser"])
+def product(request: Any, keys: ProductKeys) -> Product:
+    """The product, from its server and from the customer's browser (each API test runs both ways)."""
+    return Product(keys, browser=request.param == "browser")
 
 
 def person(user_id: str | None = None, **traits: Any) -> Customer:
@@ -82,22 +113,29 @@ def url(user_id: str) -> str:
 
 
 class TestDoors:
-    def test_a_write_key_is_required(self, api_client_for: Any, admin_user: Any) -> None:
+    def test_a_key_is_required(self, api_client_for: Any, admin_user: Any) -> None:
         person("usr_bo")
-        assert APIClient().get(url("usr_bo")).status_code == 401
+        for nobody in (APIClient(), api_client_for(admin_user)):  # nothing, or a staff token
+            answer = nobody.get(url("usr_bo"))
+            assert (answer.status_code, answer.json()["code"]) == (401, "proof_missing")
+            assert "secret key" in answer.json()["error"] and "auth_hash" in answer.json()["error"]
         wrong = APIClient()
-        wrong.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"nope:").decode())
+        wrong.credentials(HTTP_AUTHORIZATION=basic("nope"))
         answer = wrong.get(url("usr_bo"))
         assert (answer.status_code, answer.json()["error"]) == (401, "Invalid write key.")
-        assert api_client_for(admin_user).get(url("usr_bo")).status_code == 401
+        wrong.credentials(HTTP_AUTHORIZATION="Bearer tlsk_" + "x" * 43)
+        assert (wrong.get(url("usr_bo")).status_code, wrong.get(url("usr_bo")).json()["code"]) == (
+            401,
+            "secret_key_invalid",
+        )
 
-    def test_an_unknown_user_is_a_404(self, product: APIClient) -> None:
+    def test_an_unknown_user_is_a_404(self, product: Product) -> None:
         answer = product.get(url("usr_nobody"))
         assert answer.status_code == 404
         assert answer.json() == {"error": "No customer with user id 'usr_nobody'.", "code": "unknown_user"}
         assert product.post(url("usr_nobody"), {"prompt_id": 1, "action": "shown"}, format="json").status_code == 404
 
-    def test_bad_reports_are_clear_4xx(self, product: APIClient) -> None:
+    def test_bad_reports_are_clear_4xx(self, product: Product) -> None:
         bo, other = person("usr_bo"), person("usr_other")
         prompt_template()
         served = product.get(url("usr_bo")).json()["prompt"]["id"]
@@ -129,12 +167,120 @@ class TestDoors:
         assert other.message_sends.get().shown_at is None
 
 
+class TestProofOfWhoAsks:
+    """The write key is in every customer's browser (analytics.js): alone, it must not read another customer's
+    personalised prompt nor record a dismissal for them. A call needs the auth_hash of the user id in the path
+    (signed by the source's secret key on the product's server), or the secret key itself from the server."""
+
+    def browser(self, keys: ProductKeys) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=basic(keys.write_key))
+        return client
+
+    def test_a_write_key_alone_reads_no_prompt(self, keys: ProductKeys) -> None:
+        person("usr_bo", first_name="Bo")
+        prompt_template()
+        for user_id in ("usr_bo", "usr_nobody"):  # the same answer for a user who does not exist
+            answer = self.browser(keys).get(url(user_id))
+            assert answer.status_code == 401
+            body = answer.json()
+            assert body["code"] == "auth_hash_missing"
+            assert "auth_hash" in body["error"] and "Bearer <secret key>" in body["error"]
+            assert "Trialloop-Auth-Hash" in body["error"]
+            assert answer["WWW-Authenticate"]
+            assert "Bo" not in answer.content.decode()
+        assert not MessageSend.objects.exists()
+
+    def test_a_write_key_alone_records_no_dismissal(self, keys: ProductKeys) -> None:
+        bo = person("usr_bo")
+        prompt_template()
+        served = in_app_prompt(bo)
+        assert served is not None
+        answer = self.browser(keys).post(url("usr_bo"), {"prompt_id": served.send.pk, "action": "dismissed"})
+        assert (answer.status_code, answer.json()["code"]) == (401, "auth_hash_missing")
+        served.send.refresh_from_db()
+        assert (served.send.shown_at, served.send.dismissed_at) == (None, None)
+        assert customer_events(bo) == []
+
+    def test_the_hash_of_the_user_id_opens_their_prompts(self, keys: ProductKeys) -> None:
+        bo = person("usr_bo")
+        prompt_template()
+        signed = auth_hash(keys.secret_key, "usr_bo")
+        browser = self.browser(keys)
+        assert browser.get(url("usr_bo")).status_code == 401
+        by_query = browser.get(url("usr_bo"), {"auth_hash": signed})
+        by_header = browser.get(url("usr_bo"), HTTP_TRIALLOOP_AUTH_HASH=signed.upper())
+        assert by_query.status_code == by_header.status_code == 200
+        prompt_id = by_query.json()["prompt"]["id"]
+        assert by_header.json()["prompt"]["id"] == prompt_id
+        shown = browser.post(url("usr_bo"), {"prompt_id": prompt_id, "action": "shown", "auth_hash": signed})
+        dismissed = browser.post(
+            url("usr_bo"), {"prompt_id": prompt_id, "action": "dismissed"}, HTTP_TRIALLOOP_AUTH_HASH=signed
+        )
+        assert shown.status_code == dismissed.status_code == 200, (shown.content, dismissed.content)
+        assert dismissed.json()["dismissed_at"] is not None
+        assert customer_events(bo) == ["In-App Prompt Shown", "In-App Prompt Dismissed"]
+
+    def test_a_hash_for_one_customer_does_not_open_another_s(self, keys: ProductKeys) -> None:
+        person("usr_ann")
+        bo = person("usr_bo")
+        prompt_template()
+        served = in_app_prompt(bo)
+        assert served is not None
+        other_source, _ = source_create(name="Other product")
+        browser = self.browser(keys)
+        for wrong in (
+            auth_hash(keys.secret_key, "usr_ann"),  # Ann's own hash, used on Bo
+            auth_hash(other_source.secret_key, "usr_bo"),  # signed with another source's key
+            "0" * 64,
+            "not hex at all",
+        ):
+            read = browser.get(url("usr_bo"), {"auth_hash": wrong})
+            report = browser.post(
+                url("usr_bo"), {"prompt_id": served.send.pk, "action": "dismissed", "auth_hash": wrong}
+            )
+            for answer in (read, report):
+                assert (answer.status_code, answer.json()["code"]) == (403, "auth_hash_invalid"), wrong
+                assert "prompt" not in answer.json()
+        served.send.refresh_from_db()
+        assert served.send.dismissed_at is None
+        assert MessageSend.objects.count() == 1  # nothing was served to Bo through Ann's hash
+
+    def test_the_secret_key_from_the_server_reads_and_reports_for_any_customer(self, keys: ProductKeys) -> None:
+        person("usr_ann")
+        bo = person("usr_bo")
+        prompt_template()
+        server = APIClient()
+        server.credentials(HTTP_AUTHORIZATION=f"Bearer {keys.secret_key}")
+        for user_id in ("usr_ann", "usr_bo"):
+            assert server.get(url(user_id)).json()["prompt"] is not None
+        prompt_id = bo.message_sends.get().pk
+        dismissed = server.post(url("usr_bo"), {"prompt_id": prompt_id, "action": "dismissed"}, format="json")
+        assert dismissed.status_code == 200 and dismissed.json()["dismissed_at"] is not None
+        Source.objects.filter(pk=keys.source.pk).update(is_active=False)
+        assert (server.get(url("usr_bo")).status_code, server.get(url("usr_bo")).json()["code"]) == (
+            401,
+            "secret_key_invalid",
+        )
+
+    def test_the_product_s_page_may_call_across_origins(self, keys: ProductKeys) -> None:
+        preflight = APIClient().options(url("usr_bo"), HTTP_ORIGIN="https://app.example.com")
+        assert preflight.status_code == 204
+        assert preflight["Access-Control-Allow-Origin"] == "*"
+        assert {"Authorization", "Trialloop-Auth-Hash"} <= {
+            name.strip() for name in preflight["Access-Control-Allow-Headers"].split(",")
+        }
+        assert "Access-Control-Allow-Credentials" not in preflight
+        refused = self.browser(keys).get(url("usr_bo"))
+        assert (refused.status_code, refused["Access-Control-Allow-Origin"]) == (401, "*")
+
+
 def customer_events(customer: Customer) -> list[str]:
     return list(Event.objects.filter(customer=customer).order_by("pk").values_list("name", flat=True))
 
 
 class TestServing:
-    def test_the_prompt_is_rendered_escaped_and_logged_once_however_often_asked(self, product: APIClient) -> None:
+    def test_the_prompt_is_rendered_escaped_and_logged_once_however_often_asked(self, product: Product) -> None:
         bo = person("usr_bo", first_name="<b>Bo</b>")
         template = prompt_template()
         first = product.get(url("usr_bo"))
@@ -158,14 +304,14 @@ class TestServing:
             assert product.get(url("usr_bo")).json()["prompt"]["id"] == prompt["id"]
         assert MessageSend.objects.filter(customer=bo).count() == 1
 
-    def test_nothing_to_show_is_a_null_prompt_and_no_row(self, product: APIClient) -> None:
+    def test_nothing_to_show_is_a_null_prompt_and_no_row(self, product: Product) -> None:
         bo = person("usr_bo")
         prompt_template(trigger_number=5)  # day 5: not yet
         prompt_template(active=False)
         assert product.get(url("usr_bo")).json() == {"prompt": None}
         assert not MessageSend.objects.filter(customer=bo).exists()
 
-    def test_the_condition_is_honoured(self, product: APIClient) -> None:
+    def test_the_condition_is_honoured(self, product: Product) -> None:
         person("usr_bo")
         habit_only = {
             "type": "group",
@@ -225,7 +371,7 @@ class TestServing:
 
 
 class TestReports:
-    def test_reports_keep_the_first_time_and_go_on_the_timeline_once(self, product: APIClient) -> None:
+    def test_reports_keep_the_first_time_and_go_on_the_timeline_once(self, product: Product) -> None:
         bo = person("usr_bo")
         prompt_template()
         prompt_id = product.get(url("usr_bo")).json()["prompt"]["id"]
@@ -349,3 +495,17 @@ def test_deciding_costs_the_same_queries_whatever_the_number_of_templates() -> N
 
     assert queries_with(1) == queries_with(6) <= 4
     assert not CustomerMessageLock.objects.filter(customer=bo).exists()  # nothing qualified: nothing written
+
+
+def test_the_openapi_schema_describes_the_two_proofs(admin_user: Any, api_client_for: Any) -> None:
+    schema = api_client_for(admin_user).get("/api/schema/?format=json").json()
+    operations = schema["paths"]["/api/v1/in-app/{user_id}"]
+    for method in ("get", "post"):
+        assert {name for entry in operations[method]["security"] for name in entry} == {"writeKey", "secretKey"}
+        assert {"401", "403"} <= set(operations[method]["responses"])
+        headers = {p["name"] for p in operations[method]["parameters"] if p["in"] == "header"}
+        assert headers == {"Trialloop-Auth-Hash"}
+    assert {p["name"] for p in operations["get"]["parameters"] if p["in"] == "query"} == {"auth_hash"}
+    assert "auth_hash" in schema["components"]["schemas"]["Report"]["properties"]
+    assert "in-app" in schema["components"]["securitySchemes"]["secretKey"]["description"]
+    assert "Trialloop-Auth-Hash" in schema["components"]["securitySchemes"]["writeKey"]["description"]
