@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
+from audiences.merges import profile_rows_move
 from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source, UnqueuedEventBatch
 from audiences.privacy import erased_among
 
@@ -295,33 +296,23 @@ def _link_other_ids(resolver: _Resolver, now: datetime) -> None:
 
 
 def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_id: str) -> None:
-    """Fold an anonymous profile into the identified one: every related row moves, then it is deleted.
+    """Fold an anonymous profile into the identified one: every related row moves (audiences.merges reconciles
+    the few that collide with the kept profile's, by each model's rule), then it is deleted, and the merge is
+    recorded with what moved and what was reconciled.
 
     The merged profile is locked first, so a concurrent batch that resolved to it either stored its events before
     (and they move with the rest) or finds it gone and resolves again (see _customers_still_there).
     """
     merged_customer = Customer.objects.select_for_update().get(pk=merged.stored_pk)
     kept_customer = Customer.objects.get(pk=kept.stored_pk)
-    moved: dict[str, int] = {}
-    for relation in Customer._meta.related_objects:
-        if relation.one_to_many:
-            model: Any = relation.related_model
-            rows = model._default_manager.filter(**{relation.field.name: merged.pk})
-            try:
-                with transaction.atomic():
-                    count = rows.update(**{relation.field.name: kept.pk})
-            except IntegrityError:
-                # A row the kept profile already has its own of (one per customer, e.g. a segment
-                # membership): the kept profile's row stands and the duplicate goes.
-                count, _ = rows.delete()
-                moved[f"{model._meta.label} (duplicates dropped)"] = count
-                continue
-            if count:
-                moved[model._meta.label] = count
+    moved, reconciled = profile_rows_move(merged_pk=merged.stored_pk, kept_pk=kept.stored_pk)
     kept_customer.traits = {**merged_customer.traits, **kept_customer.traits}
     kept_customer.email = kept_customer.email or merged_customer.email
     kept_customer.name = kept_customer.name or merged_customer.name
     kept_customer.account_id = kept_customer.account_id or merged_customer.account_id
+    # Consent: a category either profile refused stays refused (a missing category means yes).
+    for category, given in merged_customer.consent.items():
+        kept_customer.consent[category] = bool(given) and bool(kept_customer.consent.get(category, True))
     seen = [kept_customer.first_seen_at, merged_customer.first_seen_at]
     kept_customer.first_seen_at = min((s for s in seen if s), default=None)
     seen = [kept_customer.last_seen_at, merged_customer.last_seen_at]
@@ -333,7 +324,12 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
         other_customer_id=merged.stored_pk,
         linking_id=linking_id,
         message_id=message.message_id,
-        detail={"moved": moved, "merged_traits": merged_customer.traits, "merged_email": merged_customer.email},
+        detail={
+            "moved": moved,
+            "reconciled": reconciled,
+            "merged_traits": merged_customer.traits,
+            "merged_email": merged_customer.email,
+        },
     )
     merged_customer.delete()
     if merged_customer.stripe_customer_id and not kept_customer.stripe_customer_id:
