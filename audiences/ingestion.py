@@ -10,11 +10,15 @@ the profile work is batched.
 Races between concurrent requests are settled by the database's unique constraints: new customers are
 inserted with ON CONFLICT DO NOTHING and read back, events with ON CONFLICT (source, message_id) DO NOTHING
 so a retried batch never stores anything twice, and the rare conflict left over (two requests giving the
-same brand-new anonymous id its first profile) rolls the batch back to be resolved again.
+same brand-new anonymous id its first profile, or an id this batch meant to join taken meanwhile) rolls the batch
+back to be resolved again. Constraints cannot see a race between batches that join the same ids crosswise (A→B
+and B→A, each creating a profile): on PostgreSQL a batch that joins ids for the first time takes advisory locks
+on them, in one canonical order, before it reads anything, so such batches run one after the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +39,8 @@ from audiences.privacy import erased_among
 logger = logging.getLogger(__name__)
 
 RESOLUTION_ATTEMPTS = 4
+# The first key of the two-key advisory locks on ids (the second is the id's hash): no other lock uses it.
+IDENTITY_LOCK_SPACE = 18_001
 EVENT_COLUMNS = (
     "source_id",
     "message_id",
@@ -110,7 +116,9 @@ def _postgres_rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     DATABASE_PREPARED_STATEMENTS=false (config.env) turns this off: psycopg then ignores `prepare`.
     """
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    # Django's wrapper turns psycopg's errors into its own (a deadlock into OperationalError, a unique violation into
+    # IntegrityError), which messages_ingest retries.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
 
@@ -185,6 +193,9 @@ class _Resolver:
         self.refusals: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []
         self.replaced: dict[int, _Profile] = {}  # id(merged profile) -> kept profile
         self.unknown_ids = (user_ids - self.by_user_id.keys()) | (other_ids - self.by_other_id.keys())
+        # The ids of calls that join two ids in a way that changes identity (a new linked profile, a link, a
+        # sign-in, a merge): what the batch must hold an identity lock on before it acts (see _lock_identities).
+        self.joining_ids: set[str] = set()
 
     def live(self, profile: _Profile) -> _Profile:
         while id(profile) in self.replaced:
@@ -220,6 +231,8 @@ class _Resolver:
             return by_other
         if other_id is None or other_id == user_id:
             return by_user or self._new(user_id)
+        if by_other is None or by_user is None or (by_other is not by_user and by_other.user_id is None):
+            self.joining_ids |= {user_id, other_id}
         if by_user is None and by_other is None:
             profile = self._new(user_id)
             self._link(other_id, profile)
@@ -292,7 +305,11 @@ def _link_other_ids(resolver: _Resolver, now: datetime) -> None:
         if profile.user_id is None and profile in resolver.new_profiles:
             Customer.objects.filter(pk=profile.stored_pk).delete()
             profile.pk = winner
-        # Otherwise the id already belongs to another profile; this call keeps its own (identified) profile.
+            continue
+        # The id was meant to join an identified profile, but a concurrent request gave it a profile first (e.g.
+        # an anonymous call, which takes no identity lock): resolving again signs that profile in or merges it, as
+        # if the two requests had come one after the other.
+        raise IntegrityError(f"{other_id} was linked to another profile meanwhile")
 
 
 def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_id: str) -> None:
@@ -408,16 +425,57 @@ def _customers_still_there(customer_ids: set[int]) -> bool:
     return Customer.objects.filter(pk__in=customer_ids).count() == len(customer_ids)
 
 
-def _ingest_once(source: Source, messages: list[IncomingMessage], result: IngestResult) -> None:
-    now = timezone.now()
+def _resolve(
+    messages: list[IncomingMessage], result: IngestResult
+) -> tuple[_Resolver, list[tuple[IncomingMessage, _Profile]]]:
+    """Read what the database knows of the batch's ids and map each call (but those of erased people) to a profile."""
     resolver = _Resolver(messages)
     erased = erased_among(resolver.unknown_ids)  # only ids no profile holds can belong to an erased customer
+    result.suppressed = 0
     if erased:
         allowed = [m for m in messages if not ({m.user_id, m.anonymous_id, m.previous_id} & erased)]
         result.suppressed = len(messages) - len(allowed)
         messages = allowed
         resolver = _Resolver(messages)
-    resolved = [(message, resolver.resolve(message)) for message in messages]
+    return resolver, [(message, resolver.resolve(message)) for message in messages]
+
+
+def _identity_lock_key(identifier: str) -> int:
+    """A stable signed 32-bit key for an id (the same in every process, unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(identifier.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _lock_identities(identifiers: set[str]) -> None:
+    """Transaction-scoped PostgreSQL advisory locks on these ids, all in one statement in one canonical order
+    (sorted keys), so that two batches joining the same ids — A→B here, B→A there — run one after the other
+    instead of each creating a profile, and never deadlock on each other. An id is locked whatever it names (user
+    id, anonymous or previous id): the race crosses the two namespaces."""
+    keys = sorted({_identity_lock_key(identifier) for identifier in identifiers})
+    _postgres_rows(
+        "SELECT pg_advisory_xact_lock(%b::integer, key) FROM unnest(%b::integer[]) AS keys(key)",
+        [IDENTITY_LOCK_SPACE, keys],
+    )
+
+
+class _IdentityLocksNeeded(Exception):
+    """The batch joins ids it holds no identity lock on: start again, taking these locks first."""
+
+    def __init__(self, identifiers: set[str]) -> None:
+        super().__init__(f"{len(identifiers)} ids to lock")
+        self.identifiers = identifiers
+
+
+def _ingest_once(
+    source: Source, messages: list[IncomingMessage], result: IngestResult, identity_locks: set[str]
+) -> None:
+    now = timezone.now()
+    if identity_locks:
+        _lock_identities(identity_locks)  # before anything else, so they are never waited for holding a row lock
+    resolver, resolved = _resolve(messages, result)
+    if connection.vendor == "postgresql" and resolver.joining_ids - identity_locks:
+        # Only calls that join two ids for the first time (a new pair, a sign-in, a merge) get here, so the hot
+        # path rarely pays for the second reading. SQLite's IMMEDIATE transactions run one batch at a time.
+        raise _IdentityLocksNeeded(identity_locks | resolver.joining_ids)
 
     _create_profiles(resolver, now)
     upgraded = [p for p in resolver.by_pk.values() if p.upgraded]
@@ -497,26 +555,35 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
 
     Calls whose message id this source already sent (a client's retry, or a repeat inside the batch) are
     skipped. The stored events' profile effects are queued (profiles_apply_events) for when the batch commits.
+    A batch that turns out to join ids (see _Resolver.joining_ids) starts again holding identity locks on them
+    (_lock_identities); a lost race (a deadlock, a constraint) resolves it again, up to RESOLUTION_ATTEMPTS times.
     """
     unique: dict[str, IncomingMessage] = {}
     for message in messages:
         unique.setdefault(message.message_id, message)
-    for attempt in range(1, RESOLUTION_ATTEMPTS + 1):
+    identity_locks: set[str] = set()
+    attempt = 1
+    while True:
         result = IngestResult()
         try:
             with transaction.atomic():
-                _ingest_once(source, list(unique.values()), result)
+                _ingest_once(source, list(unique.values()), result, identity_locks)
                 result.duplicates = len(messages) - result.stored - result.suppressed
                 if result.event_ids:
                     transaction.on_commit(partial(_queue_profile_work, result.event_ids))
             return result
+        except _IdentityLocksNeeded as needed:
+            # Rolled back (nothing was written, and the row locks of the reading are released): again, with the
+            # locks. Not an attempt: the set only grows, so this ends within the batch's number of ids.
+            identity_locks = needed.identifiers
+            continue
         except (IntegrityError, OperationalError) as error:
             if attempt == RESOLUTION_ATTEMPTS or (
                 isinstance(error, OperationalError) and "deadlock" not in str(error).lower()
             ):
                 raise
             logger.info("identity race on attempt %s; resolving the batch again", attempt)
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def _display_name(traits: dict[str, Any]) -> str:
