@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -323,9 +323,13 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
     merged_customer = Customer.objects.select_for_update().get(pk=merged.stored_pk)
     kept_customer = Customer.objects.get(pk=kept.stored_pk)
     moved, reconciled = profile_rows_move(merged_pk=merged.stored_pk, kept_pk=kept.stored_pk)
-    kept_customer.traits = {**merged_customer.traits, **kept_customer.traits}
+    taken = traits_merge_newer(
+        kept_customer.traits, kept_customer.trait_timestamps, merged_customer.traits, merged_customer.trait_timestamps
+    )
+    if "email" in taken and merged_customer.email:
+        kept_customer.email = merged_customer.email
     kept_customer.email = kept_customer.email or merged_customer.email
-    kept_customer.name = kept_customer.name or merged_customer.name
+    kept_customer.name = _display_name(kept_customer.traits) or kept_customer.name or merged_customer.name
     kept_customer.account_id = kept_customer.account_id or merged_customer.account_id
     # Consent: a category either profile refused stays refused (a missing category means yes).
     for category, given in merged_customer.consent.items():
@@ -613,14 +617,55 @@ def _seen_times_update(event_ids: list[int]) -> None:
         cursor.execute(sql, event_ids)
 
 
+def _trait_stamp(event: dict[str, Any]) -> list[Any]:
+    """When an event set a trait, as stored in trait_timestamps: [event time in UTC (ISO 8601, microseconds),
+    event id]. Such lists compare in time order (the id breaks ties: the later stored wins)."""
+    return [event["timestamp"].astimezone(UTC).isoformat(timespec="microseconds"), event["id"]]
+
+
+def _newer(stamp: list[Any] | None, than: list[Any] | None) -> bool:
+    """Whether a trait set at `stamp` replaces one set at `than` (a trait without a stamp is the oldest)."""
+    if stamp is None:
+        return False
+    return than is None or tuple(stamp) >= tuple(than)
+
+
+def traits_set_newer(
+    traits: dict[str, Any], stamps: dict[str, Any], incoming: dict[str, Any], stamp: list[Any]
+) -> dict[str, Any]:
+    """Set each incoming trait unless the stored value came from a later event (last write wins by event time, per
+    trait, whatever order batches arrive or are re-run in); updates `traits` and `stamps` in place and returns the
+    traits it set."""
+    applied = {key: value for key, value in incoming.items() if _newer(stamp, stamps.get(key))}
+    traits.update(applied)
+    stamps.update(dict.fromkeys(applied, stamp))
+    return applied
+
+
+def traits_merge_newer(
+    traits: dict[str, Any], stamps: dict[str, Any], other: dict[str, Any], other_stamps: dict[str, Any]
+) -> set[str]:
+    """Fold another profile's traits in (a merge): each trait takes the newer of the two values, a trait only the
+    other has is added; with no stamp on either side the kept value stays. Returns the traits taken from the other."""
+    taken = {
+        key
+        for key in other
+        if key not in traits or (key in other_stamps and _newer(other_stamps[key], stamps.get(key)))
+    }
+    traits.update({key: other[key] for key in taken})
+    stamps.update({key: other_stamps[key] for key in taken if key in other_stamps})
+    return taken
+
+
 @transaction.atomic
 def profiles_apply_events(*, event_ids: list[int]) -> int:
     """Apply what stored events say about their customers: traits, email, name, accounts, first/last seen.
 
-    Identify traits of one batch are applied in event-time order (across batches, in arrival order).
-    Customers are locked in id order, so concurrent runs cannot deadlock. Idempotent:
-    applying the same events twice leaves the same profiles. Returns how many customers identify or group
-    calls touched.
+    Each identify or group trait remembers when the event that set it happened (trait_timestamps on the customer
+    or account) and only a newer event replaces it, so a late batch, or a batch whose task runs again after a
+    redelivery, never puts back an older value. Customers are locked in id order, so concurrent runs cannot
+    deadlock. Idempotent: applying the same events twice leaves the same profiles. Returns how many customers
+    identify or group calls touched.
     """
     if not event_ids:
         return 0
@@ -629,7 +674,7 @@ def profiles_apply_events(*, event_ids: list[int]) -> int:
         dict(row)
         for row in Event.objects.filter(Q(type=Event.Type.IDENTIFY) | ~Q(group_id=""), pk__in=event_ids)
         .order_by("timestamp", "id")
-        .values("customer_id", "type", "group_id", "properties")
+        .values("id", "customer_id", "type", "group_id", "properties", "timestamp")
     ]
     if not profile_events:
         return 0
@@ -641,21 +686,23 @@ def profiles_apply_events(*, event_ids: list[int]) -> int:
         if customer is None:
             continue
         if event["type"] == Event.Type.IDENTIFY and event["properties"]:
-            traits = event["properties"]
-            customer.traits = {**customer.traits, **traits}
-            email = traits.get("email")
+            applied = traits_set_newer(
+                customer.traits, customer.trait_timestamps, event["properties"], _trait_stamp(event)
+            )
+            email = applied.get("email")
             if isinstance(email, str) and email.strip():
                 customer.email = email.strip().lower()[:254]
             customer.name = (_display_name(customer.traits) or customer.name)[:255]
         if event["group_id"] in accounts:
             customer.account_id = accounts[event["group_id"]].pk
     for customer in customers.values():
-        customer.save(update_fields=["traits", "email", "name", "account", "updated_at"])
+        customer.save(update_fields=["traits", "trait_timestamps", "email", "name", "account", "updated_at"])
     return len(customers)
 
 
 def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
-    """Upsert the accounts the events name; group calls merge their traits into the account (in time order)."""
+    """Upsert the accounts the events name; group calls set their traits on the account, the newer value winning
+    per trait (traits_set_newer)."""
     group_ids = {e["group_id"] for e in profile_events if e["group_id"]}
     if not group_ids:
         return {}
@@ -667,10 +714,9 @@ def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
             continue
         group_id = event["group_id"]
         account = accounts.get(group_id)
-        traits = event["properties"]
-        if account is None or not traits:
+        if account is None or not event["properties"]:
             continue
-        account.traits = {**account.traits, **traits}
+        traits = traits_set_newer(account.traits, account.trait_timestamps, event["properties"], _trait_stamp(event))
         if isinstance(traits.get("name"), str):
             account.name = traits["name"][:255]
         domain = traits.get("domain") or traits.get("website")
@@ -678,5 +724,5 @@ def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
             account.domain = domain.removeprefix("https://").removeprefix("http://").strip("/")[:255]
         changed.add(group_id)
     for group_id in changed:
-        accounts[group_id].save(update_fields=["traits", "name", "domain", "updated_at"])
+        accounts[group_id].save(update_fields=["traits", "trait_timestamps", "name", "domain", "updated_at"])
     return accounts
