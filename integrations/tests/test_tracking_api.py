@@ -474,6 +474,16 @@ class TestOneBadCallIsRejectedAlone:
         response = post("batch", None, key=write_key, raw=raw_batch(KEPT, bad, ALSO_KEPT))
         self.assert_rejected_alone(response, "not valid UTF-8")
 
+    def test_the_reason_shows_on_the_ingestion_errors_page(self, write_key: str, admin_user: Any) -> None:
+        deep = "[" * 1000 + "]" * 1000
+        bad = '{"type": "track", "event": "Deep", "userId": "u", "messageId": "bad-1", "properties": {"d": ' + deep
+        post("batch", None, key=write_key, raw=raw_batch(KEPT, bad + "}}", ALSO_KEPT))
+        client = Client()
+        client.force_login(admin_user)
+        page = client.get("/integrations/errors/")
+        assert page.status_code == 200
+        assert "message is nested more than 200 levels deep" in page.content.decode()
+
     def test_a_raw_nul_byte_inside_a_string(self, write_key: str) -> None:
         bad = '{"type": "track", "event": "x", "userId": "u", "messageId": "bad-1", "properties": {"k": "a\x00b"}}'
         response = post("batch", None, key=write_key, raw=raw_batch(KEPT, bad, ALSO_KEPT))
