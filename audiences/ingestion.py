@@ -323,7 +323,7 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
     merged_customer = Customer.objects.select_for_update().get(pk=merged.stored_pk)
     kept_customer = Customer.objects.get(pk=kept.stored_pk)
     moved, reconciled = profile_rows_move(merged_pk=merged.stored_pk, kept_pk=kept.stored_pk)
-    taken = traits_merge_newer(
+    taken = _traits_merge_newer(
         kept_customer.traits, kept_customer.trait_timestamps, merged_customer.traits, merged_customer.trait_timestamps
     )
     if "email" in taken and merged_customer.email:
@@ -630,7 +630,7 @@ def _newer(stamp: list[Any] | None, than: list[Any] | None) -> bool:
     return than is None or tuple(stamp) >= tuple(than)
 
 
-def traits_set_newer(
+def _traits_set_newer(
     traits: dict[str, Any], stamps: dict[str, Any], incoming: dict[str, Any], stamp: list[Any]
 ) -> dict[str, Any]:
     """Set each incoming trait unless the stored value came from a later event (last write wins by event time, per
@@ -642,7 +642,7 @@ def traits_set_newer(
     return applied
 
 
-def traits_merge_newer(
+def _traits_merge_newer(
     traits: dict[str, Any], stamps: dict[str, Any], other: dict[str, Any], other_stamps: dict[str, Any]
 ) -> set[str]:
     """Fold another profile's traits in (a merge): each trait takes the newer of the two values, a trait only the
@@ -686,7 +686,7 @@ def profiles_apply_events(*, event_ids: list[int]) -> int:
         if customer is None:
             continue
         if event["type"] == Event.Type.IDENTIFY and event["properties"]:
-            applied = traits_set_newer(
+            applied = _traits_set_newer(
                 customer.traits, customer.trait_timestamps, event["properties"], _trait_stamp(event)
             )
             email = applied.get("email")
@@ -702,7 +702,7 @@ def profiles_apply_events(*, event_ids: list[int]) -> int:
 
 def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
     """Upsert the accounts the events name; group calls set their traits on the account, the newer value winning
-    per trait (traits_set_newer)."""
+    per trait (_traits_set_newer)."""
     group_ids = {e["group_id"] for e in profile_events if e["group_id"]}
     if not group_ids:
         return {}
@@ -716,7 +716,7 @@ def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
         account = accounts.get(group_id)
         if account is None or not event["properties"]:
             continue
-        traits = traits_set_newer(account.traits, account.trait_timestamps, event["properties"], _trait_stamp(event))
+        traits = _traits_set_newer(account.traits, account.trait_timestamps, event["properties"], _trait_stamp(event))
         if isinstance(traits.get("name"), str):
             account.name = traits["name"][:255]
         domain = traits.get("domain") or traits.get("website")

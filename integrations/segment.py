@@ -283,7 +283,7 @@ class EncodedSize:
         return len(encoded) - 2 * NESTING_HEADROOM
 
 
-def storable_text(text: str) -> bool:
+def _storable_text(text: str) -> bool:
     """Whether PostgreSQL can store this string in a text column: no NUL, and valid Unicode (no lone surrogate)."""
     if "\x00" in text:
         return False
@@ -445,7 +445,7 @@ def split_batch(
             rejected.append(
                 RejectedMessage(
                     index=index,
-                    message_id=message_id if isinstance(message_id, str) and storable_text(message_id) else None,
+                    message_id=message_id if isinstance(message_id, str) and _storable_text(message_id) else None,
                     error=str(error),
                     payload=raw,
                 )
