@@ -421,9 +421,10 @@ def computed_traits_apply(*, event_ids: Sequence[int], now: datetime | None = No
     """Bring the computed traits of the customers a stored batch touched up to date; returns the changes.
 
     Runs inside the caller's transaction, after the customers are locked. A batch already applied (a retried
-    task) changes nothing. Recomputed from history instead of folded in: windowed traits; customers a profile
-    merge in this batch joined (the merged profile's events now count for them); and batches received before a
-    trait's backfill finished (the backfill may have counted them already).
+    task) changes nothing. Recomputed from history instead of folded in: windowed traits; every trait of the
+    customers a profile merge in this batch joined (the merged profile's events now count for them, and the merge
+    dropped its values of the traits both had: audiences.merges); and batches received before a trait's backfill
+    finished (the backfill may have counted them already).
     """
     if not event_ids:
         return []
@@ -431,11 +432,20 @@ def computed_traits_apply(*, event_ids: Sequence[int], now: datetime | None = No
     rows = list(
         Event.objects.filter(pk__in=event_ids)
         .order_by()
-        .values_list("pk", "customer_id", "name", "message_id", "received_at")
+        .values_list("pk", "customer_id", "name", "message_id", "received_at", "user_id", "anonymous_id", "type")
     )
-    traits = list(
-        ComputedTrait.objects.filter(event__in={row[2] for row in rows}, backfill_status__in=ACTIVE_BACKFILL_STATES)
+    # Only a call naming a user id and another id (an anonymous id, or alias's previous id) can have merged.
+    linking = {row[3] for row in rows if row[5] and (row[6] or row[7] == Event.Type.ALIAS)}
+    merged = set(
+        ProfileMerge.objects.filter(
+            outcome=ProfileMerge.Outcome.MERGED, message_id__in=linking, customer_id__in={row[1] for row in rows}
+        ).values_list("customer_id", flat=True)
+        if linking
+        else []
     )
+    traits = list(ComputedTrait.objects.filter(backfill_status__in=ACTIVE_BACKFILL_STATES))
+    if not merged:
+        traits = [trait for trait in traits if trait.event in {row[2] for row in rows}]
     if not traits:
         return []
     try:
@@ -443,23 +453,16 @@ def computed_traits_apply(*, event_ids: Sequence[int], now: datetime | None = No
             AppliedEventBatch.objects.create(first_event_id=min(event_ids), applied_at=now)
     except IntegrityError:
         return []  # this batch was folded in already
-    merged = set(
-        ProfileMerge.objects.filter(
-            outcome=ProfileMerge.Outcome.MERGED,
-            message_id__in={row[3] for row in rows},
-            customer_id__in={row[1] for row in rows},
-        ).values_list("customer_id", flat=True)
-    )
     received = max(row[4] for row in rows)
     changes: list[TraitChange] = []
     for trait in traits:
-        touched = sorted({row[1] for row in rows if row[2] == trait.event})
+        if merged:
+            changes += _recompute(trait, sorted(merged), now)
+        touched = sorted({row[1] for row in rows if row[2] == trait.event} - merged)
         finished = trait.backfill_finished_at
         if trait.window_days is not None or finished is None or received <= finished:
             changes += _recompute(trait, touched, now)
             continue
-        if merged.intersection(touched):
-            changes += _recompute(trait, sorted(merged.intersection(touched)), now)
         changes += _fold_in(trait, [row[0] for row in rows if row[2] == trait.event and row[1] not in merged], now)
     return changes
 

@@ -10,14 +10,18 @@ the profile work is batched.
 Races between concurrent requests are settled by the database's unique constraints: new customers are
 inserted with ON CONFLICT DO NOTHING and read back, events with ON CONFLICT (source, message_id) DO NOTHING
 so a retried batch never stores anything twice, and the rare conflict left over (two requests giving the
-same brand-new anonymous id its first profile) rolls the batch back to be resolved again.
+same brand-new anonymous id its first profile, or an id this batch meant to join taken meanwhile) rolls the batch
+back to be resolved again. Constraints cannot see a race between batches that join the same ids crosswise (A→B
+and B→A, each creating a profile): on PostgreSQL a batch that joins ids for the first time takes advisory locks
+on them, in one canonical order, before it reads anything, so such batches run one after the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -28,12 +32,15 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
+from audiences.merges import profile_rows_move
 from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source, UnqueuedEventBatch
 from audiences.privacy import erased_among
 
 logger = logging.getLogger(__name__)
 
 RESOLUTION_ATTEMPTS = 4
+# The first key of the two-key advisory locks on ids (the second is the id's hash): no other lock uses it.
+IDENTITY_LOCK_SPACE = 18_001
 EVENT_COLUMNS = (
     "source_id",
     "message_id",
@@ -109,7 +116,9 @@ def _postgres_rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     DATABASE_PREPARED_STATEMENTS=false (config.env) turns this off: psycopg then ignores `prepare`.
     """
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    # Django's wrapper turns psycopg's errors into its own (a deadlock into OperationalError, a unique violation into
+    # IntegrityError), which messages_ingest retries.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
 
@@ -184,6 +193,9 @@ class _Resolver:
         self.refusals: list[tuple[_Profile, _Profile, IncomingMessage, str]] = []
         self.replaced: dict[int, _Profile] = {}  # id(merged profile) -> kept profile
         self.unknown_ids = (user_ids - self.by_user_id.keys()) | (other_ids - self.by_other_id.keys())
+        # The ids of calls that join two ids in a way that changes identity (a new linked profile, a link, a
+        # sign-in, a merge): what the batch must hold an identity lock on before it acts (see _lock_identities).
+        self.joining_ids: set[str] = set()
 
     def live(self, profile: _Profile) -> _Profile:
         while id(profile) in self.replaced:
@@ -219,6 +231,8 @@ class _Resolver:
             return by_other
         if other_id is None or other_id == user_id:
             return by_user or self._new(user_id)
+        if by_other is None or by_user is None or (by_other is not by_user and by_other.user_id is None):
+            self.joining_ids |= {user_id, other_id}
         if by_user is None and by_other is None:
             profile = self._new(user_id)
             self._link(other_id, profile)
@@ -291,37 +305,35 @@ def _link_other_ids(resolver: _Resolver, now: datetime) -> None:
         if profile.user_id is None and profile in resolver.new_profiles:
             Customer.objects.filter(pk=profile.stored_pk).delete()
             profile.pk = winner
-        # Otherwise the id already belongs to another profile; this call keeps its own (identified) profile.
+            continue
+        # The id was meant to join an identified profile, but a concurrent request gave it a profile first (e.g.
+        # an anonymous call, which takes no identity lock): resolving again signs that profile in or merges it, as
+        # if the two requests had come one after the other.
+        raise IntegrityError(f"{other_id} was linked to another profile meanwhile")
 
 
 def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_id: str) -> None:
-    """Fold an anonymous profile into the identified one: every related row moves, then it is deleted.
+    """Fold an anonymous profile into the identified one: every related row moves (audiences.merges reconciles
+    the few that collide with the kept profile's, by each model's rule), then it is deleted, and the merge is
+    recorded with what moved and what was reconciled.
 
     The merged profile is locked first, so a concurrent batch that resolved to it either stored its events before
     (and they move with the rest) or finds it gone and resolves again (see _customers_still_there).
     """
     merged_customer = Customer.objects.select_for_update().get(pk=merged.stored_pk)
     kept_customer = Customer.objects.get(pk=kept.stored_pk)
-    moved: dict[str, int] = {}
-    for relation in Customer._meta.related_objects:
-        if relation.one_to_many:
-            model: Any = relation.related_model
-            rows = model._default_manager.filter(**{relation.field.name: merged.pk})
-            try:
-                with transaction.atomic():
-                    count = rows.update(**{relation.field.name: kept.pk})
-            except IntegrityError:
-                # A row the kept profile already has its own of (one per customer, e.g. a segment
-                # membership): the kept profile's row stands and the duplicate goes.
-                count, _ = rows.delete()
-                moved[f"{model._meta.label} (duplicates dropped)"] = count
-                continue
-            if count:
-                moved[model._meta.label] = count
-    kept_customer.traits = {**merged_customer.traits, **kept_customer.traits}
+    moved, reconciled = profile_rows_move(merged_pk=merged.stored_pk, kept_pk=kept.stored_pk)
+    taken = _traits_merge_newer(
+        kept_customer.traits, kept_customer.trait_timestamps, merged_customer.traits, merged_customer.trait_timestamps
+    )
+    if "email" in taken and merged_customer.email:
+        kept_customer.email = merged_customer.email
     kept_customer.email = kept_customer.email or merged_customer.email
-    kept_customer.name = kept_customer.name or merged_customer.name
+    kept_customer.name = _display_name(kept_customer.traits) or kept_customer.name or merged_customer.name
     kept_customer.account_id = kept_customer.account_id or merged_customer.account_id
+    # Consent: a category either profile refused stays refused (a missing category means yes).
+    for category, given in merged_customer.consent.items():
+        kept_customer.consent[category] = bool(given) and bool(kept_customer.consent.get(category, True))
     seen = [kept_customer.first_seen_at, merged_customer.first_seen_at]
     kept_customer.first_seen_at = min((s for s in seen if s), default=None)
     seen = [kept_customer.last_seen_at, merged_customer.last_seen_at]
@@ -333,7 +345,12 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
         other_customer_id=merged.stored_pk,
         linking_id=linking_id,
         message_id=message.message_id,
-        detail={"moved": moved, "merged_traits": merged_customer.traits, "merged_email": merged_customer.email},
+        detail={
+            "moved": moved,
+            "reconciled": reconciled,
+            "merged_traits": merged_customer.traits,
+            "merged_email": merged_customer.email,
+        },
     )
     merged_customer.delete()
     if merged_customer.stripe_customer_id and not kept_customer.stripe_customer_id:
@@ -412,16 +429,57 @@ def _customers_still_there(customer_ids: set[int]) -> bool:
     return Customer.objects.filter(pk__in=customer_ids).count() == len(customer_ids)
 
 
-def _ingest_once(source: Source, messages: list[IncomingMessage], result: IngestResult) -> None:
-    now = timezone.now()
+def _resolve(
+    messages: list[IncomingMessage], result: IngestResult
+) -> tuple[_Resolver, list[tuple[IncomingMessage, _Profile]]]:
+    """Read what the database knows of the batch's ids and map each call (but those of erased people) to a profile."""
     resolver = _Resolver(messages)
     erased = erased_among(resolver.unknown_ids)  # only ids no profile holds can belong to an erased customer
+    result.suppressed = 0
     if erased:
         allowed = [m for m in messages if not ({m.user_id, m.anonymous_id, m.previous_id} & erased)]
         result.suppressed = len(messages) - len(allowed)
         messages = allowed
         resolver = _Resolver(messages)
-    resolved = [(message, resolver.resolve(message)) for message in messages]
+    return resolver, [(message, resolver.resolve(message)) for message in messages]
+
+
+def _identity_lock_key(identifier: str) -> int:
+    """A stable signed 32-bit key for an id (the same in every process, unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(identifier.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _lock_identities(identifiers: set[str]) -> None:
+    """Transaction-scoped PostgreSQL advisory locks on these ids, all in one statement in one canonical order
+    (sorted keys), so that two batches joining the same ids — A→B here, B→A there — run one after the other
+    instead of each creating a profile, and never deadlock on each other. An id is locked whatever it names (user
+    id, anonymous or previous id): the race crosses the two namespaces."""
+    keys = sorted({_identity_lock_key(identifier) for identifier in identifiers})
+    _postgres_rows(
+        "SELECT pg_advisory_xact_lock(%b::integer, key) FROM unnest(%b::integer[]) AS keys(key)",
+        [IDENTITY_LOCK_SPACE, keys],
+    )
+
+
+class _IdentityLocksNeeded(Exception):
+    """The batch joins ids it holds no identity lock on: start again, taking these locks first."""
+
+    def __init__(self, identifiers: set[str]) -> None:
+        super().__init__(f"{len(identifiers)} ids to lock")
+        self.identifiers = identifiers
+
+
+def _ingest_once(
+    source: Source, messages: list[IncomingMessage], result: IngestResult, identity_locks: set[str]
+) -> None:
+    now = timezone.now()
+    if identity_locks:
+        _lock_identities(identity_locks)  # before anything else, so they are never waited for holding a row lock
+    resolver, resolved = _resolve(messages, result)
+    if connection.vendor == "postgresql" and resolver.joining_ids - identity_locks:
+        # Only calls that join two ids for the first time (a new pair, a sign-in, a merge) get here, so the hot
+        # path rarely pays for the second reading. SQLite's IMMEDIATE transactions run one batch at a time.
+        raise _IdentityLocksNeeded(identity_locks | resolver.joining_ids)
 
     _create_profiles(resolver, now)
     upgraded = [p for p in resolver.by_pk.values() if p.upgraded]
@@ -501,26 +559,35 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
 
     Calls whose message id this source already sent (a client's retry, or a repeat inside the batch) are
     skipped. The stored events' profile effects are queued (profiles_apply_events) for when the batch commits.
+    A batch that turns out to join ids (see _Resolver.joining_ids) starts again holding identity locks on them
+    (_lock_identities); a lost race (a deadlock, a constraint) resolves it again, up to RESOLUTION_ATTEMPTS times.
     """
     unique: dict[str, IncomingMessage] = {}
     for message in messages:
         unique.setdefault(message.message_id, message)
-    for attempt in range(1, RESOLUTION_ATTEMPTS + 1):
+    identity_locks: set[str] = set()
+    attempt = 1
+    while True:
         result = IngestResult()
         try:
             with transaction.atomic():
-                _ingest_once(source, list(unique.values()), result)
+                _ingest_once(source, list(unique.values()), result, identity_locks)
                 result.duplicates = len(messages) - result.stored - result.suppressed
                 if result.event_ids:
                     transaction.on_commit(partial(_queue_profile_work, result.event_ids))
             return result
+        except _IdentityLocksNeeded as needed:
+            # Rolled back (nothing was written, and the row locks of the reading are released): again, with the
+            # locks. Not an attempt: the set only grows, so this ends within the batch's number of ids.
+            identity_locks = needed.identifiers
+            continue
         except (IntegrityError, OperationalError) as error:
             if attempt == RESOLUTION_ATTEMPTS or (
                 isinstance(error, OperationalError) and "deadlock" not in str(error).lower()
             ):
                 raise
             logger.info("identity race on attempt %s; resolving the batch again", attempt)
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def _display_name(traits: dict[str, Any]) -> str:
@@ -550,14 +617,55 @@ def _seen_times_update(event_ids: list[int]) -> None:
         cursor.execute(sql, event_ids)
 
 
+def _trait_stamp(event: dict[str, Any]) -> list[Any]:
+    """When an event set a trait, as stored in trait_timestamps: [event time in UTC (ISO 8601, microseconds),
+    event id]. Such lists compare in time order (the id breaks ties: the later stored wins)."""
+    return [event["timestamp"].astimezone(UTC).isoformat(timespec="microseconds"), event["id"]]
+
+
+def _newer(stamp: list[Any] | None, than: list[Any] | None) -> bool:
+    """Whether a trait set at `stamp` replaces one set at `than` (a trait without a stamp is the oldest)."""
+    if stamp is None:
+        return False
+    return than is None or tuple(stamp) >= tuple(than)
+
+
+def _traits_set_newer(
+    traits: dict[str, Any], stamps: dict[str, Any], incoming: dict[str, Any], stamp: list[Any]
+) -> dict[str, Any]:
+    """Set each incoming trait unless the stored value came from a later event (last write wins by event time, per
+    trait, whatever order batches arrive or are re-run in); updates `traits` and `stamps` in place and returns the
+    traits it set."""
+    applied = {key: value for key, value in incoming.items() if _newer(stamp, stamps.get(key))}
+    traits.update(applied)
+    stamps.update(dict.fromkeys(applied, stamp))
+    return applied
+
+
+def _traits_merge_newer(
+    traits: dict[str, Any], stamps: dict[str, Any], other: dict[str, Any], other_stamps: dict[str, Any]
+) -> set[str]:
+    """Fold another profile's traits in (a merge): each trait takes the newer of the two values, a trait only the
+    other has is added; with no stamp on either side the kept value stays. Returns the traits taken from the other."""
+    taken = {
+        key
+        for key in other
+        if key not in traits or (key in other_stamps and _newer(other_stamps[key], stamps.get(key)))
+    }
+    traits.update({key: other[key] for key in taken})
+    stamps.update({key: other_stamps[key] for key in taken if key in other_stamps})
+    return taken
+
+
 @transaction.atomic
 def profiles_apply_events(*, event_ids: list[int]) -> int:
     """Apply what stored events say about their customers: traits, email, name, accounts, first/last seen.
 
-    Identify traits of one batch are applied in event-time order (across batches, in arrival order).
-    Customers are locked in id order, so concurrent runs cannot deadlock. Idempotent:
-    applying the same events twice leaves the same profiles. Returns how many customers identify or group
-    calls touched.
+    Each identify or group trait remembers when the event that set it happened (trait_timestamps on the customer
+    or account) and only a newer event replaces it, so a late batch, or a batch whose task runs again after a
+    redelivery, never puts back an older value. Customers are locked in id order, so concurrent runs cannot
+    deadlock. Idempotent: applying the same events twice leaves the same profiles. Returns how many customers
+    identify or group calls touched.
     """
     if not event_ids:
         return 0
@@ -566,7 +674,7 @@ def profiles_apply_events(*, event_ids: list[int]) -> int:
         dict(row)
         for row in Event.objects.filter(Q(type=Event.Type.IDENTIFY) | ~Q(group_id=""), pk__in=event_ids)
         .order_by("timestamp", "id")
-        .values("customer_id", "type", "group_id", "properties")
+        .values("id", "customer_id", "type", "group_id", "properties", "timestamp")
     ]
     if not profile_events:
         return 0
@@ -578,21 +686,23 @@ def profiles_apply_events(*, event_ids: list[int]) -> int:
         if customer is None:
             continue
         if event["type"] == Event.Type.IDENTIFY and event["properties"]:
-            traits = event["properties"]
-            customer.traits = {**customer.traits, **traits}
-            email = traits.get("email")
+            applied = _traits_set_newer(
+                customer.traits, customer.trait_timestamps, event["properties"], _trait_stamp(event)
+            )
+            email = applied.get("email")
             if isinstance(email, str) and email.strip():
                 customer.email = email.strip().lower()[:254]
             customer.name = (_display_name(customer.traits) or customer.name)[:255]
         if event["group_id"] in accounts:
             customer.account_id = accounts[event["group_id"]].pk
     for customer in customers.values():
-        customer.save(update_fields=["traits", "email", "name", "account", "updated_at"])
+        customer.save(update_fields=["traits", "trait_timestamps", "email", "name", "account", "updated_at"])
     return len(customers)
 
 
 def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
-    """Upsert the accounts the events name; group calls merge their traits into the account (in time order)."""
+    """Upsert the accounts the events name; group calls set their traits on the account, the newer value winning
+    per trait (_traits_set_newer)."""
     group_ids = {e["group_id"] for e in profile_events if e["group_id"]}
     if not group_ids:
         return {}
@@ -604,10 +714,9 @@ def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
             continue
         group_id = event["group_id"]
         account = accounts.get(group_id)
-        traits = event["properties"]
-        if account is None or not traits:
+        if account is None or not event["properties"]:
             continue
-        account.traits = {**account.traits, **traits}
+        traits = _traits_set_newer(account.traits, account.trait_timestamps, event["properties"], _trait_stamp(event))
         if isinstance(traits.get("name"), str):
             account.name = traits["name"][:255]
         domain = traits.get("domain") or traits.get("website")
@@ -615,5 +724,5 @@ def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
             account.domain = domain.removeprefix("https://").removeprefix("http://").strip("/")[:255]
         changed.add(group_id)
     for group_id in changed:
-        accounts[group_id].save(update_fields=["traits", "name", "domain", "updated_at"])
+        accounts[group_id].save(update_fields=["traits", "trait_timestamps", "name", "domain", "updated_at"])
     return accounts

@@ -71,6 +71,11 @@ class Account(TimestampedModel):
     name = models.CharField(max_length=255, blank=True)
     domain = models.CharField(max_length=255, blank=True, db_index=True)
     traits = models.JSONField(default=dict, blank=True)
+    trait_timestamps = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per trait, [event time, event id] of the group call that set it: only a newer call replaces it.",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -93,7 +98,9 @@ class Customer(TimestampedModel):
 
     `user_id` and `stripe_customer_id` identify at most one customer each (NULL when unknown, never "");
     anonymous ids live in AnonymousId so one customer can carry many. Email is not unique: people share
-    addresses and Stripe allows duplicates, so matching by email is a fallback, not a key.
+    addresses and Stripe allows duplicates, so matching by email is a fallback, not a key. Each trait set by an
+    identify call remembers that call's time (`trait_timestamps`), so a late or replayed call never puts back an
+    older value.
     """
 
     class SubscriberStatus(models.TextChoices):
@@ -108,6 +115,11 @@ class Customer(TimestampedModel):
     stripe_customer_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     name = models.CharField(max_length=255, blank=True)
     traits = models.JSONField(default=dict, blank=True)
+    trait_timestamps = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per trait, [event time, event id] of the identify call that set it: only a newer call replaces it.",
+    )
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
     consent = models.JSONField(
         default=dict,

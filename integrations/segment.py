@@ -5,16 +5,22 @@ call into an `IncomingMessage` with `normalise_message` (or learns why it cannot
 `audiences.ingestion.messages_ingest`. Facts mirrored from Segment's HTTP API and its official libraries:
 write key as HTTP Basic user name or `writeKey` in the body, gzip bodies, JSON sent as text/plain, 32 KB per
 call, 500 KB per request, and `timestamp = receivedAt − (sentAt − originalTimestamp)`.
+
+One bad call never costs its neighbours: whatever a call holds that cannot be stored (nesting past the limit at any
+depth, NUL, invalid UTF-8, unpaired surrogates, a time outside the accepted window) rejects that call alone, with
+its reason. Only a body that is not JSON at all, or is too large, is refused as a whole.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
+import math
 import re
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,11 +35,22 @@ MAX_BATCH_MESSAGES = 2500
 MAX_MESSAGE_ID_LENGTH = 100
 MAX_ID_LENGTH = 255
 MAX_EVENT_NAME_LENGTH = 200
+# Any date-time a client sends must parse within these years (so the clock correction cannot leave datetime's range)…
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
+# …and the event time stored (after the correction) must fall in this window: a broken clock would otherwise plant
+# events decades ahead, where they would sit at the top of every timeline and inside no time window ever.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_FUTURE = timedelta(hours=24)
 ORJSON_MAX_NESTING = 254
 NESTING_HEADROOM = 54
 MAX_NESTING = ORJSON_MAX_NESTING - NESTING_HEADROOM
+# A body orjson refuses is read again by a lenient parser (see parse_json) after every container nested deeper
+# than this is replaced by null: the call holding it is more than MAX_NESTING deep either way, so it is rejected
+# alone, and the parser's recursion stays far from Python's limit.
+LENIENT_NESTING_CUT = MAX_NESTING + 8
+# Strings and brackets of a JSON text, for finding the containers nested past LENIENT_NESTING_CUT.
+JSON_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 # `\u0000` in encoded JSON, unless its backslash is itself escaped (an odd run of backslashes before `u0000`).
 ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 ESCAPED_NUL_SEQUENCE = rb"\u0000"
@@ -76,21 +93,84 @@ def decompress(body: bytes, content_encoding: str) -> bytes:
     except (zlib.error, gzip.BadGzipFile) as error:
         raise RequestRejected(f"The body is not valid {encoding} data ({error}).") from error
     if len(data) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
-        raise RequestRejected(f"The request is larger than {MAX_REQUEST_BYTES // 1024} KB.", code="request_too_large")
+        raise too_large()
     return data
+
+
+def too_large() -> RequestRejected:
+    """The refusal of a body over MAX_REQUEST_BYTES, as sent or once decompressed (413: Segment's libraries do not
+    retry it)."""
+    return RequestRejected(
+        f"The request is larger than {MAX_REQUEST_BYTES // 1024} KB.", status=413, code="request_too_large"
+    )
+
+
+def _cut_deep_containers(text: str) -> str:
+    """The JSON text with every container that opens deeper than LENIENT_NESTING_CUT replaced by null."""
+    pieces: list[str] = []
+    depth = kept_from = 0
+    cut_start: int | None = None
+    for token in JSON_STRUCTURE.finditer(text):
+        symbol = token.group()
+        if symbol in "[{":
+            depth += 1
+            if depth == LENIENT_NESTING_CUT + 1 and cut_start is None:
+                cut_start = token.start()
+        elif symbol in "]}":
+            if depth == LENIENT_NESTING_CUT + 1 and cut_start is not None:
+                pieces += [text[kept_from:cut_start], "null"]
+                kept_from, cut_start = token.end(), None
+            depth -= 1
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
+
+
+def _json_number(text: str) -> int | float:
+    """A number as orjson reads it: an integer within 64 bits stays one, anything else is a finite float."""
+    if "." not in text and "e" not in text.lower() and len(text) <= 20:
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"the number {text[:30]} is out of range")
+    return number
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes) -> Any:
+    """A request's JSON, read so that one bad call cannot make the whole batch unreadable.
+
+    orjson reads almost every body. What it refuses for the whole document although the damage sits inside one
+    call — nesting past its 1,024 levels, bytes that are not UTF-8, a `\\ud800` escape without its pair, raw control
+    characters in a string — is read again by the standard library on a lenient copy: invalid bytes become lone
+    surrogates (which the call's encoding check then rejects, see EncodedSize), over-deep containers become null
+    (the call is rejected for its depth), control characters are kept. A body still unreadable is refused.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        fast_error = error
+    try:
+        text = _cut_deep_containers(data.decode("utf-8", "surrogateescape"))
+        return json.loads(
+            text, strict=False, parse_int=_json_number, parse_float=_json_number, parse_constant=_refuse_constant
+        )
+    except (ValueError, RecursionError):
+        raise RequestRejected(f"The body is not valid JSON: {fast_error}.") from fast_error
 
 
 def parse_request_body(body: bytes, content_encoding: str = "") -> dict[str, Any]:
     """Bytes of a request (JSON, possibly gzip, whatever the Content-Type says) to its top-level JSON object."""
-    if len(body) > MAX_REQUEST_BYTES and not content_encoding:
-        raise RequestRejected(f"The request is larger than {MAX_REQUEST_BYTES // 1024} KB.", code="request_too_large")
+    if len(body) > MAX_REQUEST_BYTES:
+        raise too_large()
     data = decompress(body, content_encoding)
     if not data.strip():
         raise RequestRejected("The request body is empty; send a JSON object.")
-    try:
-        parsed = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise RequestRejected(f"The body is not valid JSON: {error}.") from error
+    parsed = parse_json(data)
     if not isinstance(parsed, dict):
         raise RequestRejected("The body must be a JSON object.")
     return parsed
@@ -106,6 +186,8 @@ def write_key_from(authorization: str, body: dict[str, Any]) -> str:
         return user
     write_key = body.get("writeKey")
     if isinstance(write_key, str) and write_key:
+        if not write_key.isascii():  # keys are URL-safe base64; anything else (a lone surrogate too) is no key
+            raise RequestRejected("Invalid write key.", status=401, code="invalid_write_key")
         return write_key
     raise RequestRejected(
         "No write key: send it as the HTTP Basic user name or as writeKey in the body.",
@@ -144,14 +226,35 @@ def _time(value: Any, field_name: str) -> datetime | None:
     return parsed
 
 
+def _unencodable(field_name: str, error: orjson.JSONEncodeError) -> str:
+    """Why orjson cannot write a parsed value back: too deep, or text that is not Unicode (only the lenient
+    parse of parse_json can produce it, from invalid UTF-8 or an unpaired surrogate escape)."""
+    if "surrogates" in str(error) or "UTF-8" in str(error):
+        return f"{field_name} contains text that is not valid UTF-8 (an invalid byte or an unpaired surrogate)"
+    return f"{field_name} is nested more than {MAX_NESTING} levels deep"
+
+
+def _check_event_time(timestamp: datetime, received_at: datetime, *, corrected: bool) -> None:
+    """Refuse an event time (after the clock correction) before 2000 or more than 24 hours after it was received."""
+    how = " after correcting by sentAt" if corrected else ""
+    if timestamp < EARLIEST_EVENT_TIME:
+        raise ValueError(f"timestamp {timestamp.isoformat()}{how} is before {EARLIEST_EVENT_TIME.date().isoformat()}")
+    if timestamp > received_at + MAX_FUTURE:
+        raise ValueError(
+            f"timestamp {timestamp.isoformat()}{how} is more than 24 hours after the call was received"
+            f" ({received_at.isoformat(timespec='seconds')}); check the sender's clock"
+        )
+
+
 class EncodedSize:
     """Bytes of a value as JSON, refusing what the database or the encoders downstream cannot hold.
 
     The parser accepts 1,024 levels but orjson writes only 254, and stored calls are written again inside
     exports and destination payloads: encoding the value under NESTING_HEADROOM extra levels proves it still
     fits in those envelopes, at no extra walk over the data. The envelope is built once per instance (one per
-    request) and each value is slotted into its centre. PostgreSQL text and jsonb refuse the NUL character, so
-    a call holding one is refused here, with its reason, instead of failing the whole batch.
+    request) and each value is slotted into its centre. PostgreSQL text and jsonb refuse the NUL character and
+    text that is not UTF-8, so a call holding either is refused here, with its reason, instead of failing the
+    whole batch.
     """
 
     def __init__(self) -> None:
@@ -166,7 +269,7 @@ class EncodedSize:
         try:
             encoded = orjson.dumps(self._envelope)
         except orjson.JSONEncodeError as error:
-            raise ValueError(f"{field_name} is nested more than {MAX_NESTING} levels deep") from error
+            raise ValueError(_unencodable(field_name, error)) from error
         finally:
             self._centre[0] = None
         # The substring test is a fast scan; the pattern (which tells an escaped backslash from an escape) is
@@ -174,6 +277,17 @@ class EncodedSize:
         if ESCAPED_NUL_SEQUENCE in encoded and ESCAPED_NUL.search(encoded):
             raise ValueError(f"{field_name} contains a NUL character (\\u0000), which cannot be stored")
         return len(encoded) - 2 * NESTING_HEADROOM
+
+
+def _storable_text(text: str) -> bool:
+    """Whether PostgreSQL can store this string in a text column: no NUL, and valid Unicode (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _object(value: Any, field_name: str) -> dict[str, Any]:
@@ -232,6 +346,7 @@ def normalise_message(
         timestamp = received_at - (sent_at - original)
     else:
         timestamp = original or received_at
+    _check_event_time(timestamp, received_at, corrected=original is not None and sent_at is not None)
 
     name = ""
     properties: dict[str, Any] = {}
@@ -326,7 +441,7 @@ def split_batch(
             rejected.append(
                 RejectedMessage(
                     index=index,
-                    message_id=message_id if isinstance(message_id, str) and "\x00" not in message_id else None,
+                    message_id=message_id if isinstance(message_id, str) and _storable_text(message_id) else None,
                     error=str(error),
                     payload=raw,
                 )

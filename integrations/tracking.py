@@ -42,6 +42,14 @@ def _error(message: str, *, status: int, code: str) -> HttpResponse:
     return _json({"success": False, "code": code, "message": message, "error": message}, status=status)
 
 
+def _declared_length(request: HttpRequest) -> int:
+    """The body's Content-Length (0 when absent or garbled: the body read is then checked for its real size)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 @csrf_exempt
 def tracking_call(request: HttpRequest, route: str) -> HttpResponse:
     """Accept one call (`/v1/track`, `/v1/t`, ...) or a batch (`/v1/batch`, `/v1/import`, `/v1/b`)."""
@@ -58,6 +66,8 @@ def tracking_call(request: HttpRequest, route: str) -> HttpResponse:
     try:
         if authorization.lower().startswith("basic "):
             source = source_for_write_key(segment.write_key_from(authorization, {}))
+        if _declared_length(request) > segment.MAX_REQUEST_BYTES:
+            raise segment.too_large()  # refused before the body is read, whatever its Content-Encoding
         body = segment.parse_request_body(request.body, request.headers.get("Content-Encoding", ""))
         if source is None:
             source = source_for_write_key(segment.write_key_from(authorization, body))

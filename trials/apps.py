@@ -17,6 +17,13 @@ class TrialsConfig(AppConfig):
         on_batch_stored(messages_on_batch)
         on_audience_enter(messages_on_audience_enter)
 
+        from audiences.merges import on_profile_merge
+        from trials.merge_rules import current_trials_on_merge, message_locks_on_merge
+        from trials.models import CustomerMessageLock, Trial
+
+        on_profile_merge(Trial, current_trials_on_merge)
+        on_profile_merge(CustomerMessageLock, message_locks_on_merge)
+
         from segments.usage import register_usage
         from trials.plays import plays_on_batch, plays_using_segment
 

@@ -1,8 +1,8 @@
 """Hypothesis against the Segment-compatible tracking API (`/v1/...`, docs/ingestion.md).
 
 Arbitrary JSON, wrong types in every field, extreme dates, huge and nested values, bad encodings, gzip garbage,
-odd content types, good and bad write keys: every answer is one docs/ingestion.md documents (200, 400 or 401
-with the JSON error shape), never a 500; valid calls are stored next to garbage; and a batch's counts add up.
+odd content types, good and bad write keys: every answer is one docs/ingestion.md documents (200, or 400, 401
+or 413 with the JSON error shape), never a 500; valid calls are stored next to garbage; and a batch's counts add up.
 `FUZZ_EXAMPLES` raises the number of examples (see docs/security.md).
 """
 
@@ -90,7 +90,8 @@ bodies = (
 def raw_requests(draw: st.DrawFn) -> tuple[bytes, str, str]:
     """A request body, its Content-Type and Content-Encoding: mostly JSON (plain or gzip), sometimes garbage."""
     encoded = json.dumps(draw(bodies), allow_nan=True).encode()
-    kind = draw(st.sampled_from(["json", "gzip", "truncated-gzip", "gzip-unsaid", "bytes", "latin-1", "deep"]))
+    kinds = ["json", "gzip", "truncated-gzip", "gzip-unsaid", "bytes", "latin-1", "deep", "bad-utf8", "surrogate"]
+    kind = draw(st.sampled_from(kinds))
     encoding = ""
     if kind == "gzip":
         encoded, encoding = gzip.compress(encoded), "gzip"
@@ -105,6 +106,10 @@ def raw_requests(draw: st.DrawFn) -> tuple[bytes, str, str]:
         encoded, encoding = draw(st.binary(max_size=200)), draw(st.sampled_from(["", "gzip", "br", "deflate", "x"]))
     elif kind == "latin-1":
         encoded = '{"userId": "é", "event": "Ünïcödé", "type": "track"}'.encode("latin-1")
+    elif kind == "bad-utf8":  # a byte that is not UTF-8 inside the first string of the document
+        encoded = encoded.replace(b'"', b'"' + draw(st.binary(min_size=1, max_size=2)) + b"\xff", 1)
+    elif kind == "surrogate":  # an escape for half a surrogate pair
+        encoded = encoded.replace(b'"', b'"\\ud83d', 1)
     elif kind == "deep":
         depth = draw(st.integers(min_value=100, max_value=5000))
         encoded = (
@@ -165,8 +170,8 @@ def post(
 
 
 def assert_documented(response: Any, route: str) -> dict[str, Any]:
-    """docs/ingestion.md: 200 with the batch counts on batch routes, or 400/401 with the JSON error shape."""
-    assert response.status_code in (200, 400, 401), (response.status_code, response.content[:300])
+    """docs/ingestion.md: 200 with the batch counts on batch routes, or 400/401/413 with the JSON error shape."""
+    assert response.status_code in (200, 400, 401, 413), (response.status_code, response.content[:300])
     answer: dict[str, Any] = orjson.loads(response.content)
     if response.status_code == 200:
         assert answer["success"] is True
@@ -221,8 +226,11 @@ valid_messages = st.fixed_dictionaries(
     optional={
         "anonymousId": storable_text.filter(bool),
         "messageId": storable_text.filter(bool).map(lambda text: text[:12]),
+        # The accepted window: from 2000 to a day after receipt (a little less, for the time the test takes).
         "timestamp": st.datetimes(
-            min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+            min_value=datetime(2000, 1, 1),
+            max_value=datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=20),
+            timezones=st.just(UTC),
         ).map(datetime.isoformat),
         "properties": st.dictionaries(
             storable_text,

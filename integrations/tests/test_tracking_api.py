@@ -146,7 +146,30 @@ class TestEncodings:
     def test_gzip_bomb_is_refused(self, write_key: str) -> None:
         raw = gzip.compress(b" " * (2 * 1024 * 1024))
         response = post("batch", None, key=write_key, raw=raw, **{"Content-Encoding": "gzip"})
-        assert (response.status_code, response.json()["code"]) == (400, "request_too_large")
+        assert (response.status_code, response.json()["code"]) == (413, "request_too_large")
+
+    @pytest.mark.parametrize("encoding", [None, "identity", "Identity ", "gzip"])
+    def test_a_body_over_the_limit_is_413_json_whatever_its_encoding(
+        self, write_key: str, encoding: str | None
+    ) -> None:
+        raw = json.dumps({"batch": [track(properties={"blob": "x" * 1000})] * 600}).encode()
+        assert len(raw) > 500 * 1024
+        if encoding == "gzip":
+            raw = gzip.compress(raw)
+        headers = {"Content-Encoding": encoding} if encoding else {}
+        response = post("batch", None, key=write_key, raw=raw, **headers)
+        assert response.status_code == 413
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["code"] == "request_too_large"
+        assert "500 KB" in response.json()["error"]
+        assert not Event.objects.exists()
+        assert IngestionError.objects.get().error == response.json()["error"]
+
+    def test_a_body_far_over_the_limit_is_refused_before_it_is_read(self, write_key: str) -> None:
+        # Past Django's own in-memory limit (2.5 MB) reading the body would answer an HTML 400 page.
+        raw = b'{"batch": []}' + b" " * (3 * 1024 * 1024)
+        response = post("batch", None, key=write_key, raw=raw, **{"Content-Encoding": "identity"})
+        assert (response.status_code, response.json()["code"]) == (413, "request_too_large")
 
 
 @pytest.mark.django_db
@@ -199,10 +222,10 @@ class TestValidation:
         assert "32 KB" in body["rejected"][0]["error"]
         assert set(Event.objects.values_list("message_id", flat=True)) == {"ok-1", "ok-2"}
 
-    def test_request_over_500_kb_is_400_and_stores_nothing(self, write_key: str) -> None:
+    def test_request_over_500_kb_is_413_and_stores_nothing(self, write_key: str) -> None:
         batch = [track(properties={"blob": "x" * (20 * 1024)}) for _ in range(30)]
         response = post("batch", {"batch": batch}, key=write_key)
-        assert (response.status_code, response.json()["code"]) == (400, "request_too_large")
+        assert (response.status_code, response.json()["code"]) == (413, "request_too_large")
         assert not Event.objects.exists()
 
     def test_more_than_2500_messages_is_400(self, write_key: str) -> None:
@@ -393,3 +416,168 @@ class TestFuzzerFindings:
         response = post("track", track(timestamp=timestamp, sentAt=sent_at), key=write_key)
         assert response.status_code == 400
         assert "is not between 1970 and 3000" in response.json()["error"]
+
+
+def raw_batch(*calls: str) -> bytes:
+    """A batch body written by hand: json.dumps refuses what these tests send (1,000 levels, bad bytes)."""
+    return ('{"batch": [' + ", ".join(calls) + "]}").encode("utf-8", "surrogateescape")
+
+
+KEPT = json.dumps(track("Kept", messageId="kept-1"))
+ALSO_KEPT = json.dumps(track("Also Kept", messageId="kept-2"))
+
+
+@pytest.mark.django_db
+class TestOneBadCallIsRejectedAlone:
+    """Issue 18: whatever one call holds, the batch answers 200, that call is listed and logged with its reason,
+    and its neighbours are stored."""
+
+    def assert_rejected_alone(self, response: Any, reason: str) -> None:
+        assert response.status_code == 200, response.content
+        answer = response.json()
+        assert answer["stored"] == 2
+        assert [(item["index"], item["messageId"]) for item in answer["rejected"]] == [(1, "bad-1")]
+        assert reason in answer["rejected"][0]["error"]
+        assert set(Event.objects.values_list("name", flat=True)) == {"Kept", "Also Kept"}
+        logged = IngestionError.objects.get()
+        assert (logged.message_id, logged.error) == ("bad-1", answer["rejected"][0]["error"])
+        assert "bad-1" in logged.payload
+
+    @pytest.mark.parametrize(
+        ("opening", "closing"),
+        [("[", "]"), ('{"a": ', "}")],
+        ids=["lists", "objects"],
+    )
+    @pytest.mark.parametrize("levels", [1000, 5000], ids=["1000-deep", "past-the-parsers-limit"])
+    def test_a_property_nested_too_deep(self, write_key: str, opening: str, closing: str, levels: int) -> None:
+        deep = opening * levels + "1" + closing * levels
+        bad = '{"type": "track", "event": "Deep", "userId": "u", "messageId": "bad-1", "properties": {"d": ' + deep
+        response = post("batch", None, key=write_key, raw=raw_batch(KEPT, bad + "}}", ALSO_KEPT))
+        self.assert_rejected_alone(response, "nested more than 200 levels deep")
+
+    @pytest.mark.parametrize(
+        "bad_string",
+        [b"caf\xe9", b"\xff\xfe", b"half \xe2\x82", b"\\ud800", b"\\udc00 alone"],
+        ids=["latin-1", "junk-bytes", "cut-sequence", "high-surrogate", "low-surrogate"],
+    )
+    @pytest.mark.parametrize("where", ["property", "nested key", "userId", "event name", "context"])
+    def test_text_that_is_not_utf8(self, write_key: str, bad_string: bytes, where: str) -> None:
+        text = bad_string.decode("utf-8", "surrogateescape")
+        fields = {
+            "property": '"properties": {"note": "' + text + '"}',
+            "nested key": '"properties": {"a": {"' + text + '": 1}}',
+            "userId": '"userId": "' + text + '"',
+            "event name": '"event": "' + text + '"',
+            "context": '"context": {"page": {"title": "' + text + '"}}',
+        }[where]
+        bad = '{"type": "track", "event": "x", "userId": "u", "messageId": "bad-1", ' + fields + "}"
+        response = post("batch", None, key=write_key, raw=raw_batch(KEPT, bad, ALSO_KEPT))
+        self.assert_rejected_alone(response, "not valid UTF-8")
+
+    def test_the_reason_shows_on_the_ingestion_errors_page(self, write_key: str, admin_user: Any) -> None:
+        deep = "[" * 1000 + "]" * 1000
+        bad = '{"type": "track", "event": "Deep", "userId": "u", "messageId": "bad-1", "properties": {"d": ' + deep
+        post("batch", None, key=write_key, raw=raw_batch(KEPT, bad + "}}", ALSO_KEPT))
+        client = Client()
+        client.force_login(admin_user)
+        page = client.get("/integrations/errors/")
+        assert page.status_code == 200
+        assert "message is nested more than 200 levels deep" in page.content.decode()
+
+    def test_a_raw_nul_byte_inside_a_string(self, write_key: str) -> None:
+        bad = '{"type": "track", "event": "x", "userId": "u", "messageId": "bad-1", "properties": {"k": "a\x00b"}}'
+        response = post("batch", None, key=write_key, raw=raw_batch(KEPT, bad, ALSO_KEPT))
+        self.assert_rejected_alone(response, "NUL")
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"properties": {"outer": {"in\x00ner": 1}}},
+            {"properties": {"list": [{"deep": ["x\x00"]}]}},
+            {"type": "identify", "traits": {"email": "ada\x00@acme.test"}},
+            {"type": "identify", "context": {"traits": {"na\x00me": "Ada"}}},
+            {"type": "group", "groupId": "grp\x00", "traits": {}},
+            {"type": "alias", "previousId": "old\x00"},
+            {"type": "page", "name": "Pri\x00cing"},
+            {"event": "Sign\x00ed Up"},
+            {"anonymousId": "anon\x00"},
+            {"context": {"groupId": "grp\x00"}},
+            {"integrations": {"Mix\x00panel": False}},
+        ],
+    )
+    def test_a_nul_anywhere_in_the_call(self, write_key: str, fields: dict[str, Any]) -> None:
+        bad = json.dumps(track(messageId="bad-1", **fields))
+        response = post("batch", None, key=write_key, raw=raw_batch(KEPT, bad, ALSO_KEPT))
+        self.assert_rejected_alone(response, "NUL")
+
+    def test_a_number_out_of_range_in_an_otherwise_unreadable_body(self, write_key: str) -> None:
+        # The lenient parse reads numbers as orjson does: a 30-digit integer is a float, 1e400 refuses the body.
+        big = json.dumps(track("Big", messageId="big-1", properties={"n": 10**30}))
+        bad = '{"type": "track", "event": "x", "userId": "u", "messageId": "bad-1", "properties": {"k": "\\ud800"}}'
+        answer = post("batch", None, key=write_key, raw=raw_batch(big, bad)).json()
+        assert (answer["stored"], [r["index"] for r in answer["rejected"]]) == (1, [1])
+        assert float(Event.objects.get().properties["n"]) == 1e30  # jsonb gives the number back as an integer
+        infinite = raw_batch(bad, '{"type": "track", "event": "x", "userId": "u", "properties": {"n": 1e400}}')
+        assert post("batch", None, key=write_key, raw=infinite).status_code == 400
+
+    def test_a_write_key_that_is_not_text_is_401(self, write_key: str) -> None:
+        raw = b'{"writeKey": "\\udc00", "event": "x", "userId": "u"}'
+        response = post("track", None, raw=raw)
+        assert (response.status_code, response.json()["code"]) == (401, "invalid_write_key")
+
+    def test_a_single_call_with_bad_text_is_400_with_its_reason(self, write_key: str) -> None:
+        response = post("track", None, key=write_key, raw=b'{"event": "x", "userId": "u\xff"}')
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("message contains text that is not valid UTF-8")
+        # The log keeps the bad byte visible as an escape, in text PostgreSQL can store.
+        assert json.loads(IngestionError.objects.get().payload)["userId"] == "u\\udcff"
+
+
+@pytest.mark.django_db
+class TestEventTimeWindow:
+    """Issue 18: the event time (after Segment's clock correction) must be from 2000 on and at most 24 hours after
+    the call was received; a call outside is rejected alone, with the reason."""
+
+    def test_a_timestamp_more_than_a_day_ahead_is_rejected_alone(self, write_key: str) -> None:
+        ahead = (datetime.now(UTC) + timedelta(hours=25)).isoformat()
+        batch = [track(messageId="kept-1"), track(messageId="bad-1", timestamp=ahead), track(messageId="kept-2")]
+        answer = post("batch", {"batch": batch}, key=write_key).json()
+        assert answer["stored"] == 2
+        assert [item["index"] for item in answer["rejected"]] == [1]
+        assert "more than 24 hours after the call was received" in answer["rejected"][0]["error"]
+        assert IngestionError.objects.get().message_id == "bad-1"
+
+    @pytest.mark.parametrize("timestamp", ["2999-01-01T00:00:00Z", "2500-06-01T00:00:00+02:00"])
+    def test_centuries_ahead_is_rejected(self, write_key: str, timestamp: str) -> None:
+        response = post("track", track(timestamp=timestamp), key=write_key)
+        assert response.status_code == 400
+        assert "more than 24 hours after" in response.json()["error"]
+        assert not Event.objects.exists()
+
+    def test_a_few_hours_ahead_is_accepted(self, write_key: str) -> None:
+        ahead = datetime.now(UTC) + timedelta(hours=23)
+        assert post("track", track(timestamp=ahead.isoformat()), key=write_key).status_code == 200
+        assert Event.objects.get().timestamp == ahead
+
+    @pytest.mark.parametrize("timestamp", ["1999-12-31T23:59:59Z", "1970-01-01T00:00:00Z"])
+    def test_before_2000_is_rejected(self, write_key: str, timestamp: str) -> None:
+        response = post("track", track(timestamp=timestamp), key=write_key)
+        assert response.status_code == 400
+        assert "is before 2000-01-01" in response.json()["error"]
+
+    def test_the_window_applies_to_the_corrected_time(self, write_key: str) -> None:
+        # A device whose clock was reset to 1970 sends both times from that clock: corrected, the event is recent.
+        body = {
+            "batch": [track(messageId="reset-clock", timestamp="1970-01-01T00:10:00Z")],
+            "sentAt": "1970-01-01T00:15:00Z",
+        }
+        answer = post("batch", body, key=write_key).json()
+        assert (answer["stored"], answer["rejected"]) == (1, [])
+        event = Event.objects.get()
+        assert timedelta(minutes=4) < event.received_at - event.timestamp < timedelta(minutes=6)
+        assert event.original_timestamp == datetime(1970, 1, 1, 0, 10, tzinfo=UTC)
+        # A clock that is right while sentAt is a day behind puts the corrected time a day ahead: rejected.
+        skewed = {"batch": [track(messageId="skewed", timestamp=datetime.now(UTC).isoformat())]}
+        skewed["sentAt"] = (datetime.now(UTC) - timedelta(days=2)).isoformat()  # type: ignore[assignment]
+        answer = post("batch", skewed, key=write_key).json()
+        assert "after correcting by sentAt" in answer["rejected"][0]["error"]
