@@ -221,8 +221,13 @@ def everyone_goes_through_every_door(
     ada = Customer.objects.get(user_id=ADA["user_id"])
     bob = Customer.objects.get(user_id=BOB["user_id"])
     assert ProfileMerge.objects.filter(customer=ada).exists()
-    orphans = DestinationDelivery.objects.filter(customer__isnull=True)
-    assert any(ADA["anonymous_id"] in delivery.last_error for delivery in orphans)
+    # The merge moved the anonymous profile's delivery to her (audiences.merges): it is hers to erase.
+    [orphan] = [d for d in DestinationDelivery.objects.filter(customer=ada) if ADA["anonymous_id"] in d.last_error]
+    # A delivery orphaned by a merge made before merges moved rows: still found by what its payload says.
+    orphan.pk = None
+    orphan.customer = None
+    orphan.idempotency_key = f"{orphan.idempotency_key}:orphaned"
+    orphan.save()
 
     # Stripe: her customer (linked by email), a trialing subscription, an invoice, a charge and its dispute, an
     # event type Trialloop ignores, and a delivery refused for its signature.
