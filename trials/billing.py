@@ -25,6 +25,7 @@ from django.utils import timezone
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.models import Account, AnonymousId, Customer, Source
 from audiences.services import source_create
+from config.money import to_major
 from integrations.destinations import Outbound, OutboundKind, outbound_emit
 from trials.models import (
     AddOn,
@@ -39,7 +40,6 @@ from trials.models import (
     Subscription,
     SubscriptionAddOn,
 )
-from trials.money import to_major
 from trials.scores import score_settings
 from trials.services import (
     Conversion,

@@ -1,7 +1,7 @@
 """The billing catalogue and subscriptions, mirrored from Stripe (or entered by hand).
 
 Amounts are integers in the smallest unit of the price's currency, as Stripe keeps them (cents for USD, yen for
-JPY: trials.money knows which). `Subscription.mrr_amount` holds the normalised monthly value in the
+JPY: config.money knows which). `Subscription.mrr_amount` holds the normalised monthly value in the
 subscription's own currency and `Subscription.mrr_cents` the same converted to the workspace currency (None when
 there is no rate), both computed by trials.services, so segments and reports can filter and sum them in SQL.
 """

@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from audiences.models import Customer
+from config.money import convert_to_cents
 from trials.models import (
     BillingInterval,
     BillingSettings,
@@ -30,7 +31,6 @@ from trials.models import (
     RecurringPrice,
     Subscription,
 )
-from trials.money import convert_to_cents
 
 # Months per one interval unit: the accepted normalisation (a year is 12 months, a week 52/12 of a month...).
 MONTHS_PER_INTERVAL: dict[str, Decimal] = {

@@ -10,7 +10,7 @@ def split_mrr_by_currency(apps, schema_editor):
     summed them whatever the currency. Keep that figure as `mrr_amount` with the subscription's currency, and
     make `mrr_cents` the workspace currency's hundredths: USD (the default workspace currency, no rates yet)
     converts as it is; another currency has no rate yet, so it is left empty — and so is the total of a
-    customer billed in it. A frozen copy of trials.money's rule, as migrations must not import app code."""
+    customer billed in it. A frozen copy of config.money's rule, as migrations must not import app code."""
     Subscription = apps.get_model("trials", "Subscription")
     Customer = apps.get_model("audiences", "Customer")
     mixed = set()
