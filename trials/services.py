@@ -151,6 +151,21 @@ def _coupon_terms(coupon: Coupon) -> DiscountTerms:
     )
 
 
+def stated_discount_terms(subscription: Subscription) -> list[DiscountTerms]:
+    """The discount a subscription's own fields state (one entered by hand, or generated demo data)."""
+    if subscription.discount_percent is None and not subscription.discount_amount_cents:
+        return []
+    return [
+        DiscountTerms(
+            coupon_id=subscription.coupon_id,
+            percent_off=subscription.discount_percent,
+            amount_off=subscription.discount_amount_cents,
+            currency=subscription.currency or subscription.plan.currency,
+            duration=subscription.discount_duration,
+        )
+    ]
+
+
 def subscription_discount_terms(subscription: Subscription) -> list[DiscountTerms]:
     """The discounts that apply to a subscription, valued from the coupons behind them (no API call).
 
@@ -160,17 +175,7 @@ def subscription_discount_terms(subscription: Subscription) -> list[DiscountTerm
     subscription entered by hand carries its discount in its own fields.
     """
     if not subscription.stripe_subscription_id:
-        if subscription.discount_percent is None and not subscription.discount_amount_cents:
-            return []
-        return [
-            DiscountTerms(
-                coupon_id=subscription.coupon_id,
-                percent_off=subscription.discount_percent,
-                amount_off=subscription.discount_amount_cents,
-                currency=subscription.currency or subscription.plan.currency,
-                duration=subscription.discount_duration,
-            )
-        ]
+        return stated_discount_terms(subscription)
     discounts: list[Discount]
     if subscription.discount_ids:
         by_id = {
