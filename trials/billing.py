@@ -341,6 +341,8 @@ def discount_upsert(obj: Mapping[str, Any], *, as_of: datetime, removed: bool = 
     discount.start, discount.end = _time(obj.get("start")) or discount.start, _time(obj.get("end"))
     if removed:
         discount.removed_at = discount.removed_at or as_of
+    elif discount.removed_at is not None and as_of > discount.removed_at:
+        discount.removed_at = None  # dropped by an older subscription state than this one
     discount.stripe_state_at = as_of
     discount.save()
     return discount
@@ -504,9 +506,14 @@ def subscription_upsert(
     subscription.stripe_state_at = as_of
     subscription.stripe_state = {"fields": _ordering_fields(obj), "previous": _ordering_fields(previous)}
     subscription.save()
-    Discount.objects.filter(stripe_subscription_id=subscription.stripe_subscription_id, removed_at=None).exclude(
-        stripe_discount_id__in=subscription.discount_ids
-    ).update(removed_at=as_of)
+    # A discount this state no longer lists has ended — unless something newer said otherwise; one it lists and
+    # an older state had dropped is running again.
+    Discount.objects.filter(stripe_subscription_id=subscription.stripe_subscription_id, removed_at=None).filter(
+        Q(stripe_state_at__isnull=True) | Q(stripe_state_at__lte=as_of)
+    ).exclude(stripe_discount_id__in=subscription.discount_ids).update(removed_at=as_of)
+    Discount.objects.filter(stripe_discount_id__in=subscription.discount_ids, removed_at__lt=as_of).update(
+        removed_at=None
+    )
     wanted = {}
     for item in items[1:]:
         add_on = add_on_upsert(item["price"])

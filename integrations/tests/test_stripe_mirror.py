@@ -232,6 +232,23 @@ class TestDiscountsWithoutAnApiKey:
         assert stored().mrr_amount == expected
         assert stored().discount_duration == coupon["duration"]
 
+    def test_an_older_state_without_the_discount_does_not_end_a_newer_discount(self) -> None:
+        profile()
+        listed, discount_event, coupon_event = self._events()
+        subscription = listed["data"]["object"]
+        deliver(sp.event("customer.subscription.created", {**subscription, "discounts": []}, created=T0))
+        deliver(coupon_event)
+        deliver(discount_event)  # at T0 + 60
+        older = sp.event(
+            "customer.subscription.updated",
+            {**subscription, "discounts": [], "metadata": {"note": "x"}},
+            created=T0 + 30,
+            previous_attributes={"metadata": {}},
+        )
+        deliver(older)  # newer than the stored state, older than the discount: it must not end the discount
+        deliver({**listed, "type": "customer.subscription.updated", "id": "evt_listed"})
+        assert stored().discount_ids == ["di_1"] and stored().mrr_amount == 8000
+
     def test_a_deleted_discount_stops_counting(self) -> None:
         profile()
         for event in self._events():
