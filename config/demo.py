@@ -41,7 +41,7 @@ from audiences.services import source_create
 from config.demo_effects import plant_effects
 from trials.models import AddOn, BillingInterval, Plan, Product, RecurringPrice, Subscription, SubscriptionAddOn
 from trials.play_demo import demo_alerts
-from trials.services import conversion, stated_discount_terms, subscription_mrr_amount
+from trials.services import conversion, subscription_mrr_amount
 
 DEMO_SOURCE_NAME = "Demo web app"
 DEFAULT_CUSTOMERS = 3000
@@ -1507,7 +1507,7 @@ def _write(world: _World, source: Source) -> None:
     convert = conversion()
     for subscription in stored.iterator(chunk_size=BATCH_SIZE):
         subscription.currency = subscription.plan.currency
-        subscription.mrr_amount = subscription_mrr_amount(subscription, stated_discount_terms(subscription))
+        subscription.mrr_amount = subscription_mrr_amount(subscription)
         subscription.mrr_cents = convert.to_cents(subscription.mrr_amount, subscription.currency)
         if subscription.mrr_cents:
             mrr_by_customer[subscription.customer_id] += subscription.mrr_cents

@@ -151,8 +151,8 @@ def _coupon_terms(coupon: Coupon) -> DiscountTerms:
     )
 
 
-def stated_discount_terms(subscription: Subscription) -> list[DiscountTerms]:
-    """The discount a subscription's own fields state (one entered by hand, or generated demo data)."""
+def _stated_discount_terms(subscription: Subscription) -> list[DiscountTerms]:
+    """The discount a subscription's own fields state."""
     if subscription.discount_percent is None and not subscription.discount_amount_cents:
         return []
     return [
@@ -172,10 +172,11 @@ def subscription_discount_terms(subscription: Subscription) -> list[DiscountTerm
     A Stripe subscription names its discounts by id (`discount_ids`); each is looked up among the mirrored
     discounts, and its coupon among the mirrored coupons — whatever is not known yet is left out until it
     arrives. Without discounts of its own, a customer-wide discount of its Stripe customer applies. A
-    subscription entered by hand carries its discount in its own fields.
+    subscription no Stripe payload wrote (entered by hand, generated demo data, or mirrored before discounts
+    were) carries its discount in its own fields.
     """
-    if not subscription.stripe_subscription_id:
-        return stated_discount_terms(subscription)
+    if not subscription.stripe_state:
+        return _stated_discount_terms(subscription)
     discounts: list[Discount]
     if subscription.discount_ids:
         by_id = {
