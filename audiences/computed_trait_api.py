@@ -26,7 +26,9 @@ from audiences.models import ComputedTrait, ComputedTraitChange, ComputedTraitVa
 from config.pagination import NewestFirstCursorPagination
 from config.permissions import RoleModelPermissions
 
-DEFINITION_FIELDS = ("key", "name", "description", "kind", "event", "property", "where", "window_days")
+DEFINITION_FIELDS = (
+    "key", "name", "description", "kind", "event", "property", "where", "window_days", "since_trial_start",
+)  # fmt: skip
 
 
 class CustomerSummarySerializer(serializers.ModelSerializer[Customer]):
@@ -41,6 +43,9 @@ class ComputedTraitSerializer(serializers.ModelSerializer[ComputedTrait]):
 
     where = serializers.JSONField(required=False, help_text="Event property filters, as in segment event conditions.")
     window_days = serializers.IntegerField(required=False, allow_null=True, help_text="Last N days; null: all time.")
+    since_trial_start = serializers.BooleanField(
+        required=False, help_text="Only events since the current trial started (instead of window_days)."
+    )
     customers_with_value = serializers.IntegerField(read_only=True)
     backfill_percent = serializers.SerializerMethodField()
 

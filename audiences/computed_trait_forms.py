@@ -26,7 +26,10 @@ class ComputedTraitForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     kind = forms.ChoiceField(choices=ComputedTrait.Kind.choices)
     event = forms.CharField(
-        max_length=200, required=False, help_text="The event it is computed from (not for trial days remaining)."
+        max_length=200,
+        required=False,
+        help_text="The event it is computed from; empty: any event the customer performed (track, page and screen "
+        "calls), for the kinds that read no property. Not for trial days remaining.",
     )
     property = forms.CharField(
         max_length=200,
@@ -44,6 +47,11 @@ class ComputedTraitForm(forms.Form):
     )
     window_days = forms.IntegerField(
         required=False, label="Window (days)", help_text="Only events of the last N days count; empty for all time."
+    )
+    since_trial_start = forms.BooleanField(
+        required=False,
+        label="Since the trial started",
+        help_text="Only events since the start of the customer's current trial count (instead of a window in days).",
     )
 
     def definition(self) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Computed traits: per-customer values derived from events, kept current as events arrive.
 
-A definition names an event (with optional property filters and a time window) and what to derive from it: a
-count, a sum / average / min / max of a numeric property, unique days active, the first / last / most frequent
-value of a property, the unique values (list or count), whether it ever happened, the days since it last happened,
-or (from billing, not events) the trial days remaining.
+A definition names an event — or any event the customer performed (their track, page and screen calls, not what
+Stripe recorded about them), for the kinds that read no property — with optional property filters and a window
+(the last N days, or since the start of the customer's current trial), and what to derive from it: a count, a
+sum / average / min / max of a numeric property, unique days active, the first / last / most frequent value of a
+property, the unique values (list or count), whether it ever happened, the days since it last happened, or (from
+the trial, not events) the trial days remaining — of a Stripe trial or of a trial without a card alike.
 
 All-time traits are updated **incrementally**: each stored batch's matching events are folded into the running
 state of the customers it touched (counts per value, the first and last event, ...). Every fold is commutative —
@@ -29,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from audiences.models import (
@@ -40,10 +42,11 @@ from audiences.models import (
     Customer,
     Event,
     ProfileMerge,
+    Source,
 )
 from segments.compiler import event_filter_q
 from segments.conditions import InvalidCondition, ValueType, parse_event_filters
-from trials.models import Subscription
+from trials.models import Subscription, Trial, TrialStage
 
 Kind = ComputedTrait.Kind
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -52,6 +55,10 @@ PROPERTY_KINDS = {
     Kind.UNIQUE_LIST, Kind.UNIQUE_COUNT,
 }  # fmt: skip
 NUMERIC_KINDS = {Kind.SUM, Kind.AVERAGE, Kind.MIN, Kind.MAX}
+ACTIVITY_TYPES = (Event.Type.TRACK, Event.Type.PAGE, Event.Type.SCREEN)
+"""What "any event" counts: calls the person's product made about what they did (identify, group and alias calls
+say who they are, not what they did)."""
+IN_TRIAL_STAGES = (TrialStage.TRIGGER, TrialStage.ACTIVATE, TrialStage.HABIT, TrialStage.SIGNAL)
 UNIQUE_LIST_LIMIT = 500
 BACKFILL_CHUNK = 2000
 # Traits being or done backfilling are kept current; a pending one waits for its backfill to read history.
@@ -110,7 +117,15 @@ class TraitChange:
 
 
 def _validated(
-    *, key: str, name: str, kind: str, event: str, property: str, where: Any, window_days: int | None
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    event: str,
+    property: str,
+    where: Any,
+    window_days: int | None,
+    since_trial_start: bool,
 ) -> dict[str, Any]:
     key, name, event, property = key.strip(), name.strip(), event.strip(), property.strip()
     if not KEY_PATTERN.match(key):
@@ -120,11 +135,18 @@ def _validated(
     if kind not in Kind.values:
         raise InvalidTrait("kind", f"must be one of {', '.join(Kind.values)}")
     if kind == Kind.TRIAL_DAYS_REMAINING:
-        if event or property or where or window_days:
-            raise InvalidTrait("kind", "trial days remaining comes from billing: no event, property, filter or window")
-        return {"key": key, "name": name, "kind": kind, "event": "", "property": "", "where": [], "window_days": None}
-    if not event:
-        raise InvalidTrait("event", "this kind needs the event it is computed from")
+        if event or property or where or window_days or since_trial_start:
+            raise InvalidTrait(
+                "kind", "trial days remaining comes from the trial: no event, property, filter or window"
+            )
+        return {
+            "key": key, "name": name, "kind": kind, "event": "", "property": "", "where": [], "window_days": None,
+            "since_trial_start": False,
+        }  # fmt: skip
+    if not event and kind in PROPERTY_KINDS:
+        raise InvalidTrait("event", "this kind reads a property: name the event it is read from")
+    if window_days is not None and since_trial_start:
+        raise InvalidTrait("window_days", "choose one window: the last N days, or since the trial started")
     if kind in PROPERTY_KINDS and not property:
         raise InvalidTrait("property", "this kind reads an event property: name it")
     if kind not in PROPERTY_KINDS and property:
@@ -145,6 +167,7 @@ def _validated(
         "property": property,
         "where": [f.__dict__ for f in filters],
         "window_days": window_days,
+        "since_trial_start": bool(since_trial_start),
     }
 
 
@@ -157,15 +180,24 @@ def computed_trait_save(
     property: str = "",
     where: Any = None,
     window_days: int | None = None,
+    since_trial_start: bool = False,
     description: str = "",
     trait: ComputedTrait | None = None,
 ) -> ComputedTrait:
     """Create or change a definition (InvalidTrait names the bad field); a new or changed definition is
-    backfilled from history by a task queued on commit."""
+    backfilled from history by a task queued on commit. An empty `event` means any event the customer performed
+    (for the kinds that read no property)."""
     fields = _validated(
-        key=key, name=name, kind=kind, event=event, property=property, where=where or [], window_days=window_days
+        key=key,
+        name=name,
+        kind=kind,
+        event=event,
+        property=property,
+        where=where or [],
+        window_days=window_days,
+        since_trial_start=since_trial_start,
     )
-    definition = ("kind", "event", "property", "where", "window_days")
+    definition = ("kind", "event", "property", "where", "window_days", "since_trial_start")
     with transaction.atomic():
         trait = trait or ComputedTrait()
         redefined = trait.pk is None or any(getattr(trait, f) != fields[f] for f in definition)
@@ -314,10 +346,27 @@ def _typed_columns(kind: str, value: Any) -> dict[str, Any]:
 
 
 def _matching_events(trait: ComputedTrait, now: datetime) -> QuerySet[Event]:
-    events = Event.objects.filter(name=trait.event)
+    """The events a trait reads: its event, or any event the person performed (not Stripe's billing events), its
+    property filters, and — since the trial started — only those from the customer's current trial on."""
+    if trait.event:
+        events = Event.objects.filter(name=trait.event)
+    else:
+        stripe = Source.objects.filter(kind=Source.Kind.STRIPE).values("pk")
+        events = Event.objects.filter(type__in=ACTIVITY_TYPES).exclude(source_id__in=stripe)
     for item in parse_event_filters(trait.where, "where"):
         events = events.filter(event_filter_q(item, now))
+    if trait.since_trial_start:
+        in_trial = Trial.objects.filter(
+            customer_id=OuterRef("customer_id"), is_current=True, started_at__lte=OuterRef("timestamp")
+        )
+        events = events.filter(Exists(in_trial))
     return events
+
+
+def _recomputed(trait: ComputedTrait) -> bool:
+    """Whether a trait is recomputed over its window rather than folded in: the last N days (events leave it)
+    or since the trial started (a new trial starts it over)."""
+    return trait.window_days is not None or trait.since_trial_start
 
 
 def _rows_by_customer(trait: ComputedTrait, events: QuerySet[Event]) -> dict[int, list[tuple[int, datetime, Any]]]:
@@ -379,14 +428,7 @@ def _recompute(trait: ComputedTrait, customer_ids: Sequence[int], now: datetime)
     """Values of these customers from their history (the window's, for a windowed trait), from scratch."""
     existing = {v.customer_id: v for v in ComputedTraitValue.objects.filter(trait=trait, customer_id__in=customer_ids)}
     if trait.kind == Kind.TRIAL_DAYS_REMAINING:
-        ends = dict(
-            Subscription.objects.filter(
-                customer_id__in=customer_ids, status=Subscription.Status.TRIALING, trial_end__gt=now
-            )
-            .values("customer_id")
-            .annotate(end=Min("trial_end"))
-            .values_list("customer_id", "end")
-        )
+        ends = _trial_ends(customer_ids, now)
         updates = {
             cid: ({"trial_end": ends[cid].isoformat()} if cid in ends else {}, ends.get(cid))
             for cid in {*customer_ids}
@@ -402,6 +444,19 @@ def _recompute(trait: ComputedTrait, customer_ids: Sequence[int], now: datetime)
         for cid in {*grouped, *existing}
     }
     return _store(trait, updates, existing, now)
+
+
+def _trial_ends(customer_ids: Sequence[int], now: datetime) -> dict[int, datetime]:
+    """When each customer's running trial ends: the current trial's end while it is in trial (a Stripe trial or
+    one without a card, from a signup); for a trialing subscription the loop has not made a trial of yet, its
+    `trial_end`."""
+    trials = Trial.objects.filter(customer_id__in=customer_ids, is_current=True)
+    ends = dict(trials.filter(stage__in=IN_TRIAL_STAGES, ends_at__gt=now).values_list("customer_id", "ends_at"))
+    untracked = Subscription.objects.filter(
+        customer_id__in=customer_ids, status=Subscription.Status.TRIALING, trial_end__gt=now
+    ).exclude(customer_id__in=trials.values("customer_id"))
+    subscription_ends = untracked.values("customer_id").annotate(end=Min("trial_end")).values_list("customer_id", "end")
+    return {**dict(subscription_ends), **ends}
 
 
 def _fold_in(trait: ComputedTrait, event_ids: Sequence[int], now: datetime) -> list[TraitChange]:
@@ -445,7 +500,8 @@ def computed_traits_apply(*, event_ids: Sequence[int], now: datetime | None = No
     )
     traits = list(ComputedTrait.objects.filter(backfill_status__in=ACTIVE_BACKFILL_STATES))
     if not merged:
-        traits = [trait for trait in traits if trait.event in {row[2] for row in rows}]
+        names = {row[2] for row in rows}
+        traits = [trait for trait in traits if trait.event in names or _counts_any_event(trait)]
     if not traits:
         return []
     try:
@@ -455,15 +511,54 @@ def computed_traits_apply(*, event_ids: Sequence[int], now: datetime | None = No
         return []  # this batch was folded in already
     received = max(row[4] for row in rows)
     changes: list[TraitChange] = []
+    activity: set[int] | None = None
     for trait in traits:
         if merged:
             changes += _recompute(trait, sorted(merged), now)
-        touched = sorted({row[1] for row in rows if row[2] == trait.event} - merged)
+        if not trait.event and not _counts_any_event(trait):
+            continue  # trial days remaining reads the trial, not events (computed_traits_trial_changed)
+        if trait.event:
+            read = {row[0] for row in rows if row[2] == trait.event}
+        else:
+            activity = _activity(event_ids) if activity is None else activity
+            read = activity
+        touched = sorted({row[1] for row in rows if row[0] in read} - merged)
+        if not touched:
+            continue
         finished = trait.backfill_finished_at
-        if trait.window_days is not None or finished is None or received <= finished:
+        if _recomputed(trait) or finished is None or received <= finished:
             changes += _recompute(trait, touched, now)
             continue
-        changes += _fold_in(trait, [row[0] for row in rows if row[2] == trait.event and row[1] not in merged], now)
+        changes += _fold_in(trait, [row[0] for row in rows if row[0] in read and row[1] not in merged], now)
+    return changes
+
+
+def _counts_any_event(trait: ComputedTrait) -> bool:
+    """A trait with no event counts any activity call (days active in the trial), except trial days remaining."""
+    return not trait.event and trait.kind != Kind.TRIAL_DAYS_REMAINING
+
+
+def _activity(event_ids: Sequence[int]) -> set[int]:
+    """The batch's events that "any event" counts (activity calls, not Stripe's)."""
+    stripe = Source.objects.filter(kind=Source.Kind.STRIPE).values("pk")
+    return set(
+        Event.objects.filter(pk__in=event_ids, type__in=ACTIVITY_TYPES)
+        .exclude(source_id__in=stripe)
+        .values_list("pk", flat=True)
+    )
+
+
+def computed_traits_trial_changed(*, customer_ids: Sequence[int], now: datetime) -> list[TraitChange]:
+    """The customers' trials started, restarted, moved their end or left the trial: recompute the traits that
+    read the trial — trial days remaining, and every trait counted since the trial started."""
+    if not customer_ids:
+        return []
+    traits = ComputedTrait.objects.filter(
+        Q(kind=Kind.TRIAL_DAYS_REMAINING) | Q(since_trial_start=True), backfill_status__in=ACTIVE_BACKFILL_STATES
+    )
+    changes: list[TraitChange] = []
+    for trait in traits:
+        changes += _recompute(trait, list(customer_ids), now)
     return changes
 
 
@@ -505,7 +600,10 @@ def computed_traits_decay(*, now: datetime | None = None, limit: int = 5000) -> 
 
 def _backfill_customers(trait: ComputedTrait, now: datetime) -> QuerySet[Customer]:
     if trait.kind == Kind.TRIAL_DAYS_REMAINING:
-        having = Q(subscriptions__status=Subscription.Status.TRIALING, subscriptions__trial_end__gt=now)
+        in_trial = Trial.objects.filter(is_current=True, stage__in=IN_TRIAL_STAGES, ends_at__gt=now)
+        having = Q(subscriptions__status=Subscription.Status.TRIALING, subscriptions__trial_end__gt=now) | Q(
+            pk__in=in_trial.values("customer_id")
+        )
     else:
         events = _matching_events(trait, now)
         if trait.window_days is not None:

@@ -130,7 +130,13 @@ class Customer(TimestampedModel):
     subscriber_status = models.CharField(
         max_length=20, choices=SubscriberStatus.choices, blank=True, default=SubscriberStatus.NONE
     )
-    mrr_cents = models.BigIntegerField(default=0, help_text="Sum of the normalised MRR of the subscriptions.")
+    mrr_cents = models.BigIntegerField(
+        null=True,
+        blank=True,
+        default=0,
+        help_text="Sum of the subscriptions' normalised MRR, in hundredths of the workspace currency; empty when "
+        "part of it is in a currency without a rate.",
+    )
     ltv_cents = models.BigIntegerField(default=0, help_text="Total paid, net of refunds.")
     first_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -293,6 +299,9 @@ class ComputedTrait(TimestampedModel):
     window_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Only events of the last N days count; empty for all time."
     )
+    since_trial_start = models.BooleanField(
+        default=False, help_text="Only events since the start of the customer's current trial count."
+    )
     backfill_status = models.CharField(max_length=10, choices=Backfill.choices, default=Backfill.PENDING)
     backfill_total = models.PositiveIntegerField(default=0, help_text="Customers to compute in the backfill.")
     backfill_done = models.PositiveIntegerField(default=0)
@@ -306,6 +315,9 @@ class ComputedTrait(TimestampedModel):
             models.CheckConstraint(condition=~Q(key=""), name="computed_trait_key_not_empty"),
             models.CheckConstraint(
                 condition=Q(window_days__isnull=True) | Q(window_days__gt=0), name="computed_trait_window_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(window_days__isnull=True) | Q(since_trial_start=False), name="computed_trait_one_window"
             ),
         ]
 

@@ -41,7 +41,7 @@ from audiences.services import source_create
 from config.demo_effects import plant_effects
 from trials.models import AddOn, BillingInterval, Plan, Product, RecurringPrice, Subscription, SubscriptionAddOn
 from trials.play_demo import demo_alerts
-from trials.services import subscription_mrr_cents
+from trials.services import conversion, subscription_mrr_amount
 
 DEMO_SOURCE_NAME = "Demo web app"
 DEFAULT_CUSTOMERS = 3000
@@ -1504,12 +1504,15 @@ def _write(world: _World, source: Source) -> None:
         .select_related("plan")
         .prefetch_related("add_on_items__add_on")
     )
+    convert = conversion()
     for subscription in stored.iterator(chunk_size=BATCH_SIZE):
-        subscription.mrr_cents = subscription_mrr_cents(subscription)
+        subscription.currency = subscription.plan.currency
+        subscription.mrr_amount = subscription_mrr_amount(subscription)
+        subscription.mrr_cents = convert.to_cents(subscription.mrr_amount, subscription.currency)
         if subscription.mrr_cents:
             mrr_by_customer[subscription.customer_id] += subscription.mrr_cents
             changed.append(subscription)
-    Subscription.objects.bulk_update(changed, ["mrr_cents"], batch_size=BATCH_SIZE)
+    Subscription.objects.bulk_update(changed, ["currency", "mrr_amount", "mrr_cents"], batch_size=BATCH_SIZE)
     mrr_by_pk = {subscription.pk: subscription.mrr_cents for subscription in changed}
     for planned in world.subscriptions:
         planned.mrr_cents = mrr_by_pk.get(planned.pk, 0)

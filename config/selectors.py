@@ -18,12 +18,20 @@ from trials.models import Subscription
 
 
 def dashboard_figures() -> dict[str, Any]:
-    """Headline numbers in three queries: customers (estimated), subscriptions by status, events today."""
+    """Headline numbers in four queries: customers (estimated), subscriptions by status with MRR in the workspace
+    currency, MRR in currencies without a rate (per currency), events today."""
     by_status = Subscription.objects.aggregate(
         trialing=Count("id", filter=Q(status=Subscription.Status.TRIALING)),
         active=Count("id", filter=Q(status=Subscription.Status.ACTIVE)),
         past_due=Count("id", filter=Q(status=Subscription.Status.PAST_DUE)),
         mrr_cents=Sum("mrr_cents"),
+    )
+    # MRR in a currency without a rate has no converted value: shown per currency, never added to the total.
+    unconverted = (
+        Subscription.objects.filter(mrr_amount__gt=0, mrr_cents__isnull=True)
+        .order_by("currency")
+        .values_list("currency")
+        .annotate(total=Sum("mrr_amount"))
     )
     since = timezone.now() - timedelta(hours=24)
     return {
@@ -32,6 +40,7 @@ def dashboard_figures() -> dict[str, Any]:
         "active": by_status["active"],
         "past_due": by_status["past_due"],
         "mrr_cents": by_status["mrr_cents"] or 0,
+        "mrr_unconverted": list(unconverted),
         "events_24h": Event.objects.filter(timestamp__gte=since).count(),
     }
 

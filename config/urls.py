@@ -121,6 +121,7 @@ urlpatterns = [
     path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),
     path("integrations/sources/<int:pk>/rotate/", integrations_views.SourceRotateView.as_view(), name="source-rotate"),
     path("integrations/stripe/", stripe_views.StripeOverviewView.as_view(), name="stripe-overview"),
+    path("integrations/stripe/billing/", stripe_views.BillingSettingsView.as_view(), name="billing-settings"),
     path(
         "integrations/stripe/events/<int:pk>/replay/",
         stripe_views.StripeEventReplayView.as_view(),

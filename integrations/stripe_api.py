@@ -31,10 +31,13 @@ def object_refetcher() -> Refetch | None:
     client = stripe_client()
 
     def refetch(kind: str, object_id: str) -> dict[str, Any] | None:
-        if kind != "subscription":
-            return None
         try:
-            fresh = client.v1.subscriptions.retrieve(object_id, params={"expand": ["discounts.source.coupon"]})
+            if kind == "subscription":
+                fresh: Any = client.v1.subscriptions.retrieve(object_id, params={"expand": ["discounts.source.coupon"]})
+            elif kind == "price":
+                fresh = client.v1.prices.retrieve(object_id, params={"expand": ["tiers"]})
+            else:
+                return None
         except stripe.StripeError:
             return None  # the payload is still applied; the API being down must not stop webhooks
         result: dict[str, Any] = fresh.to_dict()

@@ -33,6 +33,8 @@ def _pages(client: stripe.StripeClient, collection: str, starting_after: str) ->
     params: dict[str, Any] = {"limit": PAGE_SIZE}
     if collection == "subscriptions":
         params |= {"status": "all", "expand": ["data.discounts.source.coupon"]}
+    if collection == "prices":
+        params |= {"expand": ["data.tiers"]}  # a tiered price's tiers come only when asked for
     while True:
         if starting_after:
             params["starting_after"] = starting_after

@@ -1,4 +1,5 @@
-"""The Stripe webhook endpoint and the Stripe integration page (health, delivery log, replay, unlinked)."""
+"""The Stripe webhook endpoint, the Stripe integration page (health, delivery log, replay, unlinked) and the billing
+settings page (workspace currency, currency rates, account mapping)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ from integrations.stripe_webhooks import (
     webhook_receive,
 )
 from trials.billing import stripe_customer_link
-from trials.models import StripeCustomer
+from trials.billing_settings import billing_settings_update, currency_rate_delete, currency_rate_set
+from trials.forms import BillingSettingsForm, CurrencyRateForm
+from trials.models import CurrencyRate, StripeCustomer
+from trials.services import billing_settings, mrr_by_unconverted_currency
 
 
 @csrf_exempt
@@ -122,3 +126,45 @@ class StripeCustomerLinkView(StaffPermissionMixin, TemplateView):
         replayed = stripe_events_replay_waiting(stripe_customer_id=stripe_customer.stripe_customer_id)
         messages.success(request, f"Linked to {profile}; {replayed} waiting events applied.")
         return HttpResponseRedirect(reverse("stripe-overview"))
+
+
+class BillingSettingsView(StaffPermissionMixin, TemplateView):
+    """The workspace currency, the rates that convert other currencies into it, and how a Stripe customer maps
+    to an account. Admins only; every change is audited and takes effect at once (trials.billing_settings)."""
+
+    template_name = "integrations/billing_settings.html"
+    admin_only = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        settings = billing_settings()
+        return {
+            **super().get_context_data(**kwargs),
+            "settings_form": kwargs.get("settings_form") or BillingSettingsForm(instance=settings),
+            "rate_form": kwargs.get("rate_form") or CurrencyRateForm(workspace_currency=settings.currency),
+            "rates": list(CurrencyRate.objects.all()),
+            "workspace_currency": settings.currency,
+            "unconverted": sorted(mrr_by_unconverted_currency().items()),
+        }
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        settings = billing_settings()
+        which = request.POST.get("form")
+        if which == "settings":
+            settings_form = BillingSettingsForm(request.POST, instance=billing_settings())
+            if not settings_form.is_valid():
+                return self.render_to_response(self.get_context_data(settings_form=settings_form), status=400)
+            billing_settings_update(data={f: settings_form.cleaned_data[f] for f in BillingSettingsForm.Meta.fields})
+            messages.success(request, "Billing settings saved.")
+        elif which == "rate":
+            rate_form = CurrencyRateForm(request.POST, workspace_currency=settings.currency)
+            if not rate_form.is_valid():
+                return self.render_to_response(self.get_context_data(rate_form=rate_form), status=400)
+            row = currency_rate_set(currency=rate_form.cleaned_data["currency"], rate=rate_form.cleaned_data["rate"])
+            messages.success(request, f"Rate saved: {row}. MRR in {row.currency.upper()} is converted with it.")
+        elif which == "delete-rate":
+            currency = request.POST.get("currency", "")
+            currency_rate_delete(currency=currency)
+            messages.success(request, f"Rate of {currency.upper()} removed: its MRR is shown apart again.")
+        else:
+            return JsonResponse({"error": "Unknown form; expected settings, rate or delete-rate."}, status=400)
+        return HttpResponseRedirect(reverse("billing-settings"))

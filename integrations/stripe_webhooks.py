@@ -237,7 +237,7 @@ def stripe_event_process(*, event_pk: int) -> str:
         else:
             stored.status = StripeEvent.Status.IGNORED if outcome == "ignored" else StripeEvent.Status.PROCESSED
             stored.processed_at, stored.last_error, stored.next_attempt_at = timezone.now(), "", None
-            if stored.type.startswith("customer.") and not stored.type.startswith("customer.subscription."):
+            if stored.type in ("customer.created", "customer.updated", "customer.deleted"):
                 _replay_waiting_once_linked(stored.stripe_customer_id)
         stored.save()
         return str(stored.status)

@@ -283,7 +283,13 @@ class CancellationSession(TimestampedModel):
     offer_simulated = models.BooleanField(default=False, help_text="Test session: the offer was not sent to Stripe.")
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.INCOMPLETE)
     outcome_at = models.DateTimeField(null=True, blank=True)
-    mrr_cents = models.BigIntegerField(default=0, help_text="The subscription's MRR when the session started.")
+    mrr_cents = models.BigIntegerField(
+        null=True,
+        blank=True,
+        default=0,
+        help_text="The subscription's MRR when the session started, in hundredths of the workspace currency "
+        "(empty: its currency had no rate).",
+    )
     recovered_subscription_id = models.CharField(
         max_length=255, blank=True, help_text="Win-back: the Stripe subscription created by the accepted offer."
     )

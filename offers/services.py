@@ -60,7 +60,7 @@ from segments.models import Segment
 from segments.selectors import segment_draft_members
 from segments.usage import SegmentUse
 from trials.models import BillingInterval, Plan, Subscription
-from trials.services import monthly_amount
+from trials.services import conversion, monthly_amount, price_interval_amount
 
 logger = logging.getLogger(__name__)
 
@@ -605,11 +605,15 @@ def win_back_start(
     if match.offer is None:
         raise WrongState("No win-back offer applies to this customer.", code="no_offer")
     plan = subscription.plan
-    mrr = monthly_amount(
-        amount_cents=plan.amount_cents,
+    # What the canceled subscription ran at (its own MRR is 0 now), in the workspace currency like every total.
+    run_rate = monthly_amount(
+        amount_cents=price_interval_amount(plan, subscription.quantity),
         interval=plan.interval,
         interval_count=plan.interval_count,
-        quantity=subscription.quantity,
+        quantity=1,
+    )
+    mrr = conversion().to_cents(
+        int(run_rate.quantize(Decimal(1), rounding=ROUND_HALF_UP)), subscription.currency or plan.currency
     )
     try:
         with transaction.atomic():
@@ -624,7 +628,7 @@ def win_back_start(
                 stage=CancellationSession.Stage.OFFER,
                 offer_rule=match.rule,
                 offered_offer=match.offer,
-                mrr_cents=int(mrr.quantize(Decimal(1), rounding=ROUND_HALF_UP)),
+                mrr_cents=mrr,
             )
             _step_record(
                 session,
@@ -1111,7 +1115,7 @@ def session_properties(session: CancellationSession, reason_label: str | None = 
         "stripe_feedback": reason.stripe_feedback if reason else None,
         **_offer_properties(session.accepted_offer or session.offered_offer),
         "offer_accepted": session.accepted_offer_id is not None,
-        "mrr": round(session.mrr_cents / 100, 2),
+        "mrr": round(session.mrr_cents / 100, 2) if session.mrr_cents is not None else None,
         "is_test": session.is_test,
     }
 

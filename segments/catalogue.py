@@ -40,7 +40,8 @@ class PropertySpec:
     json_key: str = ""  # a custom property: the key read in the JSON column `path`
     on_account: bool = False  # a custom property of the customer's account (group traits)
     # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`;
-    # "active_offer" / "days_since_saved": read from the customer's saved cancellation sessions (offers app).
+    # "active_offer" / "days_since_saved": read from the customer's saved cancellation sessions (offers app);
+    # "active_coupon": the coupons discounting the customer now (trials' mirrored Stripe discounts).
     # "account_members" / "account_active_members": how many customers share the account (active: seen in the last
     # ACTIVE_MEMBER_DAYS days); "meeting_logged": a rep closed an alert on the customer or account as a meeting.
     derived: str = ""
@@ -69,6 +70,14 @@ BUILT_IN: tuple[PropertySpec, ...] = (
         ValueType.NUMBER,
         "accepted_offer_id",
         derived="active_offer",
+    ),
+    PropertySpec(
+        "subscriber.active_coupon_id",
+        "Active coupon ID",
+        "Subscriber",
+        ValueType.STRING,
+        "coupon_id",
+        derived="active_coupon",
     ),
     PropertySpec(
         "subscriber.days_since_saved",

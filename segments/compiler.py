@@ -46,7 +46,10 @@ from segments.catalogue import PropertySpec, property_named
 from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
 from segments.regex_dialect import canonical
 from segments.typed_sql import JSONKeyHolds, JSONTest, JSONTextHolds, fold
-from trials.models import Subscription
+from trials.models import Discount, Subscription
+
+LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "unpaid", "paused")
+"""A subscription in these statuses is still running: its discounts still apply."""
 
 # A condition every row satisfies, and one none does: what `is_set` / `is_not_set` compile to on a property every
 # customer (or subscription, or trial) has a value for.
@@ -309,6 +312,37 @@ def _active_offer_q(spec: PropertySpec, operator: str, value: Any, now: datetime
     return ~q if positive != operator else q
 
 
+def _active_coupon_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """A coupon discounting the customer now: the coupon of a live subscription's discount, or of a customer-wide
+    Stripe discount that has not ended; negative operators are the negation, so a customer without an active
+    coupon matches them."""
+    positive = POSITIVE_OF.get(operator, operator)
+    held = ~Q(coupon_id="") if positive == "is_set" else compare(spec.path, spec.value_type, positive, value, now)
+    by_subscription = coupon_subscriptions().filter(held, customer=OuterRef("pk"))
+    by_discount = running_discounts(now).filter(held, stripe_customer_id=OuterRef("stripe_customer_id"))
+    q = Q(Exists(by_subscription)) | Q(Exists(by_discount))
+    return ~q if positive != operator else q
+
+
+def coupon_subscriptions() -> QuerySet[Subscription]:
+    """Live subscriptions that carry a valued coupon (`coupon_id`, the first of their discounts)."""
+    return Subscription.objects.filter(status__in=LIVE_SUBSCRIPTION_STATUSES).exclude(coupon_id="")
+
+
+def running_discounts(now: datetime) -> QuerySet[Discount]:
+    """Stripe discounts still running whose coupon is known: customer-wide ones, and every discount of a live
+    subscription (its second discount, too)."""
+    live = Subscription.objects.filter(
+        stripe_subscription_id=OuterRef("stripe_subscription_id"), status__in=LIVE_SUBSCRIPTION_STATUSES
+    )
+    return (
+        Discount.objects.filter(removed_at=None)
+        .filter(Q(end__isnull=True) | Q(end__gt=now))
+        .filter(Q(stripe_subscription_id="") | Q(Exists(live)))
+        .exclude(coupon_id="")
+    )
+
+
 def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
     """Whole days since the customer was last saved, compared with N (a customer never saved has no value)."""
     latest = _saved_sessions(now).order_by("-outcome_at").values("outcome_at")[:1]
@@ -384,6 +418,8 @@ def _condition_q(node: Condition, now: datetime) -> Q:
         return _active_offer_q(spec, node.operator, node.value, now)
     if spec.derived == "days_since_saved":
         return _days_since_saved_q(node.operator, node.value, now)
+    if spec.derived == "active_coupon":
+        return _active_coupon_q(spec, node.operator, node.value, now)
     if spec.is_json:
         return _trait_q(spec, node.operator, node.value, now)
     if spec.derived == "predicate":

@@ -75,6 +75,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         return _computed_actual(spec, customer, now)
     if spec.derived in ("active_offer", "days_since_saved"):
         return _saved_actual(spec, customer, now)
+    if spec.derived == "active_coupon":
+        return _active_coupons(customer, now)
     if spec.derived in ("account_members", "account_active_members", "meeting_logged"):
         return _sales_actual(spec, customer, now)
     if spec.is_json:
@@ -109,6 +111,15 @@ def _sales_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
     if spec.derived == "account_active_members":
         members = members.filter(last_seen_at__gte=now - timedelta(days=ACTIVE_MEMBER_DAYS))
     return members.count()
+
+
+def _active_coupons(customer: Customer, now: datetime) -> list[str]:
+    """The coupons discounting the customer now, as subscriber.active_coupon_id compares them."""
+    from segments.compiler import coupon_subscriptions, running_discounts
+
+    by_subscription = coupon_subscriptions().filter(customer=customer).values_list("coupon_id", flat=True)
+    by_discount = running_discounts(now).filter(stripe_customer_id=customer.stripe_customer_id or "-")
+    return sorted({*by_subscription, *by_discount.values_list("coupon_id", flat=True)})
 
 
 def _saved_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:

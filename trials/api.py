@@ -41,6 +41,8 @@ class SubscriptionSerializer(serializers.ModelSerializer[Subscription]):
             "discount_percent",
             "discount_amount_cents",
             "discount_duration",
+            "currency",
+            "mrr_amount",
             "mrr_cents",
         ]
 

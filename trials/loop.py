@@ -39,8 +39,10 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from audiences.computed_traits import computed_traits_trial_changed
 from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer, Event
+from audiences.pipeline import trait_changes_publish
 from trials.defaults import DEFINITION
 from trials.models import ActivationDefinition, FitRule, Subscription, Trial, TrialStage, TrialStageChange
 from trials.scores import ScoreInputs, score_settings, scores_compute
@@ -410,7 +412,9 @@ def relevant_names_forget() -> None:
 def trials_on_batch(facts: BatchFacts, now: datetime) -> set[int]:
     """The stored-batch hook, in the batch's transaction: trials are created or restarted for the customers the
     batch signed up or Stripe told about, and every current trial of a customer the batch touched with an event
-    the loop reads, a profile change or billing is re-derived. A batch of other events costs no query; one about
+    the loop reads, a profile change or billing is re-derived. Computed traits that read the trial are
+    recomputed for the customers whose trial changed, and added to the batch's changed traits so the live
+    audiences reading them are re-evaluated. A batch of other events costs no query; one about
     customers without a trial costs one (the definition, with whether any has a trial)."""
     names, has_condition = _relevant_event_names()
     customer_ids = {c for c, batch_names in facts.events.items() if batch_names & names}
@@ -432,7 +436,22 @@ def trials_on_batch(facts: BatchFacts, now: datetime) -> set[int]:
         return set()
     created = trials_sync(customer_ids=to_sync, now=now, definition=definition)
     current = Trial.objects.filter(customer_id__in=customer_ids, is_current=True)
-    return created | trials_refresh(trials=current, now=now, definition=definition)
+    changed = created | trials_refresh(trials=current, now=now, definition=definition)
+    for customer_id, keys in trial_traits_refresh(changed, now).items():
+        facts.changed_traits.setdefault(customer_id, set()).update(keys)
+    return changed
+
+
+def trial_traits_refresh(customer_ids: set[int], now: datetime) -> dict[int, set[str]]:
+    """The trials of these customers started, restarted, moved their end or changed stage: recompute the computed
+    traits that read the trial (days remaining, counts since the trial started), tell the destinations, and
+    return the changed keys per customer for the live audiences reading them."""
+    changes = computed_traits_trial_changed(customer_ids=sorted(customer_ids), now=now)
+    trait_changes_publish(changes, now)
+    changed: dict[int, set[str]] = {}
+    for change in changes:
+        changed.setdefault(change.customer_id, set()).add(change.trait_key)
+    return changed
 
 
 def trials_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, int]:
@@ -466,7 +485,8 @@ def trials_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> di
             now=now,
         )
         if changed:
-            audiences_refresh(facts=BatchFacts(profile_changed=changed), now=now)
+            traits = trial_traits_refresh(changed, now)
+            audiences_refresh(facts=BatchFacts(profile_changed=changed, changed_traits=traits), now=now)
     return {"customers": len(customer_ids), "changed": len(changed)}
 
 
@@ -542,5 +562,6 @@ def trials_backfill(*, now: datetime | None = None, chunk: int = 500) -> int:
             list(Customer.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
             changed = trials_process(customer_ids=set(ids), now=now)
             if changed:
-                audiences_refresh(facts=BatchFacts(profile_changed=changed), now=now)
+                traits = trial_traits_refresh(changed, now)
+                audiences_refresh(facts=BatchFacts(profile_changed=changed, changed_traits=traits), now=now)
         done, after = done + len(ids), ids[-1]

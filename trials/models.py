@@ -1,7 +1,9 @@
 """The billing catalogue and subscriptions, mirrored from Stripe (or entered by hand).
 
-Amounts are integer cents in the price's currency, as Stripe keeps them. `Subscription.mrr_cents` holds the
-normalised monthly value computed by trials.services, so segments and reports can filter and sum it in SQL.
+Amounts are integers in the smallest unit of the price's currency, as Stripe keeps them (cents for USD, yen for
+JPY: config.money knows which). `Subscription.mrr_amount` holds the normalised monthly value in the
+subscription's own currency and `Subscription.mrr_cents` the same converted to the workspace currency (None when
+there is no rate), both computed by trials.services, so segments and reports can filter and sum them in SQL.
 """
 
 from __future__ import annotations
@@ -47,13 +49,43 @@ class RecurringPrice(TimestampedModel):
         LICENSED = "licensed", "Licensed (per seat)"
         METERED = "metered", "Metered"
 
+    class BillingScheme(models.TextChoices):
+        PER_UNIT = "per_unit", "Per unit"
+        TIERED = "tiered", "Tiered"
+
+    class TiersMode(models.TextChoices):
+        NONE = "", "Not tiered"
+        GRADUATED = "graduated", "Graduated"
+        VOLUME = "volume", "Volume"
+
     stripe_price_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     name = models.CharField(max_length=255)
-    amount_cents = models.BigIntegerField(default=0, help_text="Unit amount per interval, in cents.")
+    amount_cents = models.BigIntegerField(
+        default=0, help_text="Unit amount per interval, in the currency's smallest unit (per-unit prices)."
+    )
+    amount_decimal = models.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="Stripe's unit_amount_decimal when it has fractions of the smallest unit; else empty.",
+    )
     currency = models.CharField(max_length=3, default="usd")
     interval = models.CharField(max_length=5, choices=BillingInterval.choices, default=BillingInterval.MONTH)
     interval_count = models.PositiveSmallIntegerField(default=1)
     usage_type = models.CharField(max_length=10, choices=UsageType.choices, default=UsageType.LICENSED)
+    billing_scheme = models.CharField(max_length=8, choices=BillingScheme.choices, default=BillingScheme.PER_UNIT)
+    tiers_mode = models.CharField(max_length=9, choices=TiersMode.choices, blank=True, default=TiersMode.NONE)
+    tiers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Tiers of a tiered price: [{"up_to": N or null, "unit_amount": "…", "flat_amount": "…"}], '
+        "amounts as decimal text in the smallest unit.",
+    )
+    transform_divide_by = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Package pricing: the quantity is divided by this before pricing."
+    )
+    transform_round = models.CharField(max_length=4, blank=True, help_text="up or down (package pricing).")
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -119,6 +151,7 @@ class Subscription(TimestampedModel):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
     status = models.CharField(max_length=20, choices=Status.choices)
+    currency = models.CharField(max_length=3, blank=True, help_text="Stripe's currency of the subscription.")
     quantity = models.PositiveIntegerField(default=1)
     started_at = models.DateTimeField(help_text="When the subscription was created (Stripe start_date).")
     trial_start = models.DateTimeField(null=True, blank=True)
@@ -135,14 +168,31 @@ class Subscription(TimestampedModel):
     discount_duration = models.CharField(
         max_length=10, choices=DiscountDuration.choices, blank=True, default=DiscountDuration.NONE
     )
+    discount_ids = models.JSONField(
+        default=list, blank=True, help_text="Stripe ids of the subscription's discounts, in Stripe's order."
+    )
     cancellation_details = models.JSONField(
         default=dict, blank=True, help_text="Stripe's cancellation reason, feedback and comment."
     )
-    mrr_cents = models.BigIntegerField(default=0, help_text="Normalised monthly recurring revenue, in cents.")
+    mrr_amount = models.BigIntegerField(
+        default=0, help_text="Normalised monthly recurring revenue in the smallest unit of `currency`."
+    )
+    mrr_cents = models.BigIntegerField(
+        null=True,
+        blank=True,
+        default=0,
+        help_text="The MRR in hundredths of the workspace currency; empty when `currency` has no rate.",
+    )
     paid_cents = models.BigIntegerField(
         default=0, help_text="What this subscription's invoices were paid, in cents: its lifetime value."
     )
     stripe_state_at = models.DateTimeField(null=True, blank=True)
+    stripe_state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What ordering needs of the event that wrote this state: its lifecycle fields and "
+        "previous_attributes (events of the same second are ordered from these).",
+    )
     metadata = models.JSONField(default=dict, blank=True)
     add_ons: models.ManyToManyField[AddOn, SubscriptionAddOn] = models.ManyToManyField(
         AddOn, through="SubscriptionAddOn", related_name="subscriptions", blank=True
@@ -152,6 +202,7 @@ class Subscription(TimestampedModel):
         ordering = ["-started_at"]
         constraints = [
             models.CheckConstraint(condition=Q(mrr_cents__gte=0), name="subscription_mrr_not_negative"),
+            models.CheckConstraint(condition=Q(mrr_amount__gte=0), name="subscription_mrr_amount_not_negative"),
             models.CheckConstraint(
                 condition=Q(discount_percent__isnull=True)
                 | (Q(discount_percent__gte=0) & Q(discount_percent__lte=100)),
@@ -196,7 +247,8 @@ class StripeCustomer(TimestampedModel):
 
     Linking is by stored Stripe id, then a unique email match, then `metadata.user_id`; conflicting or
     ambiguous signals leave it unlinked (a payment must never land on the wrong profile). Billing events of
-    an unlinked customer wait, and are replayed in order once it is linked.
+    an unlinked customer wait, and are replayed in order once it is linked. `account` is the company it bills,
+    mapped by the rule in BillingSettings (a metadata key or the email's domain).
     """
 
     class LinkMethod(models.TextChoices):
@@ -217,6 +269,10 @@ class StripeCustomer(TimestampedModel):
     metadata = models.JSONField(default=dict, blank=True)
     deleted = models.BooleanField(default=False)
     stripe_state_at = models.DateTimeField(null=True, blank=True)
+    account = models.ForeignKey(
+        "audiences.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="stripe_customers"
+    )
+    account_reason = models.CharField(max_length=255, blank=True, help_text="How the account was found, or why not.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -241,6 +297,34 @@ class Coupon(TimestampedModel):
 
     def __str__(self) -> str:
         return self.name or self.stripe_coupon_id
+
+
+class Discount(TimestampedModel):
+    """A Stripe discount: one coupon applied to a subscription (or to every subscription of a customer).
+
+    Webhook payloads name a subscription's discounts by id only; the discount itself arrives in
+    `customer.discount.*` events (or expanded in an API snapshot). Keeping it lets a discount id be valued from
+    the coupon behind it without an API call, in whichever order the events come: a subscription waiting for a
+    discount or coupon is valued again when it arrives. `removed_at` is set when Stripe deletes the discount or
+    a newer subscription state no longer lists it.
+    """
+
+    stripe_discount_id = models.CharField(max_length=255, unique=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_subscription_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="Empty for a customer-wide discount."
+    )
+    coupon_id = models.CharField(max_length=255, blank=True, help_text="Empty until the discount's coupon is known.")
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True, help_text="When a repeating coupon stops applying.")
+    removed_at = models.DateTimeField(null=True, blank=True)
+    stripe_state_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["stripe_discount_id"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_discount_id} ({self.coupon_id or 'coupon unknown'})"
 
 
 class Charge(TimestampedModel):
@@ -282,12 +366,63 @@ class Invoice(TimestampedModel):
     amount_paid_cents = models.BigIntegerField(default=0)
     currency = models.CharField(max_length=3)
     created_at_stripe = models.DateTimeField()
+    line_amounts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What this invoice billed per price for its subscription's items (prorations left out): "
+        "{price id: amount in the smallest unit}. Values metered prices, and tiered ones whose tiers are unknown.",
+    )
 
     class Meta:
         ordering = ["-created_at_stripe"]
 
     def __str__(self) -> str:
         return f"{self.stripe_invoice_id} {self.status} {self.amount_paid_cents} {self.currency}"
+
+
+class BillingSettings(models.Model):
+    """How billing is reported and tied to companies (one row, pk=1, created on first use).
+
+    `currency` is the workspace currency every MRR total is shown in (other currencies are converted with
+    CurrencyRate; one without a rate is shown on its own). A Stripe customer is mapped to an account (company)
+    by `account_metadata_key` — the metadata key holding the account's group id — and, failing that, when
+    `account_by_email_domain` is on, by its email's domain matching exactly one account's domain.
+    """
+
+    currency = models.CharField(max_length=3, default="usd", help_text="ISO code, e.g. usd, eur, jpy.")
+    account_metadata_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Stripe customer metadata key holding the account's group id (e.g. company_id); empty: not used.",
+    )
+    account_by_email_domain = models.BooleanField(
+        default=False, help_text="Map by the email's domain when exactly one account has it (free-mail excluded)."
+    )
+
+    class Meta:
+        verbose_name_plural = "billing settings"
+
+    def __str__(self) -> str:
+        return "Billing settings"
+
+
+class CurrencyRate(TimestampedModel):
+    """What one unit of `currency` is worth in the workspace currency, as an admin entered it (no network).
+
+    A table the team keeps by hand, so reported MRR never depends on a feed being up. Changing a rate re-values
+    the MRR of every subscription in that currency. Rates are relative to the workspace currency: changing
+    that currency removes them.
+    """
+
+    currency = models.CharField(max_length=3, unique=True)
+    rate = models.DecimalField(max_digits=20, decimal_places=10)
+
+    class Meta:
+        ordering = ["currency"]
+        constraints = [models.CheckConstraint(condition=Q(rate__gt=0), name="currency_rate_positive")]
+
+    def __str__(self) -> str:
+        return f"1 {self.currency.upper()} = {self.rate}"
 
 
 # --- the trial-to-paid loop -----------------------------------------------------------------------------------

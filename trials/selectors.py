@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from trials.models import Subscription, Trial, TrialStage, TrialStageChange
 
@@ -28,7 +28,8 @@ def trial_list() -> QuerySet[Trial]:
 
 @dataclass(frozen=True)
 class LoopBoard:
-    """Trials per stage now, and the stage changes (flows) within the chosen period."""
+    """Trials per stage now, the trials that reached each stage within the chosen period, and the stage changes
+    (flows) within it."""
 
     since: datetime
     stages: list[dict[str, Any]]
@@ -36,8 +37,42 @@ class LoopBoard:
     total: int
 
 
+# When a trial reached a stage, from its own milestones: a trial passes through activate (or habit) on its way to
+# signal or convert without a recorded change into it, when one batch or one backfill brings it all at once.
+MILESTONES = {
+    TrialStage.TRIGGER: "started_at",
+    TrialStage.ACTIVATE: "activated_at",
+    TrialStage.SIGNAL: "signal_at",
+    TrialStage.CONVERT: "converted_at",
+    TrialStage.RECOVER: "expired_at",
+}
+
+
+def _reached(stage: str, since: datetime, now: datetime) -> Q:
+    """A trial reached `stage` within [since, now]: its milestone falls in the period (habit needs activation
+    too, so it is reached at the later of the two), or a change into the stage was recorded in it (lost, and a
+    trial that came back to a stage after a restart)."""
+    recorded = Q(
+        Exists(
+            TrialStageChange.objects.filter(
+                trial=OuterRef("pk"), to_stage=stage, changed_at__gte=since, changed_at__lte=now
+            )
+        )
+    )
+    if stage == TrialStage.HABIT:
+        both = Q(habit_at__isnull=False, activated_at__isnull=False)
+        later_habit = Q(habit_at__gte=F("activated_at")) & Q(habit_at__gte=since, habit_at__lte=now)
+        later_activation = Q(activated_at__gt=F("habit_at"), activated_at__gte=since, activated_at__lte=now)
+        return (both & (later_habit | later_activation)) | recorded
+    field = MILESTONES.get(TrialStage(stage))
+    if field is None:
+        return recorded
+    return Q(**{f"{field}__gte": since, f"{field}__lte": now}) | recorded
+
+
 def loop_board(*, days: int, now: datetime) -> LoopBoard:
-    """Two aggregate queries: current trials per stage, and stage changes per (from, to) since `days` ago."""
+    """Three aggregate queries: current trials per stage; trials that reached each stage since `days` ago
+    (counted once each, whether or not the stage was recorded on the way); and stage changes per (from, to)."""
     since = now - timedelta(days=days)
     counts = dict(
         Trial.objects.filter(is_current=True)
@@ -52,11 +87,12 @@ def loop_board(*, days: int, now: datetime) -> LoopBoard:
         .values("from_stage", "to_stage")
         .annotate(n=Count("pk"))
     )
+    reached = Trial.objects.aggregate(
+        **{key: Count("pk", filter=_reached(key, since, now)) for key, _ in TrialStage.choices}
+    )
     labels = dict(TrialStage.choices)
-    entered: dict[str, int] = {}
     flows = []
     for row in sorted(flow_rows, key=lambda r: (-r["n"], r["from_stage"], r["to_stage"])):
-        entered[row["to_stage"]] = entered.get(row["to_stage"], 0) + row["n"]
         flows.append(
             {
                 "from": labels.get(row["from_stage"], "New trial"),
@@ -65,7 +101,7 @@ def loop_board(*, days: int, now: datetime) -> LoopBoard:
             }
         )
     stages = [
-        {"key": key, "label": label, "count": counts.get(key, 0), "entered": entered.get(key, 0)}
+        {"key": key, "label": label, "count": counts.get(key, 0), "reached": reached[key] or 0}
         for key, label in TrialStage.choices
     ]
     return LoopBoard(since=since, stages=stages, flows=flows, total=sum(counts.values()))

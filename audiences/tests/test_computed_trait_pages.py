@@ -184,7 +184,7 @@ def test_the_customer_page_lists_values_and_latest_changes(
                 new=step + 1,
                 at=timezone.now() - timedelta(minutes=index * 5 + step),
             )
-    with django_assert_max_num_queries(14):  # as with no computed traits at all (test_views), plus two
+    with django_assert_max_num_queries(15):  # as with no computed traits at all (test_views), plus two
         page = client.get(reverse("customer-detail", kwargs={"pk": customer.pk}))
     assert [row.trait.key for row in page.context["computed_values"]] == ["count_0", "count_1", "count_2"]
     assert len(page.context["computed_changes"]) == 10

@@ -208,7 +208,8 @@ def test_a_new_definition_backfills_with_progress(source: Source) -> None:
     ("fields", "field", "message"),
     [
         ({"key": "1bad", "kind": "count", "event": "E"}, "key", "letters, digits"),
-        ({"key": "ok", "kind": "count"}, "event", "needs the event"),
+        ({"key": "ok", "kind": "sum", "property": "p"}, "event", "name the event it is read from"),
+        ({"key": "ok", "kind": "count", "window_days": 7, "since_trial_start": True}, "window_days", "one window"),
         ({"key": "ok", "kind": "sum", "event": "E"}, "property", "reads an event property"),
         ({"key": "ok", "kind": "count", "event": "E", "property": "p"}, "property", "does not read"),
         ({"key": "ok", "kind": "nope", "event": "E"}, "kind", "must be one of"),
@@ -218,7 +219,8 @@ def test_a_new_definition_backfills_with_progress(source: Source) -> None:
             "where",
             "where[0]",
         ),
-        ({"key": "ok", "kind": "trial_days_remaining", "event": "E"}, "kind", "comes from billing"),
+        ({"key": "ok", "kind": "trial_days_remaining", "event": "E"}, "kind", "comes from the trial"),
+        ({"key": "ok", "kind": "trial_days_remaining", "since_trial_start": True}, "kind", "comes from the trial"),
     ],
 )
 def test_invalid_definitions_are_refused_naming_the_field(fields: dict[str, Any], field: str, message: str) -> None:

@@ -43,8 +43,8 @@ class TestCustomerPages:
     def test_detail_queries_are_bounded(
         self, rep_client: Client, customer: Customer, django_assert_max_num_queries: DjangoAssertNumQueries
     ) -> None:
-        # 12, plus one each for the computed trait values and their latest changes.
-        with django_assert_max_num_queries(14):
+        # 12, plus one each for the computed trait values and their latest changes, and the workspace currency.
+        with django_assert_max_num_queries(15):
             rep_client.get(reverse("customer-detail", kwargs={"pk": customer.pk}))
 
     def test_list_searches_and_pages(self, rep_client: Client, customer: Customer) -> None:

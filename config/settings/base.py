@@ -77,6 +77,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.navigation",
+                "trials.context_processors.workspace_currency",
                 "csp.context_processors.nonce",
             ],
         },

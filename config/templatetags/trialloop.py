@@ -8,16 +8,27 @@ from typing import Any
 
 from django import template
 
+from config.money import format_money, to_major
+
 register = template.Library()
 
 
 @register.filter
 def cents(value: int | None, currency: str = "usd") -> str:
-    """Integer cents as money: 123456 → "$1,234.56" (other currencies get their code as a suffix)."""
+    """Hundredths of a currency unit (converted totals: `*_cents` columns) as money in that currency, with its own
+    decimals: 123456 → "$1,234.56", in JPY "1,235 JPY"; empty (no rate) → "—"."""
     if value is None:
         return "—"
-    amount = f"{Decimal(value) / 100:,.2f}"
-    return f"${amount}" if currency.lower() == "usd" else f"{amount} {currency.upper()}"
+    return format_money(Decimal(value) / 100, str(currency or "usd"))
+
+
+@register.filter
+def money(value: int | None, currency: str = "usd") -> str:
+    """A Stripe amount in the currency's smallest unit as money: 10000 JPY → "10,000 JPY", 10000 USD → "$100.00"."""
+    if value is None:
+        return "—"
+    code = str(currency or "usd")
+    return format_money(to_major(value, code), code)
 
 
 @register.filter

@@ -61,6 +61,7 @@ PAGES: list[tuple[str, dict[str, int], set[Role]]] = [
     ("subscription-list", {}, set(Role)),
     ("source-list", {}, {Role.ADMIN}),
     ("stripe-overview", {}, {Role.ADMIN}),
+    ("billing-settings", {}, {Role.ADMIN}),
     ("tracking-plan-list", {}, {Role.ADMIN, Role.GROWTH}),
     ("event-debugger", {}, {Role.ADMIN, Role.GROWTH}),
     ("event-debugger-feed", {}, {Role.ADMIN, Role.GROWTH}),

@@ -408,11 +408,11 @@ class TestIgnoredTypes:
             # Unknown to Trialloop altogether.
             sp.event("issuing_card.created", {"id": "ic_1", "object": "issuing.card"}, id="evt_ignored"),
             sp.event("v3.made_up.thing", {"id": "x_1", "object": "thing"}, id="evt_ignored"),
-            # Stripe types next to handled ones: the customer.* prefix must not send a discount, a tax id or a
-            # card to the customer handler, nor an unhandled invoice or payment intent event anywhere.
+            # Stripe types next to handled ones: the customer.* prefix must not send a payment source, a tax id
+            # or a card to the customer handler, nor an unhandled invoice or payment intent event anywhere.
             sp.event(
-                "customer.discount.created",
-                {"id": "di_1", "object": "discount", "customer": "cus_ada", "coupon": {"id": "SAVE"}},
+                "customer.source.created",
+                {"id": "card_1", "object": "card", "customer": "cus_ada", "last4": "4242"},
                 id="evt_ignored",
             ),
             sp.event(

@@ -48,7 +48,7 @@ class Subscription:
     status: str
     plan: Plan
     quantity: int
-    mrr_cents: int
+    mrr_cents: int | None  # NULL: in a currency without a rate
     started_at: datetime
     trial_end: datetime | None
     current_period_end: datetime | None
@@ -91,7 +91,7 @@ class Customer:
     name: str
     is_test: bool
     subscriber_status: str
-    mrr_cents: int
+    mrr_cents: int | None  # NULL: in a currency without a rate
     first_seen_at: datetime | None
     last_seen_at: datetime | None
     traits: dict[str, Any]

@@ -85,7 +85,7 @@ def test_the_loop_board_counts_stages_and_flows_in_the_period(
     client = signed_in(make_user(Role.CS))
     with CaptureQueriesContext(connection) as queries:
         board = client.get(reverse("trial-loop"), {"days": 30}).context["board"]
-    counts = {stage["key"]: (stage["count"], stage["entered"]) for stage in board.stages}
+    counts = {stage["key"]: (stage["count"], stage["reached"]) for stage in board.stages}
     assert counts["trigger"] == (2, 3) and counts["activate"] == (1, 1) and counts["habit"] == (0, 0)
     assert {(f["from"], f["to"], f["count"]) for f in board.flows} == {
         ("New trial", "Trigger", 3),
