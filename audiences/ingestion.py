@@ -31,6 +31,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 
 from audiences.merges import profile_rows_move
 from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source, UnqueuedEventBatch
@@ -119,6 +120,10 @@ def _postgres_rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     # Django's wrapper turns psycopg's errors into its own (a deadlock into OperationalError, a unique violation into
     # IntegrityError), which messages_ingest retries.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        # Every int as bigint: left to itself psycopg sends the smallest type that holds the values (smallint[] while
+        # ids are below 32768, integer[] after), and each new type is another statement to prepare and plan.
+        cursor.adapters.register_dumper(int, Int8BinaryDumper)
+        cursor.adapters.register_dumper(int, Int8Dumper)
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
 
