@@ -6,12 +6,12 @@ database. `RedactingFilter`, on every handler the project configures (web and Ce
 logs through config.access_log), rewrites the final message and the exception text through `redact`.
 
 `redact` replaces email addresses, recognisable secrets (Trialloop write keys `tlwk_…`, source secret keys
-`tlsk_…`, cancellation session tokens `tlst_…`, destination signing secrets `tlsec_…`, Stripe keys and webhook
-secrets), the values of credential-named query and body parameters (`writeKey=…`, `"token": "…"`),
-`Authorization` values, Stripe signatures and the credential segment of the paths that carry one (hosted
-cancellation links, unsubscribe links, cancellation session tokens). Write keys made before the `tlwk_` prefix
-existed are random text: they are caught by where they appear (Basic user, `writeKey` parameter), never printed
-by the code itself.
+`tlsk_…`, cancellation session tokens `tlst_…`, destination signing secrets `whsec_…` and older `tlsec_…`,
+Stripe keys and webhook secrets), the values of credential-named query and body parameters (`writeKey=…`,
+`"token": "…"`), `Authorization` values, Stripe signatures and the credential segment of the paths that carry
+one (hosted cancellation links, unsubscribe links, cancellation session tokens). Write keys made before the
+`tlwk_` prefix existed are random text: they are caught by where they appear (Basic user, `writeKey`
+parameter), never printed by the code itself.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ import re
 
 SECRET_PLACEHOLDER = "[secret]"
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-SECRET = re.compile(r"\b(?:tlwk|tlsk|tlst|tlsec|whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9_-]{8,}")
+SECRET = re.compile(
+    r"\b(?:(?:tlwk|tlsk|tlst|tlsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9_-]{8,}"
+    # Standard Webhooks secrets (Stripe's and ours) are standard base64: `+`, `/` and `=` belong to them.
+    r"|whsec_[A-Za-z0-9_+/=-]{8,})"
+)
 # Names of parameters whose value is a credential: one of these words, alone, after a `_`/`-` separated prefix
 # (`session_token`, `user-hash`) or capitalised after a camelCase prefix (`writeKey`, `authHash`).
 _WORDS = "key|token|secret|password|passwd|signature|sig|hash|hmac|auth|authorization|apikey|writekey"

@@ -17,8 +17,9 @@ from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from integrations import selectors
 from integrations.destinations import (
-    IDEMPOTENCY_HEADER,
+    ID_HEADER,
     SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     DestinationInvalid,
     ReplayRefused,
     destination_create,
@@ -120,8 +121,7 @@ class DestinationDetailView(StaffPermissionMixin, TemplateView):
             "health": selectors.destination_health([destination.pk])[destination.pk],
             "kind_labels": [OutboundKind(kind).label for kind in destination.kinds if kind in OutboundKind.values],
             "batch_url": segment_batch_url(destination.url),
-            "signature_header": SIGNATURE_HEADER,
-            "idempotency_header": IDEMPOTENCY_HEADER,
+            "signature_headers": (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER),
             "filters": filters,
             "status_choices": DestinationDelivery.Status.choices,
             "selected_status": self.request.GET.get("status", ""),

@@ -4,7 +4,8 @@ alerts and offers) sent to signed webhooks or to any Segment-compatible API.
 The flow: a producer calls `outbound_emit` inside its own transaction; one DestinationDelivery row is written per
 message and subscribed destination (set-based, duplicates ignored by idempotency key, withdrawn consent
 recorded as a skip), and once the transaction commits a task flushes each destination. A flush sends the
-due deliveries of one destination in order — one signed POST per webhook message, or `/v1/batch` posts of up
+due deliveries of one destination in order — one POST per webhook message, signed by the Standard Webhooks
+scheme (receivers verify with that project's official libraries), or `/v1/batch` posts of up
 to 100 calls for a Segment destination — and records every outcome: 2xx delivered; a 4xx other than 408/429
 failed for good; anything else retried with exponential backoff and jitter. A transient failure ends the
 flush, so a receiver that is down is probed by the next run instead of being hammered. The beat sweep
@@ -15,8 +16,6 @@ lost task left behind go out. Delivery is at least once: the idempotency key is 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import random
 import time
 from collections.abc import Collection, Sequence
@@ -30,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
 
 from audiences.models import AnonymousId, Customer
 from config.services import task_lock
@@ -42,8 +42,11 @@ from integrations.models import (
 from integrations.models import OutboundKind as OutboundKind  # re-exported: producers import it from here
 from integrations.outbound_http import HttpResult, UnsafeUrl, http_post, url_check
 
-SIGNATURE_HEADER = "Trialloop-Signature"
-IDEMPOTENCY_HEADER = "Trialloop-Idempotency-Key"
+# Standard Webhooks (https://www.standardwebhooks.com): the message id (our idempotency key, the same on every
+# retry), the Unix time of this attempt, and one `v1,<base64 HMAC-SHA256>` per signing secret.
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 USER_AGENT = "Trialloop-Destinations/1"
 PAYLOAD_VERSION = 1
 # After a rotation, webhooks carry a signature with the previous secret too, for this long.
@@ -228,11 +231,9 @@ def destination_delivery_replay(*, delivery: DestinationDelivery) -> None:
 # --- signing ---------------------------------------------------------------------------------------------
 
 
-def webhook_signature(secrets: Sequence[str], body: bytes, timestamp: int) -> str:
-    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with one v1 per secret (two after a rotation)."""
-    signed = f"{timestamp}.".encode() + body
-    digests = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
-    return ",".join([f"t={timestamp}", *(f"v1={digest}" for digest in digests)])
+def webhook_signature(secrets: Sequence[str], message_id: str, body: bytes, moment: datetime) -> str:
+    """The `webhook-signature` header: `v1,<signature>` per secret (two after a rotation), space-separated."""
+    return " ".join(Webhook(secret).sign(message_id, moment, body.decode()) for secret in secrets)
 
 
 def _signing_secrets(destination: Destination, now: datetime) -> list[str]:
@@ -487,8 +488,9 @@ def _webhook_send(destination: Destination, delivery: DestinationDelivery) -> Ht
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        SIGNATURE_HEADER: webhook_signature(_signing_secrets(destination, now), body, int(now.timestamp())),
-        IDEMPOTENCY_HEADER: delivery.idempotency_key,
+        ID_HEADER: delivery.idempotency_key,
+        TIMESTAMP_HEADER: str(int(now.timestamp())),
+        SIGNATURE_HEADER: webhook_signature(_signing_secrets(destination, now), delivery.idempotency_key, body, now),
         "Trialloop-Kind": delivery.kind,
         "Trialloop-Attempt": str(delivery.attempts + 1),
     }

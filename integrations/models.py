@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 from django.conf import settings
@@ -278,8 +279,9 @@ consent_category_validator = RegexValidator(
 
 
 def signing_secret_generate() -> str:
-    """A new webhook signing secret: 32 random bytes, URL-safe, with a prefix that says what it is."""
-    return f"tlsec_{secrets.token_urlsafe(32)}"
+    """A new webhook signing secret in the Standard Webhooks form: `whsec_` and 32 random bytes in base64, which the
+    scheme's official verifying libraries take as they are."""
+    return f"whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 class Destination(TimestampedModel):

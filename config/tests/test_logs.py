@@ -125,6 +125,7 @@ def test_cancellation_session_proof_leaves_no_secret_key_or_session_token_in_the
     [
         ("refused ada@example.com and b.o+b@mail.example.co.uk", "refused [email] and [email]"),
         ("key sk_test_51Habcdefghij and whsec_abcdefghij1234", "key [secret] and [secret]"),
+        ("signing with whsec_ab+cdef/ghij1234+klm/nop== now", "signing with [secret] now"),
         ("secret tlsk_Ab-c_d3fGhIjK and GET /cancel/tlst_Zy-x_w9vUtSr/", "secret [secret] and GET /cancel/[secret]/"),
         ("customer 42 entered audience power_users", "customer 42 entered audience power_users"),
         ("new keys tlwk_abcdefghijk and tlsk_abcdefghijk", "new keys [secret] and [secret]"),

@@ -1,5 +1,5 @@
-"""Outbound webhooks end to end against a real HTTP receiver on 127.0.0.1: signing (checked with the function
-docs/destinations.md gives receivers), retries with backoff, permanent failures, pause and resume, replay,
+"""Outbound webhooks end to end against a real HTTP receiver on 127.0.0.1: Standard Webhooks signing (checked
+with the function docs/destinations.md gives receivers, which calls the scheme's official library), retries with backoff, permanent failures, pause and resume, replay,
 consent, idempotency, the Stripe hook, and the cost of emitting many messages."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from audiences.models import AnonymousId, Customer
 from config.services import task_lock
 from integrations import destinations
 from integrations.destinations import (
-    IDEMPOTENCY_HEADER,
+    ID_HEADER,
     SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     FlushResult,
     Outbound,
     OutboundKind,
@@ -35,8 +36,9 @@ from integrations.destinations import (
     destination_resume,
     destination_rotate_secret,
     outbound_emit,
+    webhook_signature,
 )
-from integrations.models import Destination, DestinationDelivery
+from integrations.models import Destination, DestinationDelivery, signing_secret_generate
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from trials.billing import stripe_event_apply
@@ -106,8 +108,8 @@ class TestSigning:
 
         [request] = receiver.requests
         assert request.path == "/hooks/trialloop"
-        assert verify(hook.signing_secret, request.body, request.headers[SIGNATURE_HEADER])
-        assert request.headers[IDEMPOTENCY_HEADER] == f"audience:12:entered:{ada.pk}"
+        assert verify(hook.signing_secret, request.body, request.headers) == request.json()
+        assert request.headers[ID_HEADER] == f"audience:12:entered:{ada.pk}"
         assert request.json() == {
             "version": 1,
             "kind": "audience_entered",
@@ -120,35 +122,44 @@ class TestSigning:
         assert (delivery.status, delivery.attempts, delivery.last_status_code) == (Status.DELIVERED, 1, 200)
         assert delivery.delivered_at is not None
 
-    def test_a_changed_body_a_wrong_secret_or_an_old_timestamp_fail_verification(
+    def test_a_changed_body_id_or_secret_and_an_old_timestamp_fail_verification(
         self, hook: Destination, receiver: Receiver, ada: Customer, django_capture_on_commit_callbacks: Any
     ) -> None:
         emit(django_capture_on_commit_callbacks, entered(ada))
         [request] = receiver.requests
-        header = request.headers[SIGNATURE_HEADER]
-        assert not verify(hook.signing_secret, request.body.replace(b"power_users", b"lurkers"), header)
-        assert not verify("tlsec_not_the_secret", request.body, header)
-        assert not verify(hook.signing_secret, request.body, header, tolerance=-1)
-        assert not verify(hook.signing_secret, request.body, "v1=" + header.split("v1=")[1])
+        headers = request.headers
+        assert verify(hook.signing_secret, request.body, headers) is not None
+        assert verify(hook.signing_secret, request.body.replace(b"power_users", b"lurkers"), headers) is None
+        assert verify(hook.signing_secret, request.body, {**headers, ID_HEADER: "audience:13:entered:1"}) is None
+        assert verify(signing_secret_generate(), request.body, headers) is None
+        six_minutes_ago = timezone.now() - timedelta(minutes=6)
+        replayed = {
+            **headers,
+            TIMESTAMP_HEADER: str(int(six_minutes_ago.timestamp())),
+            SIGNATURE_HEADER: webhook_signature(
+                [hook.signing_secret], headers[ID_HEADER], request.body, six_minutes_ago
+            ),
+        }
+        assert verify(hook.signing_secret, request.body, replayed) is None
 
     def test_after_a_rotation_both_secrets_sign_for_a_day(
         self, hook: Destination, receiver: Receiver, ada: Customer, django_capture_on_commit_callbacks: Any
     ) -> None:
         old = hook.signing_secret
         new = destination_rotate_secret(destination=hook)
-        assert new != old and new.startswith("tlsec_")
+        assert new != old and new.startswith("whsec_")
         emit(django_capture_on_commit_callbacks, entered(ada))
-        header = receiver.requests[-1].headers[SIGNATURE_HEADER]
-        assert header.count("v1=") == 2
-        assert verify(new, receiver.requests[-1].body, header)
-        assert verify(old, receiver.requests[-1].body, header)
+        request = receiver.requests[-1]
+        assert request.headers[SIGNATURE_HEADER].count("v1,") == 2
+        assert verify(new, request.body, request.headers) is not None
+        assert verify(old, request.body, request.headers) is not None
 
         Destination.objects.filter(pk=hook.pk).update(secret_rotated_at=timezone.now() - timedelta(hours=25))
         emit(django_capture_on_commit_callbacks, entered(ada, audience_id=13))
-        header = receiver.requests[-1].headers[SIGNATURE_HEADER]
-        assert header.count("v1=") == 1
-        assert verify(new, receiver.requests[-1].body, header)
-        assert not verify(old, receiver.requests[-1].body, header)
+        request = receiver.requests[-1]
+        assert request.headers[SIGNATURE_HEADER].count("v1,") == 1
+        assert verify(new, request.body, request.headers) is not None
+        assert verify(old, request.body, request.headers) is None
 
 
 @pytest.mark.django_db
@@ -180,7 +191,7 @@ class TestRetries:
         assert (delivery.status, delivery.attempts, delivery.last_status_code) == (Status.DELIVERED, 3, 200)
         assert delivery.last_error == ""
         assert [r.headers["Trialloop-Attempt"] for r in receiver.requests] == ["1", "2", "3"]
-        assert {r.headers[IDEMPOTENCY_HEADER] for r in receiver.requests} == {delivery.idempotency_key}
+        assert {r.headers[ID_HEADER] for r in receiver.requests} == {delivery.idempotency_key}
         assert len({r.body for r in receiver.requests}) == 1
 
     @pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
@@ -325,7 +336,7 @@ class TestPauseAndReplay:
             destination_delivery_replay(delivery=delivery)  # a delivered one may be sent again too
         first, second, third = receiver.requests
         assert first.body == second.body == third.body
-        assert first.headers[IDEMPOTENCY_HEADER] == third.headers[IDEMPOTENCY_HEADER] == delivery.idempotency_key
+        assert first.headers[ID_HEADER] == third.headers[ID_HEADER] == delivery.idempotency_key
 
     def test_pending_and_skipped_deliveries_are_not_replayed(
         self, hook: Destination, ada: Customer, django_capture_on_commit_callbacks: Any

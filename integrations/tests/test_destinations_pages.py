@@ -78,7 +78,7 @@ class TestPages:
         assert destination.kinds == ["audience_entered", "audience_exited"]
         page = growth.get(response.headers["Location"]).content.decode()
         assert destination.signing_secret in page
-        assert "Trialloop-Signature" in page
+        assert "webhook-signature" in page and "Standard Webhooks" in page
         again = growth.get(response.headers["Location"]).content.decode()
         assert destination.signing_secret not in again, "the secret is shown once"
         assert f"{destination.signing_secret[:10]}…" in again
@@ -157,7 +157,7 @@ class TestPages:
         assert response.status_code == 302
         failed.refresh_from_db()
         assert failed.status == "delivered"
-        assert receiver.requests[-1].headers["Trialloop-Idempotency-Key"] == failed.idempotency_key
+        assert receiver.requests[-1].headers["webhook-id"] == failed.idempotency_key
 
     def test_pause_resume_and_rotate(
         self, growth: Client, hook: Destination, receiver: Receiver, django_capture_on_commit_callbacks: Any
@@ -209,7 +209,7 @@ class TestApi:
         )
         assert created.status_code == 201, created.json()
         body = created.json()
-        assert body["signing_secret"].startswith("tlsec_")
+        assert body["signing_secret"].startswith("whsec_")
         assert body["consent_category"] == "destinations"
         assert body["health"] == {
             "pending": 0,
