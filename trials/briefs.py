@@ -20,11 +20,12 @@ from typing import Any
 
 from django.db.models import Case, Count, F, OuterRef, Subquery, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, RowNumber, TruncDate
+from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from audiences.models import ComputedTraitValue, Customer, Event
 from segments.compiler import ACTIVE_MEMBER_DAYS
-from trials.emails import customer_variables, message_render, template_errors
+from trials.emails import RenderedMessage, customer_variables, message_render, template_errors
 from trials.models import ActivationDefinition, Alert, MessageTemplate, ScoreSettings, Subscription, Trial
 from trials.scores import fit_tier
 
@@ -226,7 +227,12 @@ def _brief(alert: Alert, facts: _Facts, now: datetime) -> dict[str, Any]:
     sub = facts.subscriptions.get(customer.pk)
     account = customer.account if customer.account_id else None
     teammates = [m for m in facts.members.get(customer.account_id or 0, []) if m["id"] != customer.pk]
-    rendered = message_render(MessageTemplate(subject=play.subject, text_body=play.body), context)
+    try:
+        rendered = message_render(MessageTemplate(subject=play.subject, text_body=play.body), context)
+    except TemplateSyntaxError as refused:  # stored without validation: the rep sees why, the alert still stands
+        rendered = RenderedMessage(
+            subject=play.subject, html="", text=f"(The play's message was not rendered: {refused})"
+        )
     counts = facts.key_counts.get(customer.pk, {})
     return {
         "built_at": now.isoformat(),

@@ -1,9 +1,10 @@
 """Lifecycle messages: sandboxed templates, the throttled send decision, delivery and the trigger sweep.
 
-Templates are Django template language rendered by an engine of their own: no loaders (so no include or
-extends), only a few tags and filters, autoescaping in the HTML body, and a fixed set of variables. Every
+Templates are Django template language rendered in a sandbox (trials.message_sandbox: an engine that knows only
+a few tags and filters, no loaders, autoescaping in the HTML body) over a fixed set of plain variables. Every
 variable a template uses is checked when it is saved (:func:`template_errors` walks the parsed nodes), so a
-typo is a form error, not a failed send.
+typo is a form error, not a failed send; a text that reached the database some other way and uses anything
+else fails its send with the reason.
 
 The send decision (:func:`message_send`) logs every outcome as a MessageSend row — sent, or suppressed/holdout
 with its reason. The throttle is decided under a row lock on the customer's CustomerMessageLock, so two
@@ -32,7 +33,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import Context, TemplateSyntaxError
 from django.template.base import FilterExpression, Node, TextNode, Variable, VariableNode
 from django.template.defaultfilters import register as default_filters
 from django.template.defaulttags import CommentNode, IfNode
@@ -44,6 +45,7 @@ from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
+from trials.message_sandbox import ALLOWED_FILTERS, ALLOWED_TAGS, EXPLAINING, SANDBOX
 from trials.models import (
     ActivationDefinition,
     CustomerMessageLock,
@@ -80,19 +82,7 @@ VARIABLES: dict[str, str] = {
     "computed": "computed.<key>: a computed trait (usage counts and the like)",
 }
 _NAMESPACES = {"traits", "computed"}
-ALLOWED_TAGS = ("if", "elif", "else", "endif", "comment")
-ALLOWED_FILTERS = ("default", "upper", "lower", "title", "capfirst", "floatformat", "date", "pluralize", "yesno")
 _FILTERS = {default_filters.filters[name]: name for name in ALLOWED_FILTERS}
-
-_ENGINE = Engine(
-    dirs=[],
-    app_dirs=False,
-    loaders=[],
-    libraries={},
-    builtins=["django.template.defaulttags", "django.template.defaultfilters"],
-    string_if_invalid="",
-    autoescape=True,
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,7 +145,7 @@ def template_errors(source: str, *, computed_keys: set[str] | None = None) -> li
     if computed_keys is None:
         computed_keys = set(ComputedTrait.objects.values_list("key", flat=True))
     try:
-        template = _ENGINE.from_string(source)
+        template = EXPLAINING.from_string(source)
     except TemplateSyntaxError as exc:
         return [f"Syntax error: {exc}"]
     return _node_errors(template.nodelist, computed_keys)
@@ -320,12 +310,14 @@ def trial_variables(trial: Trial, now: datetime) -> dict[str, Any]:
 
 
 def message_render(template: MessageTemplate, context: dict[str, Any]) -> RenderedMessage:
-    """Subject and text unescaped (they are not HTML), the HTML body autoescaped."""
+    """Subject and text unescaped (they are not HTML), the HTML body autoescaped.
+
+    Raises TemplateSyntaxError for a text using anything outside the sandbox's whitelist."""
 
     def render(source: str, *, autoescape: bool) -> str:
         # Template.render returns a SafeString; a plain str keeps the output escaped wherever it is shown
         # again (the preview page), so a trait value cannot inject markup into the staff UI.
-        return str.__str__(_ENGINE.from_string(source).render(Context(context, autoescape=autoescape)))
+        return str.__str__(SANDBOX.from_string(source).render(Context(context, autoescape=autoescape)))
 
     subject = " ".join(render(template.subject, autoescape=False).split())
     return RenderedMessage(
@@ -652,7 +644,12 @@ def message_deliver(*, send_id: int, final_attempt: bool = False) -> MessageSend
         send.status, send.reason = MessageSend.Status.SUPPRESSED, f"at delivery: {reason}"
         send.save(update_fields=["status", "reason"])
         return send
-    rendered = message_render(template, message_context(customer, now))
+    try:
+        rendered = message_render(template, message_context(customer, now))
+    except TemplateSyntaxError as refused:  # stored without validation (admin, SQL): not sendable, not retried
+        send.status, send.error = MessageSend.Status.FAILED, f"The template is not allowed: {refused}"[:2000]
+        send.save(update_fields=["status", "error"])
+        return send
     link = unsubscribe_url(customer)
     workspace = email_settings()
     message = EmailMultiAlternatives(

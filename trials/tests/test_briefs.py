@@ -134,3 +134,12 @@ def test_teammates_count_the_whole_account_while_the_list_is_capped(now: datetim
     brief = created[0].brief
     assert brief["message"]["body"] == f"{len(seen) - 1} teammates, {MAX_TEAMMATES + 4} active"
     assert len(brief["teammates"]) == MAX_TEAMMATES
+
+
+def test_a_play_message_stored_without_validation_is_not_rendered_and_the_brief_says_why(
+    ada_alert: Alert, now: datetime
+) -> None:
+    Play.objects.filter(pk=ada_alert.play_id).update(body="{% debug %}")
+    ada_alert.refresh_from_db()
+    message = briefs_build([ada_alert], now=now)[ada_alert.pk]["message"]
+    assert message["body"].startswith("(The play's message was not rendered: Invalid block tag on line 1: 'debug'")
