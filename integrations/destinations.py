@@ -204,15 +204,16 @@ def destination_rotate_secret(*, destination: Destination) -> str:
 
 
 def destination_pause(*, destination: Destination) -> None:
-    """Stop sending; deliveries keep being created and wait, pending, for the resume."""
-    Destination.objects.filter(pk=destination.pk).update(is_paused=True, updated_at=timezone.now())
+    """Stop sending; deliveries keep being created and wait, pending, for the resume. Saved, not updated in bulk,
+    so the audit log records who paused it."""
     destination.is_paused = True
+    destination.save(update_fields=["is_paused", "updated_at"])
 
 
 def destination_resume(*, destination: Destination) -> None:
-    """Send again, starting with what waited while paused (after this transaction commits)."""
-    Destination.objects.filter(pk=destination.pk).update(is_paused=False, updated_at=timezone.now())
+    """Send again, starting with what waited while paused (after this transaction commits); audited like a pause."""
     destination.is_paused = False
+    destination.save(update_fields=["is_paused", "updated_at"])
     _flush_on_commit([destination.pk])
 
 

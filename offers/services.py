@@ -259,9 +259,23 @@ def flow_rule_save_cleaned(*, rule: FlowRule | None, data: dict[str, Any]) -> Fl
 
 
 def rules_reorder(*, model: type[OfferRule] | type[FlowRule], ordered_ids: Sequence[int]) -> None:
-    """Give rules the positions 1, 2, 3… in the order given (the first match wins, so order is the policy)."""
+    """Give rules the positions 1, 2, 3… in the order given (the first match wins, so order is the policy).
+
+    Each moved rule is saved on its own, not updated in bulk, so the audit log records every change of order."""
+    rules = model.objects.in_bulk(ordered_ids)
     for position, rule_id in enumerate(ordered_ids, start=1):
-        model.objects.filter(pk=rule_id).update(position=position)
+        rule = rules[rule_id]
+        if rule.position != position:
+            rule.position = position
+            rule.save(update_fields=["position", "updated_at"])
+
+
+def draft_publish(item: CancellationFlow | OfferRule | FlowRule) -> None:
+    """Make a draft flow or rule live (used for live customers from now on), from any door: the staff page's form,
+    the staff API's publish action. Saved, never updated in bulk, so the audit log records who published it."""
+    if item.is_draft:
+        item.is_draft = False
+        item.save(update_fields=["is_draft", "updated_at"])
 
 
 # --- Matching ------------------------------------------------------------------------------------------------

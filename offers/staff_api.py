@@ -321,7 +321,7 @@ class FlowViewSet(FormBackedViewSet):
         """Make the draft flow live (live customers' sessions may use it from now on)."""
         self._require_change(request)
         flow = self.get_object()
-        CancellationFlow.objects.filter(pk=flow.pk).update(is_draft=False)
+        services.draft_publish(flow)
         return Response(self.as_json(self.get_queryset().get(pk=flow.pk)))
 
 
@@ -348,7 +348,7 @@ class ReorderMixin(FormBackedViewSet):
         """Make the draft rule live (it is tried for live customers from now on)."""
         self._require_change(request)
         rule = self.get_object()
-        self.rule_model.objects.filter(pk=rule.pk).update(is_draft=False)
+        services.draft_publish(rule)
         return Response(self.as_json(self.get_queryset().get(pk=rule.pk)))
 
 

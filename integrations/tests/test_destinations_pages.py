@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audiences.models import Customer
+from config.models import AuditEntry
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from integrations.destinations import Outbound, destination_create, destination_pause, outbound_emit
@@ -276,8 +277,14 @@ class TestApi:
         assert "this one is pending" in again.json()["error"]
 
     def test_pause_resume_and_rotate(self, api: APIClient, hook: Destination) -> None:
+        AuditEntry.objects.all().delete()
         assert api.post(f"/api/v1/destinations/{hook.pk}/pause/").json()["is_paused"] is True
         assert api.post(f"/api/v1/destinations/{hook.pk}/resume/").json()["is_paused"] is False
+        audited = AuditEntry.objects.filter(model="integrations.Destination").order_by("pk")
+        assert [(entry.changes, entry.via) for entry in audited] == [
+            ({"is_paused": [False, True]}, "api"),
+            ({"is_paused": [True, False]}, "api"),
+        ]
         rotated = api.post(f"/api/v1/destinations/{hook.pk}/rotate-secret/").json()
         assert rotated["signing_secret"] != hook.signing_secret
         hook.refresh_from_db()

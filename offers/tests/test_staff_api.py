@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from config.models import AuditEntry
 from config.roles import Role
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 
@@ -234,3 +235,26 @@ def test_a_form_encoded_body_is_refused_not_saved_as_lists(growth: Any) -> None:
     assert refused.status_code == 400
     assert "application/json" in refused.json()["details"]["non_field_errors"][0]
     assert not CancellationReason.objects.filter(label__contains="Too pricey").exists()
+
+
+def test_publishing_and_reordering_through_the_api_are_in_the_audit_log(growth: Any) -> None:
+    draft = CancellationFlow.objects.create(name="Draft flow")
+    first = FlowRule.objects.create(flow=draft, position=1)
+    second = FlowRule.objects.create(flow=draft, position=2)
+    AuditEntry.objects.all().delete()
+
+    assert growth.post(f"/api/v1/cancellation-flows/{draft.pk}/publish/").status_code == 200
+    assert growth.post(f"/api/v1/flow-rules/{second.pk}/publish/").status_code == 200
+    reordered = growth.post("/api/v1/flow-rules/reorder/", {"ids": [second.pk, first.pk]}, format="json")
+    assert reordered.status_code == 200
+
+    entries = [
+        (entry.model, entry.object_id, entry.action, entry.changes, entry.via, entry.actor_name)
+        for entry in AuditEntry.objects.order_by("pk")
+    ]
+    assert entries == [
+        ("offers.CancellationFlow", str(draft.pk), "changed", {"is_draft": [True, False]}, "api", "growth"),
+        ("offers.FlowRule", str(second.pk), "changed", {"is_draft": [True, False]}, "api", "growth"),
+        ("offers.FlowRule", str(second.pk), "changed", {"position": [2, 1]}, "api", "growth"),
+        ("offers.FlowRule", str(first.pk), "changed", {"position": [1, 2]}, "api", "growth"),
+    ]
