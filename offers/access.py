@@ -8,7 +8,7 @@ A start answers a **session token** (`tlst_…`, a SessionToken): every later ca
 page need it. It names one session — so one customer and one subscription — and expires after
 CANCELLATION_SESSION_TOKEN_MINUTES (30 by default). The session's public id (`token`) proves nothing.
 
-The moves themselves stay in offers.services (each final move applies once, under a row lock, whatever token or
+The moves themselves stay in offers.sessions (each final move applies once, under a row lock, whatever token or
 door asks again); this module only decides who may make them.
 """
 
@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from audiences.api_auth import ProofRefused, ProofRequired
 from offers.models import CancellationSession, SessionToken
-from offers.services import SESSION_LIFETIME
+from offers.sessions import SESSION_LIFETIME
 
 SESSION_TOKEN_PREFIX = "tlst_"
 SESSION_TOKEN_BYTES = 32

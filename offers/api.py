@@ -49,7 +49,7 @@ from audiences.api_auth import (
 from audiences.models import Source
 from audiences.services import SECRET_KEY_PREFIX
 from config.permissions import RoleModelPermissions
-from offers import access, services
+from offers import access, errors, sessions
 from offers.forms import ReportFilterForm
 from offers.hosted import hosted_path
 from offers.models import CancellationSession
@@ -135,7 +135,7 @@ class StartSerializer(serializers.Serializer[Any]):
 
 class ReasonSerializer(serializers.Serializer[Any]):
     reason_id = serializers.IntegerField(required=False, allow_null=True)
-    feedback = serializers.CharField(required=False, allow_blank=True, max_length=services.MAX_FEEDBACK, default="")
+    feedback = serializers.CharField(required=False, allow_blank=True, max_length=sessions.MAX_FEEDBACK, default="")
 
 
 PROOF_ERRORS = {
@@ -158,7 +158,7 @@ def _answer(
 ) -> Response:
     """The session's state, the hosted page's link (it carries the session token) and when the token expires;
     the token itself only in the start's answer."""
-    session = services.session_get(grant.session.token)
+    session = sessions.session_get(grant.session.token)
     payload = session_payload(session)
     payload["hosted_url"] = request.build_absolute_uri(hosted_path(grant.token))
     payload["session_token_expires_at"] = grant.expires_at.isoformat()
@@ -167,9 +167,9 @@ def _answer(
     return Response(payload, status=status_code)
 
 
-def _error(error: services.SessionError) -> Response:
+def _error(error: errors.SessionError) -> Response:
     body: dict[str, Any] = {"error": error.message, "code": error.code}
-    if isinstance(error, services.StripeStepFailed):
+    if isinstance(error, errors.StripeStepFailed):
         body["stripe"] = {"status": error.stripe_status, "code": error.stripe_code}
         body["retryable"] = True
     return Response(body, status=error.status)
@@ -182,7 +182,7 @@ class SessionAPIView(ProductAPIView):
     permission_classes = [HasSessionToken]
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, services.SessionError):
+        if isinstance(exc, errors.SessionError):
             return _error(exc)
         return super().handle_exception(exc)
 
@@ -216,7 +216,7 @@ class SessionStartView(SessionAPIView):
                 action="start a session",
                 send="user_id with auth_hash",
             )
-        start = services.win_back_start if data.validated_data["kind"] == "win_back" else services.session_start
+        start = sessions.win_back_start if data.validated_data["kind"] == "win_back" else sessions.session_start
         session, created = start(
             source=source, user_id=user_id, stripe_subscription_id=data.validated_data.get("subscription_id")
         )
@@ -238,7 +238,7 @@ class SessionReasonView(SessionAPIView):
         grant = self._grant(request, token)
         data = ReasonSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.session_answer_reason(
+        sessions.session_answer_reason(
             session=grant.session,
             reason_id=data.validated_data.get("reason_id"),
             feedback=data.validated_data.get("feedback", ""),
@@ -251,7 +251,7 @@ class SessionAcceptView(SessionAPIView):
     def post(self, request: Request, token: str) -> Response:
         """Accept the presented offer; it is applied through Stripe (simulated for a test customer)."""
         grant = self._grant(request, token)
-        services.session_accept(session=grant.session)
+        sessions.session_accept(session=grant.session)
         return _answer(request, grant)
 
 
@@ -260,7 +260,7 @@ class SessionDeclineView(SessionAPIView):
     def post(self, request: Request, token: str) -> Response:
         """Decline the presented offer → the cancel confirmation."""
         grant = self._grant(request, token)
-        services.session_decline(session=grant.session)
+        sessions.session_decline(session=grant.session)
         return _answer(request, grant)
 
 
@@ -269,7 +269,7 @@ class SessionConfirmCancelView(SessionAPIView):
     def post(self, request: Request, token: str) -> Response:
         """Confirm the cancellation; it is sent to Stripe with the reason as cancellation feedback."""
         grant = self._grant(request, token)
-        services.session_confirm_cancel(session=grant.session)
+        sessions.session_confirm_cancel(session=grant.session)
         return _answer(request, grant)
 
 

@@ -8,7 +8,7 @@ class OffersConfig(AppConfig):
 
     def ready(self) -> None:
         # Segments know nothing of offers: the rules that read a segment are reported through its registry.
-        from offers.services import segment_uses_in_offers
+        from offers.configuration import segment_uses_in_offers
         from segments.usage import register_usage
 
         register_usage(segment_uses_in_offers)

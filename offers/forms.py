@@ -1,6 +1,6 @@
 """Forms of the staff pages: offers, reasons, flows, offer rules (with a weight per offer) and flow rules.
 
-They only validate input; saving goes through offers.services.
+They only validate input; saving goes through offers.configuration.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
 from audiences.api_auth import ProofRequired
-from offers import access, services
+from offers import access, errors, sessions
 from offers.models import HOSTED_LANGUAGES, CancellationFlow, CancellationSession
 from offers.selectors import session_payload
 
@@ -124,21 +124,21 @@ class HostedCancelView(View):
         try:
             if action == "reason":
                 raw_reason = request.POST.get("reason_id") or ""
-                services.session_answer_reason(
+                sessions.session_answer_reason(
                     session=session,
                     reason_id=int(raw_reason) if raw_reason.isdigit() else None,
                     feedback=request.POST.get("feedback", ""),
                 )
             elif action == "accept":
-                services.session_accept(session=session)
+                sessions.session_accept(session=session)
             elif action == "decline":
-                services.session_decline(session=session)
+                sessions.session_decline(session=session)
             elif action == "confirm":
-                services.session_confirm_cancel(session=session)
+                sessions.session_confirm_cancel(session=session)
             else:
-                raise services.SessionError("Unknown action.")
-        except services.SessionError as error:
-            return self._render(request, services.session_get(session.token), error=error.message, status=error.status)
+                raise errors.SessionError("Unknown action.")
+        except errors.SessionError as error:
+            return self._render(request, sessions.session_get(session.token), error=error.message, status=error.status)
         return HttpResponseRedirect(request.get_full_path())
 
     def _render(self, request: HttpRequest, session: CancellationSession, **extra: Any) -> HttpResponse:

@@ -31,7 +31,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from offers import selectors, services
+from offers import configuration, selectors
 from offers.forms import FlowForm, FlowRuleForm, OfferForm, OfferRuleForm, ReasonForm
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import offer_summary
@@ -250,7 +250,7 @@ class OfferViewSet(FormBackedViewSet):
         return OfferForm(data, offer=instance)
 
     def save(self, form: Any, instance: Offer | None) -> Offer:
-        return services.offer_save(offer=instance, **form.cleaned_data)
+        return configuration.offer_save(offer=instance, **form.cleaned_data)
 
     def in_use(self, instance: Offer) -> str:
         if instance.rule_entries.exists():
@@ -321,7 +321,7 @@ class FlowViewSet(FormBackedViewSet):
         """Make the draft flow live (live customers' sessions may use it from now on)."""
         self._require_change(request)
         flow = self.get_object()
-        services.draft_publish(flow)
+        configuration.draft_publish(flow)
         return Response(self.as_json(self.get_queryset().get(pk=flow.pk)))
 
 
@@ -339,7 +339,7 @@ class ReorderMixin(FormBackedViewSet):
         existing = set(self.rule_model.objects.values_list("pk", flat=True))
         if not all(isinstance(pk, int) for pk in ids) or len(set(ids)) != len(ids) or set(ids) != existing:
             raise ValidationError({"ids": ["Send every rule's id exactly once."]})
-        services.rules_reorder(model=self.rule_model, ordered_ids=ids)
+        configuration.rules_reorder(model=self.rule_model, ordered_ids=ids)
         return Response([self.as_json(rule) for rule in self.get_queryset()])
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
@@ -348,7 +348,7 @@ class ReorderMixin(FormBackedViewSet):
         """Make the draft rule live (it is tried for live customers from now on)."""
         self._require_change(request)
         rule = self.get_object()
-        services.draft_publish(rule)
+        configuration.draft_publish(rule)
         return Response(self.as_json(self.get_queryset().get(pk=rule.pk)))
 
 
@@ -387,7 +387,7 @@ class OfferRuleViewSet(ReorderMixin):
         return form
 
     def save(self, form: Any, instance: OfferRule | None) -> OfferRule:
-        return services.offer_rule_save_cleaned(rule=instance, data=form.cleaned_data)
+        return configuration.offer_rule_save_cleaned(rule=instance, data=form.cleaned_data)
 
 
 def _weights(entries: Any) -> dict[int, Any]:
@@ -426,7 +426,7 @@ class FlowRuleViewSet(ReorderMixin):
         return FlowRuleForm({"is_active": True, **data}, instance=instance)
 
     def save(self, form: Any, instance: FlowRule | None) -> FlowRule:
-        return services.flow_rule_save_cleaned(rule=instance, data=form.cleaned_data)
+        return configuration.flow_rule_save_cleaned(rule=instance, data=form.cleaned_data)
 
 
 STAFF_ROUTES: list[tuple[str, type[FormBackedViewSet], str]] = [

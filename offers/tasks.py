@@ -7,7 +7,7 @@ from celery import shared_task
 from config.models import TaskRun
 from config.services import task_lock, task_run_recorded
 from offers.access import session_tokens_purge
-from offers.services import sessions_expire
+from offers.sessions import sessions_expire
 from offers.win_back_emails import win_back_emails_sweep
 
 

@@ -25,7 +25,7 @@ from django.views.generic import TemplateView
 
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from offers import selectors, services
+from offers import configuration, selectors
 from offers.exports import EXPORTABLE, report_table_csv, sessions_csv
 from offers.forms import FlowForm, FlowRuleForm, OfferForm, OfferRuleForm, ReasonForm, ReportFilterForm
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule, Offer, OfferRule
@@ -272,7 +272,7 @@ class OfferEditView(EditView):
         return OfferForm(data, initial=initial, offer=instance)
 
     def save(self, form: Any, instance: Offer | None) -> Offer:
-        return services.offer_save(offer=instance, **form.cleaned_data)
+        return configuration.offer_save(offer=instance, **form.cleaned_data)
 
 
 class ReasonEditView(EditView):
@@ -315,7 +315,7 @@ class OfferRuleEditView(EditView):
         return OfferRuleForm(data, initial=initial, rule=instance)
 
     def save(self, form: Any, instance: OfferRule | None) -> OfferRule:
-        return services.offer_rule_save_cleaned(rule=instance, data=form.cleaned_data)
+        return configuration.offer_rule_save_cleaned(rule=instance, data=form.cleaned_data)
 
     def success_url(self) -> str:
         return reverse("offers:rule-list")
@@ -329,7 +329,7 @@ class FlowRuleEditView(EditView):
         return FlowRuleForm(data, instance=instance)
 
     def save(self, form: Any, instance: FlowRule | None) -> FlowRule:
-        return services.flow_rule_save_cleaned(rule=instance, data=form.cleaned_data)
+        return configuration.flow_rule_save_cleaned(rule=instance, data=form.cleaned_data)
 
     def success_url(self) -> str:
         return reverse("offers:rule-list")
@@ -349,5 +349,5 @@ class RuleMoveView(StaffPermissionMixin, View):
         other = index - 1 if request.POST.get("direction") == "up" else index + 1
         if 0 <= other < len(ids):
             ids[index], ids[other] = ids[other], ids[index]
-        services.rules_reorder(model=model, ordered_ids=ids)
+        configuration.rules_reorder(model=model, ordered_ids=ids)
         return HttpResponseRedirect(reverse("offers:rule-list"))

@@ -31,10 +31,11 @@ from django.utils.translation import gettext
 
 from audiences.models import Customer
 from offers.access import win_back_link_grant
+from offers.errors import SessionError
 from offers.hosted import LANGUAGES, hosted_path
 from offers.models import CancellationSession, WinBackEmail
 from offers.parameters import offer_summary
-from offers.services import SessionError, lapsed_trials, win_back_start
+from offers.sessions import lapsed_trials, win_back_start
 from trials.emails import customer_zone, email_settings, in_quiet_hours, unsendable_reason, unsubscribe_url
 from trials.models import CustomerMessageLock, Subscription
 

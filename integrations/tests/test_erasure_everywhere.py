@@ -48,7 +48,7 @@ from integrations.models import (
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from integrations.tracking_plans import source_tracking_plan_set
-from offers import services as offer_services
+from offers import sessions
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule
 from segments.services import segment_evaluate, segment_save
 from trials.alerts import Target, alert_claim, alert_done, alerts_create
@@ -291,8 +291,8 @@ def everyone_goes_through_every_door(
     flow = CancellationFlow.objects.create(name="Standard", ask_feedback=True, is_draft=False)
     flow.reasons.set([reason])
     FlowRule.objects.create(flow=flow, position=1, is_draft=False)
-    session, _ = offer_services.session_start(source=source, user_id=ADA["user_id"])
-    offer_services.session_answer_reason(
+    session, _ = sessions.session_start(source=source, user_id=ADA["user_id"])
+    sessions.session_answer_reason(
         session=session, reason_id=reason.pk, feedback=f"Too pricey. {ADA['name']}, {ADA['email']}"
     )
 

@@ -19,7 +19,7 @@ from audiences.models import Customer, Source
 from audiences.services import auth_hash, source_create
 from integrations.tests import stripe_payloads as payloads
 from integrations.tests.fake_stripe import TEST_API_KEY
-from offers import services
+from offers import configuration
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.tests.fake_stripe_coupons import FakeStripeWithCoupons
 from segments.models import Segment
@@ -131,7 +131,7 @@ def flow(reasons: dict[str, CancellationReason]) -> CancellationFlow:
 @pytest.fixture
 def make_offer(db: Any) -> Callable[..., Offer]:
     def make(kind: str, name: str | None = None, **parameters: Any) -> Offer:
-        return services.offer_save(name=name or f"{kind} {parameters}", kind=kind, parameters=parameters)
+        return configuration.offer_save(name=name or f"{kind} {parameters}", kind=kind, parameters=parameters)
 
     return make
 
@@ -143,7 +143,7 @@ def make_rule(db: Any) -> Callable[..., OfferRule]:
         options.setdefault("is_draft", False)
         if not weighted:
             options.setdefault("no_offer", True)
-        return services.offer_rule_save(offers=weighted, **options)
+        return configuration.offer_rule_save(offers=weighted, **options)
 
     return make
 

@@ -13,7 +13,7 @@ from django.test import Client
 from audiences.models import Customer
 from audiences.services import source_cancel_page_frame_ancestors_set, source_create
 from offers.models import CancellationSession
-from offers.services import coupon_id_for
+from offers.stripe_requests import coupon_id_for
 from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscription
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"

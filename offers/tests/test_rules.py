@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Customer
-from offers import services
+from offers import configuration, matching
 from offers.models import CancellationFlow, CancellationSession, FlowRule, OfferRuleOffer
 from offers.tests.conftest import post, start
 
@@ -56,7 +56,7 @@ class TestOrder:
         second = make_rule(make_offer("trial_extension", "Extension", days=7))
         assert offered(product_api, reasons["price"].pk)["name"] == "Pause"
 
-        services.rules_reorder(model=type(first), ordered_ids=[second.pk, first.pk])
+        configuration.rules_reorder(model=type(first), ordered_ids=[second.pk, first.pk])
         CancellationSession.objects.all().delete()
         assert offered(product_api, reasons["price"].pk)["name"] == "Extension"
 
@@ -78,9 +78,9 @@ class TestWeights:
         rule = make_rule((a, 3), (b, 1))
         entries = list(OfferRuleOffer.objects.filter(rule=rule).select_related("offer").order_by("pk"))
 
-        picks = Counter(services.weighted_pick(entries, f"session-{n}").name for n in range(4000))
+        picks = Counter(matching.weighted_pick(entries, f"session-{n}").name for n in range(4000))
 
-        assert services.weighted_pick(entries, "same") == services.weighted_pick(entries, "same")
+        assert matching.weighted_pick(entries, "same") == matching.weighted_pick(entries, "same")
         assert 0.72 < picks["A"] / 4000 < 0.78
 
     def test_the_session_keeps_its_offer_when_asked_again(self, bob, flow, reasons, make_offer, make_rule, product_api):
@@ -94,7 +94,7 @@ class TestWeights:
     def test_both_offers_are_shown_across_sessions(self, bob, flow, reasons, make_offer, make_rule):
         make_rule((make_offer("trial_extension", "A", days=7), 1), (make_offer("trial_extension", "B", days=14), 1))
         matches = [
-            services.offer_match(customer=bob, reason=reasons["price"], is_test=False, seed=f"s{n}") for n in range(40)
+            matching.offer_match(customer=bob, reason=reasons["price"], is_test=False, seed=f"s{n}") for n in range(40)
         ]
         names = {match.offer.name for match in matches if match.offer}
         assert names == {"A", "B"}
@@ -127,7 +127,7 @@ class TestRepeatProtection:
         assert offered(product_api, reasons["price"].pk)["name"] == "Discount"
 
         CancellationSession.objects.exclude(pk=saved_before.pk).delete()
-        services.offer_rule_save(rule=rule, offers=[(discount, 1)], repeat_window_days=7, is_draft=False)
+        configuration.offer_rule_save(rule=rule, offers=[(discount, 1)], repeat_window_days=7, is_draft=False)
         assert offered(product_api, reasons["price"].pk)["name"] == "Discount"
 
     def test_only_saves_count(self, saved_before, bob, flow, reasons, make_offer, make_rule, product_api):

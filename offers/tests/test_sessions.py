@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from config.schedules import SCHEDULES
-from offers import selectors, services
+from offers import selectors, sessions
 from offers.models import CancellationSession, SessionStep
 from offers.tasks import expire_sessions
 from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscription
@@ -133,9 +133,9 @@ class TestOutcomeTiming:
         token = start(product_api)["token"]
         session = CancellationSession.objects.get(token=token)
 
-        assert services.sessions_expire(now=session.created_at + timedelta(hours=23, minutes=59)) == 0
-        assert services.sessions_expire(now=session.created_at + timedelta(hours=24, minutes=3)) == 1
-        assert services.sessions_expire(now=session.created_at + timedelta(hours=25)) == 0
+        assert sessions.sessions_expire(now=session.created_at + timedelta(hours=23, minutes=59)) == 0
+        assert sessions.sessions_expire(now=session.created_at + timedelta(hours=24, minutes=3)) == 1
+        assert sessions.sessions_expire(now=session.created_at + timedelta(hours=25)) == 0
 
         session.refresh_from_db()
         assert session.outcome == "deflected"
@@ -153,7 +153,7 @@ class TestOutcomeTiming:
         token = start(product_api, user_id="usr_tess")["token"]
         post(product_api, token, "reason", {"reason_id": reasons["price"].pk})
         post(product_api, token, "accept")
-        assert services.sessions_expire(now=timezone.now() + timedelta(days=2)) == 0
+        assert sessions.sessions_expire(now=timezone.now() + timedelta(days=2)) == 0
 
 
 class TestSavedStatus:

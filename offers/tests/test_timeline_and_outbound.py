@@ -13,7 +13,7 @@ from django.utils import timezone
 from audiences.live import internal_source
 from audiences.models import Event
 from integrations.models import Destination, DestinationDelivery
-from offers import services
+from offers import sessions
 from offers.models import CancellationSession
 from offers.tests.conftest import post, start, stripe_subscription
 
@@ -111,27 +111,27 @@ def test_a_failed_stripe_step_tells_nothing(
 
 def test_expired_sessions_are_told_once(bob, flow, reasons):
     now = timezone.now()
-    session, _ = services.session_start(source=None, user_id="usr_bob", now=now - timedelta(hours=25))
+    session, _ = sessions.session_start(source=None, user_id="usr_bob", now=now - timedelta(hours=25))
     CancellationSession.objects.filter(pk=session.pk).update(created_at=now - timedelta(hours=25))
     session.refresh_from_db()
 
-    assert services.sessions_expire(now=now) == 1
-    assert services.sessions_expire(now=now) == 0
+    assert sessions.sessions_expire(now=now) == 1
+    assert sessions.sessions_expire(now=now) == 0
 
     (completed,) = timeline(bob)
     assert completed.message_id == f"offers:{session.token}:completed"
     assert completed.properties["outcome"] == "deflected"
-    assert CancellationSession.objects.get().outcome_at == session.created_at + services.SESSION_LIFETIME
+    assert CancellationSession.objects.get().outcome_at == session.created_at + sessions.SESSION_LIFETIME
 
 
 def test_a_test_session_goes_on_the_timeline_but_not_to_destinations(
     tess, flow, reasons, make_offer, make_rule, webhook
 ):
     make_rule(make_offer("trial_extension", "A week", days=7))
-    session, _ = services.session_start(source=None, user_id="usr_tess")
-    session = services.session_answer_reason(session=session, reason_id=reasons["price"].pk)
+    session, _ = sessions.session_start(source=None, user_id="usr_tess")
+    session = sessions.session_answer_reason(session=session, reason_id=reasons["price"].pk)
 
-    services.session_accept(session=session)
+    sessions.session_accept(session=session)
 
     assert [event.name for event in timeline(tess)] == ["Offer Accepted", "Cancellation Session Completed"]
     assert timeline(tess)[0].properties["is_test"] is True

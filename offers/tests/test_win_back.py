@@ -12,7 +12,8 @@ from django.utils import timezone
 from audiences.models import Customer
 from integrations.tests import stripe_payloads as payloads
 from offers.models import CancellationSession, OfferRule
-from offers.services import coupon_id_for, lapsed_trials
+from offers.sessions import lapsed_trials
+from offers.stripe_requests import coupon_id_for
 from offers.tests.conftest import post
 from trials.models import Plan, Subscription
 
