@@ -13,18 +13,11 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from audiences.models import Account, AnonymousId, ComputedTrait, ComputedTraitValue, Customer, Event, Source
-from config.demo import (
-    DEMO_SOURCE_NAME,
-    PAID_STATUSES,
-    USER_ID_PREFIX,
-    DemoSummary,
-    demo_data_delete,
-    demo_now,
-    demo_seed,
-    trial_behaviour,
-)
-from config.demo_definitions import COMPUTED_TRAITS, LIVE_AUDIENCES, demo_definitions_ensure
-from config.demo_effects import PLANTED_EMAIL_DOMAIN
+from config.demo.definitions import COMPUTED_TRAITS, LIVE_AUDIENCES, demo_definitions_ensure
+from config.demo.effects import PLANTED_EMAIL_DOMAIN
+from config.demo.plan import DemoSummary
+from config.demo.seed import demo_data_delete, demo_now, demo_seed, trial_behaviour
+from config.demo.vocabulary import DEMO_SOURCE_NAME, PAID_STATUSES, USER_ID_PREFIX
 from segments.models import Segment, SegmentMembership
 from trials.models import Plan, Product, Subscription, Trial
 from trials.services import subscription_mrr_cents

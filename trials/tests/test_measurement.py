@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Customer, Event, Source
-from config.demo_effects import NOISE_EVENT, PlantedEffects, plant_effects
+from config.demo.effects import NOISE_EVENT, PlantedEffects, plant_effects
 from trials.loop import activation_definition_update
 from trials.measurement import (
     BENCHMARKS,
@@ -215,8 +215,9 @@ def test_cohort_benchmark_lines_are_labelled_from_their_values(db: Any, monkeypa
 
 
 def test_the_demo_seed_plants_the_effects_and_its_reset_removes_them(db: Any) -> None:
-    from config.demo import MIN_CUSTOMERS, demo_data_delete, demo_seed
-    from config.demo_effects import USER_ID_PREFIX
+    from config.demo.effects import USER_ID_PREFIX
+    from config.demo.seed import demo_data_delete, demo_seed
+    from config.demo.vocabulary import MIN_CUSTOMERS
     from trials.models import MessageSend, MessageTemplate
 
     demo_seed(customers=MIN_CUSTOMERS, seed=1, now=NOW, effect_trials=200)

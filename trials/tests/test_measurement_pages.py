@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from audiences.models import Customer, Event, Source
 from audiences.services import source_create
-from config.demo_effects import PlantedEffects, plant_effects
+from config.demo.effects import PlantedEffects, plant_effects
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from segments.models import CustomProperty, Segment

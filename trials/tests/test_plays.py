@@ -395,7 +395,7 @@ class TestValidationAndUsage:
 
 
 def test_the_demo_data_set_has_a_few_alerts() -> None:
-    from config.demo import demo_seed
+    from config.demo.seed import demo_seed
 
     demo_seed(customers=300, seed=42, now=datetime(2026, 3, 2, tzinfo=timezone.get_current_timezone()))
     alerts = Alert.objects.exclude(status="holdout")

@@ -5,8 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.demo import DEFAULT_CUSTOMERS, DEFAULT_SEED, DEMO_SOURCE_NAME, MIN_CUSTOMERS, DemoSummary, demo_seed
-from config.demo_definitions import demo_definitions_ensure
+from config.demo.definitions import demo_definitions_ensure
+from config.demo.plan import DemoSummary
+from config.demo.seed import demo_seed
+from config.demo.vocabulary import DEFAULT_CUSTOMERS, DEFAULT_SEED, DEMO_SOURCE_NAME, MIN_CUSTOMERS
 from trials.loop import trials_backfill
 
 
