@@ -32,6 +32,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from audiences.models import (
@@ -372,7 +373,9 @@ def _recomputed(trait: ComputedTrait) -> bool:
 def _rows_by_customer(trait: ComputedTrait, events: QuerySet[Event]) -> dict[int, list[tuple[int, datetime, Any]]]:
     fields = ["id", "customer_id", "timestamp"]
     if trait.kind in PROPERTY_KINDS:
-        fields.append(f"properties__{trait.property}")
+        # The property name is data: one JSON key, whatever it holds (`__`, dots), never a built lookup path.
+        events = events.annotate(read_value=KeyTransform(trait.property, "properties"))
+        fields.append("read_value")
     grouped: dict[int, list[tuple[int, datetime, Any]]] = defaultdict(list)
     for row in events.values_list(*fields):
         grouped[row[1]].append((row[0], row[2], row[3] if len(row) > 3 else None))

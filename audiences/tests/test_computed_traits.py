@@ -283,3 +283,16 @@ def test_computed_traits_in_segments_with_spelled_out_empty_semantics(
     assert {names[row["id"]] for row in result["sample"]} == expected
     for person in (busy, light, idle):
         assert explain(tree(condition), person)["matches"] is (person.user_id in expected)
+
+
+def test_a_property_name_is_one_json_key_whatever_it_holds(source: Source) -> None:
+    """`a__b` names the key "a__b", not the path a → b, and a dotted name is one key too."""
+    ada = Customer.objects.create(user_id="ada")
+    store(source, ada, "Invoice Paid", 1, **{"a__b": 5, "a": {"b": 700}, "plan.seats": 3})
+    store(source, ada, "Invoice Paid", 2, **{"a__b": 6, "a": {"b": 800}, "plan.seats": 4})
+    underscored = make_trait("underscored", Kind.SUM, event="Invoice Paid", property="a__b", done=False)
+    dotted = make_trait("dotted", Kind.MAX, event="Invoice Paid", property="plan.seats", done=False)
+    computed_trait_backfill(trait=underscored)
+    computed_trait_backfill(trait=dotted)
+    assert values(underscored) == {ada.pk: 11}
+    assert values(dotted) == {ada.pk: 4}
