@@ -7,7 +7,9 @@ typo is a form error, not a failed send.
 
 The send decision (:func:`message_send`) logs every outcome as a MessageSend row — sent, or suppressed/holdout
 with its reason. The throttle is decided under a row lock on the customer's CustomerMessageLock, so two
-workers never both send inside the window.
+workers never both send inside the window. Every path decides through :func:`messages_decide`, so a customer's
+emails go in priority order wherever they come from: a less important email yields (waits, or is dropped) when
+a more important one is due for the customer within the workspace's priority window.
 
 Triggers are decided by the 5-minute sweep and, for "event performed" and "audience entered" templates, in
 real time: a stored-batch hook and an audience-enter hook queue the same decision for the customers concerned
@@ -30,7 +32,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.base import FilterExpression, Node, TextNode, Variable, VariableNode
@@ -378,15 +380,17 @@ def in_quiet_hours(local: datetime, start: int, end: int) -> bool:
     return local.hour >= start or local.hour < end
 
 
-def _trigger_q(template: MessageTemplate, now: datetime) -> Q:
-    """Customers for whom the template's trigger holds at `now` (set-based, for one query)."""
+def _trigger_q(template: MessageTemplate, now: datetime, ahead: timedelta = timedelta(0)) -> Q:
+    """Customers for whom the template's trigger holds at `now` (set-based, for one query); with `ahead`, those
+    for whom a time-based trigger (trial day N, trial ends in N hours) falls due by `now + ahead` (the trial
+    still live at `now`). Event and audience triggers fire as they happen, so they are due only when they hold."""
     trigger = MessageTemplate.Trigger
     number = template.trigger_number or 0
     live_trial = Q(trials__is_current=True, trials__ends_at__gt=now, trials__converted_at__isnull=True)
     if template.trigger == trigger.TRIAL_DAY:
-        return live_trial & Q(trials__started_at__lte=now - timedelta(days=number))
+        return live_trial & Q(trials__started_at__lte=now + ahead - timedelta(days=number))
     if template.trigger == trigger.TRIAL_ENDS_IN:
-        return live_trial & Q(trials__ends_at__lte=now + timedelta(hours=number))
+        return live_trial & Q(trials__ends_at__lte=now + ahead + timedelta(hours=number))
     if template.trigger == trigger.AUDIENCE:
         if template.trigger_segment_id is None:
             return Q(pk__in=[])
@@ -403,9 +407,26 @@ def _trigger_q(template: MessageTemplate, now: datetime) -> Q:
     )
 
 
-def qualifying_customers(template: MessageTemplate, now: datetime) -> QuerySet[Customer]:
-    """The trigger and the template's condition tree, as one queryset."""
-    queryset = Customer.objects.filter(_trigger_q(template, now))
+def _due_at(template: MessageTemplate, now: datetime) -> Subquery | Value:
+    """When the template's trigger falls due for the customer (the outer query's row): N days after the current
+    trial started, N hours before it ends; `now` for event and audience triggers, which hold when they fire."""
+    number = template.trigger_number or 0
+    if template.trigger == MessageTemplate.Trigger.TRIAL_DAY:
+        moment = ExpressionWrapper(F("started_at") + timedelta(days=number), output_field=DateTimeField())
+    elif template.trigger == MessageTemplate.Trigger.TRIAL_ENDS_IN:
+        moment = ExpressionWrapper(F("ends_at") - timedelta(hours=number), output_field=DateTimeField())
+    else:
+        return Value(now, output_field=DateTimeField())
+    trial = Trial.objects.filter(customer_id=OuterRef("pk"), is_current=True).annotate(due=moment)
+    return Subquery(trial.values("due")[:1], output_field=DateTimeField())
+
+
+def qualifying_customers(
+    template: MessageTemplate, now: datetime, ahead: timedelta = timedelta(0)
+) -> QuerySet[Customer]:
+    """The trigger (due by `now + ahead`, see _trigger_q) and the template's condition tree at `now`, as one
+    queryset."""
+    queryset = Customer.objects.filter(_trigger_q(template, now, ahead))
     if template.condition:
         queryset = queryset.filter(compile_tree(parse_tree(template.condition), now))
     return queryset
@@ -416,10 +437,11 @@ def qualifies(template: MessageTemplate, customer_id: int, now: datetime) -> boo
 
 
 def _log(
-    customer: Customer, template: MessageTemplate, status: str, reason: str, now: datetime, **extra: Any
+    customer: Customer | int, template: MessageTemplate, status: str, reason: str, now: datetime, **extra: Any
 ) -> MessageSend:
+    customer_id = customer if isinstance(customer, int) else customer.pk
     return MessageSend.objects.create(
-        customer=customer, template=template, status=status, reason=reason, created_at=now, **extra
+        customer_id=customer_id, template=template, status=status, reason=reason, created_at=now, **extra
     )
 
 
@@ -478,15 +500,24 @@ def message_send(*, customer_id: int, template_id: int, now: datetime | None = N
     return send
 
 
-def messages_dispatch(*, customer_id: int, template_ids: Sequence[int], now: datetime | None = None) -> MessageSend:
-    """Several templates qualify for one customer at once: the highest priority is tried, the rest are logged."""
-    now = now or timezone.now()
-    templates = sorted(MessageTemplate.objects.filter(pk__in=template_ids), key=lambda t: (t.priority, t.pk))
-    winner, losers = templates[0], templates[1:]
-    customer = Customer.objects.get(pk=customer_id)
-    for template in losers:
-        _log(customer, template, MessageSend.Status.SUPPRESSED, f"lower priority than {winner.key}", now)
-    return message_send(customer_id=customer_id, template_id=winner.pk, now=now)
+@dataclass(frozen=True)
+class Due:
+    """A more important template due for a customer soon: what a less important one yields to."""
+
+    template: MessageTemplate
+    at: datetime
+
+
+#: Decisions that say "not now, because a more important email is due": the customer was not decided for.
+YIELDED = (MessageSend.Status.DEFERRED, MessageSend.Status.DROPPED)
+#: Decisions after which the sweep never considers the pair again (for an audience template: until re-entry).
+DONE = (
+    MessageSend.Status.QUEUED,
+    MessageSend.Status.SENT,
+    MessageSend.Status.HOLDOUT,
+    MessageSend.Status.FAILED,
+    MessageSend.Status.DROPPED,
+)
 
 
 def _since_entry(rows: QuerySet[MessageSend], template: MessageTemplate) -> QuerySet[MessageSend]:
@@ -507,19 +538,23 @@ def _since_entry(rows: QuerySet[MessageSend], template: MessageTemplate) -> Quer
     return rows.filter(created_at__gte=Coalesce(Subquery(entered), Value(EPOCH)))
 
 
+def _undecided(template: MessageTemplate, customers: QuerySet[Customer], now: datetime) -> QuerySet[Customer]:
+    """The customers who have not had the template (DONE — since they last entered the audience, for an audience
+    trigger) and were not decided for it within RECONSIDER_AFTER."""
+    rows = _since_entry(MessageSend.objects.filter(template=template, customer=OuterRef("pk")), template)
+    already, recently = rows.filter(status__in=DONE), rows.filter(created_at__gt=now - RECONSIDER_AFTER)
+    return customers.filter(~Exists(already), ~Exists(recently))
+
+
 def message_candidates(
     templates: Iterable[MessageTemplate], now: datetime, customer_ids: Collection[int] | None = None
 ) -> dict[int, list[int]]:
     """Customer → the email templates whose trigger and condition hold for them now and that they have not had
-    (queued, sent, held out or failed — since they last entered the audience, for an audience trigger), leaving
-    alone pairs decided within RECONSIDER_AFTER. One query per template; restricted
-    to `customer_ids` when a batch or an audience change names them."""
-    done = [MessageSend.Status.QUEUED, MessageSend.Status.SENT, MessageSend.Status.HOLDOUT, MessageSend.Status.FAILED]
+    (see _undecided). One query per template; restricted to `customer_ids` when a batch or an audience change
+    names them."""
     candidates: dict[int, list[int]] = {}
     for template in templates:
-        rows = _since_entry(MessageSend.objects.filter(template=template, customer=OuterRef("pk")), template)
-        already, recently = rows.filter(status__in=done), rows.filter(created_at__gt=now - RECONSIDER_AFTER)
-        queryset = qualifying_customers(template, now).filter(~Exists(already), ~Exists(recently))
+        queryset = _undecided(template, qualifying_customers(template, now), now)
         if customer_ids is not None:
             queryset = queryset.filter(pk__in=list(customer_ids))
         for customer_id in queryset.values_list("pk", flat=True).distinct():
@@ -527,36 +562,128 @@ def message_candidates(
     return candidates
 
 
-def _dispatch_all(candidates: dict[int, list[int]], now: datetime) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _rank(template: MessageTemplate) -> tuple[int, int]:
+    """Lower first: the priority number, then the older template."""
+    return template.priority, template.pk
+
+
+def messages_due_ahead(customer_ids: Collection[int], *, up_to: MessageTemplate, now: datetime) -> dict[int, Due]:
+    """Customer → the most important active email template (ranked at most `up_to`) that is due for them within
+    the workspace's priority window and that they have not had: what a less important email decided now must
+    yield to. One query per template at most (`up_to` and those before it), over the named customers only."""
+    window = timedelta(minutes=email_settings().priority_window_minutes)
+    if not window or not customer_ids:
+        return {}
+    found: dict[int, Due] = {}
+    remaining = set(customer_ids)
+    templates = MessageTemplate.objects.filter(
+        active=True, channel=MessageTemplate.Channel.EMAIL, priority__lte=up_to.priority
+    ).order_by("priority", "pk")
+    for template in templates:
+        if not remaining or _rank(template) > _rank(up_to):
+            break
+        due = _undecided(template, qualifying_customers(template, now, window), now).filter(pk__in=list(remaining))
+        for customer_id, at in due.annotate(due_at=_due_at(template, now)).values_list("pk", "due_at").distinct():
+            found[customer_id] = Due(template, at)
+            remaining.discard(customer_id)
+    return found
+
+
+def _yield(customer_id: int, template: MessageTemplate, ahead: Due, now: datetime) -> MessageSend:
+    """Log that the template gave way to a more important one due soon: deferred or dropped, as it asks."""
+    status = (
+        MessageSend.Status.DROPPED
+        if template.when_outranked == MessageTemplate.WhenOutranked.DROP
+        else MessageSend.Status.DEFERRED
+    )
+    at = ahead.at.astimezone(UTC)
+    reason = f"yields to {ahead.template.key} (priority {ahead.template.priority}), due {at:%Y-%m-%d %H:%M} UTC"
+    return _log(customer_id, template, status, reason, now)
+
+
+def _decide_round(candidates: dict[int, list[int]], now: datetime) -> list[MessageSend]:
+    """One decision per customer: the most important of their templates, unless a more important one is due
+    soon (then all of them yield); the others are logged as lower priority."""
+    wanted = {pk for template_ids in candidates.values() for pk in template_ids}
+    templates = {template.pk: template for template in MessageTemplate.objects.filter(pk__in=wanted)}
+    if not templates:
+        return []
+    ahead = messages_due_ahead(list(candidates), up_to=max(templates.values(), key=_rank), now=now)
+    outcomes: list[MessageSend] = []
     for customer_id, template_ids in candidates.items():
-        send = messages_dispatch(customer_id=customer_id, template_ids=template_ids, now=now)
+        ordered = sorted((templates[pk] for pk in template_ids if pk in templates), key=_rank)
+        winner, due = ordered[0], ahead.get(customer_id)
+        if due is not None and _rank(due.template) < _rank(winner):
+            outcomes.append(_yield(customer_id, winner, due, now))
+            for template in ordered[1:]:
+                _yield(customer_id, template, due, now)
+            continue
+        for template in ordered[1:]:
+            _log(customer_id, template, MessageSend.Status.SUPPRESSED, f"lower priority than {winner.key}", now)
+        outcomes.append(message_send(customer_id=customer_id, template_id=winner.pk, now=now))
+    return outcomes
+
+
+def _waiting(customer_ids: Collection[int]) -> dict[int, list[int]]:
+    """Customer → templates deferred for them and not decided since (one query)."""
+    later = MessageSend.objects.filter(
+        customer_id=OuterRef("customer_id"), template_id=OuterRef("template_id"), pk__gt=OuterRef("pk")
+    )
+    rows = MessageSend.objects.filter(customer_id__in=list(customer_ids), status=MessageSend.Status.DEFERRED)
+    waiting: dict[int, list[int]] = {}
+    for customer_id, template_id in rows.filter(~Exists(later)).values_list("customer_id", "template_id").distinct():
+        waiting.setdefault(customer_id, []).append(template_id)
+    return waiting
+
+
+def messages_decide(candidates: dict[int, list[int]], now: datetime) -> list[MessageSend]:
+    """Decide each customer's candidate templates, whichever path found them (the sweep, a real-time trigger),
+    by the same rule: a customer's emails go in priority order, also against emails due within the priority
+    window. Once a customer was decided for, the templates that waited for that decision are decided again
+    (they are usually throttled then, and the sweep sends them when the window has passed)."""
+    outcomes = _decide_round(candidates, now)
+    decided = [send.customer_id for send in outcomes if send.status not in YIELDED]
+    waiting = _waiting(decided) if decided else {}
+    return outcomes + (_decide_round(waiting, now) if waiting else [])
+
+
+def _counts(outcomes: Iterable[MessageSend]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for send in outcomes:
         counts[send.status] = counts.get(send.status, 0) + 1
     return counts
+
+
+def messages_dispatch(*, customer_id: int, template_ids: Sequence[int], now: datetime | None = None) -> MessageSend:
+    """Several templates qualify for one customer at once: the decision (see messages_decide) for the most
+    important one — sent, suppressed, or yielding to an email due soon; the rest are logged."""
+    now = now or timezone.now()
+    return messages_decide({customer_id: list(template_ids)}, now)[0]
 
 
 def messages_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Periodic: every active email template's qualifying customers who have not had it yet, one query each.
 
-    A customer who was already sent (or held out of, or failed) a template is not considered for it again;
-    after a suppression (throttled, quiet hours, lower priority) the pair is reconsidered once RECONSIDER_AFTER
-    has passed, so the log gets at most one row per customer and template per hour.
+    A customer who was already sent (or held out of, or failed, or dropped) a template is not considered for it
+    again; after a suppression (throttled, quiet hours, lower priority) or a deferral the pair is reconsidered
+    once RECONSIDER_AFTER has passed, so the log gets at most one row per customer and template per hour.
     """
     now = now or timezone.now()
     templates = MessageTemplate.objects.filter(active=True, channel=MessageTemplate.Channel.EMAIL)
-    return _dispatch_all(message_candidates(templates, now), now)
+    return _counts(messages_decide(message_candidates(templates, now), now))
 
 
 def messages_trigger(
     *, customer_ids: Collection[int], template_ids: Collection[int], now: datetime | None = None
 ) -> dict[str, int]:
     """Real time: the named templates for the named customers, decided as the sweep would (same candidates,
-    same priority, throttle and suppression), so an event or an audience entry sends within seconds."""
+    same priority against emails due soon, throttle and suppression), so an event or an audience entry sends
+    within seconds."""
     now = now or timezone.now()
     templates = MessageTemplate.objects.filter(
         pk__in=list(template_ids), active=True, channel=MessageTemplate.Channel.EMAIL
     )
-    return _dispatch_all(message_candidates(templates, now, customer_ids), now)
+    return _counts(messages_decide(message_candidates(templates, now, customer_ids), now))
 
 
 def _queue_trigger(customer_ids: Collection[int], template_ids: Collection[int]) -> None:

@@ -16,6 +16,8 @@ from audiences.models import Customer
 from config.models import TimestampedModel
 
 MAX_THROTTLE_HOURS = 24 * 366
+#: A longer look-ahead would hold a real-time email back for an email that is not really "about to go".
+MAX_PRIORITY_WINDOW_MINUTES = 24 * 60
 """A year: longer windows mean "never again", and past a point the window's start is no longer a date."""
 
 
@@ -610,6 +612,12 @@ class EmailSettings(models.Model):
     quiet_end_hour = models.PositiveSmallIntegerField(default=8, help_text="Local hour (0-23) quiet hours end.")
     default_time_zone = models.CharField(max_length=64, default="UTC")
     from_email = models.CharField(max_length=254, blank=True, help_text="Empty: DEFAULT_FROM_EMAIL.")
+    priority_window_minutes = models.PositiveIntegerField(
+        default=15,
+        validators=[MaxValueValidator(MAX_PRIORITY_WINDOW_MINUTES)],
+        help_text="A less important email yields when a more important one is due for the customer within this "
+        "many minutes (0: only emails decided together are compared).",
+    )
 
     def __str__(self) -> str:
         return "Email settings"
@@ -620,9 +628,15 @@ class MessageTemplate(models.Model):
 
     Subject and bodies are Django template language, rendered by trials.emails in a sandbox (a fixed variable
     set, few tags, autoescaping in HTML); they are validated when saved so a missing variable never reaches a
-    send. `priority` orders templates that qualify in the same window (lower first). `holdout_percent` of
+    send. `priority` orders a customer's templates wherever they are decided (lower first): a template yields
+    to a more important one due for the customer within the workspace's priority window, and `when_outranked`
+    says whether it then waits to be decided again after that one or is dropped. `holdout_percent` of
     customers, chosen deterministically, are logged as holdout instead of being sent the message.
     """
+
+    class WhenOutranked(models.TextChoices):
+        WAIT = "wait", "Wait, and be decided again after the more important email"
+        DROP = "drop", "Drop (not sent for this trigger)"
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
@@ -655,6 +669,12 @@ class MessageTemplate(models.Model):
         validators=[MaxValueValidator(MAX_THROTTLE_HOURS)],
         help_text="Empty: the workspace window.",
     )
+    when_outranked = models.CharField(
+        max_length=4,
+        choices=WhenOutranked.choices,
+        default=WhenOutranked.WAIT,
+        help_text="When a more important email is due for the customer within the priority window.",
+    )
     holdout_percent = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -685,7 +705,8 @@ class MessageSend(models.Model):
     """The log: every send decision for a customer and template, with its reason and delivery status.
 
     Suppressions are rows too (status `suppressed` or `holdout` with a reason), so the team can see why a
-    customer did not get a message, and holdout rows are the control group for uplift.
+    customer did not get a message, and holdout rows are the control group for uplift. An email that yielded
+    to a more important one due soon is `deferred` (decided again after that one) or `dropped`.
     """
 
     class Status(models.TextChoices):
@@ -694,6 +715,8 @@ class MessageSend(models.Model):
         FAILED = "failed", "Failed"
         SUPPRESSED = "suppressed", "Suppressed"
         HOLDOUT = "holdout", "Holdout"
+        DEFERRED = "deferred", "Deferred (waits for a more important email)"
+        DROPPED = "dropped", "Dropped (outranked)"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="message_sends")
     template = models.ForeignKey(MessageTemplate, on_delete=models.CASCADE, related_name="sends")

@@ -29,7 +29,9 @@ from trials.emails import (
     message_template_save,
     message_template_validate,
     messages_dispatch,
+    messages_due_ahead,
     messages_sweep,
+    messages_trigger,
     template_errors,
     unsubscribe_token,
 )
@@ -245,6 +247,7 @@ class TestThrottle:
         )
 
     def test_priority_picks_one_and_logs_the_others(self) -> None:
+        MessageTemplate.objects.update(active=False)  # the seeded nudge would be due for this customer too
         customer = person(started=NOON - timedelta(days=12, hours=1), stage=TrialStage.TRIGGER)
         expiry = simple(priority=20)
         nudge = simple(priority=10)
@@ -395,6 +398,7 @@ class TestEditor:
             for field in ("name", "subject", "html_body", "text_body", "trigger", "trigger_event", "priority")
         }
         data.update(active="on", trigger_number=item.trigger_number or "", holdout_percent=item.holdout_percent)
+        data.update(when_outranked=item.when_outranked)
         data.update(condition=json.dumps(item.condition) if item.condition else "", throttle_hours="")
         data.update(changes)
         return data
@@ -433,3 +437,78 @@ def test_a_suppressed_pair_is_reconsidered_an_hour_later() -> None:
     assert list(item.sends.values_list("status", flat=True)) == ["suppressed"]
     messages_sweep(now=NOON + timedelta(hours=1, minutes=1))
     assert list(item.sends.order_by("pk").values_list("status", flat=True)) == ["suppressed", "queued"]
+
+
+class TestPriorityAcrossPaths:
+    """A customer's emails are decided by priority wherever they come from: a real-time email yields to a more
+    important one due within the workspace's priority window."""
+
+    def setup_discount(self, **fields: Any) -> tuple[Customer, MessageTemplate]:
+        number = next(_ids)
+        source = Source.objects.create(
+            name=f"App {number}", write_key_hash=f"{number:064d}", write_key_prefix="p", secret_key_digest=f"s{number}"
+        )
+        discount = simple(
+            trigger=MessageTemplate.Trigger.EVENT, trigger_event="Pricing Viewed", trigger_number=24, priority=30,
+            **fields,
+        )  # fmt: skip
+        # The day-1 nudge (priority 10) falls due at 12:03.
+        customer = person(started=NOON + timedelta(minutes=3) - timedelta(days=1))
+        Event.objects.create(
+            source=source, message_id=f"pv{customer.pk}", customer=customer, type=Event.Type.TRACK,
+            name="Pricing Viewed", timestamp=NOON, received_at=NOON,
+        )  # fmt: skip
+        return customer, discount
+
+    def test_a_real_time_discount_waits_for_the_nudge_due_three_minutes_later(self) -> None:
+        customer, discount = self.setup_discount()
+        nudge = template("day-1-activation-nudge")
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"deferred": 1}
+        waited = discount.sends.get()
+        assert waited.reason == "yields to day-1-activation-nudge (priority 10), due 2026-03-10 12:03 UTC"
+        # The nudge is decided when it falls due, and gets the customer's slot; then the discount is decided
+        # again, and waits for the throttle window.
+        messages_sweep(now=NOON + timedelta(minutes=5))
+        rows = list(MessageSend.objects.filter(customer=customer).order_by("pk").values_list("template", "status"))
+        assert rows == [
+            (discount.pk, "deferred"),
+            (nudge.pk, "queued"),
+            (discount.pk, "suppressed"),
+        ]
+        assert discount.sends.order_by("pk").last().reason.startswith("throttled")  # type: ignore[union-attr]
+
+    def test_a_dropped_template_is_not_decided_again(self) -> None:
+        customer, discount = self.setup_discount(when_outranked=MessageTemplate.WhenOutranked.DROP)
+        messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON)
+        messages_sweep(now=NOON + timedelta(minutes=5))
+        messages_sweep(now=NOON + timedelta(days=1, hours=2))
+        assert list(discount.sends.values_list("status", flat=True)) == ["dropped"]
+
+    def test_the_window_is_a_workspace_setting(self) -> None:
+        EmailSettings.objects.filter(pk=1).update(priority_window_minutes=2)
+        customer, discount = self.setup_discount()
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"queued": 1}
+
+    def test_nothing_more_important_due_sends_at_once(self) -> None:
+        customer, discount = self.setup_discount()
+        Trial.objects.filter(customer=customer).update(stage=TrialStage.ACTIVATE)  # the nudge's condition fails
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"queued": 1}
+
+    def test_the_nudge_no_longer_coming_releases_the_discount(self) -> None:
+        customer, discount = self.setup_discount()
+        messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON)
+        Trial.objects.filter(customer=customer).update(stage=TrialStage.ACTIVATE)
+        # The sweep after the hour decides the deferred pair again: nothing more important is due any more.
+        messages_sweep(now=NOON + timedelta(hours=1, minutes=1))
+        assert list(discount.sends.order_by("pk").values_list("status", flat=True)) == ["deferred", "queued"]
+
+    def test_the_real_time_decision_reads_the_due_templates_set_based(self, django_assert_max_num_queries: Any) -> None:
+        customers = [self.setup_discount()[0] for _ in range(3)]
+        discount = MessageTemplate.objects.filter(trigger_event="Pricing Viewed").order_by("pk")
+        ids = [customer.pk for customer in customers]
+        # Counting the queries of the due look-ahead only: one per template ranked before the discount.
+        with django_assert_max_num_queries(1 + MessageTemplate.objects.filter(priority__lte=30).count()):
+            due = messages_due_ahead(ids, up_to=discount.first(), now=NOON)  # type: ignore[arg-type]
+        assert {customer_id: item.template.key for customer_id, item in due.items()} == dict.fromkeys(
+            ids, "day-1-activation-nudge"
+        )
