@@ -38,6 +38,7 @@ class MessageTemplateForm(forms.ModelForm[MessageTemplate]):
             "throttle_hours",
             "when_outranked",
             "holdout_percent",
+            "no_holdout",
         ]
 
     def clean(self) -> dict[str, Any]:

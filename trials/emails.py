@@ -18,7 +18,6 @@ real time: a stored-batch hook and an audience-enter hook queue the same decisio
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -46,6 +45,7 @@ from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
+from trials.holdout import held_out, holdout_errors
 from trials.models import (
     ActivationDefinition,
     CustomerMessageLock,
@@ -185,6 +185,8 @@ def message_template_validate(template: MessageTemplate) -> None:
             parse_tree(template.condition)
         except ValueError as exc:
             errors.setdefault("condition", []).append(str(exc))
+    for field, found in holdout_errors(template.holdout_percent, no_holdout=template.no_holdout).items():
+        errors.setdefault(field, []).extend(found)
     if errors:
         raise ValidationError(errors)
 
@@ -353,10 +355,7 @@ def email_settings() -> EmailSettings:
 
 def in_holdout(template: MessageTemplate, customer_id: int) -> bool:
     """Deterministic per customer and template: the same customer is always in (or out of) the control group."""
-    if template.holdout_percent <= 0:
-        return False
-    digest = hashlib.sha256(f"{template.key}:{customer_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % 100 < template.holdout_percent
+    return held_out(template.key, customer_id, template.holdout_percent)
 
 
 def customer_zone(customer: Customer, default: str) -> ZoneInfo:

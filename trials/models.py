@@ -16,6 +16,9 @@ from audiences.models import Customer
 from config.models import TimestampedModel
 
 MAX_THROTTLE_HOURS = 24 * 366
+#: Every template and play holds this share of customers out by default, so its effect can be measured; 0 only
+#: when someone explicitly chooses "no holdout" (`no_holdout`).
+DEFAULT_HOLDOUT_PERCENT = 10
 #: A longer look-ahead would hold a real-time email back for an email that is not really "about to go".
 MAX_PRIORITY_WINDOW_MINUTES = 24 * 60
 """A year: longer windows mean "never again", and past a point the window's start is no longer a date."""
@@ -631,7 +634,8 @@ class MessageTemplate(models.Model):
     send. `priority` orders a customer's templates wherever they are decided (lower first): a template yields
     to a more important one due for the customer within the workspace's priority window, and `when_outranked`
     says whether it then waits to be decided again after that one or is dropped. `holdout_percent` of
-    customers, chosen deterministically, are logged as holdout instead of being sent the message.
+    customers, chosen deterministically, are logged as holdout instead of being sent the message: 10% unless
+    chosen otherwise, and 0 only with `no_holdout` ticked, so an email nobody can measure is a decision.
     """
 
     class WhenOutranked(models.TextChoices):
@@ -675,12 +679,21 @@ class MessageTemplate(models.Model):
         default=WhenOutranked.WAIT,
         help_text="When a more important email is due for the customer within the priority window.",
     )
-    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=DEFAULT_HOLDOUT_PERCENT, help_text="Customers held out (the control group), chosen per customer."
+    )
+    no_holdout = models.BooleanField(
+        default=False, help_text="Nobody held out (holdout 0): the email's effect cannot be measured."
+    )
 
     class Meta:
         ordering = ["priority", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(holdout_percent__lte=100), name="message_template_holdout_pct"),
+            models.CheckConstraint(
+                condition=Q(holdout_percent=0, no_holdout=True) | Q(holdout_percent__gt=0, no_holdout=False),
+                name="message_template_holdout_explicit_zero",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -754,7 +767,8 @@ class Play(TimestampedModel):
     (trials.business_hours); `cooldown_hours` is how long after an alert was closed the play may fire again for
     the same customer or account. `test_mode` plays fire only for test customers, so a new rule can be tried
     without paging reps. `holdout_percent` of customers, chosen deterministically, get a holdout alert row that
-    never reaches the queue: the control group against which the play's uplift is measured.
+    never reaches the queue: the control group against which the play's uplift is measured — 10% unless chosen
+    otherwise, 0 only with `no_holdout` ticked.
     """
 
     class Target(models.TextChoices):
@@ -773,13 +787,22 @@ class Play(TimestampedModel):
     cooldown_hours = models.PositiveIntegerField(default=168, help_text="Quiet time after an alert is closed.")
     active = models.BooleanField(default=True)
     test_mode = models.BooleanField(default=False, help_text="Fire for test customers only.")
-    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=DEFAULT_HOLDOUT_PERCENT, help_text="Customers (or accounts) held out (the control group)."
+    )
+    no_holdout = models.BooleanField(
+        default=False, help_text="Nobody held out (holdout 0): the play's effect cannot be measured."
+    )
     notify_assignee = models.BooleanField(default=True, help_text="Email the assignee when an alert is created.")
 
     class Meta:
         ordering = ["priority", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(holdout_percent__lte=100), name="play_holdout_pct"),
+            models.CheckConstraint(
+                condition=Q(holdout_percent=0, no_holdout=True) | Q(holdout_percent__gt=0, no_holdout=False),
+                name="play_holdout_explicit_zero",
+            ),
             models.CheckConstraint(condition=Q(sla_business_hours__gte=1), name="play_sla_positive"),
         ]
 

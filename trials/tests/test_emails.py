@@ -35,7 +35,11 @@ from trials.emails import (
     template_errors,
     unsubscribe_token,
 )
-from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Trial, TrialStage
+from trials.measurement import Filters, template_uplift
+from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Play, Trial, TrialStage
+from trials.play_defaults import PLAYS
+from trials.plays import play_save
+from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +53,7 @@ def default_templates(db: Any) -> None:
     """The seeded defaults (restored when a transactional test flushed them)."""
     EmailSettings.objects.get_or_create(pk=1)
     for row in MESSAGE_TEMPLATES:
-        MessageTemplate.objects.get_or_create(key=row["key"], defaults=row)
+        MessageTemplate.objects.get_or_create(key=row["key"], defaults=without_holdout(row))
 
 
 @pytest.fixture
@@ -95,7 +99,7 @@ def simple(**fields: Any) -> MessageTemplate:
         "text_body": "{{ first_name }}",
         **fields,
     }
-    return message_template_save(MessageTemplate(**values))
+    return message_template_save(MessageTemplate(**without_holdout(values)))
 
 
 class TestTemplates:
@@ -398,7 +402,7 @@ class TestEditor:
             for field in ("name", "subject", "html_body", "text_body", "trigger", "trigger_event", "priority")
         }
         data.update(active="on", trigger_number=item.trigger_number or "", holdout_percent=item.holdout_percent)
-        data.update(when_outranked=item.when_outranked)
+        data.update(when_outranked=item.when_outranked, **({"no_holdout": "on"} if item.no_holdout else {}))
         data.update(condition=json.dumps(item.condition) if item.condition else "", throttle_hours="")
         data.update(changes)
         return data
@@ -512,3 +516,51 @@ class TestPriorityAcrossPaths:
         assert {customer_id: item.template.key for customer_id, item in due.items()} == dict.fromkeys(
             ids, "day-1-activation-nudge"
         )
+
+
+class TestHoldoutByDefault:
+    """Every live template and play holds 10% out unless someone chooses otherwise; 0 only explicitly."""
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "key": f"default-{next(_ids)}", "name": "Default", "trigger": MessageTemplate.Trigger.TRIAL_DAY,
+            "trigger_number": 0, "subject": "Hi", "html_body": "<p>Hi</p>", "text_body": "Hi",
+        }  # fmt: skip
+
+    def test_a_new_template_and_play_hold_ten_percent_out(self) -> None:
+        item = message_template_save(MessageTemplate(**self.fields()))
+        play = play_save(Play(key="default-play", name="P", condition=PLAYS[0]["condition"]))
+        assert (item.holdout_percent, item.no_holdout) == (10, False)
+        assert (play.holdout_percent, play.no_holdout) == (10, False)
+
+    def test_zero_is_an_explicit_choice(self) -> None:
+        with pytest.raises(ValidationError) as caught:
+            message_template_save(MessageTemplate(**self.fields(), holdout_percent=0))
+        assert "holdout_percent" in caught.value.message_dict
+        with pytest.raises(ValidationError) as caught:
+            play_save(Play(key="zero-play", name="P", condition=PLAYS[0]["condition"], holdout_percent=0))
+        assert "holdout_percent" in caught.value.message_dict
+        with pytest.raises(ValidationError) as caught:
+            message_template_save(MessageTemplate(**self.fields(), no_holdout=True))
+        assert "no_holdout" in caught.value.message_dict
+        unmeasured = message_template_save(MessageTemplate(**self.fields(), holdout_percent=0, no_holdout=True))
+        assert unmeasured.holdout_percent == 0
+
+    def test_the_default_holdout_is_sticky_and_measured_by_the_uplift_report(self) -> None:
+        MessageTemplate.objects.update(active=False)
+        item = message_template_save(MessageTemplate(**self.fields()))
+        customers = [person(started=NOON - timedelta(hours=1)) for _ in range(200)]
+        messages_sweep(now=NOON)
+        held = set(item.sends.filter(status="holdout").values_list("customer_id", flat=True))
+        assert held == {c.pk for c in customers if in_holdout(item, c.pk)}
+        assert 5 <= len(held) <= 40  # about 10% of 200
+        # Sticky: a held-out customer is never decided again, and a larger holdout keeps them held out.
+        MessageTemplate.objects.filter(pk=item.pk).update(holdout_percent=30)
+        item.refresh_from_db()
+        assert all(in_holdout(item, customer_id) for customer_id in held)
+        messages_sweep(now=NOON + timedelta(days=2))
+        assert item.sends.count() == 200
+        # The report compares the sent with the held out (delivery marks the queued ones sent).
+        item.sends.filter(status="queued").update(status="sent")
+        [row] = [row for row in template_uplift(filters=Filters()) if row.key == item.key]
+        assert (row.comparison.trials_a, row.comparison.trials_b) == (200 - len(held), len(held))

@@ -17,6 +17,7 @@ from config.roles import Role
 from conftest import TEST_PASSWORD
 from trials.email_defaults import MESSAGE_TEMPLATES
 from trials.models import EmailSettings, MessageSend, MessageTemplate
+from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,7 @@ NEW_TEMPLATE = {
     "trigger_event": "Logged In",
     "priority": "30",
     "when_outranked": "wait",
-    "holdout_percent": "0",
+    "holdout_percent": "10",
 }
 
 
@@ -41,7 +42,7 @@ def default_templates(db: Any) -> None:
     """The seeded defaults (restored when a transactional test flushed them)."""
     EmailSettings.objects.get_or_create(pk=1)
     for row in MESSAGE_TEMPLATES:
-        MessageTemplate.objects.get_or_create(key=row["key"], defaults=row)
+        MessageTemplate.objects.get_or_create(key=row["key"], defaults=without_holdout(row))
 
 
 def signed_in(user: AbstractUser) -> Client:
@@ -153,7 +154,7 @@ class TestSettings:
         assert workspace.priority_window_minutes == 5
         assert (workspace.default_time_zone, workspace.from_email) == ("Europe/Paris", "Team <team@example.test>")
         assert MessageTemplate.objects.order_by("priority", "pk").first() == expiry
-        audited = AuditEntry.objects.filter(model="trials.MessageTemplate", object_id=str(expiry.pk)).last()
+        audited = AuditEntry.objects.filter(model="trials.MessageTemplate", object_id=str(expiry.pk)).first()
         assert audited is not None and audited.changes["priority"][1] == 1  # the reorder is in the audit log
 
     def test_bad_values_are_form_errors_and_nothing_is_saved(self, growth: Client) -> None:
