@@ -33,6 +33,7 @@ class MessageTemplateForm(forms.ModelForm[MessageTemplate]):
             "trigger_event",
             "trigger_segment",
             "trigger_number",
+            "send_at_local_time",
             "condition",
             "priority",
             "throttle_hours",

@@ -11,9 +11,12 @@ workers never both send inside the window. Every path decides through :func:`mes
 emails go in priority order wherever they come from: a less important email yields (waits, or is dropped) when
 a more important one is due for the customer within the workspace's priority window.
 
-Triggers are decided by the 5-minute sweep and, for "event performed" and "audience entered" templates, in
-real time: a stored-batch hook and an audience-enter hook queue the same decision for the customers concerned
-(:func:`messages_on_batch`, :func:`messages_on_audience_enter`, :func:`messages_trigger`).
+"Event performed" and "audience entered" templates are decided in real time: a stored-batch hook and an
+audience-enter hook queue the decision for the customers concerned (:func:`messages_on_batch`,
+:func:`messages_on_audience_enter`, :func:`messages_trigger`). Time-based templates (trial day N, trial ends in
+N hours) are decided by a durable timer per customer (config.timers) at the moment they fall due — at the
+template's local time of day, outside quiet hours (:func:`message_timers_arm`, :func:`messages_on_timers`).
+The 5-minute sweep is the safety net of both: it decides what the real-time paths missed and arms missing timers.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,8 +35,20 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    CharField,
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.template import Context, Engine, TemplateSyntaxError
 from django.template.base import FilterExpression, Node, TextNode, Variable, VariableNode
 from django.template.defaultfilters import register as default_filters
@@ -42,6 +58,8 @@ from django.utils import timezone
 
 from audiences.live import BatchFacts
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
+from config.models import Timer
+from config.timers import DueTimer, timers_cancel_prefix, timers_schedule
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
@@ -82,6 +100,14 @@ VARIABLES: dict[str, str] = {
     "computed": "computed.<key>: a computed trait (usage counts and the like)",
 }
 _NAMESPACES = {"traits", "computed"}
+#: Triggers that fall due with time alone: decided by a durable timer per customer (see message_timers_arm).
+TIME_TRIGGERS = (MessageTemplate.Trigger.TRIAL_DAY, MessageTemplate.Trigger.TRIAL_ENDS_IN)
+MESSAGE_TIMER = "trials.message_due"
+#: The sweep arms the missing timers of pairs falling due within this long (a safety net: trials created by
+#: another path, a condition that came true after the due moment, a pair whose suppression has aged).
+ARM_AHEAD = timedelta(hours=1)
+#: Customers per arming statement.
+ARM_CHUNK = 2000
 ALLOWED_TAGS = ("if", "elif", "else", "endif", "comment")
 ALLOWED_FILTERS = ("default", "upper", "lower", "title", "capfirst", "floatformat", "date", "pluralize", "yesno")
 _FILTERS = {default_filters.filters[name]: name for name in ALLOWED_FILTERS}
@@ -178,8 +204,12 @@ def message_template_validate(template: MessageTemplate) -> None:
         errors.setdefault("trigger_event", []).append("Name the event.")
     if template.trigger == trigger.AUDIENCE and template.trigger_segment_id is None:
         errors.setdefault("trigger_segment", []).append("Choose the audience.")
-    if template.trigger in (trigger.TRIAL_DAY, trigger.TRIAL_ENDS_IN) and template.trigger_number is None:
+    if template.trigger in TIME_TRIGGERS and template.trigger_number is None:
         errors.setdefault("trigger_number", []).append("Give N.")
+    if template.send_at_local_time is not None and template.trigger not in TIME_TRIGGERS:
+        errors.setdefault("send_at_local_time", []).append(
+            "Only trial day N and trial ends in N hours have a time of day; events and audiences send as they happen."
+        )
     if template.condition:
         try:
             parse_tree(template.condition)
@@ -197,6 +227,7 @@ def message_template_save(template: MessageTemplate) -> MessageTemplate:
     message_template_validate(template)
     template.save()
     event_templates_forget()
+    message_timers_arm(template, now=timezone.now())
     return template
 
 
@@ -218,6 +249,7 @@ def message_template_duplicate(template: MessageTemplate) -> MessageTemplate:
 def message_template_delete(template: MessageTemplate) -> int:
     """Delete a template and its send log rows (they only make sense with it); returns how many rows went.
     Deactivating keeps the log — the page says so before anyone confirms."""
+    timers_cancel_prefix(_timer_prefix(template.pk))
     _, removed = template.delete()  # the send log goes with it (CASCADE)
     event_templates_forget()
     return removed.get(MessageSend._meta.label, 0)
@@ -225,13 +257,17 @@ def message_template_delete(template: MessageTemplate) -> int:
 
 @transaction.atomic
 def email_settings_save(workspace: EmailSettings, priorities: dict[int, int]) -> EmailSettings:
-    """Save the workspace rules and the templates' priority order together, so the page never half-applies."""
+    """Save the workspace rules and the templates' priority order together, so the page never half-applies; the
+    time-based templates' timers move with the quiet hours and the default zone."""
     workspace.save()
     # Saved one by one, not with update(): a priority change is a configuration change the audit log records.
     for template in MessageTemplate.objects.filter(pk__in=priorities):
         if template.priority != priorities[template.pk]:
             template.priority = priorities[template.pk]
             template.save(update_fields=["priority"])
+    now = timezone.now()
+    for template in MessageTemplate.objects.filter(active=True, trigger__in=TIME_TRIGGERS):
+        message_timers_arm(template, now=now)
     return workspace
 
 
@@ -361,13 +397,31 @@ def in_holdout(template: MessageTemplate, customer_id: int) -> bool:
 def customer_zone(customer: Customer, default: str) -> ZoneInfo:
     """The customer's time zone (trait timezone or time_zone), else the workspace default."""
     traits = customer.traits or {}
-    for name in (traits.get("timezone"), traits.get("time_zone"), default, "UTC"):
+    return zone_named(traits.get("timezone"), traits.get("time_zone"), default)
+
+
+def zone_named(*names: object) -> ZoneInfo:
+    """The first of the names that is a known IANA zone, else UTC."""
+    for name in (*names, "UTC"):
         if isinstance(name, str) and name:
             try:
                 return ZoneInfo(name)
             except (ZoneInfoNotFoundError, ValueError):
                 continue
     return ZoneInfo("UTC")
+
+
+def allowed_moment(earliest: datetime, zone: ZoneInfo, workspace: EmailSettings, at: dt_time | None = None) -> datetime:
+    """The first moment from `earliest` on when an email may go to a customer in `zone`: at `at` o'clock local
+    time when the template asks for a time of day, and never in quiet hours (moved to their end)."""
+    local = earliest.astimezone(zone)
+    if at is not None:
+        wanted = datetime.combine(local.date(), at, tzinfo=zone)
+        local = wanted if wanted >= local else datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
+    if in_quiet_hours(local, workspace.quiet_start_hour, workspace.quiet_end_hour):
+        end = local.replace(hour=workspace.quiet_end_hour, minute=0, second=0, microsecond=0)
+        local = end if end > local else end + timedelta(days=1)
+    return max(earliest, local.astimezone(UTC))
 
 
 def in_quiet_hours(local: datetime, start: int, end: int) -> bool:
@@ -537,23 +591,31 @@ def _since_entry(rows: QuerySet[MessageSend], template: MessageTemplate) -> Quer
     return rows.filter(created_at__gte=Coalesce(Subquery(entered), Value(EPOCH)))
 
 
-def _undecided(template: MessageTemplate, customers: QuerySet[Customer], now: datetime) -> QuerySet[Customer]:
+def _undecided(
+    template: MessageTemplate,
+    customers: QuerySet[Customer],
+    now: datetime,
+    reconsider_after: timedelta = RECONSIDER_AFTER,
+) -> QuerySet[Customer]:
     """The customers who have not had the template (DONE — since they last entered the audience, for an audience
-    trigger) and were not decided for it within RECONSIDER_AFTER."""
+    trigger) and were not decided for it within `reconsider_after`."""
     rows = _since_entry(MessageSend.objects.filter(template=template, customer=OuterRef("pk")), template)
-    already, recently = rows.filter(status__in=DONE), rows.filter(created_at__gt=now - RECONSIDER_AFTER)
+    already, recently = rows.filter(status__in=DONE), rows.filter(created_at__gt=now - reconsider_after)
     return customers.filter(~Exists(already), ~Exists(recently))
 
 
 def message_candidates(
-    templates: Iterable[MessageTemplate], now: datetime, customer_ids: Collection[int] | None = None
+    templates: Iterable[MessageTemplate],
+    now: datetime,
+    customer_ids: Collection[int] | None = None,
+    reconsider_after: timedelta = RECONSIDER_AFTER,
 ) -> dict[int, list[int]]:
     """Customer → the email templates whose trigger and condition hold for them now and that they have not had
-    (see _undecided). One query per template; restricted to `customer_ids` when a batch or an audience change
-    names them."""
+    (see _undecided). One query per template; restricted to `customer_ids` when a batch, an audience change or
+    a timer names them."""
     candidates: dict[int, list[int]] = {}
     for template in templates:
-        queryset = _undecided(template, qualifying_customers(template, now), now)
+        queryset = _undecided(template, qualifying_customers(template, now), now, reconsider_after)
         if customer_ids is not None:
             queryset = queryset.filter(pk__in=list(customer_ids))
         for customer_id in queryset.values_list("pk", flat=True).distinct():
@@ -661,15 +723,20 @@ def messages_dispatch(*, customer_id: int, template_ids: Sequence[int], now: dat
 
 
 def messages_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Periodic: every active email template's qualifying customers who have not had it yet, one query each.
+    """Periodic safety net: every active event and audience email template's qualifying customers who have not
+    had it yet, one query each, decided now; for time-based templates, the missing timers of the pairs due
+    within ARM_AHEAD are armed (the timers decide them, on time and at the customer's time of day).
 
     A customer who was already sent (or held out of, or failed, or dropped) a template is not considered for it
     again; after a suppression (throttled, quiet hours, lower priority) or a deferral the pair is reconsidered
     once RECONSIDER_AFTER has passed, so the log gets at most one row per customer and template per hour.
     """
     now = now or timezone.now()
-    templates = MessageTemplate.objects.filter(active=True, channel=MessageTemplate.Channel.EMAIL)
-    return _counts(messages_decide(message_candidates(templates, now), now))
+    templates = list(MessageTemplate.objects.filter(active=True, channel=MessageTemplate.Channel.EMAIL))
+    realtime = [template for template in templates if template.trigger not in TIME_TRIGGERS]
+    counts = _counts(messages_decide(message_candidates(realtime, now), now))
+    armed = sum(message_timers_arm(t, now=now, ahead=ARM_AHEAD) for t in templates if t.trigger in TIME_TRIGGERS)
+    return {**counts, "armed": armed} if armed else counts
 
 
 def messages_trigger(
@@ -685,6 +752,147 @@ def messages_trigger(
     return _counts(messages_decide(message_candidates(templates, now, customer_ids), now))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Time-based templates: a durable timer per customer, fired when the template falls due
+
+
+def _timer_prefix(template_id: int) -> str:
+    return f"message:{template_id}:"
+
+
+def _timer_key(template_id: int, customer_id: int) -> str:
+    return f"{_timer_prefix(template_id)}{customer_id}"
+
+
+def _armed(template: MessageTemplate) -> Exists:
+    """Whether the customer (the outer query's row) has a timer for the template that has not fired yet."""
+    key = Concat(Value(_timer_prefix(template.pk)), Cast(OuterRef("pk"), output_field=CharField()))
+    return Exists(Timer.objects.filter(key=key, fired_at__isnull=True, failed_at__isnull=True))
+
+
+def _timer_rows(
+    template: MessageTemplate, customers: QuerySet[Customer], now: datetime, workspace: EmailSettings, *, again: bool
+) -> list[tuple[str, datetime, dict[str, Any]]]:
+    """(key, moment, payload) of each customer's timer: the trigger's due moment from the current trial and the
+    zone traits, read in one query, moved to the template's local time of day and out of quiet hours
+    (allowed_moment: time zones are not SQL that every database shares, so that step is arithmetic on the rows).
+
+    A due moment already past is kept as it is when nothing moves it, so arming again is a no-op
+    (timers_schedule) — unless `again` (the sweep re-deciding a pair whose timer fired), which arms it for now."""
+    rows = customers.annotate(
+        due_at=_due_at(template, now), zone=KT("traits__timezone"), zone_alt=KT("traits__time_zone")
+    ).values_list("pk", "due_at", "zone", "zone_alt")
+    timers: list[tuple[str, datetime, dict[str, Any]]] = []
+    for customer_id, due_at, zone, zone_alt in rows.distinct():
+        if due_at is None:
+            continue
+        earliest = max(due_at, now)
+        moment = allowed_moment(
+            earliest, zone_named(zone, zone_alt, workspace.default_time_zone), workspace, template.send_at_local_time
+        )
+        if moment == earliest and due_at < now and not again:
+            moment = due_at
+        timers.append(
+            (_timer_key(template.pk, customer_id), moment, {"template": template.pk, "customer": customer_id})
+        )
+    return timers
+
+
+def message_timers_arm(
+    template: MessageTemplate,
+    *,
+    now: datetime,
+    customer_ids: Collection[int] | None = None,
+    ahead: timedelta | None = None,
+) -> int:
+    """Arm (or move) the template's timers: one per customer with a live trial who has not had it, at the moment
+    it falls due for them (see _timer_rows). Set-based: a query and a bulk upsert per ARM_CHUNK customers;
+    arming the same moment again is a no-op, so saving a template twice or a batch repeating a trial changes
+    nothing. A template that is inactive, in-app or no longer time-based has its timers cancelled instead.
+
+    With `ahead` (the sweep's safety net) only customers whose trigger falls due within it, whose condition
+    holds and who have no timer waiting are armed — missing timers, never moved ones."""
+    timed = template.trigger in TIME_TRIGGERS and template.channel == MessageTemplate.Channel.EMAIL
+    if not (template.active and timed):
+        timers_cancel_prefix(_timer_prefix(template.pk))
+        return 0
+    if ahead is None:
+        live = Q(trials__is_current=True, trials__ends_at__gt=now, trials__converted_at__isnull=True)
+        customers = Customer.objects.filter(live)
+    else:
+        customers = qualifying_customers(template, now, ahead).filter(~_armed(template))
+    customers = _undecided(template, customers, now)
+    if customer_ids is not None:
+        customers = customers.filter(pk__in=list(customer_ids))
+    workspace = email_settings()
+    ids = list(customers.order_by("pk").values_list("pk", flat=True).distinct())
+    armed = 0
+    for start in range(0, len(ids), ARM_CHUNK):
+        chunk = Customer.objects.filter(pk__in=ids[start : start + ARM_CHUNK])
+        rows = _timer_rows(template, chunk, now, workspace, again=ahead is not None)
+        armed += timers_schedule(MESSAGE_TIMER, rows, now=now)
+    return armed
+
+
+def _retry_rows(
+    outcomes: Sequence[MessageSend], templates: dict[int, MessageTemplate], now: datetime
+) -> list[tuple[str, datetime, dict[str, Any]]]:
+    """Timers again for decisions a time-based template lost to the throttle window or quiet hours: at the end
+    of the customer's window, at the template's time of day, outside quiet hours. Suppressions for other reasons
+    (unsubscribed, no longer qualifies) get none; the sweep reconsiders them. Two queries."""
+    suppressed = [send for send in outcomes if send.status == MessageSend.Status.SUPPRESSED]
+    if not suppressed:
+        return []
+    customer_ids = {send.customer_id for send in suppressed}
+    last_sent = dict(
+        CustomerMessageLock.objects.filter(customer_id__in=customer_ids).values_list("customer_id", "last_sent_at")
+    )
+    zones = {
+        pk: (zone, alt)
+        for pk, zone, alt in Customer.objects.filter(pk__in=customer_ids)
+        .annotate(zone=KT("traits__timezone"), zone_alt=KT("traits__time_zone"))
+        .values_list("pk", "zone", "zone_alt")
+    }
+    workspace = email_settings()
+    rows = []
+    for send in suppressed:
+        template = templates[send.template_id]
+        last = last_sent.get(send.customer_id)
+        window = timedelta(hours=template.throttle_hours or workspace.throttle_hours)
+        earliest = max(now, last + window) if last is not None else now
+        zone = zone_named(*zones.get(send.customer_id, ()), workspace.default_time_zone)
+        moment = allowed_moment(earliest, zone, workspace, template.send_at_local_time)
+        if moment > now:
+            key = _timer_key(template.pk, send.customer_id)
+            rows.append((key, moment, {"template": template.pk, "customer": send.customer_id}))
+    return rows
+
+
+def messages_on_timers(timers: Sequence[DueTimer]) -> None:
+    """Timer handler (kind MESSAGE_TIMER): the time-based templates that just fell due, decided now for the named
+    customers exactly as every other path decides (messages_decide), inside the transaction that marks the
+    timers fired. Idempotent: a pair already had is not a candidate. A decision lost to the throttle window or
+    quiet hours arms the timer again for when they end."""
+    now = timezone.now()
+    wanted: dict[int, set[int]] = {}
+    for timer in timers:
+        wanted.setdefault(int(timer.payload["template"]), set()).add(int(timer.payload["customer"]))
+    templates = {
+        template.pk: template
+        for template in MessageTemplate.objects.filter(
+            pk__in=list(wanted), active=True, channel=MessageTemplate.Channel.EMAIL, trigger__in=TIME_TRIGGERS
+        )
+    }
+    candidates: dict[int, list[int]] = {}
+    for template in templates.values():
+        found = message_candidates([template], now, wanted[template.pk], reconsider_after=timedelta(0))
+        for customer_id, template_ids in found.items():
+            candidates.setdefault(customer_id, []).extend(template_ids)
+    outcomes = messages_decide(candidates, now)
+    retry = [send for send in outcomes if send.template_id in templates]
+    timers_schedule(MESSAGE_TIMER, _retry_rows(retry, templates, now), now=now)
+
+
 def _queue_trigger(customer_ids: Collection[int], template_ids: Collection[int]) -> None:
     """Queue the real-time decision once the recording transaction has committed (the worker sees the rows)."""
     from trials.tasks import trigger_messages
@@ -693,49 +901,69 @@ def _queue_trigger(customer_ids: Collection[int], template_ids: Collection[int])
     transaction.on_commit(lambda: trigger_messages.delay(customers, templates))
 
 
-EVENT_TEMPLATES_TTL = 30.0  # seconds a worker process trusts its copy of the event-triggered templates
-_event_templates_cache: dict[str, tuple[float, dict[str, tuple[int, ...]]]] = {}
+EVENT_TEMPLATES_TTL = 30.0  # seconds a worker process trusts its copy of the hook-relevant templates
 
 
-def _event_templates() -> dict[str, tuple[int, ...]]:
-    """Event name → the active "event performed" email templates naming it, kept per process for
-    EVENT_TEMPLATES_TTL so a batch costs no query. A stale copy only delays the real-time path in other worker
-    processes (saving a template forgets this process's copy); the sweep still decides every template."""
+@dataclass(frozen=True)
+class HookTemplates:
+    """The active email templates the stored-batch hook acts on: by event name, and the time-based ones."""
+
+    by_event: dict[str, tuple[int, ...]]
+    timed: tuple[int, ...]
+
+
+_event_templates_cache: dict[str, tuple[float, HookTemplates]] = {}
+
+
+def _hook_templates() -> HookTemplates:
+    """The active "event performed" email templates by event name, and the time-based ones, kept per process for
+    EVENT_TEMPLATES_TTL so a batch costs no query to find them. A stale copy only delays the real-time path in
+    other worker processes (saving a template forgets this process's copy and arms its timers); the sweep still
+    decides every template."""
     cached = _event_templates_cache.get("templates")
     if cached is not None and time.monotonic() - cached[0] < EVENT_TEMPLATES_TTL:
         return cached[1]
     found: dict[str, list[int]] = {}
+    timed: list[int] = []
     rows = MessageTemplate.objects.filter(
-        active=True, channel=MessageTemplate.Channel.EMAIL, trigger=MessageTemplate.Trigger.EVENT
-    ).values_list("trigger_event", "pk")
-    for name, pk in rows:
-        found.setdefault(name, []).append(pk)
-    templates = {name: tuple(pks) for name, pks in found.items()}
+        active=True, channel=MessageTemplate.Channel.EMAIL, trigger__in=[MessageTemplate.Trigger.EVENT, *TIME_TRIGGERS]
+    ).values_list("trigger", "trigger_event", "pk")
+    for trigger, name, pk in rows:
+        if trigger == MessageTemplate.Trigger.EVENT:
+            found.setdefault(name, []).append(pk)
+        else:
+            timed.append(pk)
+    templates = HookTemplates({name: tuple(pks) for name, pks in found.items()}, tuple(timed))
     _event_templates_cache["templates"] = (time.monotonic(), templates)
     return templates
 
 
 def event_templates_forget() -> None:
-    """Drop this process's copy of the event-triggered templates (after a template changed)."""
+    """Drop this process's copy of the hook-relevant templates (after a template changed)."""
     _event_templates_cache.clear()
 
 
 def messages_on_batch(facts: BatchFacts, now: datetime) -> set[int]:
     """Stored-batch hook: customers who just performed an event an active "event performed" email template
-    names get that template decided now (queued after commit). No query for a batch (see _event_templates);
-    it changes no data segments read, so it returns no customers."""
-    if not facts.events:
+    names get that template decided now (queued after commit); customers whose profile or trial the batch
+    changed (a trial started or moved its end, a new time zone — trials.loop's hook runs first and reports its
+    changes as profile changes) get the time-based templates' timers armed or moved. Finding the templates
+    costs no query (see _hook_templates); it changes no data segments read, so it returns no customers."""
+    if not facts.events and not facts.profile_changed:
         return set()
-    by_event = _event_templates()
+    templates = _hook_templates()
     customer_ids: set[int] = set()
     template_ids: set[int] = set()
     for customer_id, names in facts.events.items():
         for name in names:
-            if name in by_event:
+            if name in templates.by_event:
                 customer_ids.add(customer_id)
-                template_ids.update(by_event[name])
+                template_ids.update(templates.by_event[name])
     if customer_ids:
         _queue_trigger(customer_ids, template_ids)
+    if templates.timed and facts.profile_changed:
+        for template in MessageTemplate.objects.filter(pk__in=templates.timed):
+            message_timers_arm(template, now=now, customer_ids=facts.profile_changed)
     return set()
 
 

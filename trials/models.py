@@ -631,11 +631,14 @@ class MessageTemplate(models.Model):
 
     Subject and bodies are Django template language, rendered by trials.emails in a sandbox (a fixed variable
     set, few tags, autoescaping in HTML); they are validated when saved so a missing variable never reaches a
-    send. `priority` orders a customer's templates wherever they are decided (lower first): a template yields
-    to a more important one due for the customer within the workspace's priority window, and `when_outranked`
-    says whether it then waits to be decided again after that one or is dropped. `holdout_percent` of
-    customers, chosen deterministically, are logged as holdout instead of being sent the message: 10% unless
-    chosen otherwise, and 0 only with `no_holdout` ticked, so an email nobody can measure is a decision.
+    send. Time-based triggers (trial day N, trial ends in N hours) fire from a durable timer per customer when
+    they fall due — at `send_at_local_time` in the customer's zone when set — outside quiet hours; event and
+    audience triggers fire as they happen. `priority` orders a customer's templates wherever they are decided
+    (lower first): a template yields to a more important one due for the customer within the workspace's
+    priority window, and `when_outranked` says whether it then waits to be decided again after that one or is
+    dropped. `holdout_percent` of customers, chosen deterministically, are logged as holdout instead of being
+    sent the message: 10% unless chosen otherwise, and 0 only with `no_holdout` ticked, so an email nobody can
+    measure is a decision.
     """
 
     class WhenOutranked(models.TextChoices):
@@ -665,6 +668,12 @@ class MessageTemplate(models.Model):
         "segments.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="message_templates"
     )
     trigger_number = models.PositiveIntegerField(null=True, blank=True, help_text="N days or N hours.")
+    send_at_local_time = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Trial day N / trial ends in N hours: send at this time of day in the customer's zone, the "
+        "first time it comes once the trigger is due (empty: the moment it is due).",
+    )
     condition = models.JSONField(null=True, blank=True, help_text="A segment-language condition tree.")
     priority = models.PositiveIntegerField(default=100, help_text="Lower wins when several qualify.")
     throttle_hours = models.PositiveIntegerField(

@@ -7,6 +7,7 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from celery.exceptions import Retry
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event, Source
 from config.roles import Role
+from config.timers import timers_fire_due
 from segments.models import Segment, SegmentMembership
 from trials.email_defaults import MESSAGE_TEMPLATES
 from trials.emails import (
@@ -60,6 +62,18 @@ def default_templates(db: Any) -> None:
 def no_quiet_hours(db: Any) -> None:
     """For tests that send at the wall clock's time: quiet hours off (start = end), so they pass at any hour."""
     EmailSettings.objects.filter(pk=1).update(quiet_start_hour=0, quiet_end_hour=0)
+
+
+def sweep(now: datetime) -> None:
+    """The beat at `now`: the lifecycle sweep, then the durable timers due by then, fired as their worker would
+    at that moment (time-based templates are decided by their timers)."""
+    messages_sweep(now=now)
+    fire_timers(now)
+
+
+def fire_timers(now: datetime) -> None:
+    with mock.patch("django.utils.timezone.now", return_value=now):
+        timers_fire_due(now=now)
 
 
 def person(
@@ -174,7 +188,7 @@ class TestTriggers:
         due = person(started=NOON - timedelta(days=1, hours=1))
         early = person(started=NOON - timedelta(hours=20))
         activated = person(started=NOON - timedelta(days=1, hours=1), stage=TrialStage.ACTIVATE)
-        messages_sweep(now=NOON)
+        sweep(NOON)
         sent = MessageSend.objects.filter(template=template("day-1-activation-nudge"))
         assert set(sent.values_list("customer_id", flat=True)) == {due.pk}
         assert early.pk and activated.pk
@@ -182,7 +196,7 @@ class TestTriggers:
     def test_trial_ends_in_n_hours(self) -> None:
         ending = person(started=NOON - timedelta(days=12, hours=1), stage=TrialStage.HABIT)
         person(started=NOON - timedelta(days=10), stage=TrialStage.HABIT)
-        messages_sweep(now=NOON)
+        sweep(NOON)
         sends = MessageSend.objects.filter(template=template("day-12-expiry-warning"))
         assert list(sends.values_list("customer_id", "status")) == [(ending.pk, MessageSend.Status.QUEUED)]
         assert sends.get().subject == "Your trial ends in 47 hours"
@@ -195,7 +209,7 @@ class TestTriggers:
         inside = person(started=NOON)
         person(started=NOON)
         SegmentMembership.objects.create(segment=segment, customer=inside, entered_at=NOON)
-        messages_sweep(now=NOON)
+        sweep(NOON)
         assert list(item.sends.values_list("customer_id", flat=True)) == [inside.pk]
 
     def test_event_performed_with_condition(self) -> None:
@@ -218,13 +232,13 @@ class TestTriggers:
                 source=source, message_id=f"e{customer.pk}", customer=customer, type=Event.Type.TRACK,
                 name="Paywall Viewed", timestamp=at, received_at=at,
             )  # fmt: skip
-        messages_sweep(now=NOON)
+        sweep(NOON)
         assert list(item.sends.values_list("customer_id", flat=True)) == [did.pk]
 
     def test_a_template_is_not_sent_twice(self) -> None:
         person(started=NOON - timedelta(days=1, hours=1))
-        messages_sweep(now=NOON)
-        messages_sweep(now=NOON + timedelta(days=2))
+        sweep(NOON)
+        sweep(NOON + timedelta(days=2))
         assert MessageSend.objects.filter(status=MessageSend.Status.QUEUED).count() == 1
 
 
@@ -268,7 +282,7 @@ class TestThrottle:
         # Day 12 of a trial that never activated, with the expiry warning's condition widened to every stage.
         MessageTemplate.objects.filter(key="day-12-expiry-warning").update(condition=None)
         customer = person(started=NOON - timedelta(days=12, hours=1))
-        messages_sweep(now=NOON)
+        sweep(NOON)
         statuses = dict(MessageSend.objects.filter(customer=customer).values_list("template__key", "status"))
         assert statuses == {"day-1-activation-nudge": "queued", "day-12-expiry-warning": "suppressed"}
 
@@ -436,10 +450,10 @@ def test_a_suppressed_pair_is_reconsidered_an_hour_later() -> None:
     customer = person(started=NOON - timedelta(days=3))
     item = simple()
     CustomerMessageLock.objects.create(customer=customer, last_sent_at=NOON - timedelta(hours=23, minutes=30))
-    messages_sweep(now=NOON)  # throttled: the last email was 23.5 h ago
-    messages_sweep(now=NOON + timedelta(minutes=5))  # left alone: suppressed less than an hour ago
+    sweep(NOON)  # throttled: the last email was 23.5 h ago
+    sweep(NOON + timedelta(minutes=5))  # left alone: suppressed less than an hour ago
     assert list(item.sends.values_list("status", flat=True)) == ["suppressed"]
-    messages_sweep(now=NOON + timedelta(hours=1, minutes=1))
+    sweep(NOON + timedelta(hours=1, minutes=1))
     assert list(item.sends.order_by("pk").values_list("status", flat=True)) == ["suppressed", "queued"]
 
 
@@ -472,7 +486,7 @@ class TestPriorityAcrossPaths:
         assert waited.reason == "yields to day-1-activation-nudge (priority 10), due 2026-03-10 12:03 UTC"
         # The nudge is decided when it falls due, and gets the customer's slot; then the discount is decided
         # again, and waits for the throttle window.
-        messages_sweep(now=NOON + timedelta(minutes=5))
+        sweep(NOON + timedelta(minutes=5))
         rows = list(MessageSend.objects.filter(customer=customer).order_by("pk").values_list("template", "status"))
         assert rows == [
             (discount.pk, "deferred"),
@@ -484,8 +498,8 @@ class TestPriorityAcrossPaths:
     def test_a_dropped_template_is_not_decided_again(self) -> None:
         customer, discount = self.setup_discount(when_outranked=MessageTemplate.WhenOutranked.DROP)
         messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON)
-        messages_sweep(now=NOON + timedelta(minutes=5))
-        messages_sweep(now=NOON + timedelta(days=1, hours=2))
+        sweep(NOON + timedelta(minutes=5))
+        sweep(NOON + timedelta(days=1, hours=2))
         assert list(discount.sends.values_list("status", flat=True)) == ["dropped"]
 
     def test_the_window_is_a_workspace_setting(self) -> None:
@@ -503,7 +517,7 @@ class TestPriorityAcrossPaths:
         messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON)
         Trial.objects.filter(customer=customer).update(stage=TrialStage.ACTIVATE)
         # The sweep after the hour decides the deferred pair again: nothing more important is due any more.
-        messages_sweep(now=NOON + timedelta(hours=1, minutes=1))
+        sweep(NOON + timedelta(hours=1, minutes=1))
         assert list(discount.sends.order_by("pk").values_list("status", flat=True)) == ["deferred", "queued"]
 
     def test_the_real_time_decision_reads_the_due_templates_set_based(self, django_assert_max_num_queries: Any) -> None:
@@ -550,7 +564,7 @@ class TestHoldoutByDefault:
         MessageTemplate.objects.update(active=False)
         item = message_template_save(MessageTemplate(**self.fields()))
         customers = [person(started=NOON - timedelta(hours=1)) for _ in range(200)]
-        messages_sweep(now=NOON)
+        sweep(NOON)
         held = set(item.sends.filter(status="holdout").values_list("customer_id", flat=True))
         assert held == {c.pk for c in customers if in_holdout(item, c.pk)}
         assert 5 <= len(held) <= 40  # about 10% of 200
@@ -558,7 +572,7 @@ class TestHoldoutByDefault:
         MessageTemplate.objects.filter(pk=item.pk).update(holdout_percent=30)
         item.refresh_from_db()
         assert all(in_holdout(item, customer_id) for customer_id in held)
-        messages_sweep(now=NOON + timedelta(days=2))
+        sweep(NOON + timedelta(days=2))
         assert item.sends.count() == 200
         # The report compares the sent with the held out (delivery marks the queued ones sent).
         item.sends.filter(status="queued").update(status="sent")
