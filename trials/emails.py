@@ -822,15 +822,16 @@ def message_timers_arm(
     else:
         customers = qualifying_customers(template, now, ahead).filter(~_armed(template))
     customers = _undecided(template, customers, now)
-    if customer_ids is not None:
-        customers = customers.filter(pk__in=list(customer_ids))
     workspace = email_settings()
+    again = ahead is not None
+    if customer_ids is not None:  # a batch's customers: few, one pass
+        rows = _timer_rows(template, customers.filter(pk__in=list(customer_ids)), now, workspace, again=again)
+        return timers_schedule(MESSAGE_TIMER, rows, now=now)
     ids = list(customers.order_by("pk").values_list("pk", flat=True).distinct())
     armed = 0
     for start in range(0, len(ids), ARM_CHUNK):
         chunk = Customer.objects.filter(pk__in=ids[start : start + ARM_CHUNK])
-        rows = _timer_rows(template, chunk, now, workspace, again=ahead is not None)
-        armed += timers_schedule(MESSAGE_TIMER, rows, now=now)
+        armed += timers_schedule(MESSAGE_TIMER, _timer_rows(template, chunk, now, workspace, again=again), now=now)
     return armed
 
 
