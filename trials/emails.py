@@ -631,7 +631,9 @@ def _rank(template: MessageTemplate) -> tuple[int, int]:
 def messages_due_ahead(customer_ids: Collection[int], *, up_to: MessageTemplate, now: datetime) -> dict[int, Due]:
     """Customer → the most important active email template (ranked at most `up_to`) that is due for them within
     the workspace's priority window and that they have not had: what a less important email decided now must
-    yield to. One query per template at most (`up_to` and those before it), over the named customers only."""
+    yield to. A time-based template is due when its trigger is and its timer (if armed) is within the window —
+    the timer knows the local time of day, quiet hours and throttle windows. One query per template at most
+    (`up_to` and those before it), over the named customers only."""
     window = timedelta(minutes=email_settings().priority_window_minutes)
     if not window or not customer_ids:
         return {}
@@ -644,7 +646,13 @@ def messages_due_ahead(customer_ids: Collection[int], *, up_to: MessageTemplate,
         if not remaining or _rank(template) > _rank(up_to):
             break
         due = _undecided(template, qualifying_customers(template, now, window), now).filter(pk__in=list(remaining))
-        for customer_id, at in due.annotate(due_at=_due_at(template, now)).values_list("pk", "due_at").distinct():
+        moment: Any = _due_at(template, now)
+        if template.trigger in TIME_TRIGGERS:
+            # Its timer says when it really goes (a local time of day, after quiet hours or a throttle window).
+            timer = _waiting_timer(template)
+            due = due.filter(~Exists(timer.filter(due_at__gt=now + window)))
+            moment = Coalesce(Subquery(timer.values("due_at")[:1]), moment, output_field=DateTimeField())
+        for customer_id, at in due.annotate(due_at=moment).values_list("pk", "due_at").distinct():
             found[customer_id] = Due(template, at)
             remaining.discard(customer_id)
     return found
@@ -764,10 +772,15 @@ def _timer_key(template_id: int, customer_id: int) -> str:
     return f"{_timer_prefix(template_id)}{customer_id}"
 
 
+def _waiting_timer(template: MessageTemplate) -> QuerySet[Timer]:
+    """The customer's (the outer query's row) timer for the template, when it has not fired yet."""
+    key = Concat(Value(_timer_prefix(template.pk)), Cast(OuterRef("pk"), output_field=CharField()))
+    return Timer.objects.filter(key=key, fired_at__isnull=True, failed_at__isnull=True)
+
+
 def _armed(template: MessageTemplate) -> Exists:
     """Whether the customer (the outer query's row) has a timer for the template that has not fired yet."""
-    key = Concat(Value(_timer_prefix(template.pk)), Cast(OuterRef("pk"), output_field=CharField()))
-    return Exists(Timer.objects.filter(key=key, fired_at__isnull=True, failed_at__isnull=True))
+    return Exists(_waiting_timer(template))
 
 
 def _timer_rows(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 from unittest import mock
 
@@ -30,6 +31,7 @@ from trials.emails import (
     message_send,
     message_template_save,
     message_template_validate,
+    message_timers_arm,
     messages_dispatch,
     messages_due_ahead,
     messages_sweep,
@@ -501,6 +503,14 @@ class TestPriorityAcrossPaths:
         sweep(NOON + timedelta(minutes=5))
         sweep(NOON + timedelta(days=1, hours=2))
         assert list(discount.sends.values_list("status", flat=True)) == ["dropped"]
+
+    def test_a_nudge_armed_for_the_next_morning_is_not_due_soon(self) -> None:
+        nudge = template("day-1-activation-nudge")
+        nudge.send_at_local_time = dt_time(9, 0)
+        message_template_save(nudge)
+        customer, discount = self.setup_discount()
+        message_timers_arm(nudge, now=NOON - timedelta(hours=1))  # its trigger is due at 12:03, it goes at 09:00
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"queued": 1}
 
     def test_the_window_is_a_workspace_setting(self) -> None:
         EmailSettings.objects.filter(pk=1).update(priority_window_minutes=2)
