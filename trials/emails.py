@@ -670,9 +670,11 @@ def _yield(customer_id: int, template: MessageTemplate, ahead: Due, now: datetim
     return _log(customer_id, template, status, reason, now)
 
 
-def _decide_round(candidates: dict[int, list[int]], now: datetime) -> list[MessageSend]:
+def _decide_round(
+    candidates: dict[int, list[int]], now: datetime, losers: list[MessageSend] | None = None
+) -> list[MessageSend]:
     """One decision per customer: the most important of their templates, unless a more important one is due
-    soon (then all of them yield); the others are logged as lower priority."""
+    soon (then all of them yield); the others are logged as lower priority (and collected in `losers`)."""
     wanted = {pk for template_ids in candidates.values() for pk in template_ids}
     templates = {template.pk: template for template in MessageTemplate.objects.filter(pk__in=wanted)}
     if not templates:
@@ -688,7 +690,9 @@ def _decide_round(candidates: dict[int, list[int]], now: datetime) -> list[Messa
                 _yield(customer_id, template, due, now)
             continue
         for template in ordered[1:]:
-            _log(customer_id, template, MessageSend.Status.SUPPRESSED, f"lower priority than {winner.key}", now)
+            lost = _log(customer_id, template, MessageSend.Status.SUPPRESSED, f"lower priority than {winner.key}", now)
+            if losers is not None:
+                losers.append(lost)
         outcomes.append(message_send(customer_id=customer_id, template_id=winner.pk, now=now))
     return outcomes
 
@@ -709,11 +713,23 @@ def messages_decide(candidates: dict[int, list[int]], now: datetime) -> list[Mes
     """Decide each customer's candidate templates, whichever path found them (the sweep, a real-time trigger),
     by the same rule: a customer's emails go in priority order, also against emails due within the priority
     window. Once a customer was decided for, the templates that waited for that decision are decided again
-    (they are usually throttled then, and the sweep sends them when the window has passed)."""
-    outcomes = _decide_round(candidates, now)
+    (they are usually throttled then). A time-based template that lost to the throttle window, quiet hours or a
+    more important email has its timer armed for when the window or the quiet hours end; an event or audience
+    template is reconsidered by the sweep. Returns one decision per customer and round."""
+    losers: list[MessageSend] = []
+    outcomes = _decide_round(candidates, now, losers)
     decided = [send.customer_id for send in outcomes if send.status not in YIELDED]
     waiting = _waiting(decided) if decided else {}
-    return outcomes + (_decide_round(waiting, now) if waiting else [])
+    outcomes += _decide_round(waiting, now, losers) if waiting else []
+    suppressed = [send for send in [*outcomes, *losers] if send.status == MessageSend.Status.SUPPRESSED]
+    if suppressed:
+        timed = MessageTemplate.objects.filter(
+            pk__in={send.template_id for send in suppressed}, trigger__in=TIME_TRIGGERS
+        )
+        templates = {template.pk: template for template in timed}
+        retry = [send for send in suppressed if send.template_id in templates]
+        timers_schedule(MESSAGE_TIMER, _retry_rows(retry, templates, now), now=now)
+    return outcomes
 
 
 def _counts(outcomes: Iterable[MessageSend]) -> dict[str, int]:
@@ -851,10 +867,10 @@ def message_timers_arm(
 def _retry_rows(
     outcomes: Sequence[MessageSend], templates: dict[int, MessageTemplate], now: datetime
 ) -> list[tuple[str, datetime, dict[str, Any]]]:
-    """Timers again for decisions a time-based template lost to the throttle window or quiet hours: at the end
-    of the customer's window, at the template's time of day, outside quiet hours. Suppressions for other reasons
-    (unsubscribed, no longer qualifies) get none; the sweep reconsiders them. Two queries."""
-    suppressed = [send for send in outcomes if send.status == MessageSend.Status.SUPPRESSED]
+    """Timers again for suppressions of time-based templates that the throttle window or quiet hours explain:
+    at the end of the customer's window, at the template's time of day, outside quiet hours. Suppressions for
+    other reasons (unsubscribed, no longer qualifies) get none; the sweep reconsiders them. Two queries."""
+    suppressed = list(outcomes)
     if not suppressed:
         return []
     customer_ids = {send.customer_id for send in suppressed}
@@ -886,7 +902,7 @@ def messages_on_timers(timers: Sequence[DueTimer]) -> None:
     """Timer handler (kind MESSAGE_TIMER): the time-based templates that just fell due, decided now for the named
     customers exactly as every other path decides (messages_decide), inside the transaction that marks the
     timers fired. Idempotent: a pair already had is not a candidate. A decision lost to the throttle window or
-    quiet hours arms the timer again for when they end."""
+    quiet hours arms the timer again for when they end (messages_decide)."""
     now = timezone.now()
     wanted: dict[int, set[int]] = {}
     for timer in timers:
@@ -902,9 +918,7 @@ def messages_on_timers(timers: Sequence[DueTimer]) -> None:
         found = message_candidates([template], now, wanted[template.pk], reconsider_after=timedelta(0))
         for customer_id, template_ids in found.items():
             candidates.setdefault(customer_id, []).extend(template_ids)
-    outcomes = messages_decide(candidates, now)
-    retry = [send for send in outcomes if send.template_id in templates]
-    timers_schedule(MESSAGE_TIMER, _retry_rows(retry, templates, now), now=now)
+    messages_decide(candidates, now)
 
 
 def _queue_trigger(customer_ids: Collection[int], template_ids: Collection[int]) -> None:

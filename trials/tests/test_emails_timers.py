@@ -190,3 +190,19 @@ def test_deactivating_a_template_cancels_its_timers() -> None:
     template.active = False
     message_template_save(template)
     assert not Timer.objects.filter(key__startswith=f"message:{template.pk}:").exists()
+
+
+def test_a_time_based_email_that_lost_on_priority_goes_when_the_window_ends() -> None:
+    expiry = MessageTemplate.objects.get(key="day-12-expiry-warning")
+    MessageTemplate.objects.filter(pk=expiry.pk).update(condition=None)  # also for trials that never activated
+    customer = person(started=NOW - timedelta(days=12, hours=1))
+    message_timers_arm(nudge(), now=NOW - timedelta(hours=2))
+    message_timers_arm(MessageTemplate.objects.get(pk=expiry.pk), now=NOW - timedelta(hours=2))
+    fire(NOW)
+    assert [row[:2] for row in sends(customer)] == [
+        ("day-12-expiry-warning", "suppressed"),
+        ("day-1-activation-nudge", "queued"),
+    ]
+    assert timer_due(expiry, customer) == NOW + timedelta(hours=24)
+    fire(NOW + timedelta(hours=24))
+    assert sends(customer)[-1] == ("day-12-expiry-warning", "queued", NOW + timedelta(hours=24))
