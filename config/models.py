@@ -85,3 +85,41 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.action} {self.model} {self.object_id}"
+
+
+class Timer(models.Model):
+    """A durable timer: at `due_at`, the handler registered for `kind` is called once with the timer's payload.
+
+    Celery's own countdowns live in the broker and die with a worker restart or a lost message, and a sweep
+    every N seconds is N seconds late; a row is neither. Rows are claimed with a conditional UPDATE (SKIP LOCKED
+    on PostgreSQL) under a lease, so concurrent workers never fire one timer twice, and a worker that dies
+    between claim and completion only delays the timer until the lease expires (config.timers).
+    """
+
+    kind = models.CharField(max_length=100, help_text="Which registered handler fires it.")
+    key = models.CharField(max_length=255, unique=True, help_text="Unique per timer: scheduling again moves it.")
+    due_at = models.DateTimeField()
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, default="")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    queued_for = models.DateTimeField(
+        null=True, blank=True, help_text="The due time an on-time Celery message was queued for."
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Set when the last retry failed too.")
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                name="timer_pending_due",
+                condition=models.Q(fired_at__isnull=True, failed_at__isnull=True),
+            ),
+            models.Index(fields=["fired_at"], name="timer_fired"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} @ {self.due_at:%Y-%m-%d %H:%M:%S}"

@@ -25,6 +25,8 @@ QUEUE_OF_TASK: dict[str, str] = {
     "trials.tasks.evaluate_plays": "evaluate",
     "trials.tasks.sweep_messages": "evaluate",
     "trials.tasks.trigger_messages": "evaluate",
+    "config.tasks.fire_timers": "evaluate",
+    "config.tasks.sweep_timers": "evaluate",
     # email: talking to the SMTP server
     "trials.tasks.deliver_message": "email",
     "offers.tasks.send_win_back_emails": "email",

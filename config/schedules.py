@@ -27,6 +27,13 @@ SCHEDULES: list[PeriodicSchedule] = [
         description="Deletes expired sessions, stale job locks and job-run history older than 30 days.",
     ),
     PeriodicSchedule(
+        name="durable timers",
+        task="config.tasks.sweep_timers",
+        every_seconds=5,
+        description="Fires durable timers whose on-time message was lost (a worker restart) or whose retry is due, "
+        "and queues the on-time messages of timers due within 10 minutes.",
+    ),
+    PeriodicSchedule(
         name="segment evaluation",
         task="segments.tasks.evaluate_segments",
         every_seconds=300,

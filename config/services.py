@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.audit import audit_record
-from config.models import AuditEntry, TaskLock, TaskRun
+from config.models import AuditEntry, TaskLock, TaskRun, Timer
 from config.roles import ADMIN_ONLY, ROLE_PERMISSIONS, Role
 
 
@@ -155,8 +155,9 @@ def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
 
 def housekeeping_run() -> dict[str, int]:
     """Delete what has outlived its use: expired sessions, expired job locks, job runs older than 30 days, and
-    the applied-batch ledger of computed traits after 7 days (a task is never retried that late), and failed
-    sign-ins (django-axes' attempts) once they are out of the cool-off window.
+    the applied-batch ledger of computed traits after 7 days (a task is never retried that late), failed
+    sign-ins (django-axes' attempts) once they are out of the cool-off window, and durable timers a week after
+    they fired.
 
     Runs under a lock so two beat ticks never overlap; each step is one set-based DELETE.
     """
@@ -174,12 +175,14 @@ def housekeeping_run() -> dict[str, int]:
         runs, _ = TaskRun.objects.filter(started_at__lt=now - timedelta(days=30)).delete()
         batches, _ = AppliedEventBatch.objects.filter(applied_at__lt=now - timedelta(days=7)).delete()
         sign_ins, _ = AccessAttempt.objects.filter(attempt_time__lt=now - settings.AXES_COOLOFF_TIME).delete()
+        timers, _ = Timer.objects.filter(fired_at__lt=now - timedelta(days=7)).delete()
         run.detail = {
             "expired_sessions": sessions,
             "expired_locks": locks,
             "old_task_runs": runs,
             "old_applied_batches": batches,
             "old_sign_in_failures": sign_ins,
+            "old_fired_timers": timers,
         }
         return dict(run.detail)
 

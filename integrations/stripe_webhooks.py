@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.json_input import json_value_problem
+from config.retry import retry_backoff
 from integrations.models import StripeEvent, StripeWebhookDelivery
 from integrations.stripe_api import object_refetcher
 from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
@@ -211,11 +212,6 @@ def queue_processing(event_pk: int) -> None:
     from integrations.tasks import process_stripe_event
 
     transaction.on_commit(lambda: process_stripe_event.delay(event_pk))
-
-
-def retry_backoff(attempts: int) -> timedelta:
-    """Wait before try number `attempts + 1`: 30 s, doubling, at most 6 h."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
 def stripe_event_process(*, event_pk: int) -> str:

@@ -7,13 +7,14 @@ from dataclasses import asdict
 from celery import shared_task
 
 from config.models import TaskRun
+from config.retry import retry_backoff
 from config.services import task_run_recorded
 from integrations.destinations import deliveries_dispatch, destination_flush
 from integrations.imports import import_job_run
 from integrations.models import ImportJob, StripeEvent
 from integrations.stripe_api import StripeNotConfigured, stripe_client
 from integrations.stripe_sync import stripe_events_reconcile
-from integrations.stripe_webhooks import retry_backoff, stripe_event_process, stripe_events_retry_due
+from integrations.stripe_webhooks import stripe_event_process, stripe_events_retry_due
 
 
 @shared_task(name="integrations.tasks.run_import")

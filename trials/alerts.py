@@ -12,7 +12,6 @@ API and pages turn into 404 / 403 / 409 / 400.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from integrations.destinations import Outbound, outbound_emit
 from integrations.models import OutboundKind
 from trials.briefs import briefs_store
 from trials.business_hours import DEFAULT_WORKDAYS, Schedule, add_business_hours
+from trials.holdout import held_out
 from trials.models import Alert, BusinessHours, Holiday, Play, RepProfile
 
 logger = logging.getLogger(__name__)
@@ -169,10 +169,7 @@ def assignees_choose(targets: Sequence[Target], now: datetime) -> list[int | Non
 
 def in_holdout(play: Play, dedup_key: str) -> bool:
     """Deterministic per play and customer (or account): the same one is always in (or out of) the control."""
-    if play.holdout_percent <= 0:
-        return False
-    digest = hashlib.sha256(f"{play.key}:{dedup_key}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % 100 < play.holdout_percent
+    return held_out(play.key, dedup_key, play.holdout_percent)
 
 
 def dedup_key(play: Play, target: Target) -> str:

@@ -10,12 +10,14 @@ class TrialsConfig(AppConfig):
     def ready(self) -> None:
         from audiences.live import on_audience_enter
         from audiences.pipeline import on_batch_stored
-        from trials.emails import messages_on_audience_enter, messages_on_batch
+        from config.timers import register_timer_handler
+        from trials.emails import MESSAGE_TIMER, messages_on_audience_enter, messages_on_batch, messages_on_timers
         from trials.loop import trials_on_batch
 
         on_batch_stored(trials_on_batch)
-        on_batch_stored(messages_on_batch)
+        on_batch_stored(messages_on_batch)  # after trials_on_batch: arms timers for the trials it changed
         on_audience_enter(messages_on_audience_enter)
+        register_timer_handler(MESSAGE_TIMER, messages_on_timers)  # time-based lifecycle emails, on time
 
         from audiences.merges import on_profile_merge
         from trials.merge_rules import current_trials_on_merge, message_locks_on_merge

@@ -33,10 +33,13 @@ class MessageTemplateForm(forms.ModelForm[MessageTemplate]):
             "trigger_event",
             "trigger_segment",
             "trigger_number",
+            "send_at_local_time",
             "condition",
             "priority",
             "throttle_hours",
+            "when_outranked",
             "holdout_percent",
+            "no_holdout",
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -68,11 +71,18 @@ def time_zone_name(value: object) -> str:
 
 
 class EmailSettingsForm(forms.ModelForm[EmailSettings]):
-    """The workspace's throttle window, quiet hours, default time zone and sender."""
+    """The workspace's throttle window, priority window, quiet hours, default time zone and sender."""
 
     class Meta:
         model = EmailSettings
-        fields = ["throttle_hours", "quiet_start_hour", "quiet_end_hour", "default_time_zone", "from_email"]
+        fields = [
+            "throttle_hours",
+            "priority_window_minutes",
+            "quiet_start_hour",
+            "quiet_end_hour",
+            "default_time_zone",
+            "from_email",
+        ]
 
     def clean_quiet_start_hour(self) -> int:
         return _hour(self.cleaned_data["quiet_start_hour"])

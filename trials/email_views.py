@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.template import TemplateSyntaxError
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -28,6 +29,7 @@ from trials.emails import (
     message_template_delete,
     message_template_duplicate,
     message_template_save,
+    render_refusal,
     unsubscribe_customer_id,
 )
 from trials.in_app import DISMISSAL_FLAG_MIN_SHOWN, DISMISSAL_FLAG_RATE, in_app_stats
@@ -67,7 +69,10 @@ class TemplatePreviewView(StaffPermissionMixin, TemplateView):
         raw = self.request.GET.get("customer", "")
         if raw.isdigit():
             customer = get_object_or_404(Customer, pk=int(raw))
-            context.update(customer=customer, rendered=message_preview(template, customer))
+            try:
+                context.update(customer=customer, rendered=message_preview(template, customer))
+            except TemplateSyntaxError as refused:  # stored without validation: say why instead of a 500
+                context.update(customer=customer, render_error=render_refusal(refused))
         return context
 
 

@@ -25,11 +25,19 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Case, Count, Exists, F, FloatField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
+from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from audiences.live import internal_source
 from audiences.models import Customer, Event
-from trials.emails import email_settings, in_holdout, message_context, message_render, qualifying_customers
+from trials.emails import (
+    email_settings,
+    in_holdout,
+    message_context,
+    message_render,
+    qualifying_customers,
+    render_refusal,
+)
 from trials.models import CustomerMessageLock, MessageSend, MessageTemplate
 
 CONSENT_CATEGORY = "in_app"
@@ -78,8 +86,13 @@ def _qualifying_template_ids(customer: Customer, templates: list[MessageTemplate
     return {t.pk for t in templates if row.get(f"t{t.pk}")}
 
 
-def _render(send: MessageSend, now: datetime) -> Prompt:
-    rendered = message_render(send.template, message_context(send.customer, now))
+def _render(send: MessageSend, now: datetime) -> Prompt | None:
+    """The open prompt as shown now; None when its template was changed without validation into one the sandbox
+    refuses (the product shows nothing rather than an error)."""
+    try:
+        rendered = message_render(send.template, message_context(send.customer, now))
+    except TemplateSyntaxError:
+        return None
     return Prompt(send=send, title=rendered.subject, text=rendered.text, html=rendered.html)
 
 
@@ -138,7 +151,17 @@ def in_app_prompt(customer: Customer, now: datetime | None = None) -> Prompt | N
                     created_at=now,
                 )
                 continue
-            rendered = message_render(template, message_context(customer, now))
+            try:
+                rendered = message_render(template, message_context(customer, now))
+            except TemplateSyntaxError as refused:  # stored without validation: logged once, never shown
+                MessageSend.objects.create(
+                    customer=customer,
+                    template=template,
+                    status=MessageSend.Status.FAILED,
+                    reason=render_refusal(refused),
+                    created_at=now,
+                )
+                continue
             send = MessageSend.objects.create(
                 customer=customer,
                 template=template,
@@ -157,7 +180,7 @@ def _is_done(template: MessageTemplate, history: Sequence[Mapping[str, Any]], no
     for row in history:
         if row["template_id"] != template.pk:
             continue
-        if row["status"] == MessageSend.Status.HOLDOUT or row["clicked_at"] is not None:
+        if row["status"] in (MessageSend.Status.HOLDOUT, MessageSend.Status.FAILED) or row["clicked_at"] is not None:
             return True
         if row["dismissed_at"] is not None and row["dismissed_at"] > since:
             return True

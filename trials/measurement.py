@@ -42,7 +42,7 @@ from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import Segment
 from trials.loop import activation_definition
-from trials.models import Alert, MessageSend, MessageTemplate, Plan, Trial
+from trials.models import Alert, MessageSend, MessageTemplate, Plan, Play, Trial
 from trials.stats import Comparison, Interval, compare, proportion, wilson_interval
 
 AFTER_TRIAL = timedelta(days=30)
@@ -502,9 +502,15 @@ def uplift_report(*, filters: Filters, now: datetime | None = None, plays: bool 
     return rows + play_uplift(filters=filters, now=now) if plays else rows
 
 
-def templates_without_holdout() -> list[str]:
-    """Active templates that cannot be measured because nobody is held out: the uplift page names them."""
-    return list(MessageTemplate.objects.filter(active=True, holdout_percent=0).values_list("name", flat=True))
+def experiments_without_holdout(*, plays: bool = True) -> list[str]:
+    """Active templates (and plays, when the reader may see plays) that cannot be measured because someone chose
+    "no holdout" for them — every other one holds DEFAULT_HOLDOUT_PERCENT out: the uplift page names them."""
+    names = list(MessageTemplate.objects.filter(active=True, no_holdout=True).values_list("name", flat=True))
+    if plays:
+        names += [
+            f"play {name}" for name in Play.objects.filter(active=True, no_holdout=True).values_list("name", flat=True)
+        ]
+    return names
 
 
 # --- 5. retention -----------------------------------------------------------------------------------------------

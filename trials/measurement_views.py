@@ -102,7 +102,7 @@ REPORTS: dict[str, Report] = {
             "and a plain verdict. The date range applies to the decision.",
             lambda form, now, user: uplift_table(
                 measurement.uplift_report(filters=form.filters(), now=now, plays=user.has_perm("trials.view_play")),
-                measurement.templates_without_holdout(),
+                measurement.experiments_without_holdout(plays=user.has_perm("trials.view_play")),
             ),
         ),
         Report(

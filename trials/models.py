@@ -16,6 +16,11 @@ from audiences.models import Customer
 from config.models import TimestampedModel
 
 MAX_THROTTLE_HOURS = 24 * 366
+#: Every template and play holds this share of customers out by default, so its effect can be measured; 0 only
+#: when someone explicitly chooses "no holdout" (`no_holdout`).
+DEFAULT_HOLDOUT_PERCENT = 10
+#: A longer look-ahead would hold a real-time email back for an email that is not really "about to go".
+MAX_PRIORITY_WINDOW_MINUTES = 24 * 60
 """A year: longer windows mean "never again", and past a point the window's start is no longer a date."""
 
 
@@ -610,6 +615,12 @@ class EmailSettings(models.Model):
     quiet_end_hour = models.PositiveSmallIntegerField(default=8, help_text="Local hour (0-23) quiet hours end.")
     default_time_zone = models.CharField(max_length=64, default="UTC")
     from_email = models.CharField(max_length=254, blank=True, help_text="Empty: DEFAULT_FROM_EMAIL.")
+    priority_window_minutes = models.PositiveIntegerField(
+        default=15,
+        validators=[MaxValueValidator(MAX_PRIORITY_WINDOW_MINUTES)],
+        help_text="A less important email yields when a more important one is due for the customer within this "
+        "many minutes (0: only emails decided together are compared).",
+    )
 
     def __str__(self) -> str:
         return "Email settings"
@@ -620,9 +631,19 @@ class MessageTemplate(models.Model):
 
     Subject and bodies are Django template language, rendered by trials.emails in a sandbox (a fixed variable
     set, few tags, autoescaping in HTML); they are validated when saved so a missing variable never reaches a
-    send. `priority` orders templates that qualify in the same window (lower first). `holdout_percent` of
-    customers, chosen deterministically, are logged as holdout instead of being sent the message.
+    send. Time-based triggers (trial day N, trial ends in N hours) fire from a durable timer per customer when
+    they fall due — at `send_at_local_time` in the customer's zone when set — outside quiet hours; event and
+    audience triggers fire as they happen. `priority` orders a customer's templates wherever they are decided
+    (lower first): a template yields to a more important one due for the customer within the workspace's
+    priority window, and `when_outranked` says whether it then waits to be decided again after that one or is
+    dropped. `holdout_percent` of customers, chosen deterministically, are logged as holdout instead of being
+    sent the message: 10% unless chosen otherwise, and 0 only with `no_holdout` ticked, so an email nobody can
+    measure is a decision.
     """
+
+    class WhenOutranked(models.TextChoices):
+        WAIT = "wait", "Wait, and be decided again after the more important email"
+        DROP = "drop", "Drop (not sent for this trigger)"
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
@@ -647,6 +668,12 @@ class MessageTemplate(models.Model):
         "segments.Segment", null=True, blank=True, on_delete=models.SET_NULL, related_name="message_templates"
     )
     trigger_number = models.PositiveIntegerField(null=True, blank=True, help_text="N days or N hours.")
+    send_at_local_time = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Trial day N / trial ends in N hours: send at this time of day in the customer's zone, the "
+        "first time it comes once the trigger is due (empty: the moment it is due).",
+    )
     condition = models.JSONField(null=True, blank=True, help_text="A segment-language condition tree.")
     priority = models.PositiveIntegerField(default=100, help_text="Lower wins when several qualify.")
     throttle_hours = models.PositiveIntegerField(
@@ -655,12 +682,27 @@ class MessageTemplate(models.Model):
         validators=[MaxValueValidator(MAX_THROTTLE_HOURS)],
         help_text="Empty: the workspace window.",
     )
-    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    when_outranked = models.CharField(
+        max_length=4,
+        choices=WhenOutranked.choices,
+        default=WhenOutranked.WAIT,
+        help_text="When a more important email is due for the customer within the priority window.",
+    )
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=DEFAULT_HOLDOUT_PERCENT, help_text="Customers held out (the control group), chosen per customer."
+    )
+    no_holdout = models.BooleanField(
+        default=False, help_text="Nobody held out (holdout 0): the email's effect cannot be measured."
+    )
 
     class Meta:
         ordering = ["priority", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(holdout_percent__lte=100), name="message_template_holdout_pct"),
+            models.CheckConstraint(
+                condition=Q(holdout_percent=0, no_holdout=True) | Q(holdout_percent__gt=0, no_holdout=False),
+                name="message_template_holdout_explicit_zero",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -685,7 +727,8 @@ class MessageSend(models.Model):
     """The log: every send decision for a customer and template, with its reason and delivery status.
 
     Suppressions are rows too (status `suppressed` or `holdout` with a reason), so the team can see why a
-    customer did not get a message, and holdout rows are the control group for uplift.
+    customer did not get a message, and holdout rows are the control group for uplift. An email that yielded
+    to a more important one due soon is `deferred` (decided again after that one) or `dropped`.
     """
 
     class Status(models.TextChoices):
@@ -694,6 +737,8 @@ class MessageSend(models.Model):
         FAILED = "failed", "Failed"
         SUPPRESSED = "suppressed", "Suppressed"
         HOLDOUT = "holdout", "Holdout"
+        DEFERRED = "deferred", "Deferred (waits for a more important email)"
+        DROPPED = "dropped", "Dropped (outranked)"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="message_sends")
     template = models.ForeignKey(MessageTemplate, on_delete=models.CASCADE, related_name="sends")
@@ -731,7 +776,8 @@ class Play(TimestampedModel):
     (trials.business_hours); `cooldown_hours` is how long after an alert was closed the play may fire again for
     the same customer or account. `test_mode` plays fire only for test customers, so a new rule can be tried
     without paging reps. `holdout_percent` of customers, chosen deterministically, get a holdout alert row that
-    never reaches the queue: the control group against which the play's uplift is measured.
+    never reaches the queue: the control group against which the play's uplift is measured — 10% unless chosen
+    otherwise, 0 only with `no_holdout` ticked.
     """
 
     class Target(models.TextChoices):
@@ -750,13 +796,22 @@ class Play(TimestampedModel):
     cooldown_hours = models.PositiveIntegerField(default=168, help_text="Quiet time after an alert is closed.")
     active = models.BooleanField(default=True)
     test_mode = models.BooleanField(default=False, help_text="Fire for test customers only.")
-    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=DEFAULT_HOLDOUT_PERCENT, help_text="Customers (or accounts) held out (the control group)."
+    )
+    no_holdout = models.BooleanField(
+        default=False, help_text="Nobody held out (holdout 0): the play's effect cannot be measured."
+    )
     notify_assignee = models.BooleanField(default=True, help_text="Email the assignee when an alert is created.")
 
     class Meta:
         ordering = ["priority", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(holdout_percent__lte=100), name="play_holdout_pct"),
+            models.CheckConstraint(
+                condition=Q(holdout_percent=0, no_holdout=True) | Q(holdout_percent__gt=0, no_holdout=False),
+                name="play_holdout_explicit_zero",
+            ),
             models.CheckConstraint(condition=Q(sla_business_hours__gte=1), name="play_sla_positive"),
         ]
 

@@ -40,6 +40,7 @@ class PlayForm(forms.ModelForm[Play]):
             "active",
             "test_mode",
             "holdout_percent",
+            "no_holdout",
             "notify_assignee",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3}), "body": forms.Textarea(attrs={"rows": 8})}

@@ -32,6 +32,7 @@ from segments.usage import SegmentUse
 from trials.alerts import Target, alerts_create, alerts_wake, business_schedule
 from trials.briefs import play_template_errors
 from trials.business_hours import NoBusinessHours, add_business_hours
+from trials.holdout import holdout_errors
 from trials.models import Alert, Play
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,7 @@ def play_validate(play: Play) -> None:
         found = play_template_errors(getattr(play, field), computed_keys=keys)
         if found:
             errors[field] = found
-    if play.holdout_percent > 100:
-        errors["holdout_percent"] = ["At most 100."]
+    errors.update(holdout_errors(play.holdout_percent, no_holdout=play.no_holdout))
     if play.sla_business_hours < 1:
         errors["sla_business_hours"] = ["At least one business hour."]
     else:

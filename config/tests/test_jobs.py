@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from audiences.models import AppliedEventBatch
-from config.models import TaskLock, TaskRun
+from config.models import TaskLock, TaskRun, Timer
 from config.schedules import SCHEDULE_PREFIX, SCHEDULES
 from config.services import schedules_sync, task_lock, task_run_recorded
 from config.tasks import housekeeping
@@ -70,6 +70,11 @@ class TestHousekeeping:
             attempt = AccessAttempt.objects.create(username=username, ip_address="10.0.0.1", failures_since_start=1)
             AccessAttempt.objects.filter(pk=attempt.pk).update(attempt_time=timezone.now() - age)
 
+        now = timezone.now()
+        Timer.objects.create(kind="k", key="old", due_at=now - timedelta(days=9), fired_at=now - timedelta(days=8))
+        Timer.objects.create(kind="k", key="recent", due_at=now - timedelta(days=2), fired_at=now - timedelta(days=2))
+        Timer.objects.create(kind="k", key="pending", due_at=now - timedelta(days=9))
+
         result = housekeeping.delay().get()
 
         assert result == {
@@ -78,7 +83,9 @@ class TestHousekeeping:
             "old_task_runs": 1,
             "old_applied_batches": 1,
             "old_sign_in_failures": 1,
+            "old_fired_timers": 1,
         }
+        assert sorted(Timer.objects.values_list("key", flat=True)) == ["pending", "recent"]
         assert list(AccessAttempt.objects.values_list("username", flat=True)) == ["recent"]
         assert list(AppliedEventBatch.objects.values_list("first_event_id", flat=True)) == [2]
         assert Session.objects.filter(session_key=live.session_key).exists()

@@ -38,4 +38,5 @@ def test_a_real_worker_runs_a_queued_task(worker_queue: str) -> None:
         "old_task_runs",
         "old_applied_batches",
         "old_sign_in_failures",
+        "old_fired_timers",
     }

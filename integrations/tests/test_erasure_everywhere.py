@@ -169,6 +169,8 @@ def everyone_goes_through_every_door(
             text_body="Hi {{ name }}",
             trigger=MessageTemplate.Trigger.EVENT,
             trigger_event="Signed Up",
+            holdout_percent=0,
+            no_holdout=True,  # everyone is sent it, whatever their ids
         )
     )
 
@@ -276,6 +278,7 @@ def everyone_goes_through_every_door(
     # Alerts with briefs for both; Bob's brief lists Ada as a teammate. A rep closes Ada's with notes.
     play = Play.objects.order_by("pk").first()
     assert play is not None
+    play.holdout_percent, play.no_holdout = 0, True  # both are alerted, whatever their ids
     now = timezone.now()
     alerts_create(
         play=play, targets=[Target(ada.pk, ada.account_id, None), Target(bob.pk, bob.account_id, None)], now=now

@@ -11,6 +11,7 @@ from trials.defaults import FIT_RULES
 from trials.loop import relevant_names_forget
 from trials.models import FitRule, Play
 from trials.play_defaults import PLAYS
+from trials.tests.holdouts import seeds_without_holdout
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +24,12 @@ def default_fit_rules(db: Any) -> None:
 def default_plays(db: Any) -> None:
     if not Play.objects.exists():
         Play.objects.bulk_create([Play(**row) for row in PLAYS])
+
+
+@pytest.fixture(autouse=True)
+def seeded_experiments_without_holdout(default_plays: None) -> None:
+    """Tests about holdouts set their own (see trials.tests.holdouts)."""
+    seeds_without_holdout()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
+from unittest import mock
 
 import pytest
 from celery.exceptions import Retry
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event, Source
 from config.roles import Role
+from config.timers import timers_fire_due
 from segments.models import Segment, SegmentMembership
 from trials.email_defaults import MESSAGE_TEMPLATES
 from trials.emails import (
@@ -28,12 +31,19 @@ from trials.emails import (
     message_send,
     message_template_save,
     message_template_validate,
+    message_timers_arm,
     messages_dispatch,
+    messages_due_ahead,
     messages_sweep,
+    messages_trigger,
     template_errors,
     unsubscribe_token,
 )
-from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Trial, TrialStage
+from trials.measurement import Filters, template_uplift
+from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Play, Trial, TrialStage
+from trials.play_defaults import PLAYS
+from trials.plays import play_save
+from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
 
@@ -47,13 +57,25 @@ def default_templates(db: Any) -> None:
     """The seeded defaults (restored when a transactional test flushed them)."""
     EmailSettings.objects.get_or_create(pk=1)
     for row in MESSAGE_TEMPLATES:
-        MessageTemplate.objects.get_or_create(key=row["key"], defaults=row)
+        MessageTemplate.objects.get_or_create(key=row["key"], defaults=without_holdout(row))
 
 
 @pytest.fixture
 def no_quiet_hours(db: Any) -> None:
     """For tests that send at the wall clock's time: quiet hours off (start = end), so they pass at any hour."""
     EmailSettings.objects.filter(pk=1).update(quiet_start_hour=0, quiet_end_hour=0)
+
+
+def sweep(now: datetime) -> None:
+    """The beat at `now`: the lifecycle sweep, then the durable timers due by then, fired as their worker would
+    at that moment (time-based templates are decided by their timers)."""
+    messages_sweep(now=now)
+    fire_timers(now)
+
+
+def fire_timers(now: datetime) -> None:
+    with mock.patch("django.utils.timezone.now", return_value=now):
+        timers_fire_due(now=now)
 
 
 def person(
@@ -93,7 +115,7 @@ def simple(**fields: Any) -> MessageTemplate:
         "text_body": "{{ first_name }}",
         **fields,
     }
-    return message_template_save(MessageTemplate(**values))
+    return message_template_save(MessageTemplate(**without_holdout(values)))
 
 
 class TestTemplates:
@@ -168,7 +190,7 @@ class TestTriggers:
         due = person(started=NOON - timedelta(days=1, hours=1))
         early = person(started=NOON - timedelta(hours=20))
         activated = person(started=NOON - timedelta(days=1, hours=1), stage=TrialStage.ACTIVATE)
-        messages_sweep(now=NOON)
+        sweep(NOON)
         sent = MessageSend.objects.filter(template=template("day-1-activation-nudge"))
         assert set(sent.values_list("customer_id", flat=True)) == {due.pk}
         assert early.pk and activated.pk
@@ -176,7 +198,7 @@ class TestTriggers:
     def test_trial_ends_in_n_hours(self) -> None:
         ending = person(started=NOON - timedelta(days=12, hours=1), stage=TrialStage.HABIT)
         person(started=NOON - timedelta(days=10), stage=TrialStage.HABIT)
-        messages_sweep(now=NOON)
+        sweep(NOON)
         sends = MessageSend.objects.filter(template=template("day-12-expiry-warning"))
         assert list(sends.values_list("customer_id", "status")) == [(ending.pk, MessageSend.Status.QUEUED)]
         assert sends.get().subject == "Your trial ends in 47 hours"
@@ -189,7 +211,7 @@ class TestTriggers:
         inside = person(started=NOON)
         person(started=NOON)
         SegmentMembership.objects.create(segment=segment, customer=inside, entered_at=NOON)
-        messages_sweep(now=NOON)
+        sweep(NOON)
         assert list(item.sends.values_list("customer_id", flat=True)) == [inside.pk]
 
     def test_event_performed_with_condition(self) -> None:
@@ -212,13 +234,13 @@ class TestTriggers:
                 source=source, message_id=f"e{customer.pk}", customer=customer, type=Event.Type.TRACK,
                 name="Paywall Viewed", timestamp=at, received_at=at,
             )  # fmt: skip
-        messages_sweep(now=NOON)
+        sweep(NOON)
         assert list(item.sends.values_list("customer_id", flat=True)) == [did.pk]
 
     def test_a_template_is_not_sent_twice(self) -> None:
         person(started=NOON - timedelta(days=1, hours=1))
-        messages_sweep(now=NOON)
-        messages_sweep(now=NOON + timedelta(days=2))
+        sweep(NOON)
+        sweep(NOON + timedelta(days=2))
         assert MessageSend.objects.filter(status=MessageSend.Status.QUEUED).count() == 1
 
 
@@ -245,6 +267,7 @@ class TestThrottle:
         )
 
     def test_priority_picks_one_and_logs_the_others(self) -> None:
+        MessageTemplate.objects.update(active=False)  # the seeded nudge would be due for this customer too
         customer = person(started=NOON - timedelta(days=12, hours=1), stage=TrialStage.TRIGGER)
         expiry = simple(priority=20)
         nudge = simple(priority=10)
@@ -261,7 +284,7 @@ class TestThrottle:
         # Day 12 of a trial that never activated, with the expiry warning's condition widened to every stage.
         MessageTemplate.objects.filter(key="day-12-expiry-warning").update(condition=None)
         customer = person(started=NOON - timedelta(days=12, hours=1))
-        messages_sweep(now=NOON)
+        sweep(NOON)
         statuses = dict(MessageSend.objects.filter(customer=customer).values_list("template__key", "status"))
         assert statuses == {"day-1-activation-nudge": "queued", "day-12-expiry-warning": "suppressed"}
 
@@ -395,6 +418,7 @@ class TestEditor:
             for field in ("name", "subject", "html_body", "text_body", "trigger", "trigger_event", "priority")
         }
         data.update(active="on", trigger_number=item.trigger_number or "", holdout_percent=item.holdout_percent)
+        data.update(when_outranked=item.when_outranked, **({"no_holdout": "on"} if item.no_holdout else {}))
         data.update(condition=json.dumps(item.condition) if item.condition else "", throttle_hours="")
         data.update(changes)
         return data
@@ -428,8 +452,139 @@ def test_a_suppressed_pair_is_reconsidered_an_hour_later() -> None:
     customer = person(started=NOON - timedelta(days=3))
     item = simple()
     CustomerMessageLock.objects.create(customer=customer, last_sent_at=NOON - timedelta(hours=23, minutes=30))
-    messages_sweep(now=NOON)  # throttled: the last email was 23.5 h ago
-    messages_sweep(now=NOON + timedelta(minutes=5))  # left alone: suppressed less than an hour ago
+    sweep(NOON)  # throttled: the last email was 23.5 h ago
+    sweep(NOON + timedelta(minutes=5))  # left alone: suppressed less than an hour ago
     assert list(item.sends.values_list("status", flat=True)) == ["suppressed"]
-    messages_sweep(now=NOON + timedelta(hours=1, minutes=1))
+    sweep(NOON + timedelta(hours=1, minutes=1))
     assert list(item.sends.order_by("pk").values_list("status", flat=True)) == ["suppressed", "queued"]
+
+
+class TestPriorityAcrossPaths:
+    """A customer's emails are decided by priority wherever they come from: a real-time email yields to a more
+    important one due within the workspace's priority window."""
+
+    def setup_discount(self, **fields: Any) -> tuple[Customer, MessageTemplate]:
+        number = next(_ids)
+        source = Source.objects.create(
+            name=f"App {number}", write_key_hash=f"{number:064d}", write_key_prefix="p", secret_key_digest=f"s{number}"
+        )
+        discount = simple(
+            trigger=MessageTemplate.Trigger.EVENT, trigger_event="Pricing Viewed", trigger_number=24, priority=30,
+            **fields,
+        )  # fmt: skip
+        # The day-1 nudge (priority 10) falls due at 12:03.
+        customer = person(started=NOON + timedelta(minutes=3) - timedelta(days=1))
+        Event.objects.create(
+            source=source, message_id=f"pv{customer.pk}", customer=customer, type=Event.Type.TRACK,
+            name="Pricing Viewed", timestamp=NOON, received_at=NOON,
+        )  # fmt: skip
+        return customer, discount
+
+    def test_a_real_time_discount_waits_for_the_nudge_due_three_minutes_later(self) -> None:
+        customer, discount = self.setup_discount()
+        nudge = template("day-1-activation-nudge")
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"deferred": 1}
+        waited = discount.sends.get()
+        assert waited.reason == "yields to day-1-activation-nudge (priority 10), due 2026-03-10 12:03 UTC"
+        # The nudge is decided when it falls due, and gets the customer's slot; then the discount is decided
+        # again, and waits for the throttle window.
+        sweep(NOON + timedelta(minutes=5))
+        rows = list(MessageSend.objects.filter(customer=customer).order_by("pk").values_list("template", "status"))
+        assert rows == [
+            (discount.pk, "deferred"),
+            (nudge.pk, "queued"),
+            (discount.pk, "suppressed"),
+        ]
+        assert discount.sends.order_by("pk").last().reason.startswith("throttled")  # type: ignore[union-attr]
+
+    def test_a_dropped_template_is_not_decided_again(self) -> None:
+        customer, discount = self.setup_discount(when_outranked=MessageTemplate.WhenOutranked.DROP)
+        messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON)
+        sweep(NOON + timedelta(minutes=5))
+        sweep(NOON + timedelta(days=1, hours=2))
+        assert list(discount.sends.values_list("status", flat=True)) == ["dropped"]
+
+    def test_a_nudge_armed_for_the_next_morning_is_not_due_soon(self) -> None:
+        nudge = template("day-1-activation-nudge")
+        nudge.send_at_local_time = dt_time(9, 0)
+        message_template_save(nudge)
+        customer, discount = self.setup_discount()
+        message_timers_arm(nudge, now=NOON - timedelta(hours=1))  # its trigger is due at 12:03, it goes at 09:00
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"queued": 1}
+
+    def test_the_window_is_a_workspace_setting(self) -> None:
+        EmailSettings.objects.filter(pk=1).update(priority_window_minutes=2)
+        customer, discount = self.setup_discount()
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"queued": 1}
+
+    def test_nothing_more_important_due_sends_at_once(self) -> None:
+        customer, discount = self.setup_discount()
+        Trial.objects.filter(customer=customer).update(stage=TrialStage.ACTIVATE)  # the nudge's condition fails
+        assert messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON) == {"queued": 1}
+
+    def test_the_nudge_no_longer_coming_releases_the_discount(self) -> None:
+        customer, discount = self.setup_discount()
+        messages_trigger(customer_ids=[customer.pk], template_ids=[discount.pk], now=NOON)
+        Trial.objects.filter(customer=customer).update(stage=TrialStage.ACTIVATE)
+        # The sweep after the hour decides the deferred pair again: nothing more important is due any more.
+        sweep(NOON + timedelta(hours=1, minutes=1))
+        assert list(discount.sends.order_by("pk").values_list("status", flat=True)) == ["deferred", "queued"]
+
+    def test_the_real_time_decision_reads_the_due_templates_set_based(self, django_assert_max_num_queries: Any) -> None:
+        customers = [self.setup_discount()[0] for _ in range(3)]
+        discount = MessageTemplate.objects.filter(trigger_event="Pricing Viewed").order_by("pk")
+        ids = [customer.pk for customer in customers]
+        # Counting the queries of the due look-ahead only: one per template ranked before the discount.
+        with django_assert_max_num_queries(1 + MessageTemplate.objects.filter(priority__lte=30).count()):
+            due = messages_due_ahead(ids, up_to=discount.first(), now=NOON)  # type: ignore[arg-type]
+        assert {customer_id: item.template.key for customer_id, item in due.items()} == dict.fromkeys(
+            ids, "day-1-activation-nudge"
+        )
+
+
+class TestHoldoutByDefault:
+    """Every live template and play holds 10% out unless someone chooses otherwise; 0 only explicitly."""
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "key": f"default-{next(_ids)}", "name": "Default", "trigger": MessageTemplate.Trigger.TRIAL_DAY,
+            "trigger_number": 0, "subject": "Hi", "html_body": "<p>Hi</p>", "text_body": "Hi",
+        }  # fmt: skip
+
+    def test_a_new_template_and_play_hold_ten_percent_out(self) -> None:
+        item = message_template_save(MessageTemplate(**self.fields()))
+        play = play_save(Play(key="default-play", name="P", condition=PLAYS[0]["condition"]))
+        assert (item.holdout_percent, item.no_holdout) == (10, False)
+        assert (play.holdout_percent, play.no_holdout) == (10, False)
+
+    def test_zero_is_an_explicit_choice(self) -> None:
+        with pytest.raises(ValidationError) as caught:
+            message_template_save(MessageTemplate(**self.fields(), holdout_percent=0))
+        assert "holdout_percent" in caught.value.message_dict
+        with pytest.raises(ValidationError) as caught:
+            play_save(Play(key="zero-play", name="P", condition=PLAYS[0]["condition"], holdout_percent=0))
+        assert "holdout_percent" in caught.value.message_dict
+        with pytest.raises(ValidationError) as caught:
+            message_template_save(MessageTemplate(**self.fields(), no_holdout=True))
+        assert "no_holdout" in caught.value.message_dict
+        unmeasured = message_template_save(MessageTemplate(**self.fields(), holdout_percent=0, no_holdout=True))
+        assert unmeasured.holdout_percent == 0
+
+    def test_the_default_holdout_is_sticky_and_measured_by_the_uplift_report(self) -> None:
+        MessageTemplate.objects.update(active=False)
+        item = message_template_save(MessageTemplate(**self.fields()))
+        customers = [person(started=NOON - timedelta(hours=1)) for _ in range(200)]
+        sweep(NOON)
+        held = set(item.sends.filter(status="holdout").values_list("customer_id", flat=True))
+        assert held == {c.pk for c in customers if in_holdout(item, c.pk)}
+        assert 5 <= len(held) <= 40  # about 10% of 200
+        # Sticky: a held-out customer is never decided again, and a larger holdout keeps them held out.
+        MessageTemplate.objects.filter(pk=item.pk).update(holdout_percent=30)
+        item.refresh_from_db()
+        assert all(in_holdout(item, customer_id) for customer_id in held)
+        sweep(NOON + timedelta(days=2))
+        assert item.sends.count() == 200
+        # The report compares the sent with the held out (delivery marks the queued ones sent).
+        item.sends.filter(status="queued").update(status="sent")
+        [row] = [row for row in template_uplift(filters=Filters()) if row.key == item.key]
+        assert (row.comparison.trials_a, row.comparison.trials_b) == (200 - len(held), len(held))

@@ -21,6 +21,7 @@ from django.utils import timezone
 from audiences.models import Customer
 from trials.emails import message_send, message_template_save
 from trials.models import EmailSettings, MessageSend, MessageTemplate, Trial
+from trials.tests.holdouts import without_holdout
 
 
 class Inbox:
@@ -83,7 +84,7 @@ def email_template(key: str, **fields: Any) -> MessageTemplate:
             subject="{{ first_name }}, {{ trial_days_left }} days left",
             html_body="<p>Hi {{ first_name }} — {{ traits.company_note }}</p>",
             text_body="Hi {{ first_name }}, you have {{ trial_days_left }} days left.",
-            **fields,
+            **without_holdout(fields),
         )
     )
 

@@ -17,6 +17,7 @@ from config.roles import Role
 from conftest import TEST_PASSWORD
 from trials.email_defaults import MESSAGE_TEMPLATES
 from trials.models import EmailSettings, MessageSend, MessageTemplate
+from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,8 @@ NEW_TEMPLATE = {
     "trigger": "event",
     "trigger_event": "Logged In",
     "priority": "30",
-    "holdout_percent": "0",
+    "when_outranked": "wait",
+    "holdout_percent": "10",
 }
 
 
@@ -40,7 +42,7 @@ def default_templates(db: Any) -> None:
     """The seeded defaults (restored when a transactional test flushed them)."""
     EmailSettings.objects.get_or_create(pk=1)
     for row in MESSAGE_TEMPLATES:
-        MessageTemplate.objects.get_or_create(key=row["key"], defaults=row)
+        MessageTemplate.objects.get_or_create(key=row["key"], defaults=without_holdout(row))
 
 
 def signed_in(user: AbstractUser) -> Client:
@@ -116,6 +118,7 @@ def settings_form(**changes: str) -> dict[str, str]:
     templates = list(MessageTemplate.objects.order_by("priority", "pk"))
     data = {
         "throttle_hours": "24",
+        "priority_window_minutes": "15",
         "quiet_start_hour": "21",
         "quiet_end_hour": "8",
         "default_time_zone": "UTC",
@@ -138,6 +141,7 @@ class TestSettings:
         index = list(MessageTemplate.objects.order_by("priority", "pk")).index(expiry)
         body = settings_form(
             throttle_hours="12",
+            priority_window_minutes="5",
             quiet_start_hour="22",
             quiet_end_hour="7",
             default_time_zone="Europe/Paris",
@@ -147,14 +151,16 @@ class TestSettings:
         assert growth.post("/trials/emails/settings/", body).status_code == 302
         workspace = EmailSettings.objects.get(pk=1)
         assert (workspace.throttle_hours, workspace.quiet_start_hour, workspace.quiet_end_hour) == (12, 22, 7)
+        assert workspace.priority_window_minutes == 5
         assert (workspace.default_time_zone, workspace.from_email) == ("Europe/Paris", "Team <team@example.test>")
         assert MessageTemplate.objects.order_by("priority", "pk").first() == expiry
-        audited = AuditEntry.objects.filter(model="trials.MessageTemplate", object_id=str(expiry.pk)).last()
+        audited = AuditEntry.objects.filter(model="trials.MessageTemplate", object_id=str(expiry.pk)).first()
         assert audited is not None and audited.changes["priority"][1] == 1  # the reorder is in the audit log
 
     def test_bad_values_are_form_errors_and_nothing_is_saved(self, growth: Client) -> None:
         body = settings_form(
             throttle_hours=str(10**9),
+            priority_window_minutes="1441",
             quiet_start_hour="25",
             default_time_zone="Mars/Olympus",
             from_email="nope",
@@ -168,6 +174,7 @@ class TestSettings:
         assert "Give an address" in page
         assert "Enter a whole number." in page
         assert "less than or equal to 8784" in page  # a window whose start would not be a date
+        assert "less than or equal to 1440" in page
         assert EmailSettings.objects.get(pk=1).default_time_zone == "UTC"
 
     def test_a_rep_sees_the_settings_but_cannot_change_them(self, rep: Client) -> None:

@@ -21,6 +21,7 @@ from segments.models import CustomProperty, Segment
 from segments.services import segment_save
 from trials.emails import event_templates_forget, message_template_save, messages_on_batch, messages_sweep
 from trials.models import EmailSettings, MessageSend, MessageTemplate
+from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +68,7 @@ def email_template(**fields: Any) -> MessageTemplate:
         "text_body": "Hi {{ first_name }}",
         **fields,
     }
-    return message_template_save(MessageTemplate(**values))
+    return message_template_save(MessageTemplate(**without_holdout(values)))
 
 
 def sends(template: MessageTemplate) -> list[str]:

@@ -22,6 +22,7 @@ from audiences.services import auth_hash, source_create
 from trials.emails import message_template_save
 from trials.in_app import DISMISSAL_FLAG_MIN_SHOWN, in_app_prompt, in_app_record, in_app_stats
 from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Trial, TrialStage
+from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
 _ids = itertools.count(1)
@@ -105,7 +106,7 @@ def prompt_template(**fields: Any) -> MessageTemplate:
         "priority": 50,
         **fields,
     }
-    return message_template_save(MessageTemplate(**values))
+    return message_template_save(MessageTemplate(**without_holdout(values)))
 
 
 def url(user_id: str) -> str:

@@ -85,10 +85,12 @@ def test_page_query_count_does_not_grow_with_the_data(
 def test_uplift_csv_and_api_carry_the_planted_effect(
     planted: Source, growth: AbstractUser, api_client_for: Callable[[AbstractUser], APIClient]
 ) -> None:
-    MessageTemplate.objects.create(key="welcome", name="Welcome email", trigger="trial_day", trigger_number=1)
+    MessageTemplate.objects.create(
+        key="welcome", name="Welcome email", trigger="trial_day", trigger_number=1, holdout_percent=0, no_holdout=True
+    )
     page = signed_in(growth).get(reverse("measurement-uplift")).content.decode()
     names = page.split('data-testid="without-holdout">', 1)[1].split("</p>", 1)[0]
-    assert "No holdout, so no control group to measure against" in names and "Welcome email" in names
+    assert "“No holdout” chosen, so no control group to measure against" in names and "Welcome email" in names
     assert EFFECTS.uplift_template not in names  # the planted templates have a holdout (and are inactive)
     assert "Effect: it raises conversion by" in page and "No detectable effect" in page
     export = signed_in(growth).get(reverse("measurement-uplift"), {"format": "csv"})

@@ -10,11 +10,15 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.template import TemplateSyntaxError
+from django.urls import reverse
 from django.utils import timezone
 
-from trials.emails import message_deliver, message_render
-from trials.models import EmailSettings, MessageSend, MessageTemplate
+from config.roles import Role
+from trials.emails import message_deliver, message_render, message_send
+from trials.in_app import in_app_prompt
+from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
 from trials.tests.test_emails_delivery import email_template, trialing
+from trials.tests.test_in_app import person, prompt_template
 
 CONTEXT = {
     "first_name": "Ada",
@@ -74,3 +78,48 @@ def test_a_template_stored_without_validation_fails_its_send_with_the_reason(set
     assert send.status == MessageSend.Status.FAILED
     assert send.error.startswith("The template is not allowed: Invalid block tag on line 1: 'debug'")
     assert mail.outbox == []
+
+
+@pytest.mark.django_db
+def test_deciding_a_refused_template_logs_it_failed_without_taking_the_customer_s_slot(settings: Any) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    EmailSettings.objects.update_or_create(pk=1, defaults={"quiet_start_hour": 0, "quiet_end_hour": 0})
+    customer = trialing(8, first_name="Ada")
+    item = email_template("sandbox-decide")
+    MessageTemplate.objects.filter(pk=item.pk).update(subject="{% load static %}hi")
+
+    send = message_send(customer_id=customer.pk, template_id=item.pk)
+
+    assert (send.status, send.reason) == (
+        MessageSend.Status.FAILED,
+        "The template is not allowed: Invalid block tag on line 1: 'load'. Did you forget to register or load this tag?",
+    )
+    assert CustomerMessageLock.objects.filter(customer=customer, last_sent_at__isnull=False).count() == 0
+    assert mail.outbox == []
+
+
+@pytest.mark.django_db
+def test_an_in_app_prompt_the_sandbox_refuses_is_logged_once_and_never_shown() -> None:
+    EmailSettings.objects.get_or_create(pk=1)
+    MessageTemplate.objects.filter(channel=MessageTemplate.Channel.IN_APP).update(active=False)
+    customer = person()
+    item = prompt_template()
+    MessageTemplate.objects.filter(pk=item.pk).update(html_body="{% debug %}")
+
+    assert in_app_prompt(customer) is None
+    assert in_app_prompt(customer) is None
+    [logged] = MessageSend.objects.filter(template=item)
+    assert logged.status == MessageSend.Status.FAILED and "'debug'" in logged.reason
+
+
+@pytest.mark.django_db
+def test_the_preview_page_says_why_a_refused_template_cannot_render(client: Any, make_user: Any) -> None:
+    customer = trialing(9, first_name="Ada")
+    item = email_template("sandbox-preview")
+    MessageTemplate.objects.filter(pk=item.pk).update(html_body="{{ first_name|safe }}")
+    client.force_login(make_user(Role.GROWTH))
+
+    page = client.get(reverse("email-template-preview", args=[item.pk]), {"customer": customer.pk})
+
+    assert page.status_code == 200
+    assert "The template is not allowed: Invalid filter: &#x27;safe&#x27;" in page.content.decode()

@@ -236,7 +236,7 @@ class TestHoldoutAndTestMode:
     ) -> None:
         settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
         Play.objects.exclude(key="activation-reached").update(active=False)
-        Play.objects.filter(key="activation-reached").update(holdout_percent=100)
+        Play.objects.filter(key="activation-reached").update(holdout_percent=100, no_holdout=False)
         person(source, "ada", now=now, actions=ACTIVATED)
         derive(now)
         with django_capture_on_commit_callbacks(execute=True):
