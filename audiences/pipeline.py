@@ -119,8 +119,10 @@ def stored_events_process(*, event_ids: list[int], now: datetime | None = None) 
 
 
 def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """What time alone changes: windowed computed traits whose oldest event left the window (and the live
-    audiences reading them), and a full evaluation of every live audience whose conditions read time."""
+    """What time alone changes, other than event windows (their edges are durable timers, audiences.live):
+    windowed computed traits whose oldest event left the window (and the live audiences reading them), and a full
+    evaluation of every live audience whose conditions read time otherwise (dates within the last / next N days,
+    days since or remaining, subscription durations)."""
     from segments.services import segment_evaluate
 
     now = now or timezone.now()
@@ -140,7 +142,7 @@ def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
             facts = BatchFacts(changed_traits=_traits_by_customer(changes))
             for change in audiences_refresh(facts=facts, now=now):
                 totals["entered" if change.kind == "entered" else "exited"] += 1
-    for segment, _, needs in live_audiences():
+    for segment, _, needs, _ in live_audiences():
         if needs.time_based:
             result = segment_evaluate(segment=segment, now=now)
             totals["audiences"] += 1
