@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("segments", "0006_segment_evaluation_failure")]
+BEFORE = [("segments", "0006_segment_evaluation_failure"), ("audiences", "0011_mrr_by_currency_trial_windows")]
 AFTER = [("segments", "0007_membership_published")]
 
 
