@@ -480,10 +480,12 @@ def customers_lock(customer_ids: Iterable[int]) -> None:
         list(Customer.objects.select_for_update(no_key=True).filter(pk__in=chunk).order_by("pk").values_list("pk"))
 
 
-def memberships_decide(relevant: list[tuple[Segment, Group, Any, set[int]]], now: datetime) -> list[MembershipChange]:
+def memberships_decide(
+    relevant: list[tuple[Segment, Group, Any, set[int]]], now: datetime, *, recorded_at: datetime | None = None
+) -> list[MembershipChange]:
     """Decide each audience's candidates at `now`, write the difference with the stored membership, record and
     publish it, and arm the time-window timers of the candidates. The caller holds the candidates' locks
-    (customers_lock) inside its transaction."""
+    (customers_lock) inside its transaction. Changes are recorded at `recorded_at` (default: `now`)."""
     relevant = [item for item in relevant if item[3]]
     if not relevant:
         return []
@@ -495,12 +497,13 @@ def memberships_decide(relevant: list[tuple[Segment, Group, Any, set[int]]], now
             segment__in=[segment for segment, *_ in relevant], customer_id__in=customer_ids
         ).values_list("segment_id", "customer_id")
     )
-    entered, exited = _write_membership(sorted(matching - current), sorted(current - matching), now)
+    at = recorded_at or now
+    entered, exited = _write_membership(sorted(matching - current), sorted(current - matching), at)
     segments = {segment.pk: segment for segment, *_ in relevant}
     time_windows_schedule([(segment, tree, candidates) for segment, tree, _, candidates in relevant], now)
     if not entered and not exited:
         return []
-    changes = changes_record(segments, entered, exited, now)
+    changes = changes_record(segments, entered, exited, at)
     deltas: dict[int, int] = {}
     for segment_id, *_ in entered:
         deltas[segment_id] = deltas.get(segment_id, 0) + 1

@@ -218,7 +218,9 @@ def _membership_refresh(segment: Segment, now: datetime) -> tuple[int, int]:
     # Decided again under the locks, at least as late as the batches that took them before us: an event one of
     # them applied after the watermark counts, whatever instant the evaluation was asked to judge.
     decided_at = max(now, timezone.now())
-    changes = memberships_decide([(segment, tree, version, candidates)], decided_at) if candidates else []
+    changes = (
+        memberships_decide([(segment, tree, version, candidates)], decided_at, recorded_at=now) if candidates else []
+    )
     if segment.is_live:
         entries_publish({segment.pk: segment}, now, hooks=False)  # entries recorded before it was live
         if needs.windows:
