@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import F, Min
+from django.db.models import Case, F, Min, QuerySet, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
@@ -245,13 +245,10 @@ def audience_changes_publish(
             enter_hook(segments[segment_id], customer_ids)
 
 
-def entries_publish(
-    segments: dict[int, Segment], now: datetime, *, entry_ids: Sequence[int] = (), hooks: bool = True
-) -> list[MembershipChange]:
-    """Claim and publish the entries of live audiences not published yet: the given membership rows, or — with no
-    ids — every unpublished member of these audiences (an audience just switched live, or an entry a concurrent
-    path recorded while the audience was not live yet). The claim is one conditional UPDATE of `published_at`, so
-    of two paths racing for one entry exactly one publishes it."""
+def _entries_claim(segments: dict[int, Segment], now: datetime, entry_ids: Sequence[int]) -> list[MembershipChange]:
+    """Claim the publication of the entries of live audiences not published yet: the given membership rows, or —
+    with no ids — every unpublished member of these audiences. The claim is one conditional UPDATE of
+    `published_at`, so of two paths racing for one entry exactly one gets it."""
     live = sorted(pk for pk, segment in segments.items() if segment.is_live)
     if not live:
         return []
@@ -270,6 +267,16 @@ def entries_publish(
             )
             claimed += [MembershipChange(int(s), int(c), ENTERED, int(i)) for s, c, i in cursor.fetchall()]
     claimed.sort(key=lambda c: (c.segment_id, c.customer_id))
+    return claimed
+
+
+def entries_publish(
+    segments: dict[int, Segment], now: datetime, *, entry_ids: Sequence[int] = (), hooks: bool = True
+) -> list[MembershipChange]:
+    """Claim (_entries_claim) and publish the entries of live audiences not published yet: the given membership
+    rows, or — with no ids — every unpublished member of these audiences (an audience just switched live, or an
+    entry a concurrent path recorded while the audience was not live yet)."""
+    claimed = _entries_claim(segments, now, entry_ids)
     audience_changes_publish(segments, claimed, now, hooks=hooks)
     return claimed
 
@@ -291,9 +298,8 @@ def changes_record(
     SegmentMembershipChange.objects.bulk_create(rows, batch_size=1000)
     exits = [MembershipChange(s, c, EXITED, entry) for s, c, entry, _ in exited]
     published = {entry for _, _, entry, was_published in exited if was_published}
-    audience_changes_publish(segments, [c for c in exits if c.entry_id in published], now)
-    if entered:
-        entries_publish(segments, now, entry_ids=[entry for _, _, entry in entered])
+    claimed = _entries_claim(segments, now, [entry for _, _, entry in entered]) if entered else []
+    audience_changes_publish(segments, [c for c in exits if c.entry_id in published] + claimed, now)
     return exits + [MembershipChange(s, c, ENTERED, entry) for s, c, entry in entered]
 
 
@@ -306,7 +312,6 @@ def audience_members_announce(segment: Segment, now: datetime | None = None) -> 
 
 
 _parsed: dict[tuple[int, Any], tuple[Group, Dependencies]] = {}
-_compiled: dict[tuple[int, Any], CompiledMembers] = {}
 COMPILED_CACHE_SIZE = 2000
 # Audiences decided per statement (SQLite allows 500 terms in a compound SELECT).
 AUDIENCES_PER_QUERY = 100
@@ -353,8 +358,8 @@ _references: dict[int, frozenset[int]] = {}
 
 
 @dataclass(frozen=True)
-class CompiledMembers:
-    """An audience's compiled SELECT of member ids, with which parameters are instants relative to "now"."""
+class CompiledQuery:
+    """A compiled SELECT, with which parameters are instants relative to "now"."""
 
     sql: str
     params: tuple[Any, ...]
@@ -390,35 +395,68 @@ def _shifted(param: Any, shift: timedelta) -> Any:
     return str(moved + shift)
 
 
+_compiled_members: dict[tuple[Any, ...], CompiledQuery] = {}
+_compiled_windows: dict[tuple[Any, ...], tuple[tuple[CompiledQuery, timedelta], ...]] = {}
+T = TypeVar("T")
 _PROBE = datetime(2001, 1, 1, tzinfo=UTC)
 _PROBE_SHIFT = timedelta(days=3, seconds=7, microseconds=11)  # not whole days: a date parameter never matches it
 
 
-def _compile(tree: Group, now: datetime) -> tuple[str, tuple[Any, ...]]:
-    members = Customer.objects.filter(compile_node(tree, now)).annotate(member_id=F("pk")).values("member_id")
-    sql, params = members.query.sql_with_params()
-    return sql, tuple(params)
+def compiled_at_any_instant(build: Callable[[datetime], QuerySet[Any]], what: str) -> CompiledQuery:
+    """Compile the queryset `build(now)` once, valid at any instant.
 
-
-def compiled_members(segment: Segment, tree: Group, version: Any) -> CompiledMembers:
-    """The audience's compiled member query, built once per version of its conditions and valid at any instant.
-
-    Every time-relative condition compiles to "now ± a fixed span", so the tree is compiled at two instants and
+    Every time-relative condition compiles to "now ± a fixed span", so the query is compiled at two instants and
     the parameters that moved by exactly the difference are the relative ones; at run time they are moved to the
     exact current time. Live decisions, the full evaluation and the timers thus all judge time the same way (no
-    minute rounding for one path to disagree with another about)."""
-    key = (segment.pk, version)
-    if key not in _compiled:
-        if len(_compiled) >= COMPILED_CACHE_SIZE:
-            _compiled.clear()
-        sql, params = _compile(tree, _PROBE)
-        shifted_sql, shifted = _compile(tree, _PROBE + _PROBE_SHIFT)
-        if shifted_sql != sql or len(shifted) != len(params):
-            raise ValueError(f"segment {segment.pk} does not compile to one statement at every instant")
-        instants = [(_instant(a), _instant(b)) for a, b in zip(params, shifted, strict=True)]
-        relative = tuple(a is not None and b is not None and b - a == _PROBE_SHIFT for a, b in instants)
-        _compiled[key] = CompiledMembers(sql, params, _PROBE, relative)
-    return _compiled[key]
+    minute rounding for one path to disagree with another about), and a batch pays for no ORM compilation."""
+    sql, params = build(_PROBE).query.sql_with_params()
+    shifted_sql, shifted = build(_PROBE + _PROBE_SHIFT).query.sql_with_params()
+    if shifted_sql != sql or len(shifted) != len(params):
+        raise ValueError(f"{what} does not compile to one statement at every instant")
+    instants = [(_instant(a), _instant(b)) for a, b in zip(params, shifted, strict=True)]
+    relative = tuple(a is not None and b is not None and b - a == _PROBE_SHIFT for a, b in instants)
+    return CompiledQuery(sql, tuple(params), _PROBE, relative)
+
+
+def _cached(cache: dict[tuple[Any, ...], T], key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    """A per-process cache of compiled statements, emptied when it reaches COMPILED_CACHE_SIZE (old versions)."""
+    if key not in cache:
+        if len(cache) >= COMPILED_CACHE_SIZE:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
+def compiled_members(segment: Segment, tree: Group, version: Any) -> CompiledQuery:
+    """The audience's compiled SELECT of member ids (column member_id), built once per version of its
+    conditions and valid at any instant (compiled_at_any_instant)."""
+
+    def members(now: datetime) -> QuerySet[Any]:
+        return Customer.objects.filter(compile_node(tree, now)).annotate(member_id=F("pk")).values("member_id")
+
+    return _cached(
+        _compiled_members, (segment.pk, version), lambda: compiled_at_any_instant(members, f"segment {segment.pk}")
+    )
+
+
+def compiled_window_edges(segment: Segment, tree: Group, version: Any) -> tuple[tuple[CompiledQuery, timedelta], ...]:
+    """For each "performed … in the last N days" leaf of the audience: the compiled SELECT of each customer's
+    oldest event inside the window (columns customer_id, oldest), and the span after which that event leaves it
+    — built once per version, like compiled_members."""
+
+    def edges() -> tuple[tuple[CompiledQuery, timedelta], ...]:
+        found = []
+        for leaf in dependencies(tree).windows:
+
+            def oldest(now: datetime, leaf: EventCondition = leaf) -> QuerySet[Any]:
+                events = events_matching(leaf, now).order_by().values("customer_id")
+                return events.annotate(oldest=Min("timestamp"))
+
+            span = timedelta(days=leaf.within_days or 0, microseconds=1)  # the window includes now - N days
+            found.append((compiled_at_any_instant(oldest, f"segment {segment.pk}'s window"), span))
+        return tuple(found)
+
+    return _cached(_compiled_windows, (segment.pk, version), edges)
 
 
 def _decide(relevant: list[tuple[Segment, Group, Any, set[int]]], now: datetime) -> set[tuple[int, int]]:
@@ -500,7 +538,7 @@ def memberships_decide(
     at = recorded_at or now
     entered, exited = _write_membership(sorted(matching - current), sorted(current - matching), at)
     segments = {segment.pk: segment for segment, *_ in relevant}
-    time_windows_schedule([(segment, tree, candidates) for segment, tree, _, candidates in relevant], now)
+    time_windows_schedule(relevant, now)
     if not entered and not exited:
         return []
     changes = changes_record(segments, entered, exited, at)
@@ -509,37 +547,50 @@ def memberships_decide(
         deltas[segment_id] = deltas.get(segment_id, 0) + 1
     for segment_id, *_ in exited:
         deltas[segment_id] = deltas.get(segment_id, 0) - 1
-    for segment_id, delta in sorted(deltas.items()):
-        if delta:
-            # Never below 0: a save of a stale segment may have written an older count; evaluations set it exactly.
-            Segment.objects.filter(pk=segment_id).update(member_count=Greatest(F("member_count") + delta, 0))
+    deltas = {segment_id: delta for segment_id, delta in deltas.items() if delta}
+    if deltas:
+        # One UPDATE for every audience. Never below 0: a save of a stale segment may have written an older count;
+        # evaluations set it exactly.
+        delta_of = Case(*(When(pk=pk, then=Value(d)) for pk, d in sorted(deltas.items())), default=Value(0))
+        Segment.objects.filter(pk__in=sorted(deltas)).update(member_count=Greatest(F("member_count") + delta_of, 0))
     return changes
 
 
-def time_windows_schedule(relevant: Sequence[tuple[Segment, Group, set[int] | None]], now: datetime) -> int:
+def time_windows_schedule(relevant: Sequence[tuple[Segment, Group, Any, set[int] | None]], now: datetime) -> int:
     """Arm, for each live audience with "performed … in the last N days" leaves and each candidate customer (None:
     every customer), a durable timer at the next moment time alone can change the result: when the oldest
-    qualifying event still inside one of its windows leaves it. One grouped query per window leaf (and 2,000
-    candidates); a customer with no event in any window gets no timer — time cannot change them until an event
-    arrives, which arms one. The handler re-decides the customer and arms the next edge, so exits happen when the
-    window closes, not on a sweep."""
-    due: dict[tuple[int, int], datetime] = {}
-    for segment, tree, candidates in relevant:
+    qualifying event still inside one of its windows leaves it. One statement for every audience and leaf (their
+    compiled per-customer oldest events, restricted to the candidates, in one UNION ALL per hundred leaves) and
+    one upsert that writes only the timers whose moment moved; a customer with no event in any window gets no
+    timer — time cannot change them until an event arrives, which arms one. The handler re-decides the customer
+    and arms the next edge, so exits happen when the window closes, not on a sweep."""
+    parts: list[tuple[str, tuple[Any, ...]]] = []
+    spans: dict[tuple[int, int], timedelta] = {}
+    for segment, tree, version, candidates in relevant:
         if not segment.is_live or candidates == set():
             continue
-        ids = sorted(candidates) if candidates is not None else None
-        for leaf in dependencies(tree).windows:
-            span = timedelta(days=leaf.within_days or 0, microseconds=1)  # the window includes now - N days
-            events = events_matching(leaf, now).order_by().values("customer_id").annotate(oldest=Min("timestamp"))
-            chunks: list[list[int] | None] = [None]
-            if ids is not None:
-                chunks = [ids[i : i + 2000] for i in range(0, len(ids), 2000)]
-            for chunk in chunks:
-                selected = events if chunk is None else events.filter(customer_id__in=chunk)
-                for customer_id, oldest in selected.values_list("customer_id", "oldest"):
-                    pair = (segment.pk, int(customer_id))
-                    if pair not in due or oldest + span < due[pair]:
-                        due[pair] = oldest + span
+        which = (
+            ""
+            if candidates is None
+            else f" WHERE w.customer_id IN ({', '.join(str(int(c)) for c in sorted(candidates))})"
+        )
+        for index, (compiled, span) in enumerate(compiled_window_edges(segment, tree, version)):
+            sql, params = compiled.at(now)
+            spans[(segment.pk, index)] = span
+            parts.append((f"SELECT {int(segment.pk)}, {index}, w.customer_id, w.oldest FROM ({sql}) w{which}", params))
+    due: dict[tuple[int, int], datetime] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(parts), AUDIENCES_PER_QUERY):
+            chunk = parts[start : start + AUDIENCES_PER_QUERY]
+            cursor.execute(" UNION ALL ".join(sql for sql, _ in chunk), [p for _, params in chunk for p in params])
+            for segment_id, index, customer_id, oldest in cursor.fetchall():
+                if isinstance(oldest, str):  # SQLite returns the aggregate of a datetime column as text
+                    oldest = datetime.fromisoformat(oldest)
+                if timezone.is_naive(oldest):
+                    oldest = timezone.make_aware(oldest, UTC)
+                pair, edge = (int(segment_id), int(customer_id)), oldest + spans[(int(segment_id), int(index))]
+                if pair not in due or edge < due[pair]:
+                    due[pair] = edge
     return timers_schedule(
         TIME_WINDOW_TIMER,
         [(f"audience-time:{s}:{c}", at, {"segment": s, "customer": c}) for (s, c), at in sorted(due.items())],

@@ -224,7 +224,7 @@ def _membership_refresh(segment: Segment, now: datetime) -> tuple[int, int]:
     if segment.is_live:
         entries_publish({segment.pk: segment}, now, hooks=False)  # entries recorded before it was live
         if needs.windows:
-            time_windows_schedule([(segment, tree, None)], now)
+            time_windows_schedule([(segment, tree, version, None)], now)
     return len([c for c in changes if c.kind == ENTERED]), len([c for c in changes if c.kind == EXITED])
 
 
