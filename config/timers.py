@@ -203,10 +203,11 @@ class FiringReport:
         return {"fired": self.fired, "failed": self.failed}
 
 
-def _claim(now: datetime, token: str, limit: int) -> list[int]:
-    """Claim up to `limit` due timers under `token`: one conditional UPDATE, committed before any handler runs
-    so other workers skip them. Rows locked by another claimer are skipped on PostgreSQL; the conditions are
-    repeated outside the subquery so a row another transaction claimed meanwhile is never taken twice."""
+def _claim(now: datetime, token: str, limit: int) -> list[tuple[int, str]]:
+    """Claim up to `limit` due timers under `token`, returning (id, kind) of each: one conditional UPDATE,
+    committed before any handler runs so other workers skip them. Rows locked by another claimer are skipped on
+    PostgreSQL; the conditions are repeated outside the subquery so a row another transaction claimed meanwhile
+    is never taken twice."""
     table = Timer._meta.db_table
     at = connection.ops.adapt_datetimefield_value(now)
     until = connection.ops.adapt_datetimefield_value(now + CLAIM_LEASE)
@@ -216,10 +217,10 @@ def _claim(now: datetime, token: str, limit: int) -> list[int]:
         cursor.execute(
             f"UPDATE {table} SET claim_token = %s, claimed_until = %s, attempts = attempts + 1 "
             f"WHERE {due} AND id IN (SELECT id FROM {table} WHERE {due} ORDER BY due_at LIMIT %s{skip_locked}) "
-            "RETURNING id",
+            "RETURNING id, kind",
             [token, until, at, at, at, at, limit],
         )
-        return sorted(int(row[0]) for row in cursor.fetchall())
+        return sorted((int(pk), str(kind)) for pk, kind in cursor.fetchall())
 
 
 def _fire(kind: str, ids: list[int], token: str, report: FiringReport) -> None:
@@ -272,15 +273,15 @@ def timers_fire_due(*, now: datetime | None = None, limit: int = CLAIM_BATCH) ->
     while True:
         at = now or timezone.now()
         token = uuid.uuid4().hex
-        ids = _claim(at, token, limit)
-        if not ids:
+        claimed = _claim(at, token, limit)
+        if not claimed:
             return report
         by_kind: dict[str, list[int]] = {}
-        for pk, kind in Timer.objects.filter(pk__in=ids).values_list("pk", "kind").order_by("pk"):
+        for pk, kind in claimed:
             by_kind.setdefault(kind, []).append(pk)
         for kind, kind_ids in sorted(by_kind.items()):
             _fire(kind, kind_ids, token, report)
-        if len(ids) < limit:
+        if len(claimed) < limit:
             return report
 
 
