@@ -16,7 +16,7 @@ plays) cancel what entering scheduled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -324,14 +324,15 @@ def _version(segment: Segment, versions: dict[int, datetime]) -> tuple[Any, ...]
     return (segment.updated_at, tuple(sorted(versions.items())))
 
 
-def live_audiences() -> list[tuple[Segment, Group, Dependencies, Any]]:
-    """The live audiences with their parsed trees, parsed once per version of the conditions — theirs and those of
-    the segments they reference (which are only read from the database for a version not seen yet). The last
-    item is that version, under which the compiled query is cached."""
+def live_audiences(only: Collection[int] | None = None) -> list[tuple[Segment, Group, Dependencies, Any]]:
+    """The live audiences (or those of them in `only`) with their parsed trees, parsed once per version of the
+    conditions — theirs and those of the segments they reference (which are only read from the database for a
+    version not seen yet). The last item is that version, under which the compiled query is cached."""
     live = []
-    segments = list(
-        Segment.objects.filter(is_live=True).defer("conditions", "draft_conditions", "description").order_by("pk")
-    )
+    found = Segment.objects.filter(is_live=True)
+    if only is not None:
+        found = found.filter(pk__in=sorted(only))
+    segments = list(found.defer("conditions", "draft_conditions", "description").order_by("pk"))
     referenced = set().union(*(_references.get(segment.pk, frozenset()) for segment in segments))
     versions = dict(Segment.objects.filter(pk__in=referenced).values_list("pk", "updated_at")) if referenced else {}
     for segment in segments:
@@ -607,11 +608,7 @@ def time_windows_fire(timers: Sequence[DueTimer]) -> None:
         wanted.setdefault(int(timer.payload["segment"]), set()).add(int(timer.payload["customer"]))
     now = max(timezone.now(), *(timer.due_at for timer in timers))  # never before the edge, whatever the clocks
     customers_lock(set().union(*wanted.values()))
-    relevant = [
-        (segment, tree, version, wanted[segment.pk])
-        for segment, tree, _, version in live_audiences()
-        if segment.pk in wanted
-    ]
+    relevant = [(segment, tree, version, wanted[segment.pk]) for segment, tree, _, version in live_audiences(wanted)]
     memberships_decide(relevant, now)
 
 
