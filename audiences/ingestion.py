@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -34,12 +34,23 @@ from kombu.exceptions import KombuError
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 
 from audiences.merges import profile_rows_move
-from audiences.models import Account, AnonymousId, Customer, Event, ProfileMerge, Source, UnqueuedEventBatch
+from audiences.models import (
+    Account,
+    AnonymousId,
+    Customer,
+    Event,
+    PendingEventBatch,
+    ProfileMerge,
+    Source,
+    UnqueuedEventBatch,
+)
 from audiences.privacy import erased_among
 
 logger = logging.getLogger(__name__)
 
 RESOLUTION_ATTEMPTS = 4
+# A pending batch this old whose task never applied it (a lost message) gets one from the periodic requeue.
+PENDING_GRACE = timedelta(minutes=1)
 # The first key of the two-key advisory locks on ids (the second is the id's hash): no other lock uses it.
 IDENTITY_LOCK_SPACE = 18_001
 EVENT_COLUMNS = (
@@ -515,14 +526,17 @@ def _ingest_once(
         result.event_ids += _insert_events(source, rows[start : start + 500])
 
 
-def _publish_profile_work(event_ids: list[int]) -> bool:
-    """Queue a stored batch's profile task; False when the broker cannot be reached (after Celery's own
-    publish retries), so the caller can keep the batch for the requeue instead of failing."""
+def _publish_profile_work(event_ids: list[int], *, pending: bool) -> bool:
+    """Queue a stored batch's profile task — with `pending`, one that applies the pending batches (this one among
+    them, PendingEventBatch) — ; False when the broker cannot be reached (after Celery's own publish retries), so
+    the caller can keep the batch for the requeue instead of failing."""
     from audiences.tasks import apply_events_to_profiles
 
     try:
         # argsrepr keeps the task's log line short instead of listing every id (celery-types does not know it).
-        apply_events_to_profiles.apply_async((event_ids,), argsrepr=f"[{len(event_ids)} event ids]")  # type: ignore[call-arg]
+        apply_events_to_profiles.apply_async(  # type: ignore[call-arg]
+            (event_ids,), {"pending": pending}, argsrepr=f"[{len(event_ids)} event ids]"
+        )
     except (KombuError, OSError) as error:
         logger.warning(
             "broker unreachable, profile work of a batch of %s events kept for requeue: %s",
@@ -536,25 +550,30 @@ def _publish_profile_work(event_ids: list[int]) -> bool:
 def _queue_profile_work(event_ids: list[int]) -> None:
     """Runs once the batch committed: the events are durable and the client gets its 200 whatever the broker
     does. When the broker is down the batch is written down (UnqueuedEventBatch) for unqueued_batches_requeue."""
-    if not _publish_profile_work(event_ids):
+    if not _publish_profile_work(event_ids, pending=True):
         UnqueuedEventBatch.objects.bulk_create(
             [UnqueuedEventBatch(first_event_id=min(event_ids), event_ids=event_ids, created_at=timezone.now())],
             ignore_conflicts=True,
         )
 
 
-def unqueued_batches_requeue(*, limit: int = 1000) -> int:
+def unqueued_batches_requeue(*, limit: int = 1000, now: datetime | None = None) -> int:
     """Queue the profile work of batches stored while the broker was down, oldest first; returns how many.
 
     Each row goes once its task is accepted by the broker (the task is safe to run twice, so a crash between
-    the two only repeats harmless work); a publish that fails again stops the run and leaves the rest for the
-    next one.
+    the two only repeats harmless work; the batch's pending row may be applied again by a later task, as
+    harmlessly); a publish that fails again stops the run and leaves the rest for the next one. Pending batches
+    older than PENDING_GRACE whose task was lost otherwise get one task that applies them.
     """
     queued = 0
     for batch in UnqueuedEventBatch.objects.order_by("first_event_id")[:limit]:
-        if not _publish_profile_work(batch.event_ids):
+        if not _publish_profile_work(batch.event_ids, pending=False):
             break
         UnqueuedEventBatch.objects.filter(pk=batch.pk).delete()
+        queued += 1
+    stale = PendingEventBatch.objects.filter(created_at__lt=(now or timezone.now()) - PENDING_GRACE)
+    first = stale.order_by("first_event_id").values_list("event_ids", flat=True).first()
+    if first is not None and _publish_profile_work(first, pending=True):
         queued += 1
     return queued
 
@@ -579,6 +598,9 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
                 _ingest_once(source, list(unique.values()), result, identity_locks)
                 result.duplicates = len(messages) - result.stored - result.suppressed
                 if result.event_ids:
+                    PendingEventBatch.objects.create(
+                        first_event_id=min(result.event_ids), event_ids=result.event_ids, created_at=timezone.now()
+                    )
                     transaction.on_commit(partial(_queue_profile_work, result.event_ids))
             return result
         except _IdentityLocksNeeded as needed:

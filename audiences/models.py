@@ -445,3 +445,21 @@ class UnqueuedEventBatch(models.Model):
 
     def __str__(self) -> str:
         return f"unqueued batch from event {self.first_event_id}"
+
+
+class PendingEventBatch(models.Model):
+    """A stored batch whose profile work (profiles, computed traits, live audiences and what follows) is not
+    applied yet: written in the transaction that stores its events, deleted in the one that applies them.
+
+    Why: the worker applies the batches waiting together (audiences.pipeline.pending_batches_apply) — one pass of
+    set-based statements for all of them instead of one per batch — so when it falls behind, the cost per event
+    falls as the backlog grows and the backlog drains instead of growing without bound. Keyed by the batch's
+    first event id (batches never share events).
+    """
+
+    first_event_id = models.BigIntegerField(primary_key=True)
+    event_ids = models.JSONField(help_text="The stored events of the batch.")
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"pending batch from event {self.first_event_id}"

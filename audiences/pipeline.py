@@ -8,19 +8,23 @@ other and the later steps never wait on each other's locks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+import orjson
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from audiences.computed_traits import TraitChange, computed_traits_apply, computed_traits_decay, computed_traits_refresh
 from audiences.ingestion import profiles_apply_events
 from audiences.live import BatchFacts, MembershipChange, audiences_refresh, live_audiences
-from audiences.models import ComputedTrait, Customer, Event, Source
+from audiences.models import ComputedTrait, Customer, Event, PendingEventBatch, Source
 from integrations.destinations import Outbound, outbound_emit
 from integrations.models import OutboundKind
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,9 +122,72 @@ def stored_events_process(*, event_ids: list[int], now: datetime | None = None) 
     return BatchOutcome(len(customer_ids), trait_changes, membership_changes)
 
 
+# The most batches applied together: about 2,500 events of 50-call batches, a few seconds of a backlog.
+COALESCED_BATCHES = 50
+
+
+def _pending_claim(limit: int, first_event_id: int | None = None) -> list[tuple[int, list[int]]]:
+    """Take (delete, returning them) up to `limit` pending batches, oldest first — or that one batch — inside the
+    caller's transaction: a rollback puts them back. Batches another worker has taken are skipped (SKIP LOCKED
+    on PostgreSQL; SQLite runs one writer at a time)."""
+    table = PendingEventBatch._meta.db_table
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    which = "" if first_event_id is None else f" WHERE first_event_id = {int(first_event_id)}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE first_event_id IN (SELECT first_event_id FROM {table}{which} "
+            f"ORDER BY first_event_id LIMIT %s{skip_locked}) RETURNING first_event_id, event_ids",
+            [limit],
+        )
+        rows = cursor.fetchall()
+    return sorted((int(first), ids if isinstance(ids, list) else orjson.loads(ids)) for first, ids in rows)
+
+
+def pending_batches_apply(*, limit: int = COALESCED_BATCHES, now: datetime | None = None) -> BatchOutcome:
+    """Apply the batches waiting (PendingEventBatch), up to `limit` of the oldest, together: one
+    stored_events_process over all their events, in the transaction that takes them, so a worker that fell
+    behind catches up with one pass of set-based statements per group instead of one per batch. A worker that
+    keeps up finds its own batch alone; one whose batch another worker already took finds nothing.
+
+    Batches applied together are one batch, as the calls of one request are: their events apply in timestamp
+    order, and live audiences see the state after all of them — a state that lasted less than the backlog is
+    not an entry. Database errors roll everything back for the task's retry. Any other failure is isolated:
+    each batch is then applied alone, and only those that still fail are dropped (logged, the error raised for
+    the task), as a failed task's batch is — one bad batch never holds back the others."""
+    claimed: list[tuple[int, list[int]]] = []
+    try:
+        with transaction.atomic():
+            claimed = _pending_claim(limit)
+            return stored_events_process(event_ids=sorted({i for _, ids in claimed for i in ids}), now=now)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        if len(claimed) <= 1:
+            PendingEventBatch.objects.filter(pk__in=[first for first, _ in claimed]).delete()
+            raise
+    failure: Exception | None = None
+    customers = 0
+    for first_event_id, _ in claimed:
+        try:
+            with transaction.atomic():
+                for _, ids in _pending_claim(1, first_event_id):
+                    customers += stored_events_process(event_ids=ids, now=now).customers
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as error:
+            logger.exception("the batch from event %s could not be applied; dropped", first_event_id)
+            PendingEventBatch.objects.filter(pk=first_event_id).delete()
+            failure = error
+    if failure is not None:
+        raise failure
+    return BatchOutcome(customers, [], [])
+
+
 def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """What time alone changes: windowed computed traits whose oldest event left the window (and the live
-    audiences reading them), and a full evaluation of every live audience whose conditions read time."""
+    """What time alone changes, other than event windows (their edges are durable timers, audiences.live):
+    windowed computed traits whose oldest event left the window (and the live audiences reading them), and a full
+    evaluation of every live audience whose conditions read time otherwise (dates within the last / next N days,
+    days since or remaining, subscription durations)."""
     from segments.services import segment_evaluate
 
     now = now or timezone.now()
@@ -140,7 +207,7 @@ def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
             facts = BatchFacts(changed_traits=_traits_by_customer(changes))
             for change in audiences_refresh(facts=facts, now=now):
                 totals["entered" if change.kind == "entered" else "exited"] += 1
-    for segment, _, needs in live_audiences():
+    for segment, _, needs, _ in live_audiences():
         if needs.time_based:
             result = segment_evaluate(segment=segment, now=now)
             totals["audiences"] += 1

@@ -8,7 +8,7 @@ from django.db import InterfaceError, OperationalError
 from audiences.computed_traits import computed_trait_backfill
 from audiences.ingestion import unqueued_batches_requeue
 from audiences.models import ComputedTrait
-from audiences.pipeline import stored_events_process, time_sweep
+from audiences.pipeline import pending_batches_apply, stored_events_process, time_sweep
 from config.models import TaskRun
 from config.services import task_lock, task_run_recorded
 
@@ -23,9 +23,13 @@ from config.services import task_lock, task_run_recorded
     retry_backoff_max=300,
     max_retries=8,
 )
-def apply_events_to_profiles(event_ids: list[int]) -> int:
+def apply_events_to_profiles(event_ids: list[int], pending: bool = False) -> int:
     """A stored batch's effects: profiles (traits, accounts, first/last seen), computed traits and live
-    audiences, with their outbound messages; safe to run twice. Returns how many customers it touched."""
+    audiences, with their outbound messages; safe to run twice. With `pending` (what ingestion queues), the
+    batches waiting are applied, this one among them, together (pending_batches_apply); without, these events.
+    Returns how many customers it touched."""
+    if pending:
+        return pending_batches_apply().customers
     return stored_events_process(event_ids=event_ids).customers
 
 

@@ -126,47 +126,52 @@ def timer_schedule(kind: str, key: str, due_at: datetime, payload: dict[str, Any
 def timers_schedule(
     kind: str, timers: Iterable[tuple[str, datetime, dict[str, Any]]], *, now: datetime | None = None
 ) -> int:
-    """Arm timers (key, due_at, payload) of one kind, in two statements whatever their number.
+    """Arm timers (key, due_at, payload) of one kind, in one statement per thousand timers.
 
     An upsert by key: a new key is created; an existing one is moved to the new moment and payload and armed
     again (fired or not, failed or not, even while a worker is firing it: that worker's completion no longer
     matches and the timer fires again at its new time). Scheduling a key again for the moment it is already set
-    to changes nothing — idempotent, so a retried caller never fires a timer twice. Returns how many were armed.
-    Run it inside the transaction that decided the moment: the timer exists if and only if that commits."""
+    to changes nothing — the conflict clause writes only rows whose moment (or kind) moved — so it is
+    idempotent, a retried caller never fires a timer twice, and re-arming unchanged timers costs no row write.
+    Returns how many were armed. Run it inside the transaction that decided the moment: the timer exists if and
+    only if that commits."""
     now = now or timezone.now()
     wanted = {key: (due_at, payload) for key, due_at, payload in timers}
     if not wanted:
         return 0
-    unchanged = set(
-        Timer.objects.filter(key__in=list(wanted), kind=kind)
-        .values_list("key", "due_at")
-        .order_by()
-        .iterator(chunk_size=2000)
-    )
     horizon = now + ETA_HORIZON
-    rows = [
-        Timer(
-            kind=kind,
-            key=key,
-            due_at=due_at,
-            payload=payload,
-            queued_for=due_at if due_at <= horizon else None,
-        )
-        for key, (due_at, payload) in wanted.items()
-        if (key, due_at) not in unchanged
-    ]
-    Timer.objects.bulk_create(
-        rows,
-        batch_size=1000,
-        update_conflicts=True,
-        unique_fields=["key"],
-        update_fields=[
-            "kind", "due_at", "payload", "fired_at", "claim_token", "claimed_until", "queued_for", "attempts",
-            "last_error", "failed_at",
-        ],
+    table = Timer._meta.db_table
+    payload_field = Timer._meta.get_field("payload")
+    adapt = connection.ops.adapt_datetimefield_value
+    created = adapt(now)
+    columns = ", ".join(
+        connection.ops.quote_name(name)
+        for name in ("kind", "key", "due_at", "payload", "created_at", "fired_at", "claim_token", "claimed_until",
+                     "queued_for", "attempts", "last_error", "failed_at")
     )  # fmt: skip
-    _queue_on_commit(row.due_at for row in rows if row.queued_for is not None)
-    return len(rows)
+    rows = [
+        [kind, key, adapt(due_at), payload_field.get_db_prep_save(payload, connection), created,
+         adapt(due_at) if due_at <= horizon else None]
+        for key, (due_at, payload) in wanted.items()
+    ]  # fmt: skip
+    quoted_key = connection.ops.quote_name("key")
+    armed: list[tuple[str]] = []
+    per_statement = min(1000, (connection.features.max_query_params or 6000) // 6)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = ", ".join(["(%s, %s, %s, %s, %s, NULL, '', NULL, %s, 0, '', NULL)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT ({quoted_key}) DO UPDATE SET "
+                "kind = EXCLUDED.kind, due_at = EXCLUDED.due_at, payload = EXCLUDED.payload, fired_at = NULL, "
+                "claim_token = '', claimed_until = NULL, queued_for = EXCLUDED.queued_for, attempts = 0, "
+                f"last_error = '', failed_at = NULL WHERE {table}.due_at <> EXCLUDED.due_at OR {table}.kind <> "
+                f"EXCLUDED.kind RETURNING {quoted_key}",
+                [value for row in chunk for value in row],
+            )
+            armed += cursor.fetchall()
+    _queue_on_commit(wanted[key][0] for (key,) in armed if wanted[key][0] <= horizon)
+    return len(armed)
 
 
 def timers_cancel(keys: Iterable[str]) -> int:
@@ -198,10 +203,11 @@ class FiringReport:
         return {"fired": self.fired, "failed": self.failed}
 
 
-def _claim(now: datetime, token: str, limit: int) -> list[int]:
-    """Claim up to `limit` due timers under `token`: one conditional UPDATE, committed before any handler runs
-    so other workers skip them. Rows locked by another claimer are skipped on PostgreSQL; the conditions are
-    repeated outside the subquery so a row another transaction claimed meanwhile is never taken twice."""
+def _claim(now: datetime, token: str, limit: int) -> list[tuple[int, str]]:
+    """Claim up to `limit` due timers under `token`, returning (id, kind) of each: one conditional UPDATE,
+    committed before any handler runs so other workers skip them. Rows locked by another claimer are skipped on
+    PostgreSQL; the conditions are repeated outside the subquery so a row another transaction claimed meanwhile
+    is never taken twice."""
     table = Timer._meta.db_table
     at = connection.ops.adapt_datetimefield_value(now)
     until = connection.ops.adapt_datetimefield_value(now + CLAIM_LEASE)
@@ -211,10 +217,10 @@ def _claim(now: datetime, token: str, limit: int) -> list[int]:
         cursor.execute(
             f"UPDATE {table} SET claim_token = %s, claimed_until = %s, attempts = attempts + 1 "
             f"WHERE {due} AND id IN (SELECT id FROM {table} WHERE {due} ORDER BY due_at LIMIT %s{skip_locked}) "
-            "RETURNING id",
+            "RETURNING id, kind",
             [token, until, at, at, at, at, limit],
         )
-        return sorted(int(row[0]) for row in cursor.fetchall())
+        return sorted((int(pk), str(kind)) for pk, kind in cursor.fetchall())
 
 
 def _fire(kind: str, ids: list[int], token: str, report: FiringReport) -> None:
@@ -267,15 +273,15 @@ def timers_fire_due(*, now: datetime | None = None, limit: int = CLAIM_BATCH) ->
     while True:
         at = now or timezone.now()
         token = uuid.uuid4().hex
-        ids = _claim(at, token, limit)
-        if not ids:
+        claimed = _claim(at, token, limit)
+        if not claimed:
             return report
         by_kind: dict[str, list[int]] = {}
-        for pk, kind in Timer.objects.filter(pk__in=ids).values_list("pk", "kind").order_by("pk"):
+        for pk, kind in claimed:
             by_kind.setdefault(kind, []).append(pk)
         for kind, kind_ids in sorted(by_kind.items()):
             _fire(kind, kind_ids, token, report)
-        if len(ids) < limit:
+        if len(claimed) < limit:
             return report
 
 

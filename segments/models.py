@@ -113,11 +113,18 @@ class Segment(TimestampedModel):
 
 
 class SegmentMembership(models.Model):
-    """A customer currently in a segment, since when."""
+    """A customer currently in a segment, since when. One row per stay: an exit deletes it and a new entry makes
+    a new row, so its id names the entry that publications of a live audience are keyed by."""
 
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="segment_memberships")
     entered_at = models.DateTimeField()
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this entry was published (timeline, destinations, hooks); empty while the segment is not a "
+        "live audience. Claimed by a conditional update, so no path publishes one entry twice.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["segment", "customer"], name="segment_member_once")]

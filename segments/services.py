@@ -10,15 +10,23 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
-from django.db.models import F, Value
+from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audiences.live import changes_record
+from audiences.live import (
+    ENTERED,
+    EXITED,
+    compiled_members,
+    customers_lock,
+    dependencies,
+    entries_publish,
+    memberships_decide,
+    time_windows_schedule,
+)
 from audiences.models import Customer
 from config.services import task_lock
-from segments.compiler import compile_tree
-from segments.conditions import InvalidCondition, parse_tree, to_json
+from segments.conditions import Group, InvalidCondition, parse_tree, to_json
 from segments.models import Segment, SegmentMembership, SegmentTag, SegmentVersion
 
 
@@ -35,9 +43,13 @@ def segment_save(
 ) -> Segment:
     """Create or update a segment; the tree is validated first (InvalidCondition names the bad leaf).
 
-    Every change that alters the segment is kept as a numbered version with its author.
+    Every change that alters the segment is kept as a numbered version with its author. A changed definition
+    re-evaluates, as soon as the change commits, the segment itself when it is a live audience and every segment
+    referring to it (a task each), so they follow the change with the latency of a live change, not the next
+    periodic evaluation.
     """
     tree = parse_tree(conditions, segment_id=segment.pk if segment is not None else None)
+    definition_changed = segment is not None and segment.conditions != to_json(tree)
     segment = segment or Segment()
     segment.name, segment.description, segment.conditions = name.strip(), description, to_json(tree)
     author = owner.pk if owner is not None and owner.is_authenticated else None
@@ -59,7 +71,41 @@ def segment_save(
             author_id=author,
             note=note,
         )
+    if definition_changed:
+        affected = ([segment.pk] if segment.is_live else []) + segments_referencing(segment.pk)
+        transaction.on_commit(lambda: _queue_evaluations(affected))
     return segment
+
+
+def segments_referencing(segment_id: int) -> list[int]:
+    """The segments whose conditions read this one, directly or through others (their trees inline its tree when
+    parsed, so a change of its definition changes their members too). Segments are few: their conditions are
+    read once and walked here."""
+    reads: dict[int, set[int]] = {}
+    for pk, conditions in Segment.objects.values_list("pk", "conditions"):
+        reads[pk] = _referenced_ids(conditions)
+    found: set[int] = set()
+    frontier = {segment_id}
+    while frontier:
+        frontier = {pk for pk, ids in reads.items() if ids & frontier and pk not in found and pk != segment_id}
+        found |= frontier
+    return sorted(found)
+
+
+def _referenced_ids(raw: Any) -> set[int]:
+    if isinstance(raw, dict):
+        found = {raw["segment"]} if raw.get("type") == "segment" and isinstance(raw.get("segment"), int) else set()
+        for child in raw.get("children") or ():
+            found |= _referenced_ids(child)
+        return found
+    return set()
+
+
+def _queue_evaluations(segment_ids: list[int]) -> None:
+    from segments.tasks import evaluate_segment  # same app: the tasks module imports this one
+
+    for segment_id in segment_ids:
+        evaluate_segment.delay(segment_id)
 
 
 def segment_version_restore(*, version: SegmentVersion, author: AbstractBaseUser | AnonymousUser | None) -> Segment:
@@ -85,21 +131,18 @@ class Evaluation:
     milliseconds: int
 
 
-def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]:
-    tree = parse_tree(segment.conditions, segment_id=segment.pk)
-    matching = Customer.objects.filter(compile_tree(tree, now)).values("id")
-    sql, params = matching.query.sql_with_params()
-    return sql, tuple(params)
-
-
 def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evaluation:
     """Bring the materialised membership in line with the conditions, writing only the difference.
 
-    The compiled query runs once, into a temporary table of matching ids; set-based statements then insert who
-    entered (matching, not yet a member) and delete who exited (a member, no longer matching), and the rows they
-    actually changed are recorded as history — and, for a live audience, published (audiences.live). An
-    evaluation that changes nothing writes no membership or history rows. Runs under a per-segment lock so two
-    evaluations of the same segment never overlap.
+    The compiled query runs once, into a temporary table of matching ids, and set-based statements find who
+    differs from the stored membership — as of that statement's snapshot, the evaluation's watermark. Those are
+    only candidates: a batch worker may have changed them since. So they are locked (the customer lock every
+    writer of membership takes) and decided again, at the same instant, from what is committed then; the real
+    differences are written, recorded as history and — for a live audience — published (audiences.live). A live
+    change made after the watermark is therefore never undone: the evaluation sees it before deciding. An
+    evaluation that changes nothing writes no membership or history rows. A live audience's members whose entry
+    was never published (recorded while it was not live) are published, once. Runs under a per-segment lock so
+    two evaluations of the same segment never overlap.
 
     All of it runs in one savepoint: an evaluation that fails, for whatever reason, leaves nothing behind (the
     temporary table included — DDL is transactional on both databases), leaves the caller's transaction usable,
@@ -113,13 +156,24 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
             return Evaluation(entered=0, exited=0, members=segment.member_count, milliseconds=0)
         try:
             with transaction.atomic():
-                members, entered, exited = _membership_refresh(segment, now)
+                entered, exited = _membership_refresh(segment, now)
         except Exception as failure:
             segment_evaluation_failed(segment=segment, failure=failure, at=now)
             raise
         elapsed = round((time.monotonic() - started) * 1000)
+        members = SegmentMembership.objects.filter(segment=segment).count()
+        # The count of the rows, not this run's arithmetic: batch workers move it concurrently.
         Segment.objects.filter(pk=segment.pk).update(
-            member_count=members,
+            member_count=Coalesce(
+                Subquery(
+                    SegmentMembership.objects.filter(segment_id=OuterRef("pk"))
+                    .order_by()
+                    .values("segment_id")
+                    .annotate(n=Count("id"))
+                    .values("n")
+                ),
+                0,
+            ),
             last_evaluated_at=now,
             last_evaluation_ms=elapsed,
             evaluation_failing_since=None,
@@ -128,41 +182,50 @@ def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evalua
     return Evaluation(entered=entered, exited=exited, members=members, milliseconds=elapsed)
 
 
-def _membership_refresh(segment: Segment, now: datetime) -> tuple[int, int, int]:
-    """The set-based difference of segment_evaluate; to be run inside a transaction. Members, entered, exited."""
+def _parsed(segment: Segment) -> tuple[Group, Any]:
+    """The segment's tree, and the version its compiled query is cached under: its own and its references'."""
+    tree = parse_tree(segment.conditions, segment_id=segment.pk)
+    referenced = Segment.objects.filter(pk__in=dependencies(tree).references).values_list("pk", "updated_at")
+    return tree, ("evaluation", segment.updated_at, tuple(sorted(referenced)))
+
+
+def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]:
+    """The compiled SELECT of the segment's member ids (column member_id) at the instant `now`."""
+    tree, version = _parsed(segment)
+    return compiled_members(segment, tree, version).at(now)
+
+
+def _membership_refresh(segment: Segment, now: datetime) -> tuple[int, int]:
+    """The set-based difference of segment_evaluate; to be run inside a transaction. Entered, exited."""
+    tree, version = _parsed(segment)
+    needs = dependencies(tree)
     members_sql, params = _members_sql(segment, now)
     membership = SegmentMembership._meta.db_table
     matching = f"segment_matching_{segment.pk}"
-    at = connection.ops.adapt_datetimefield_value(now)
-    new_members = (
-        f"SELECT t.id FROM {matching} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = t.id)"
-    )
-    gone = (
-        f"SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
-        f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)"
-    )
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE {matching} (id bigint PRIMARY KEY)")
-        cursor.execute(f"INSERT INTO {matching} (id) {members_sql}", params)
-        members = cursor.rowcount
-        # ON CONFLICT / RETURNING: a live audience's real-time path may have written some of these rows
-        # meanwhile; only what this statement changed is recorded (WHERE true: SQLite's grammar needs it).
+        cursor.execute(f"INSERT INTO {matching} (id) SELECT member_id FROM ({members_sql}) q", params)
         cursor.execute(
-            f"INSERT INTO {membership} (segment_id, customer_id, entered_at) "
-            f"SELECT %s, id, %s FROM ({new_members}) e WHERE true "
-            "ON CONFLICT (segment_id, customer_id) DO NOTHING RETURNING customer_id",
-            (segment.pk, at, segment.pk),
-        )
-        entered = [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            f"DELETE FROM {membership} WHERE segment_id = %s AND customer_id IN ({gone}) RETURNING customer_id",
+            f"SELECT t.id FROM {matching} t WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = t.id) "
+            f"UNION SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)",
             (segment.pk, segment.pk),
         )
-        exited = [row[0] for row in cursor.fetchall()]
+        candidates = {int(row[0]) for row in cursor.fetchall()}
         cursor.execute(f"DROP TABLE {matching}")
-    changes_record({segment.pk: segment}, [(segment.pk, c) for c in entered], [(segment.pk, c) for c in exited], now)
-    return members, len(entered), len(exited)
+    customers_lock(candidates)
+    # Decided again under the locks, at least as late as the batches that took them before us: an event one of
+    # them applied after the watermark counts, whatever instant the evaluation was asked to judge.
+    decided_at = max(now, timezone.now())
+    changes = (
+        memberships_decide([(segment, tree, version, candidates)], decided_at, recorded_at=now) if candidates else []
+    )
+    if segment.is_live:
+        entries_publish({segment.pk: segment}, now, hooks=False)  # entries recorded before it was live
+        if needs.windows:
+            time_windows_schedule([(segment, tree, version, None)], now)
+    return len([c for c in changes if c.kind == ENTERED]), len([c for c in changes if c.kind == EXITED])
 
 
 FAILURE_TEXT_LIMIT = 1000

@@ -141,7 +141,7 @@ def one_breaks(monkeypatch: pytest.MonkeyPatch) -> Callable[[Segment | None], No
 
     def members_sql(segment: Segment, now: Any) -> tuple[str, tuple[Any, ...]]:
         if segment.pk in broken:
-            return "SELECT id FROM no_such_table_here", ()
+            return "SELECT id AS member_id FROM no_such_table_here", ()
         return real(segment, now)
 
     monkeypatch.setattr(services, "_members_sql", members_sql)
