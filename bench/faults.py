@@ -526,7 +526,7 @@ class _Hook(BaseHTTPRequestHandler):
                 server.refused += 1
                 self.send_response(503)
             else:
-                server.arrivals.append((self.headers.get("Trialloop-Idempotency-Key", ""), json.loads(body)))
+                server.arrivals.append((self.headers.get("webhook-id", ""), json.loads(body)))
                 self.send_response(204)
         self.end_headers()
 

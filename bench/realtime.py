@@ -182,7 +182,7 @@ class _Hook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         arrived = time.perf_counter()
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        key = self.headers.get("Trialloop-Idempotency-Key", "")
+        key = self.headers.get("webhook-id", "")
         server = self.server
         assert isinstance(server, Receiver)
         with server.lock:
