@@ -14,12 +14,10 @@ Money is stated in currency units in conditions and stored in cents; `scale` con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from audiences.models import ComputedTrait
 from segments.conditions import ValueType
-
-if TYPE_CHECKING:
-    from audiences.models import ComputedTrait
 
 EVENT_FILTER_OPERATORS = {"equals", "not_equals", "contains", "is_set", "is_not_set"}
 
@@ -242,8 +240,6 @@ def property_named(key: str) -> PropertySpec | None:
     if key in _BUILT_IN_BY_KEY:
         return _BUILT_IN_BY_KEY[key]
     if key.startswith("computed."):
-        from audiences.models import ComputedTrait
-
         trait = ComputedTrait.objects.filter(key=key.removeprefix("computed.")).first()
         return computed_trait_spec(trait) if trait is not None else None
     for prefix, scope in (("trait.", "customer"), ("account.trait.", "account")):
@@ -258,7 +254,6 @@ def property_named(key: str) -> PropertySpec | None:
 
 def catalogue() -> list[PropertySpec]:
     """Every property the builder may offer: built-in first, then custom properties and computed traits by key."""
-    from audiences.models import ComputedTrait
     from segments.models import CustomProperty
 
     custom = [

@@ -41,7 +41,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 
-from audiences.models import Account, Customer, Event
+from audiences.models import Account, ComputedTraitValue, Customer, Event
 from segments.catalogue import PropertySpec, property_named
 from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
 from segments.regex_dialect import canonical
@@ -280,7 +280,6 @@ def _computed_q(spec: PropertySpec, operator: str, value: Any, now: datetime) ->
     """A computed trait leaf: EXISTS a stored value satisfying the (positive form of the) operator, or no stored
     value when the trait's empty value satisfies it; negative operators are the negation, so a missing value
     matches them as everywhere else."""
-    from audiences.models import ComputedTraitValue
 
     positive = POSITIVE_OF.get(operator, operator)
     if spec.derived in ("age_days", "days_until"):

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 
+from audiences.models import Customer
 from segments.conditions import InvalidCondition, parse_tree
 from segments.models import Segment
 
@@ -37,7 +38,6 @@ class SegmentForm(forms.Form):
         return [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]
 
     def clean_test_customers(self) -> list[int]:
-        from audiences.models import Customer
 
         wanted = [value.strip() for value in self.cleaned_data["test_customers"].split(",") if value.strip()]
         found = dict(Customer.objects.filter(user_id__in=wanted, is_test=True).values_list("user_id", "pk"))

@@ -12,7 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
-from audiences.models import Customer
+from audiences.models import ComputedTraitValue, Customer
 from segments.catalogue import PropertySpec, property_named
 from segments.compiler import ACTIVE_MEMBER_DAYS, compile_node, event_count_expression, events_matching
 from segments.conditions import (
@@ -151,7 +151,6 @@ def _trial_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
 
 def _computed_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
     """A computed trait's value as the condition compares it (days since / left for time-based kinds)."""
-    from audiences.models import ComputedTraitValue
 
     row = ComputedTraitValue.objects.filter(trait_id=spec.computed_trait_id, customer=customer).first()
     if row is None:

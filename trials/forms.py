@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from segments.conditions import parse_tree, to_json
 from trials.models import ActivationDefinition, BillingSettings, FitRule, ScoreSettings
 
 
@@ -47,8 +48,6 @@ class ActivationDefinitionForm(forms.ModelForm[ActivationDefinition]):
 
     def clean_condition_text(self) -> dict[str, Any] | None:
         import json
-
-        from segments.conditions import parse_tree, to_json
 
         text = self.cleaned_data["condition_text"].strip()
         if not text:

@@ -40,9 +40,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audiences.computed_traits import computed_traits_trial_changed
-from audiences.live import BatchFacts, audiences_refresh
+from audiences.live import BatchFacts, audiences_refresh, dependencies
 from audiences.models import Customer, Event
 from audiences.pipeline import trait_changes_publish
+from segments.compiler import compile_tree
+from segments.conditions import parse_tree
 from trials.defaults import DEFINITION
 from trials.models import ActivationDefinition, FitRule, Subscription, Trial, TrialStage, TrialStageChange
 from trials.scores import ScoreInputs, score_settings, scores_compute
@@ -246,8 +248,6 @@ def _condition_holders(definition: ActivationDefinition, customer_ids: set[int],
     """The customers for whom the activation condition holds (None: no condition is set)."""
     if not definition.activation_condition:
         return None
-    from segments.compiler import compile_tree
-    from segments.conditions import parse_tree
 
     tree = compile_tree(parse_tree(definition.activation_condition), now)
     return set(Customer.objects.filter(pk__in=customer_ids).filter(tree).values_list("pk", flat=True))
@@ -392,8 +392,6 @@ def _relevant_event_names() -> tuple[frozenset[str], bool]:
     cached = _relevant.get("names")
     if cached is not None and time.monotonic() - cached[0] < RELEVANT_NAMES_TTL:
         return cached[1], cached[2]
-    from audiences.live import dependencies
-    from segments.conditions import parse_tree
 
     definition = activation_definition()
     names = {str(name) for name in definition.habit_events} | {definition.activation_event, definition.signup_event}
