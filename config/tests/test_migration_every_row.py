@@ -19,7 +19,8 @@ import pytest
 from django.apps.registry import Apps
 from django.core.management.color import no_style
 from django.db import IntegrityError, connection, models, transaction
-from django.db.migrations.executor import MigrationExecutor
+
+from config.tests.migrating import migrate_to
 
 PROJECT_APPS = ("project", "audiences", "segments", "trials", "offers", "integrations")
 BASELINE = [
@@ -175,16 +176,12 @@ def _comparable(keys: set[Any]) -> set[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_every_row_of_every_table_survives_the_migrations_since_the_baseline() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(BASELINE)
-    old = executor.loader.project_state(BASELINE).apps
+    old = migrate_to(BASELINE)
     made = _fill(old)
     empty = [table for table, keys in made.items() if not keys]
     assert not empty, f"tables the test left empty: {empty}"
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()
 
     with connection.cursor() as cursor:
         tables = set(connection.introspection.table_names(cursor))

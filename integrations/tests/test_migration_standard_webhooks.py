@@ -10,9 +10,9 @@ import hmac
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from standardwebhooks.webhooks import Webhook
+
+from config.tests.migrating import migrate_to
 
 BEFORE = [("integrations", "0010_stripe_delivery_signature_not_stored")]
 AFTER = [("integrations", "0011_standard_webhooks_secrets")]
@@ -29,9 +29,7 @@ def _old_scheme_key_signs_like(secret: str, text_key: str) -> bool:
 
 @pytest.mark.django_db(transaction=True)
 def test_existing_secrets_become_whsec_with_the_same_key_bytes_and_back() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    Destination = executor.loader.project_state(BEFORE).apps.get_model("integrations", "Destination")
+    Destination = migrate_to(BEFORE).get_model("integrations", "Destination")
     rotated = Destination.objects.create(
         name="Rotated",
         kind="webhook",
@@ -43,10 +41,7 @@ def test_existing_secrets_become_whsec_with_the_same_key_bytes_and_back() -> Non
     # Made by today's default: already in the Standard Webhooks form.
     fresh = Destination.objects.create(name="Fresh", kind="webhook", url="https://hooks.example.com/b", kinds=[])
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(AFTER)
-    Destination = executor.loader.project_state(AFTER).apps.get_model("integrations", "Destination")
+    Destination = migrate_to(AFTER).get_model("integrations", "Destination")
     after = Destination.objects.get(pk=rotated.pk)
     assert after.signing_secret == "whsec_" + base64.b64encode(OLD.encode()).decode()
     assert _old_scheme_key_signs_like(after.signing_secret, OLD)
@@ -54,13 +49,8 @@ def test_existing_secrets_become_whsec_with_the_same_key_bytes_and_back() -> Non
     fresh_after = Destination.objects.get(pk=fresh.pk)
     assert (fresh_after.signing_secret, fresh_after.previous_signing_secret) == (fresh.signing_secret, "")
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(BEFORE)
-    Destination = executor.loader.project_state(BEFORE).apps.get_model("integrations", "Destination")
+    Destination = migrate_to(BEFORE).get_model("integrations", "Destination")
     assert Destination.objects.get(pk=rotated.pk).signing_secret == OLD
     assert Destination.objects.get(pk=rotated.pk).previous_signing_secret == PREVIOUS
     assert Destination.objects.get(pk=fresh.pk).signing_secret == fresh.signing_secret
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()

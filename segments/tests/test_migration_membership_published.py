@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from config.tests.migrating import migrate_to
 
 BEFORE = [("segments", "0006_segment_evaluation_failure"), ("audiences", "0011_mrr_by_currency_trial_windows")]
 AFTER = [("segments", "0007_membership_published")]
@@ -18,15 +18,12 @@ AFTER = [("segments", "0007_membership_published")]
 def latest_schema_after() -> Iterator[None]:
     """Migrations run back to an older state here; the tests after this one need every table of the latest."""
     yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_members_of_live_audiences_are_marked_published() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
+    old = migrate_to(BEFORE)
     Customer, Segment, Membership = (
         old.get_model("audiences", "Customer"),
         old.get_model("segments", "Segment"),
@@ -40,10 +37,7 @@ def test_members_of_live_audiences_are_marked_published() -> None:
         for customer in (ada, bob):
             Membership.objects.create(segment=segment, customer=customer, entered_at=at)
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(AFTER)
-    new = executor.loader.project_state(AFTER).apps
+    new = migrate_to(AFTER)
     rows = new.get_model("segments", "SegmentMembership").objects.order_by("segment_id", "customer_id")
     assert [(r.segment_id, r.published_at) for r in rows] == [
         (live.pk, at),

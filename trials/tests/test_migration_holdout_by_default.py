@@ -5,9 +5,9 @@ someone typed stays; each change is in the audit log."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from config.tests.migrating import migrate_to
 
 BEFORE = [("trials", "0013_message_priority_window"), ("project", "0005_remove_hand_written_sign_in_lockout")]
 AFTER = [("trials", "0014_holdout_by_default")]
@@ -15,9 +15,7 @@ AFTER = [("trials", "0014_holdout_by_default")]
 
 @pytest.mark.django_db(transaction=True)
 def test_holdouts_never_chosen_become_ten_percent() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
+    old = migrate_to(BEFORE)
     Template, Play, AuditEntry = (
         old.get_model("trials", "MessageTemplate"),
         old.get_model("trials", "Play"),
@@ -47,10 +45,7 @@ def test_holdouts_never_chosen_become_ten_percent() -> None:
         changes={"priority": [100, 0]},
     )  # fmt: skip
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(AFTER)
-    new = executor.loader.project_state(AFTER).apps
+    new = migrate_to(AFTER)
     NewTemplate, NewPlay, NewAudit = (
         new.get_model("trials", "MessageTemplate"),
         new.get_model("trials", "Play"),
@@ -74,15 +69,10 @@ def test_holdouts_never_chosen_become_ten_percent() -> None:
     assert recorded.get(model="trials.Play", object_id=str(edited_play.pk)).changes == {"no_holdout": [False, True]}
     assert not recorded.filter(model="trials.MessageTemplate", object_id=str(typed.pk)).exists()
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(BEFORE)
     # Going back keeps the percentages (the old schema cannot say "chosen").
-    back = executor.loader.project_state(BEFORE).apps.get_model("trials", "MessageTemplate")
+    back = migrate_to(BEFORE).get_model("trials", "MessageTemplate")
     assert dict(back.objects.filter(key__in=["never", "created-at-zero"]).values_list("key", "holdout_percent")) == {
         "never": 10,
         "created-at-zero": 10,
     }
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from config.tests.migrating import migrate_to
 
 BEFORE = [("trials", "0011_throttle_window_bound"), ("audiences", "0010_trait_timestamps")]
 AFTER = [("trials", "0012_stripe_mirror_money_discounts_accounts")]
@@ -20,15 +20,12 @@ AFTER = [("trials", "0012_stripe_mirror_money_discounts_accounts")]
 def latest_schema_after() -> Iterator[None]:
     """Migrations run back to an older state here; the tests after this one need every table of the latest."""
     yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_splits_mrr_by_currency_and_back() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
+    old = migrate_to(BEFORE)
     Customer, Product, Plan, Subscription = (
         old.get_model("audiences", "Customer"),
         old.get_model("trials", "Product"),
@@ -49,10 +46,7 @@ def test_the_migration_splits_mrr_by_currency_and_back() -> None:
     Subscription.objects.create(customer=both, plan=jpy, status="active", started_at=at, mrr_cents=10000)
     Subscription.objects.create(customer=both, plan=jpy, status="canceled", started_at=at, mrr_cents=0)
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(AFTER)
-    new = executor.loader.project_state(AFTER).apps
+    new = migrate_to(AFTER)
     NewSubscription, NewCustomer = new.get_model("trials", "Subscription"), new.get_model("audiences", "Customer")
     rows = sorted(NewSubscription.objects.values_list("customer__user_id", "currency", "mrr_amount", "mrr_cents"))
     assert rows == [
@@ -65,12 +59,7 @@ def test_the_migration_splits_mrr_by_currency_and_back() -> None:
     ]
     assert dict(NewCustomer.objects.values_list("user_id", "mrr_cents")) == {"us": 15000, "jp": None, "both": None}
 
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
+    old = migrate_to(BEFORE)
     restored = old.get_model("audiences", "Customer")
     assert dict(restored.objects.values_list("user_id", "mrr_cents")) == {"us": 15000, "jp": 10000, "both": 20000}
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to()
