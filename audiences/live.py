@@ -29,9 +29,8 @@ from django.utils.text import slugify
 
 from audiences.models import Customer, Event, Source
 from audiences.services import source_create
+from config.facts import Fact, FactKind, facts_record
 from config.timers import DueTimer, timers_schedule
-from integrations.destinations import Outbound, outbound_emit
-from integrations.models import OutboundKind
 from segments.compiler import compile_node, events_matching
 from segments.conditions import Condition, EventCondition, Group, InvalidCondition, Node, SegmentCondition, parse_tree
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
@@ -201,7 +200,7 @@ def audience_changes_publish(
     }
     source = internal_source()
     names: dict[str, str] = {ENTERED: "Audience Entered", EXITED: "Audience Exited"}
-    kinds: dict[str, str] = {ENTERED: OutboundKind.AUDIENCE_ENTERED, EXITED: OutboundKind.AUDIENCE_EXITED}
+    kinds: dict[str, str] = {ENTERED: FactKind.AUDIENCE_ENTERED, EXITED: FactKind.AUDIENCE_EXITED}
     Event.objects.bulk_create(
         [
             Event(
@@ -219,9 +218,9 @@ def audience_changes_publish(
         batch_size=1000,
         ignore_conflicts=True,
     )
-    outbound_emit(
+    facts_record(
         [
-            Outbound(
+            Fact(
                 kind=kinds[c.kind],
                 customer_id=c.customer_id,
                 idempotency_key=c.idempotency_key,

@@ -21,8 +21,7 @@ from audiences.computed_traits import TraitChange, computed_traits_apply, comput
 from audiences.ingestion import profiles_apply_events
 from audiences.live import BatchFacts, MembershipChange, audiences_refresh, live_audiences
 from audiences.models import ComputedTrait, Customer, Event, PendingEventBatch, Source
-from integrations.destinations import Outbound, outbound_emit
-from integrations.models import OutboundKind
+from config.facts import Fact, FactKind, facts_record
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +37,10 @@ class BatchOutcome:
 
 def trait_changes_publish(changes: list[TraitChange], now: datetime) -> None:
     """Tell the destinations about changed computed trait values."""
-    outbound_emit(
+    facts_record(
         [
-            Outbound(
-                kind=OutboundKind.TRAIT_CHANGED,
+            Fact(
+                kind=FactKind.TRAIT_CHANGED,
                 customer_id=change.customer_id,
                 idempotency_key=f"trait:{change.change_id}",
                 occurred_at=now,

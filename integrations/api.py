@@ -14,6 +14,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.facts import FactKind
 from config.permissions import RoleModelPermissions
 from integrations import selectors
 from integrations.destinations import (
@@ -28,7 +29,7 @@ from integrations.destinations import (
     kinds_check,
 )
 from integrations.filters import DestinationDeliveryFilter
-from integrations.models import Destination, DestinationDelivery, OutboundKind
+from integrations.models import Destination, DestinationDelivery
 from integrations.outbound_http import UnsafeUrl, url_check
 
 
@@ -52,7 +53,7 @@ class DestinationSerializer(serializers.ModelSerializer[Destination]):
     kinds = serializers.ListField(
         child=serializers.CharField(max_length=20),
         allow_empty=False,
-        help_text=f"The messages to receive, any of: {', '.join(OutboundKind.values)}.",
+        help_text=f"The messages to receive, any of: {', '.join(FactKind.values)}.",
     )
     write_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=255, help_text="Segment kind only."
@@ -174,7 +175,7 @@ class DestinationDeliverySerializer(serializers.ModelSerializer[DestinationDeliv
 
 
 class DestinationViewSet(viewsets.ModelViewSet[Destination]):
-    """Outbound destinations (webhooks and Segment-compatible APIs) with their health; the delivery log of
+    """Fact destinations (webhooks and Segment-compatible APIs) with their health; the delivery log of
     each, filtered by `status`, `kind`, `customer` or `idempotency_key`; replay; pause and resume; rotation
     of the signing secret (returned once, by create and rotate-secret, to roles that may change destinations)."""
 
@@ -226,7 +227,7 @@ class DestinationViewSet(viewsets.ModelViewSet[Destination]):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=DestinationDelivery.Status.values),
-            OpenApiParameter("kind", str, enum=OutboundKind.values),
+            OpenApiParameter("kind", str, enum=FactKind.values),
             OpenApiParameter("customer", int),
             OpenApiParameter("idempotency_key", str),
         ],

@@ -10,8 +10,14 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from audiences.privacy import register_erasure_rule, register_file_sweeper
         from audiences.selectors import source_cache_clear
+        from config.facts import facts_recorded
+        from integrations.destinations import facts_deliver
         from integrations.models import SourceTrackingPlan, TrackingPlan, TrackingPlanEvent
         from integrations.privacy import ERASURE_RULES, import_files_sweep
+
+        # Facts recorded anywhere below (audience changes, billing events, alerts, accepted offers) become
+        # deliveries for the destinations subscribed to them, in the recorder's transaction.
+        facts_recorded.connect(facts_deliver, dispatch_uid="integrations-facts-deliver")
 
         # A cached source carries its tracking plan: changing the plan or the link forgets the cached sources.
         for model in (SourceTrackingPlan, TrackingPlan, TrackingPlanEvent):

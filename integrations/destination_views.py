@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import TemplateView
 
+from config.facts import FactKind
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from integrations import selectors
@@ -32,7 +33,7 @@ from integrations.destinations import (
 )
 from integrations.filters import DestinationDeliveryFilter
 from integrations.forms import DestinationForm
-from integrations.models import Destination, DestinationDelivery, OutboundKind
+from integrations.models import Destination, DestinationDelivery
 
 
 def _secret_session_key(destination: Destination) -> str:
@@ -119,7 +120,7 @@ class DestinationDetailView(StaffPermissionMixin, TemplateView):
             "show_secret": show_secret and self.request.user.has_perm("integrations.change_destination"),
             "secret_start": destination.signing_secret[:10],
             "health": selectors.destination_health([destination.pk])[destination.pk],
-            "kind_labels": [OutboundKind(kind).label for kind in destination.kinds if kind in OutboundKind.values],
+            "kind_labels": [FactKind(kind).label for kind in destination.kinds if kind in FactKind.values],
             "batch_url": segment_batch_url(destination.url),
             "signature_headers": (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER),
             "filters": filters,

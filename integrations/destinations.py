@@ -1,7 +1,8 @@
-"""Outbound destinations: Trialloop's results (audience entered/exited, trait changes, billing events, later
+"""Fact destinations: Trialloop's results (audience entered/exited, trait changes, billing events, later
 alerts and offers) sent to signed webhooks or to any Segment-compatible API.
 
-The flow: a producer calls `outbound_emit` inside its own transaction; one DestinationDelivery row is written per
+The flow: a producer records facts (config.facts) inside its own transaction and `outbound_emit`, subscribed to
+them, runs there; one DestinationDelivery row is written per
 message and subscribed destination (set-based, duplicates ignored by idempotency key, withdrawn consent
 recorded as a skip), and once the transaction commits a task flushes each destination. A flush sends the
 due deliveries of one destination in order — one POST per webhook message, signed by the Standard Webhooks
@@ -32,6 +33,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from audiences.models import AnonymousId, Customer
+from config.facts import Fact, FactKind
 from config.services import task_lock
 from integrations.models import (
     Destination,
@@ -39,7 +41,6 @@ from integrations.models import (
     consent_category_validator,
     signing_secret_generate,
 )
-from integrations.models import OutboundKind as OutboundKind  # re-exported: producers import it from here
 from integrations.outbound_http import HttpResult, UnsafeUrl, http_post, url_check
 
 # Standard Webhooks (https://www.standardwebhooks.com): the message id (our idempotency key, the same on every
@@ -66,10 +67,10 @@ SEGMENT_CALL_BYTES = 32 * 1024
 SEGMENT_LIBRARY = {"name": "trialloop", "version": "1"}
 SEGMENT_KINDS = frozenset(
     {
-        OutboundKind.AUDIENCE_ENTERED,
-        OutboundKind.AUDIENCE_EXITED,
-        OutboundKind.TRAIT_CHANGED,
-        OutboundKind.BILLING_EVENT,
+        FactKind.AUDIENCE_ENTERED,
+        FactKind.AUDIENCE_EXITED,
+        FactKind.TRAIT_CHANGED,
+        FactKind.BILLING_EVENT,
     }
 )
 
@@ -79,18 +80,6 @@ FLUSH_LOCK_TTL = timedelta(minutes=5)
 MAX_ERROR_CHARS = 2000
 
 _jitter = random.Random()
-
-
-@dataclass(frozen=True)
-class Outbound:
-    """One message to send out: what it is about, whom, when, and a key that is the same every time it is
-    emitted (so a producer that runs twice creates no second delivery, and receivers can de-duplicate)."""
-
-    kind: str
-    customer_id: int
-    idempotency_key: str
-    occurred_at: datetime
-    data: dict[str, Any]
 
 
 class DestinationInvalid(ValueError):
@@ -112,13 +101,13 @@ class ReplayRefused(ValueError):
 def kinds_check(*, kind: str, kinds: Sequence[str]) -> list[str]:
     """The subscribed kinds, de-duplicated, or DestinationInvalid naming what is wrong with them."""
     chosen = list(dict.fromkeys(kinds))
-    unknown = [value for value in chosen if value not in OutboundKind.values]
+    unknown = [value for value in chosen if value not in FactKind.values]
     if unknown:
         raise DestinationInvalid("kinds", f"Unknown kinds: {', '.join(map(str, unknown))}.")
     if not chosen:
         raise DestinationInvalid("kinds", "Choose at least one kind of message.")
     if kind == Destination.Kind.SEGMENT:
-        unmapped = [OutboundKind(value).label for value in chosen if value not in SEGMENT_KINDS]
+        unmapped = [FactKind(value).label for value in chosen if value not in SEGMENT_KINDS]
         if unmapped:
             raise DestinationInvalid(
                 "kinds",
@@ -265,7 +254,7 @@ def _customer_summary(customer_id: int, customer: Customer | None) -> dict[str, 
     }
 
 
-def webhook_payload(message: Outbound, customer: Customer | None) -> dict[str, Any]:
+def webhook_payload(message: Fact, customer: Customer | None) -> dict[str, Any]:
     """The JSON body of a webhook: what happened, to whom, when, and the kind-specific data."""
     return {
         "version": PAYLOAD_VERSION,
@@ -281,12 +270,12 @@ def _field(data: dict[str, Any], *path: str) -> Any:
     value: Any = data
     for key in path:
         if not isinstance(value, dict) or key not in value:
-            raise ValueError(f"Outbound data lacks {'.'.join(path)}: {data!r}")
+            raise ValueError(f"Fact data lacks {'.'.join(path)}: {data!r}")
         value = value[key]
     return value
 
 
-def segment_calls(message: Outbound, ids: dict[str, str]) -> list[dict[str, Any]]:
+def segment_calls(message: Fact, ids: dict[str, str]) -> list[dict[str, Any]]:
     """The identify/track calls Segment Engage would send for this message.
 
     Audience entered/exited: identify `{audience_key: true|false}` and track "Audience Entered"/"Audience
@@ -296,9 +285,9 @@ def segment_calls(message: Outbound, ids: dict[str, str]) -> list[dict[str, Any]
     """
     common = {**ids, "timestamp": _iso(message.occurred_at), "context": {"library": SEGMENT_LIBRARY}}
     key = message.idempotency_key
-    if message.kind in (OutboundKind.AUDIENCE_ENTERED, OutboundKind.AUDIENCE_EXITED):
+    if message.kind in (FactKind.AUDIENCE_ENTERED, FactKind.AUDIENCE_EXITED):
         audience_key = str(_field(message.data, "audience", "key"))
-        entered = message.kind == OutboundKind.AUDIENCE_ENTERED
+        entered = message.kind == FactKind.AUDIENCE_ENTERED
         context = {
             "library": SEGMENT_LIBRARY,
             "personas": {
@@ -315,11 +304,11 @@ def segment_calls(message: Outbound, ids: dict[str, str]) -> list[dict[str, Any]
              "properties": {"audience_key": audience_key,
                             "audience_name": str(_field(message.data, "audience", "name"))}},
         ]  # fmt: skip
-    if message.kind == OutboundKind.TRAIT_CHANGED:
+    if message.kind == FactKind.TRAIT_CHANGED:
         trait_key = str(_field(message.data, "trait", "key"))
         new = _jsonable(message.data.get("new"))
         return [{**common, "type": "identify", "messageId": key, "traits": {trait_key: new}}]
-    if message.kind == OutboundKind.BILLING_EVENT:
+    if message.kind == FactKind.BILLING_EVENT:
         properties = _jsonable(message.data.get("properties") or {})
         return [{**common, "type": "track", "messageId": key, "event": str(_field(message.data, "event")),
                  "properties": properties}]  # fmt: skip
@@ -329,8 +318,8 @@ def segment_calls(message: Outbound, ids: dict[str, str]) -> list[dict[str, Any]
 # --- emitting --------------------------------------------------------------------------------------------
 
 
-def _message_check(message: Outbound) -> None:
-    if message.kind not in OutboundKind.values:
+def _message_check(message: Fact) -> None:
+    if message.kind not in FactKind.values:
         raise ValueError(f"Unknown outbound kind {message.kind!r}.")
     if not message.idempotency_key or len(message.idempotency_key) > DestinationDelivery.MAX_IDEMPOTENCY_KEY_LENGTH:
         raise ValueError(
@@ -354,7 +343,7 @@ def _first_anonymous_ids(customer_ids: Collection[int]) -> dict[int, str]:
 
 def _delivery_new(
     destination: Destination,
-    message: Outbound,
+    message: Fact,
     customer: Customer | None,
     anonymous_ids: dict[int, str],
     now: datetime,
@@ -388,7 +377,12 @@ def _delivery_new(
     return delivery
 
 
-def outbound_emit(messages: Sequence[Outbound]) -> int:
+def facts_deliver(sender: object, *, facts: Sequence[Fact], **kwargs: Any) -> None:
+    """Receiver of config.facts.facts_recorded: every recorded fact becomes deliveries (see outbound_emit)."""
+    outbound_emit(facts)
+
+
+def outbound_emit(messages: Sequence[Fact]) -> int:
     """Create delivery rows for every destination subscribed to each message's kind, and flush them once the
     caller's transaction commits. Returns the number of deliveries created, skipped ones included.
 

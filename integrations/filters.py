@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import django_filters
 
-from integrations.models import DestinationDelivery, OutboundKind
+from config.facts import FactKind
+from integrations.models import DestinationDelivery
 
 
 class DestinationDeliveryFilter(django_filters.FilterSet):
     """A destination's delivery log by status (e.g. the failures to replay), kind, customer or key."""
 
     status = django_filters.ChoiceFilter(choices=DestinationDelivery.Status.choices)
-    kind = django_filters.ChoiceFilter(choices=OutboundKind.choices)
+    kind = django_filters.ChoiceFilter(choices=FactKind.choices)
     customer = django_filters.NumberFilter(field_name="customer_id")
     idempotency_key = django_filters.CharFilter(field_name="idempotency_key")
 

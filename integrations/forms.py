@@ -9,11 +9,11 @@ from django.core.exceptions import ValidationError
 
 from audiences.models import Source
 from audiences.services import frame_ancestors_clean
+from config.facts import FactKind
 from integrations.destinations import DestinationInvalid, kinds_check
 from integrations.models import (
     Destination,
     ImportJob,
-    OutboundKind,
     SourceTrackingPlan,
     TrackingPlan,
     consent_category_validator,
@@ -133,7 +133,7 @@ class DestinationForm(forms.Form):
         help_text="Segment kind only: the write key of the receiving source. Leave empty to keep the stored one.",
     )
     kinds = forms.MultipleChoiceField(
-        choices=OutboundKind.choices,
+        choices=FactKind.choices,
         widget=forms.CheckboxSelectMultiple,
         label="Messages",
         help_text="Segment destinations take audience, trait and billing messages.",

@@ -10,6 +10,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from audiences.models import Customer, Source
+from config.facts import FactKind
 from config.fields import EncryptedTextField
 from config.models import TimestampedModel
 
@@ -262,17 +263,6 @@ class StripeSyncCursor(TimestampedModel):
         return f"{self.collection} after {self.last_id or 'start'}"
 
 
-class OutboundKind(models.TextChoices):
-    """What a message sent out of Trialloop is about; a destination subscribes to some of these."""
-
-    AUDIENCE_ENTERED = "audience_entered", "Audience entered"
-    AUDIENCE_EXITED = "audience_exited", "Audience exited"
-    TRAIT_CHANGED = "trait_changed", "Trait changed"
-    BILLING_EVENT = "billing_event", "Billing event"
-    ALERT_CREATED = "alert_created", "Alert created"
-    OFFER_ACCEPTED = "offer_accepted", "Offer accepted"
-
-
 consent_category_validator = RegexValidator(
     r"^[a-z][a-z0-9_]*$", "Use lower-case letters, digits and underscores, e.g. “destinations”."
 )
@@ -347,7 +337,7 @@ class DestinationDelivery(models.Model):
 
     # No index of its own: the composite indexes below all start with the destination.
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    kind = models.CharField(max_length=20, choices=OutboundKind.choices)
+    kind = models.CharField(max_length=20, choices=FactKind.choices)
     # Kept when the customer is deleted (merged): the log stays, and the payload holds who it was about.
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     idempotency_key = models.CharField(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)

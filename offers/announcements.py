@@ -9,7 +9,7 @@ from typing import Any
 
 from audiences.live import internal_source
 from audiences.models import Event
-from integrations.destinations import Outbound, OutboundKind, outbound_emit
+from config.facts import Fact, FactKind, facts_record
 from offers.models import (
     CancellationSession,
     Offer,
@@ -70,7 +70,7 @@ def timeline_events_record(rows: Sequence[tuple[CancellationSession, str, str, d
 
 def session_announce(session: CancellationSession, now: datetime) -> None:
     """Tell the customer's timeline how the session ended ("Offer Accepted" first when an offer was accepted)
-    and send acceptances to destinations (OutboundKind.OFFER_ACCEPTED, key `offer_accepted:<token>`: one per
+    and send acceptances to destinations (FactKind.OFFER_ACCEPTED, key `offer_accepted:<token>`: one per
     session whatever the retries). Test sessions go on the (test) customer's timeline but not to destinations,
     as they reach no Stripe either. Called inside the move's transaction, so nothing is told of a move that
     rolled back."""
@@ -81,10 +81,10 @@ def session_announce(session: CancellationSession, now: datetime) -> None:
     rows.append((session, "completed", SESSION_COMPLETED_EVENT, properties))
     timeline_events_record(rows, now)
     if session.accepted_offer_id is not None and not session.is_test:
-        outbound_emit(
+        facts_record(
             [
-                Outbound(
-                    kind=OutboundKind.OFFER_ACCEPTED,
+                Fact(
+                    kind=FactKind.OFFER_ACCEPTED,
                     customer_id=session.customer_id,
                     idempotency_key=f"offer_accepted:{session.token}",
                     occurred_at=now,

@@ -28,9 +28,8 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from config.facts import Fact, FactKind, facts_record
 from config.roles import Role
-from integrations.destinations import Outbound, outbound_emit
-from integrations.models import OutboundKind
 from trials.briefs import briefs_store
 from trials.business_hours import DEFAULT_WORKDAYS, Schedule, add_business_hours
 from trials.holdout import held_out
@@ -227,10 +226,10 @@ def _alert_url(alert: Alert) -> str:
 def alerts_announce(alerts: Sequence[Alert], *, now: datetime) -> None:
     """Alert created → a destination message for CRM/Slack-style receivers, and an email to the assignee when
     the play asks for one (sent after the commit, so a rolled-back alert never pages anyone)."""
-    outbound_emit(
+    facts_record(
         [
-            Outbound(
-                kind=OutboundKind.ALERT_CREATED,
+            Fact(
+                kind=FactKind.ALERT_CREATED,
                 customer_id=alert.customer_id,
                 idempotency_key=f"alert_created:{alert.pk}",
                 occurred_at=now,

@@ -25,8 +25,8 @@ from django.utils import timezone
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.models import Account, AnonymousId, Customer, Source
 from audiences.services import source_create
+from config.facts import Fact, FactKind, facts_record
 from config.money import to_major
-from integrations.destinations import Outbound, OutboundKind, outbound_emit
 from trials.models import (
     AddOn,
     Charge,
@@ -785,10 +785,10 @@ class _Story:
             for index, (name, properties) in enumerate(self.calls)
         ]
         messages_ingest(source=stripe_source(), messages=messages)
-        outbound_emit(
+        facts_record(
             [
-                Outbound(
-                    kind=OutboundKind.BILLING_EVENT,
+                Fact(
+                    kind=FactKind.BILLING_EVENT,
                     customer_id=self.customer.pk,
                     idempotency_key=f"billing:{message.message_id}"[:90],
                     occurred_at=created,

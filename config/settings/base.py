@@ -190,7 +190,7 @@ SPECTACULAR_SETTINGS = {
         "DestinationKindEnum": "integrations.models.Destination.Kind",
         "ComputedTraitKindEnum": "audiences.models.ComputedTrait.Kind",
         "MembershipChangeKindEnum": "segments.models.SegmentMembershipChange.Kind",
-        "OutboundKindEnum": "integrations.models.OutboundKind",
+        "OutboundKindEnum": "integrations.models.FactKind",
     },
 }
 
@@ -227,7 +227,7 @@ STRIPE_API_KEY: str = env.str("STRIPE_API_KEY", default="")
 # Only for tests and proxies: where the stripe library sends API calls.
 STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
 
-# Outbound destinations may target loopback, private, link-local or reserved addresses only when this is set
+# Fact destinations may target loopback, private, link-local or reserved addresses only when this is set
 # (a receiver on the same host or network); otherwise such URLs are refused when saved and when sent.
 DESTINATIONS_ALLOW_PRIVATE_URLS: bool = env.bool("DESTINATIONS_ALLOW_PRIVATE_URLS", default=False)
 

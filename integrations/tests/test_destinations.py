@@ -1,4 +1,4 @@
-"""Outbound webhooks end to end against a real HTTP receiver on 127.0.0.1: Standard Webhooks signing (checked
+"""Fact webhooks end to end against a real HTTP receiver on 127.0.0.1: Standard Webhooks signing (checked
 with the function docs/destinations.md gives receivers, which calls the scheme's official library), retries with backoff, permanent failures, pause and resume, replay,
 consent, idempotency, the Stripe hook, and the cost of emitting many messages."""
 
@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audiences.models import AnonymousId, Customer
+from config.facts import Fact, FactKind
 from config.services import task_lock
 from integrations import destinations
 from integrations.destinations import (
@@ -24,8 +25,6 @@ from integrations.destinations import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     FlushResult,
-    Outbound,
-    OutboundKind,
     ReplayRefused,
     deliveries_dispatch,
     delivery_backoff,
@@ -75,13 +74,13 @@ def hook(receiver: Receiver) -> Destination:
         name="CRM webhook",
         kind=Destination.Kind.WEBHOOK,
         url=receiver.url,
-        kinds=[OutboundKind.AUDIENCE_ENTERED, OutboundKind.AUDIENCE_EXITED, OutboundKind.BILLING_EVENT],
+        kinds=[FactKind.AUDIENCE_ENTERED, FactKind.AUDIENCE_EXITED, FactKind.BILLING_EVENT],
     )
 
 
-def entered(customer: Customer, audience_id: int = 12, *, key: str | None = None) -> Outbound:
-    return Outbound(
-        kind=OutboundKind.AUDIENCE_ENTERED,
+def entered(customer: Customer, audience_id: int = 12, *, key: str | None = None) -> Fact:
+    return Fact(
+        kind=FactKind.AUDIENCE_ENTERED,
         customer_id=customer.pk,
         idempotency_key=key or f"audience:{audience_id}:entered:{customer.pk}",
         occurred_at=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
@@ -89,7 +88,7 @@ def entered(customer: Customer, audience_id: int = 12, *, key: str | None = None
     )
 
 
-def emit(capture: Any, *messages: Outbound) -> int:
+def emit(capture: Any, *messages: Fact) -> int:
     """Emit inside a transaction and run what it queued on commit (the flush, eagerly)."""
     with capture(execute=True):
         return outbound_emit(list(messages))
@@ -393,8 +392,8 @@ class TestConsentAndIdempotency:
     def test_only_destinations_subscribed_to_the_kind_get_it(
         self, hook: Destination, receiver: Receiver, ada: Customer, django_capture_on_commit_callbacks: Any
     ) -> None:
-        changed = Outbound(
-            kind=OutboundKind.TRAIT_CHANGED,
+        changed = Fact(
+            kind=FactKind.TRAIT_CHANGED,
             customer_id=ada.pk,
             idempotency_key="trait:plan_tier:1",
             occurred_at=timezone.now(),
@@ -406,8 +405,8 @@ class TestConsentAndIdempotency:
     def test_a_customer_that_no_longer_exists_is_skipped(
         self, hook: Destination, receiver: Receiver, ada: Customer, django_capture_on_commit_callbacks: Any
     ) -> None:
-        gone = Outbound(
-            kind=OutboundKind.AUDIENCE_EXITED,
+        gone = Fact(
+            kind=FactKind.AUDIENCE_EXITED,
             customer_id=ada.pk + 1000,
             idempotency_key="audience:12:exited:gone",
             occurred_at=timezone.now(),
@@ -432,7 +431,7 @@ class TestConsentAndIdempotency:
     ) -> None:
         good = entered(ada)
         with pytest.raises(ValueError, match=message):
-            outbound_emit([Outbound(**{**good.__dict__, **change})])
+            outbound_emit([Fact(**{**good.__dict__, **change})])
         assert not DestinationDelivery.objects.exists()
 
 

@@ -12,9 +12,10 @@ from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
 from audiences.models import Customer
+from config.facts import Fact
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from integrations.destinations import Outbound, outbound_emit
+from integrations.destinations import outbound_emit
 from integrations.models import Destination
 from integrations.tests.receiver import Receiver
 
@@ -51,7 +52,7 @@ def test_create_a_webhook_and_watch_a_delivery(
 
     ada = Customer.objects.create(user_id="usr_ada", email="ada@acme.test", name="Ada Lovelace")
     audience = {"audience": {"id": 12, "key": "power_users", "name": "Power users"}}
-    outbound_emit([Outbound("audience_entered", ada.pk, f"audience:12:entered:{ada.pk}", timezone.now(), audience)])
+    outbound_emit([Fact("audience_entered", ada.pk, f"audience:12:entered:{ada.pk}", timezone.now(), audience)])
     assert len(receiver.requests) == 1
 
     page.reload()

@@ -14,10 +14,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audiences.models import Customer
+from config.facts import Fact
 from config.models import AuditEntry
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from integrations.destinations import Outbound, destination_create, destination_pause, outbound_emit
+from integrations.destinations import destination_create, destination_pause, outbound_emit
 from integrations.models import Destination, DestinationDelivery
 from integrations.tests.receiver import Receiver
 
@@ -55,7 +56,7 @@ def deliveries(destination: Destination, capture: Any, statuses: list[int], rece
     with capture(execute=True):
         outbound_emit(
             [
-                Outbound("audience_entered", ada.pk, f"audience:{n}:entered:{ada.pk}", timezone.now(), {"audience": {}})
+                Fact("audience_entered", ada.pk, f"audience:{n}:entered:{ada.pk}", timezone.now(), {"audience": {}})
                 for n in range(len(statuses))
             ]
         )
@@ -169,7 +170,7 @@ class TestPages:
         assert hook.is_paused
         ada = Customer.objects.create(user_id="usr_ada")
         with django_capture_on_commit_callbacks(execute=True):
-            outbound_emit([Outbound("audience_entered", ada.pk, "a:1", timezone.now(), {"audience": {}})])
+            outbound_emit([Fact("audience_entered", ada.pk, "a:1", timezone.now(), {"audience": {}})])
         assert receiver.requests == []
         with django_capture_on_commit_callbacks(execute=True):
             growth.post(detail, {"action": "resume"})

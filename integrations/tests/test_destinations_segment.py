@@ -11,9 +11,8 @@ import pytest
 
 from audiences.models import AnonymousId, Customer, Event
 from audiences.services import source_create
+from config.facts import Fact, FactKind
 from integrations.destinations import (
-    Outbound,
-    OutboundKind,
     destination_create,
     destination_delivery_replay,
     outbound_emit,
@@ -32,14 +31,14 @@ def allow_local_receiver(settings: Any) -> None:
     settings.DESTINATIONS_ALLOW_PRIVATE_URLS = True
 
 
-def audience(kind: str, customer: Customer, audience_id: int = 12) -> Outbound:
-    verb = "entered" if kind == OutboundKind.AUDIENCE_ENTERED else "exited"
-    return Outbound(kind, customer.pk, f"audience:{audience_id}:{verb}:{customer.pk}", AT, POWER_USERS)
+def audience(kind: str, customer: Customer, audience_id: int = 12) -> Fact:
+    verb = "entered" if kind == FactKind.AUDIENCE_ENTERED else "exited"
+    return Fact(kind, customer.pk, f"audience:{audience_id}:{verb}:{customer.pk}", AT, POWER_USERS)
 
 
 class TestMapping:
     def test_audience_entered_is_an_identify_and_a_track_like_engage_sends(self) -> None:
-        message = Outbound(OutboundKind.AUDIENCE_ENTERED, 7, "audience:12:entered:7", AT, POWER_USERS)
+        message = Fact(FactKind.AUDIENCE_ENTERED, 7, "audience:12:entered:7", AT, POWER_USERS)
         identify, track = segment_calls(message, {"userId": "usr_ada"})
         personas = {"computation_class": "audience", "computation_key": "power_users", "computation_id": "12"}
         assert identify == {
@@ -56,22 +55,22 @@ class TestMapping:
         assert track["properties"] == {"audience_key": "power_users", "audience_name": "Power users"}
 
     def test_exit_trait_change_and_billing_event(self) -> None:
-        exited = segment_calls(Outbound("audience_exited", 7, "k1", AT, POWER_USERS), {"anonymousId": "anon-1"})
+        exited = segment_calls(Fact("audience_exited", 7, "k1", AT, POWER_USERS), {"anonymousId": "anon-1"})
         assert [(c["type"], c.get("event"), c.get("traits")) for c in exited] == [
             ("identify", None, {"power_users": False}),
             ("track", "Audience Exited", None),
         ]
         assert all(call["anonymousId"] == "anon-1" and "userId" not in call for call in exited)
         trait = {"trait": {"key": "projects_30d", "name": "Projects"}, "old": 3, "new": 4}
-        [identify] = segment_calls(Outbound("trait_changed", 7, "k2", AT, trait), {"userId": "u"})
+        [identify] = segment_calls(Fact("trait_changed", 7, "k2", AT, trait), {"userId": "u"})
         assert (identify["type"], identify["traits"], identify["messageId"]) == ("identify", {"projects_30d": 4}, "k2")
         billing = {"event": "Payment Failed", "properties": {"amount": 99.0, "currency": "usd"}}
-        [track] = segment_calls(Outbound("billing_event", 7, "k3", AT, billing), {"userId": "u"})
+        [track] = segment_calls(Fact("billing_event", 7, "k3", AT, billing), {"userId": "u"})
         assert (track["event"], track["properties"]) == ("Payment Failed", {"amount": 99.0, "currency": "usd"})
 
     def test_data_missing_the_audience_key_is_refused(self) -> None:
         with pytest.raises(ValueError, match=r"lacks audience\.key"):
-            segment_calls(Outbound("audience_entered", 7, "k", AT, {"audience": {"id": 1}}), {"userId": "u"})
+            segment_calls(Fact("audience_entered", 7, "k", AT, {"audience": {"id": 1}}), {"userId": "u"})
 
     @pytest.mark.parametrize(
         ("url", "endpoint"),
@@ -106,11 +105,11 @@ def test_forwarding_into_our_own_tracking_api(live_url: str) -> None:
 
     created = outbound_emit(
         [
-            audience(OutboundKind.AUDIENCE_ENTERED, ada),
-            audience(OutboundKind.AUDIENCE_ENTERED, visitor),
-            audience(OutboundKind.AUDIENCE_ENTERED, nobody),
-            Outbound(OutboundKind.TRAIT_CHANGED, ada.pk, f"trait:projects_30d:{ada.pk}:1", AT, trait),
-            Outbound(OutboundKind.BILLING_EVENT, ada.pk, "billing:evt_1:0", AT, billing),
+            audience(FactKind.AUDIENCE_ENTERED, ada),
+            audience(FactKind.AUDIENCE_ENTERED, visitor),
+            audience(FactKind.AUDIENCE_ENTERED, nobody),
+            Fact(FactKind.TRAIT_CHANGED, ada.pk, f"trait:projects_30d:{ada.pk}:1", AT, trait),
+            Fact(FactKind.BILLING_EVENT, ada.pk, "billing:evt_1:0", AT, billing),
         ]
     )  # outside a transaction: the flush runs at once, through the live server
 
@@ -164,7 +163,7 @@ def test_forwarding_into_our_own_tracking_api(live_url: str) -> None:
 def test_a_wrong_write_key_fails_the_batch_for_good(live_url: str) -> None:
     destination_create(name="Segment", kind="segment", url=live_url, kinds=["billing_event"], write_key="wrong")
     ada = Customer.objects.create(user_id="usr_ada")
-    outbound_emit([Outbound("billing_event", ada.pk, "billing:evt_1:0", AT, {"event": "Trial Started"})])
+    outbound_emit([Fact("billing_event", ada.pk, "billing:evt_1:0", AT, {"event": "Trial Started"})])
     delivery = DestinationDelivery.objects.get()
     assert (delivery.status, delivery.last_status_code) == ("failed", 401)
     assert "Invalid write key" in delivery.last_error
@@ -179,7 +178,7 @@ def test_calls_are_batched_by_count_with_basic_auth(
     )
     people = [Customer.objects.create(user_id=f"usr_{n}") for n in range(120)]
     with django_capture_on_commit_callbacks(execute=True):
-        assert outbound_emit([audience(OutboundKind.AUDIENCE_ENTERED, person) for person in people]) == 120
+        assert outbound_emit([audience(FactKind.AUDIENCE_ENTERED, person) for person in people]) == 120
 
     assert [request.path for request in receiver.requests] == ["/hooks/trialloop/v1/batch"] * 3
     sizes = [len(request.json()["batch"]) for request in receiver.requests]
@@ -200,8 +199,8 @@ def test_batches_stay_under_500_kb_and_an_oversized_call_fails(
     ada = Customer.objects.create(user_id="usr_ada")
     big = {"event": "Invoice Finalized", "properties": {"notes": "x" * 20_000}}
     huge = {"event": "Invoice Finalized", "properties": {"notes": "x" * 40_000}}
-    messages = [Outbound("billing_event", ada.pk, f"billing:evt_{n}:0", AT, big) for n in range(60)]
-    messages.append(Outbound("billing_event", ada.pk, "billing:evt_huge:0", AT, huge))
+    messages = [Fact("billing_event", ada.pk, f"billing:evt_{n}:0", AT, big) for n in range(60)]
+    messages.append(Fact("billing_event", ada.pk, "billing:evt_huge:0", AT, huge))
     with django_capture_on_commit_callbacks(execute=True):
         outbound_emit(messages)
 
@@ -218,7 +217,7 @@ def test_a_failed_batch_is_retried_as_a_whole(receiver: Receiver, django_capture
     people = [Customer.objects.create(user_id=f"usr_{n}") for n in range(3)]
     receiver.answer(503)
     with django_capture_on_commit_callbacks(execute=True):
-        outbound_emit([audience(OutboundKind.AUDIENCE_ENTERED, person) for person in people])
+        outbound_emit([audience(FactKind.AUDIENCE_ENTERED, person) for person in people])
     assert set(DestinationDelivery.objects.values_list("status", "attempts", "last_status_code")) == {
         ("pending", 1, 503)
     }

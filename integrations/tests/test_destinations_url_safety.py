@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Customer
-from integrations.destinations import DestinationInvalid, Outbound, destination_create, outbound_emit
+from config.facts import Fact
+from integrations.destinations import DestinationInvalid, destination_create, outbound_emit
 from integrations.models import Destination, DestinationDelivery
 from integrations.outbound_http import UnresolvableHost, UnsafeUrl, url_check
 from integrations.tests.receiver import Receiver
@@ -106,7 +107,7 @@ def test_dns_that_turns_private_after_saving_is_refused_at_send_time(
     )
     resolves_to["ip"] = "127.0.0.1"
     ada = Customer.objects.create(user_id="usr_ada")
-    message = Outbound("audience_entered", ada.pk, "audience:1:entered:1", timezone.now(), {"audience": {}})
+    message = Fact("audience_entered", ada.pk, "audience:1:entered:1", timezone.now(), {"audience": {}})
     with django_capture_on_commit_callbacks(execute=True):
         outbound_emit([message])
 
@@ -128,7 +129,7 @@ def test_dns_that_fails_at_send_time_is_retried(
 
     monkeypatch.setattr(socket, "getaddrinfo", no_answer)
     ada = Customer.objects.create(user_id="usr_ada")
-    message = Outbound("audience_entered", ada.pk, "audience:1:entered:1", timezone.now(), {"audience": {}})
+    message = Fact("audience_entered", ada.pk, "audience:1:entered:1", timezone.now(), {"audience": {}})
     with django_capture_on_commit_callbacks(execute=True):
         outbound_emit([message])
     delivery = DestinationDelivery.objects.get(destination=destination)

@@ -32,9 +32,10 @@ from django.utils import timezone
 from audiences.models import Account, Customer, CustomerErasure, Event, ProfileMerge, Source
 from audiences.privacy import NOT_SEARCHED, customer_erase, customer_relations, erasure_rules
 from audiences.services import source_create
+from config.facts import Fact, FactKind
 from config.models import AuditEntry, TaskRun
 from config.services import task_run_recorded
-from integrations.destinations import Outbound, OutboundKind, destination_create, outbound_emit
+from integrations.destinations import destination_create, outbound_emit
 from integrations.models import (
     Destination,
     DestinationDelivery,
@@ -144,7 +145,7 @@ def everyone_goes_through_every_door(
     source, write_key = source_create(name="Web app")
     receiver: Receiver = world["receiver"]
     receiver.echo_failures = True
-    destination_create(name="CRM", kind=Destination.Kind.WEBHOOK, url=receiver.url, kinds=list(OutboundKind.values))
+    destination_create(name="CRM", kind=Destination.Kind.WEBHOOK, url=receiver.url, kinds=list(FactKind.values))
     destination_create(
         name="Warehouse",
         kind=Destination.Kind.SEGMENT,
@@ -198,8 +199,8 @@ def everyone_goes_through_every_door(
     with TestCase.captureOnCommitCallbacks(execute=True):
         outbound_emit(
             [
-                Outbound(
-                    kind=OutboundKind.AUDIENCE_ENTERED,
+                Fact(
+                    kind=FactKind.AUDIENCE_ENTERED,
                     customer_id=anonymous.pk,
                     idempotency_key=f"audience:1:entered:{anonymous.pk}",
                     occurred_at=timezone.now(),

@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from audiences.models import Account, Customer, Event, Source
 from audiences.pipeline import stored_events_process
+from config.facts import FactKind
 from config.roles import Role
 from integrations.destinations import destination_create
-from integrations.models import Destination, DestinationDelivery, OutboundKind
+from integrations.models import Destination, DestinationDelivery
 from segments.models import Segment
 from segments.usage import segment_uses
 from trials.alerts import alert_dismiss, alert_done
@@ -324,7 +325,7 @@ def test_notifications_reach_destinations_and_the_assignee(
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.DESTINATIONS_ALLOW_PRIVATE_URLS = True
     crm = destination_create(
-        name="CRM", kind=Destination.Kind.WEBHOOK, url="http://127.0.0.1:9/hook", kinds=[OutboundKind.ALERT_CREATED]
+        name="CRM", kind=Destination.Kind.WEBHOOK, url="http://127.0.0.1:9/hook", kinds=[FactKind.ALERT_CREATED]
     )
     Play.objects.exclude(key="activation-reached").update(active=False)
     person(source, "ada", now=now, actions=ACTIVATED)
