@@ -73,7 +73,7 @@ app.worker_main(["worker", "--pool", "prefork", "--concurrency", "2", "--without
 SETUP = f"""
 from audiences.computed_traits import computed_trait_save
 from audiences.services import source_create
-from integrations.destinations import destination_create
+from integrations.destinations.services import destination_create
 computed_trait_save(key="features_used", name="Features used", kind="count", event="{TRAIT_EVENT}")
 destination_create(name="Fault receiver", kind="webhook", url="http://127.0.0.1:{RECEIVER_PORT}/hook",
                    kinds=["trait_changed"])
@@ -547,9 +547,9 @@ def deliveries(prefix: str, where: str = "") -> int:
 CLOCK = """
 from datetime import timedelta
 from django.db.models import F
-from integrations.destinations import destination_flush
+from integrations.destinations.sending import destination_flush
 from config.models import TaskLock
-from integrations.models import Destination, DestinationDelivery
+from integrations.destinations.models import Destination, DestinationDelivery
 pending = DestinationDelivery.objects.filter(status="pending")
 destinations = list(Destination.objects.values_list("pk", flat=True))
 minute = 0

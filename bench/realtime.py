@@ -100,7 +100,7 @@ print(key)
 # Audiences are made live and evaluated over the history before the destination exists and before the stream
 # starts, so the measurement sees a steady state (not the first population of 50 audiences).
 SETUP = """
-from integrations.destinations import destination_create
+from integrations.destinations.services import destination_create
 from segments.audience_services import segment_live_set
 from segments.models import CustomProperty
 from segments.services import segment_evaluate, segment_save

@@ -10,9 +10,7 @@ from audiences import api as audiences_api
 from audiences import computed_trait_api, computed_trait_views
 from audiences import views as audiences_views
 from config.views import AuditLogView, HomeView, SignInLockoutsView, SignInView
-from integrations import api as integrations_api
-from integrations import destination_views, stripe_views, tracking
-from integrations import views as integrations_views
+from integrations import urls as integrations_urls
 from offers import api as offers_api
 from offers import staff_api as offers_staff_api
 from segments import api as segments_api
@@ -35,7 +33,8 @@ router.register("sources", audiences_api.SourceViewSet, basename="source")
 router.register("segments", segments_api.SegmentViewSet, basename="segment")
 router.register("custom-properties", segments_api.CustomPropertyViewSet, basename="custom-property")
 router.register("computed-traits", computed_trait_api.ComputedTraitViewSet, basename="computed-trait")
-router.register("destinations", integrations_api.DestinationViewSet, basename="destination")
+for prefix, viewset, basename in integrations_urls.API_ROUTES:
+    router.register(prefix, viewset, basename=basename)
 router.register("alerts", play_api.AlertViewSet, basename="alert")
 for prefix, viewset, basename in offers_staff_api.STAFF_ROUTES:
     router.register(prefix, viewset, basename=basename)
@@ -118,62 +117,7 @@ urlpatterns = [
     path("measurement/behaviour/", measurement_views.report_view("behaviour"), name="measurement-behaviour"),
     path("measurement/uplift/", measurement_views.report_view("uplift"), name="measurement-uplift"),
     path("measurement/retention/", measurement_views.report_view("retention"), name="measurement-retention"),
-    path("integrations/sources/", integrations_views.SourceListView.as_view(), name="source-list"),
-    path("integrations/sources/<int:pk>/rotate/", integrations_views.SourceRotateView.as_view(), name="source-rotate"),
-    path("integrations/stripe/", stripe_views.StripeOverviewView.as_view(), name="stripe-overview"),
-    path("integrations/stripe/billing/", stripe_views.BillingSettingsView.as_view(), name="billing-settings"),
-    path(
-        "integrations/stripe/events/<int:pk>/replay/",
-        stripe_views.StripeEventReplayView.as_view(),
-        name="stripe-event-replay",
-    ),
-    path(
-        "integrations/stripe/customers/<int:pk>/link/",
-        stripe_views.StripeCustomerLinkView.as_view(),
-        name="stripe-customer-link",
-    ),
-    path("webhooks/stripe/", stripe_views.stripe_webhook, name="stripe-webhook"),
-    path("integrations/tracking-plans/", integrations_views.TrackingPlanListView.as_view(), name="tracking-plan-list"),
-    path(
-        "integrations/tracking-plans/<int:pk>/",
-        integrations_views.TrackingPlanDetailView.as_view(),
-        name="tracking-plan-detail",
-    ),
-    path(
-        "integrations/tracking-plans/<int:pk>/violations/",
-        integrations_views.ViolationListView.as_view(),
-        name="tracking-plan-violations",
-    ),
-    path("integrations/debugger/", integrations_views.EventDebuggerView.as_view(), name="event-debugger"),
-    path("integrations/debugger/feed/", integrations_views.EventDebuggerFeedView.as_view(), name="event-debugger-feed"),
-    path("integrations/errors/", integrations_views.IngestionErrorListView.as_view(), name="ingestion-error-list"),
-    path("integrations/imports/", integrations_views.ImportListView.as_view(), name="import-list"),
-    path(
-        "integrations/imports/<int:pk>/progress/",
-        integrations_views.ImportProgressView.as_view(),
-        name="import-progress",
-    ),
-    path(
-        "integrations/imports/<int:pk>/rejected.csv",
-        integrations_views.ImportRejectedCsvView.as_view(),
-        name="import-rejected",
-    ),
-    path("integrations/destinations/", destination_views.DestinationListView.as_view(), name="destination-list"),
-    path(
-        "integrations/destinations/new/",
-        destination_views.DestinationCreateView.as_view(),
-        name="destination-create",
-    ),
-    path(
-        "integrations/destinations/<int:pk>/",
-        destination_views.DestinationDetailView.as_view(),
-        name="destination-detail",
-    ),
-    path(
-        "integrations/destinations/<int:pk>/edit/",
-        destination_views.DestinationEditView.as_view(),
-        name="destination-edit",
-    ),
+    path("", include("integrations.urls")),
     path("offers/", include("offers.urls")),
     path("cancel/", include("offers.hosted_urls")),
     path("api/v1/cancellation-sessions/", include("offers.api_urls")),
@@ -200,5 +144,4 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script from a URL, not inline, as the CSP requires.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    path("v1/<str:route>", tracking.tracking_call, name="tracking-call"),
 ]

@@ -11,9 +11,12 @@ class IntegrationsConfig(AppConfig):
         from audiences.privacy import register_erasure_rule, register_file_sweeper
         from audiences.selectors import source_cache_clear
         from config.facts import facts_recorded
-        from integrations.destinations import facts_deliver
-        from integrations.models import SourceTrackingPlan, TrackingPlan, TrackingPlanEvent
-        from integrations.privacy import ERASURE_RULES, import_files_sweep
+        from integrations.destinations.emit import facts_deliver
+        from integrations.destinations.privacy import ERASURE_RULES as DESTINATION_ERASURE_RULES
+        from integrations.privacy import ERASURE_RULES as STRIPE_ERASURE_RULES
+        from integrations.tracking.models import SourceTrackingPlan, TrackingPlan, TrackingPlanEvent
+        from integrations.tracking.privacy import ERASURE_RULES as TRACKING_ERASURE_RULES
+        from integrations.tracking.privacy import import_files_sweep
 
         # Facts recorded anywhere below (audience changes, billing events, alerts, accepted offers) become
         # deliveries for the destinations subscribed to them, in the recorder's transaction.
@@ -26,6 +29,6 @@ class IntegrationsConfig(AppConfig):
                 signal.connect(source_cache_clear, sender=model, dispatch_uid=uid)
 
         # GDPR erasure reaches the Stripe logs, the tracking API's error log, orphaned deliveries and uploads.
-        for rule in ERASURE_RULES:
+        for rule in (*STRIPE_ERASURE_RULES, *TRACKING_ERASURE_RULES, *DESTINATION_ERASURE_RULES):
             register_erasure_rule(rule)
         register_file_sweeper(import_files_sweep)

@@ -1,29 +1,23 @@
-"""Celery entry points of the integrations app; each calls one service."""
+"""Celery entry points of the integrations app; each calls one service. Also the face Celery's autodiscovery
+reads: it imports the task modules of the intake and outbound packages, whose tasks keep their
+`integrations.tasks.<name>` names."""
 
 from __future__ import annotations
-
-from dataclasses import asdict
 
 from celery import shared_task
 
 from config.models import TaskRun
 from config.retry import retry_backoff
 from config.services import task_run_recorded
-from integrations.destinations import deliveries_dispatch, destination_flush
-from integrations.imports import import_job_run
-from integrations.models import ImportJob, StripeEvent
+from integrations.destinations import tasks as destination_tasks
+from integrations.models import StripeEvent
 from integrations.stripe_api import StripeNotConfigured, stripe_client
 from integrations.stripe_sync import stripe_events_reconcile
 from integrations.stripe_webhooks import stripe_event_process, stripe_events_retry_due
+from integrations.tracking import tasks as tracking_tasks
 
-
-@shared_task(name="integrations.tasks.run_import")
-def run_import(job_id: int) -> int:
-    """Run (or resume) an import job; returns the rows processed so far."""
-    job = ImportJob.objects.select_related("source").get(pk=job_id)
-    if job.status == ImportJob.Status.DONE:
-        return job.processed_rows
-    return import_job_run(job=job).processed_rows
+# Imported for Celery's autodiscovery, which looks in `<app>.tasks`.
+TASK_MODULES = (tracking_tasks, destination_tasks)
 
 
 @shared_task(name="integrations.tasks.process_stripe_event")
@@ -56,19 +50,3 @@ def reconcile_stripe_events() -> int:
         found = stripe_events_reconcile(client=client)
         run.detail = {"missed_events_found": found}
         return found
-
-
-@shared_task(name="integrations.tasks.flush_destination")
-def flush_destination(destination_id: int) -> dict[str, int]:
-    """Send one destination's due deliveries (queued on commit by outbound_emit, resume and replay, and by the
-    sweep); queues itself again when it stopped for time with more due."""
-    result = destination_flush(destination_id=destination_id)
-    if result.more:
-        flush_destination.delay(destination_id)
-    return {name: value for name, value in asdict(result).items() if name != "more"}
-
-
-@shared_task(name="integrations.tasks.dispatch_destination_deliveries")
-def dispatch_destination_deliveries() -> int:
-    """Beat sweep: a flush for every destination with due deliveries (retries whose backoff has passed)."""
-    return len(deliveries_dispatch())

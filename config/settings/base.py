@@ -187,10 +187,10 @@ SPECTACULAR_SETTINGS = {
     # Several models have a `kind`; name each choice set so the schema's enums do not collide.
     "ENUM_NAME_OVERRIDES": {
         "SourceKindEnum": "audiences.models.Source.Kind",
-        "DestinationKindEnum": "integrations.models.Destination.Kind",
+        "DestinationKindEnum": "integrations.destinations.models.Destination.Kind",
         "ComputedTraitKindEnum": "audiences.models.ComputedTrait.Kind",
         "MembershipChangeKindEnum": "segments.models.SegmentMembershipChange.Kind",
-        "OutboundKindEnum": "integrations.models.FactKind",
+        "OutboundKindEnum": "config.facts.FactKind",
     },
 }
 

@@ -14,8 +14,10 @@ from audiences.models import Account, ComputedTrait, Customer, Source
 from audiences.services import source_create
 from config.roles import Role
 from config.tests.factories import build
-from integrations.destinations import destination_create
-from integrations.models import DestinationDelivery, ImportJob, StripeEvent, TrackingPlan
+from integrations.destinations.models import DestinationDelivery
+from integrations.destinations.services import destination_create
+from integrations.models import StripeEvent
+from integrations.tracking.models import ImportJob, TrackingPlan
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import offer_parameters_clean
 from segments.models import CustomProperty

@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.audit import HIDDEN
 from config.models import AuditEntry
 from config.roles import Role
-from integrations.destinations import destination_create, destination_rotate_secret
+from integrations.destinations.services import destination_create, destination_rotate_secret
 from segments.models import Segment
 
 HIGH_MRR = {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100}

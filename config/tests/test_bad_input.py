@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from conftest import TEST_PASSWORD
-from integrations.destinations import destination_create
+from integrations.destinations.services import destination_create
 from segments.services import segment_save
 from trials.models import MessageTemplate
 

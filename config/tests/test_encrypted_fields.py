@@ -12,8 +12,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from config.fields import decrypt, encrypt
-from integrations.destinations import destination_create
-from integrations.models import Destination
+from integrations.destinations.models import Destination
+from integrations.destinations.services import destination_create
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 import django.core.validators
 import django.db.models.deletion
-import integrations.models
+import integrations.destinations.models
 from django.db import migrations, models
 
 
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('kind', models.CharField(choices=[('webhook', 'Webhook (signed JSON)'), ('segment', 'Segment-compatible API (identify/track)')], default='webhook', max_length=10)),
                 ('url', models.URLField(help_text="Webhook: the URL each message is POSTed to. Segment: the API's base URL; batches go to /v1/batch.", max_length=500)),
-                ('signing_secret', models.CharField(default=integrations.models.signing_secret_generate, max_length=100)),
+                ('signing_secret', models.CharField(default=integrations.destinations.models.signing_secret_generate, max_length=100)),
                 ('previous_signing_secret', models.CharField(blank=True, max_length=100)),
                 ('secret_rotated_at', models.DateTimeField(blank=True, null=True)),
                 ('write_key', models.CharField(blank=True, help_text="Segment kind: the receiving source's write key.", max_length=255)),

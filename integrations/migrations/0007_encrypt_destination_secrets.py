@@ -6,7 +6,7 @@ from typing import Any
 from django.db import migrations
 
 import config.fields
-import integrations.models
+import integrations.destinations.models
 
 _COLUMNS = ("signing_secret", "previous_signing_secret", "write_key")
 
@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="destination",
             name="signing_secret",
-            field=config.fields.EncryptedTextField(default=integrations.models.signing_secret_generate),
+            field=config.fields.EncryptedTextField(default=integrations.destinations.models.signing_secret_generate),
         ),
         migrations.AlterField(
             model_name="destination",

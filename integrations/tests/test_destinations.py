@@ -19,25 +19,19 @@ from django.utils import timezone
 from audiences.models import AnonymousId, Customer
 from config.facts import Fact, FactKind
 from config.services import task_lock
-from integrations import destinations
-from integrations.destinations import (
-    ID_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    FlushResult,
+from integrations.destinations import sending
+from integrations.destinations.emit import outbound_emit
+from integrations.destinations.models import Destination, DestinationDelivery, signing_secret_generate
+from integrations.destinations.payloads import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
+from integrations.destinations.sending import FlushResult, deliveries_dispatch, delivery_backoff, destination_flush
+from integrations.destinations.services import (
     ReplayRefused,
-    deliveries_dispatch,
-    delivery_backoff,
     destination_create,
     destination_delivery_replay,
-    destination_flush,
     destination_pause,
     destination_resume,
     destination_rotate_secret,
-    outbound_emit,
-    webhook_signature,
 )
-from integrations.models import Destination, DestinationDelivery, signing_secret_generate
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from trials.billing import stripe_event_apply
@@ -264,7 +258,7 @@ class TestRetries:
         django_capture_on_commit_callbacks: Any,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        monkeypatch.setattr(destinations, "FLUSH_BUDGET_SECONDS", 0.0)
+        monkeypatch.setattr(sending, "FLUSH_BUDGET_SECONDS", 0.0)
         assert destination_flush(destination_id=hook.pk) == FlushResult()
         destination_pause(destination=hook)
         emit(django_capture_on_commit_callbacks, entered(ada, 1), entered(ada, 2), entered(ada, 3))

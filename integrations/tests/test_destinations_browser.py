@@ -15,8 +15,8 @@ from audiences.models import Customer
 from config.facts import Fact
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from integrations.destinations import outbound_emit
-from integrations.models import Destination
+from integrations.destinations.emit import outbound_emit
+from integrations.destinations.models import Destination
 from integrations.tests.receiver import Receiver
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"

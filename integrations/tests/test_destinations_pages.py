@@ -18,8 +18,9 @@ from config.facts import Fact
 from config.models import AuditEntry
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from integrations.destinations import destination_create, destination_pause, outbound_emit
-from integrations.models import Destination, DestinationDelivery
+from integrations.destinations.emit import outbound_emit
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.services import destination_create, destination_pause
 from integrations.tests.receiver import Receiver
 
 

@@ -12,14 +12,10 @@ import pytest
 from audiences.models import AnonymousId, Customer, Event
 from audiences.services import source_create
 from config.facts import Fact, FactKind
-from integrations.destinations import (
-    destination_create,
-    destination_delivery_replay,
-    outbound_emit,
-    segment_batch_url,
-    segment_calls,
-)
-from integrations.models import DestinationDelivery
+from integrations.destinations.emit import outbound_emit
+from integrations.destinations.models import DestinationDelivery
+from integrations.destinations.payloads import segment_batch_url, segment_calls
+from integrations.destinations.services import destination_create, destination_delivery_replay
 from integrations.tests.receiver import Receiver
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)

@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from config.facts import Fact
-from integrations.destinations import DestinationInvalid, destination_create, outbound_emit
-from integrations.models import Destination, DestinationDelivery
-from integrations.outbound_http import UnresolvableHost, UnsafeUrl, url_check
+from integrations.destinations.emit import outbound_emit
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.outbound_http import UnresolvableHost, UnsafeUrl, url_check
+from integrations.destinations.services import DestinationInvalid, destination_create
 from integrations.tests.receiver import Receiver
 
 

@@ -35,20 +35,14 @@ from audiences.services import source_create
 from config.facts import Fact, FactKind
 from config.models import AuditEntry, TaskRun
 from config.services import task_run_recorded
-from integrations.destinations import destination_create, outbound_emit
-from integrations.models import (
-    Destination,
-    DestinationDelivery,
-    ImportJob,
-    IngestionError,
-    StripeEvent,
-    StripeWebhookDelivery,
-    TrackingPlan,
-    TrackingPlanViolation,
-)
+from integrations.destinations.emit import outbound_emit
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.services import destination_create
+from integrations.models import StripeEvent, StripeWebhookDelivery
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
-from integrations.tracking_plans import source_tracking_plan_set
+from integrations.tracking.models import ImportJob, IngestionError, TrackingPlan, TrackingPlanViolation
+from integrations.tracking.plans import source_tracking_plan_set
 from offers import sessions
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule
 from segments.services import segment_evaluate, segment_save

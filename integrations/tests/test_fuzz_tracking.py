@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from audiences.models import Event, Source
 from audiences.services import source_create
-from integrations import segment
+from integrations.tracking import segment
 
 pytestmark = pytest.mark.django_db
 

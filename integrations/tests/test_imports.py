@@ -18,9 +18,9 @@ from audiences import ingestion
 from audiences.models import Customer, Event, Source
 from audiences.services import source_create
 from conftest import TEST_PASSWORD
-from integrations import imports
-from integrations.imports import ImportRejected, import_job_create, import_job_run
-from integrations.models import ImportJob
+from integrations.tracking import imports
+from integrations.tracking.imports import ImportRejected, import_job_create, import_job_run
+from integrations.tracking.models import ImportJob
 
 EVENTS_CSV = """type,event,userId,anonymousId,timestamp,properties,plan
 track,Project Created,usr_1,,2026-01-05T10:00:00Z,"{""template"": ""kanban""}",team

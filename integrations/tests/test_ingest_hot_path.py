@@ -17,8 +17,8 @@ from audiences import selectors
 from audiences.models import AnonymousId, Customer, Event
 from audiences.selectors import source_for_write_key
 from audiences.services import source_create, source_rotate_key
-from integrations.models import TrackingPlan
-from integrations.tracking_plans import source_tracking_plan_set
+from integrations.tracking.models import TrackingPlan
+from integrations.tracking.plans import source_tracking_plan_set
 
 on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner and statements")
 

@@ -15,7 +15,7 @@ from audiences.models import Customer, Event, Source
 from audiences.services import source_create
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from integrations.models import IngestionError, SourceTrackingPlan, TrackingPlan, TrackingPlanViolation
+from integrations.tracking.models import IngestionError, SourceTrackingPlan, TrackingPlan, TrackingPlanViolation
 
 
 def signed_in(user: AbstractUser) -> Client:

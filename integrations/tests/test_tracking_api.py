@@ -13,7 +13,7 @@ from django.test import Client, TestCase
 
 from audiences.models import Account, Customer, Event, ProfileMerge, Source
 from audiences.services import source_create
-from integrations.models import IngestionError
+from integrations.tracking.models import IngestionError
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from django.test import Client, TestCase
 
 from audiences.models import Event, Source
 from audiences.services import source_create
-from integrations.models import SourceTrackingPlan, TrackingPlan, TrackingPlanViolation
-from integrations.tracking_plans import (
+from integrations.tracking.models import SourceTrackingPlan, TrackingPlan, TrackingPlanViolation
+from integrations.tracking.plans import (
     InvalidSchema,
     schema_check,
     source_tracking_plan_set,

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audiences.live import internal_source
 from audiences.models import Event
-from integrations.models import Destination, DestinationDelivery
+from integrations.destinations.models import Destination, DestinationDelivery
 from offers import sessions
 from offers.models import CancellationSession
 from offers.tests.conftest import post, start, stripe_subscription

@@ -19,8 +19,8 @@ from audiences.models import Account, Customer, Event, Source
 from audiences.pipeline import stored_events_process
 from config.facts import FactKind
 from config.roles import Role
-from integrations.destinations import destination_create
-from integrations.models import Destination, DestinationDelivery
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.services import destination_create
 from segments.models import Segment
 from segments.usage import segment_uses
 from trials.alerts import alert_dismiss, alert_done

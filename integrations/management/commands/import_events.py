@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audiences.models import Source
 from audiences.services import source_create
-from integrations.imports import ImportRejected, import_job_create, import_job_run
-from integrations.models import ImportJob
+from integrations.tracking.imports import ImportRejected, import_job_create, import_job_run
+from integrations.tracking.models import ImportJob
 
 
 class Command(BaseCommand):

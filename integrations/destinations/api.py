@@ -1,5 +1,5 @@
 """REST endpoints for outbound destinations: CRUD with health, pause/resume, secret rotation, the delivery log
-and replay. Thin: validation reports field errors, the writes are integrations.destinations' services."""
+and replay. Thin: validation reports field errors, the writes are integrations.destinations.services."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from rest_framework.response import Response
 
 from config.facts import FactKind
 from config.permissions import RoleModelPermissions
-from integrations import selectors
-from integrations.destinations import (
+from integrations.destinations import selectors
+from integrations.destinations.filters import DestinationDeliveryFilter
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.outbound_http import UnsafeUrl, url_check
+from integrations.destinations.services import (
     DestinationInvalid,
     ReplayRefused,
     destination_create,
@@ -28,9 +31,6 @@ from integrations.destinations import (
     destination_update,
     kinds_check,
 )
-from integrations.filters import DestinationDeliveryFilter
-from integrations.models import Destination, DestinationDelivery
-from integrations.outbound_http import UnsafeUrl, url_check
 
 
 class ChangeOnPost(RoleModelPermissions):

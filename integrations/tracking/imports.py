@@ -1,6 +1,6 @@
 """Historical import of events and customers from CSV or NDJSON files.
 
-Every row becomes a Segment-style call and goes through the same validation (integrations.segment) and the
+Every row becomes a Segment-style call and goes through the same validation (integrations.tracking.segment) and the
 same store (audiences.ingestion) as live traffic, in chunks. A row without a messageId gets one derived from
 its content, so importing a file twice stores nothing twice; the job's position advances in the same
 transaction as each chunk, so a run that stops resumes where it left off.
@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.models import Source
-from integrations import segment
-from integrations.models import ImportJob
+from integrations.tracking import segment
+from integrations.tracking.models import ImportJob
 
 CHUNK_ROWS = 1000
 # CSV columns that map onto the call itself; any other column of a customers file is a trait.

@@ -1,6 +1,6 @@
 """Destination pages: the list with each destination's health, the create/edit form, and the detail page with
 settings, signing secret, the delivery log filtered by status, replay, pause/resume and secret rotation.
-Thin views over integrations.destinations (writes) and integrations.selectors (reads)."""
+Thin views over integrations.destinations.services (writes) and .selectors (reads)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from django.views.generic import TemplateView
 from config.facts import FactKind
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from integrations import selectors
-from integrations.destinations import (
-    ID_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
+from integrations.destinations import selectors
+from integrations.destinations.filters import DestinationDeliveryFilter
+from integrations.destinations.forms import DestinationForm
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.payloads import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, segment_batch_url
+from integrations.destinations.services import (
     DestinationInvalid,
     ReplayRefused,
     destination_create,
@@ -29,11 +30,7 @@ from integrations.destinations import (
     destination_resume,
     destination_rotate_secret,
     destination_update,
-    segment_batch_url,
 )
-from integrations.filters import DestinationDeliveryFilter
-from integrations.forms import DestinationForm
-from integrations.models import Destination, DestinationDelivery
 
 
 def _secret_session_key(destination: Destination) -> str:

@@ -1,11 +1,11 @@
-"""Filter sets shared by the integrations API and pages."""
+"""Filter sets shared by the destination API and pages."""
 
 from __future__ import annotations
 
 import django_filters
 
 from config.facts import FactKind
-from integrations.models import DestinationDelivery
+from integrations.destinations.models import DestinationDelivery
 
 
 class DestinationDeliveryFilter(django_filters.FilterSet):

@@ -17,7 +17,7 @@ from jsonschema.exceptions import SchemaError
 
 from audiences.ingestion import IncomingMessage
 from audiences.models import Source
-from integrations.models import SourceTrackingPlan, TrackingPlan, TrackingPlanEvent, TrackingPlanViolation
+from integrations.tracking.models import SourceTrackingPlan, TrackingPlan, TrackingPlanEvent, TrackingPlanViolation
 
 MAX_ERRORS_PER_VIOLATION = 10
 

@@ -1,7 +1,7 @@
 """The Segment-compatible tracking API: `POST /v1/<call>`, answered once the accepted calls are durable.
 
-A thin view: parse and authenticate (integrations.segment), store (audiences.ingestion.messages_ingest), log
-what was rejected (integrations.services). Plain Django rather than DRF, because this is the hot path.
+A thin view: parse and authenticate (integrations.tracking.segment), store (audiences.ingestion.messages_ingest), log
+what was rejected (integrations.tracking.services). Plain Django rather than DRF, because this is the hot path.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from django.views.decorators.csrf import csrf_exempt
 from audiences.ingestion import messages_ingest
 from audiences.models import Source
 from audiences.selectors import source_for_write_key
-from integrations import segment
-from integrations.services import ingestion_errors_record
-from integrations.tracking_plans import tracking_plan_apply, violations_record
+from integrations.tracking import segment
+from integrations.tracking.plans import tracking_plan_apply, violations_record
+from integrations.tracking.services import ingestion_errors_record
 
 BATCH_ROUTES = {"batch", "import", "b"}
 SINGLE_ROUTES = {**{t: t for t in segment.MESSAGE_TYPES}, **segment.SHORT_ROUTES}

@@ -1,4 +1,4 @@
-"""Writes of the integrations layer: the log of calls the tracking API could not accept."""
+"""Writes of the intake layer: the log of calls the tracking API could not accept."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import datetime
 import orjson
 
 from audiences.models import Source
-from integrations.models import IngestionError
-from integrations.segment import RejectedMessage, RequestRejected
+from integrations.tracking.models import IngestionError
+from integrations.tracking.segment import RejectedMessage, RequestRejected
 
 # How deep the logged copy of a payload orjson cannot write goes; deeper containers are shown as "…".
 PAYLOAD_LOG_DEPTH = 20

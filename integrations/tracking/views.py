@@ -1,5 +1,5 @@
 """Integration pages: sources and their keys (admins), tracking plans, the live event debugger, ingestion
-errors and historical imports. Thin views over integrations' services and selectors."""
+errors and historical imports. Thin views over the intake layer's services and selectors."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from audiences import services
 from audiences.models import Event, Source
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from integrations import selectors
-from integrations.forms import (
+from integrations.tracking import selectors
+from integrations.tracking.forms import (
     ImportForm,
     SourceCancelPageForm,
     SourceForm,
@@ -29,10 +29,10 @@ from integrations.forms import (
     TrackingPlanEventForm,
     TrackingPlanForm,
 )
-from integrations.imports import ImportRejected, import_job_create, import_upload_store
-from integrations.models import ImportJob, TrackingPlan, TrackingPlanEvent, TrackingPlanViolation
-from integrations.tasks import run_import
-from integrations.tracking_plans import source_tracking_plan_set, tracking_plan_event_delete, tracking_plan_event_save
+from integrations.tracking.imports import ImportRejected, import_job_create, import_upload_store
+from integrations.tracking.models import ImportJob, TrackingPlan, TrackingPlanEvent, TrackingPlanViolation
+from integrations.tracking.plans import source_tracking_plan_set, tracking_plan_event_delete, tracking_plan_event_save
+from integrations.tracking.tasks import run_import
 
 
 class SourceListView(StaffPermissionMixin, TemplateView):
