@@ -63,7 +63,7 @@ class CustomerDetailView(StaffPermissionMixin, TemplateView):
         no query when the customer has no trial."""
         if getattr(customer, "current_trial_id", None) is None or not self.request.user.has_perm("trials.view_trial"):
             return {}
-        from trials.selectors import customer_trial
+        from trials.loop.selectors import customer_trial
 
         return {"trial_loop": customer_trial(customer.pk)}
 

@@ -73,8 +73,9 @@ def build() -> float:
     from django.utils import timezone
 
     from audiences.models import Customer
-    from trials.emails import in_holdout
-    from trials.models import MessageSend, MessageTemplate, Trial, TrialStage
+    from trials.loop.models import Trial, TrialStage
+    from trials.messaging.models import MessageSend, MessageTemplate
+    from trials.messaging.rules import in_holdout
 
     with connection.cursor() as cursor:
         for statement in GENERATE:
@@ -130,7 +131,7 @@ def setup_django() -> None:
 
 
 def naive_cohorts(now: datetime) -> int:
-    from trials.models import Trial
+    from trials.loop.models import Trial
 
     buckets: Counter[tuple[Any, str]] = Counter()
     converted: Counter[tuple[Any, str]] = Counter()
@@ -143,7 +144,7 @@ def naive_cohorts(now: datetime) -> int:
 
 
 def _ended_trials(now: datetime) -> dict[int, Any]:
-    from trials.models import Trial
+    from trials.loop.models import Trial
 
     return {t.customer_id: t for t in Trial.objects.filter(ends_at__lte=now).iterator(chunk_size=5000)}
 
@@ -183,7 +184,8 @@ def naive_behaviour(now: datetime) -> int:
 
 
 def naive_uplift(now: datetime) -> int:
-    from trials.models import MessageSend, Trial
+    from trials.loop.models import Trial
+    from trials.messaging.models import MessageSend
 
     converted = dict(Trial.objects.filter(converted_at__isnull=False).values_list("customer_id", "converted_at"))
     tally: Counter[tuple[int, str, bool]] = Counter()
@@ -195,7 +197,7 @@ def naive_uplift(now: datetime) -> int:
 
 
 def naive_retention(now: datetime) -> int:
-    from trials.models import Trial
+    from trials.loop.models import Trial
 
     lapsed = recovered = 0
     durations = []
@@ -219,25 +221,28 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
 def measure() -> dict[str, Any]:
     from django.utils import timezone
 
-    from trials import measurement
-    from trials.measurement import Filters
+    from trials.measurement.behaviour import converters_vs_churners
+    from trials.measurement.cohorts import activation_discovery, conversion_cohorts
+    from trials.measurement.retention import retention_report
+    from trials.measurement.scope import Filters
+    from trials.measurement.uplift import uplift_report
 
     now, filters = timezone.now(), Filters()
     reports: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
         "cohorts (week × model)": (
-            lambda: measurement.conversion_cohorts(filters=filters, split="model", now=now),
+            lambda: conversion_cohorts(filters=filters, split="model", now=now),
             lambda: naive_cohorts(now),
         ),
         "activation discovery (7 days)": (
-            lambda: measurement.activation_discovery(filters=filters, now=now),
+            lambda: activation_discovery(filters=filters, now=now),
             lambda: naive_discovery(now),
         ),
         "converters vs churners": (
-            lambda: measurement.converters_vs_churners(filters=filters, now=now),
+            lambda: converters_vs_churners(filters=filters, now=now),
             lambda: naive_behaviour(now),
         ),
-        "holdout uplift": (lambda: measurement.uplift_report(filters=filters, now=now), lambda: naive_uplift(now)),
-        "retention": (lambda: measurement.retention_report(filters=filters, now=now), lambda: naive_retention(now)),
+        "holdout uplift": (lambda: uplift_report(filters=filters, now=now), lambda: naive_uplift(now)),
+        "retention": (lambda: retention_report(filters=filters, now=now), lambda: naive_retention(now)),
     }
     figures: dict[str, Any] = {"trials": TRIALS, "events": TRIALS * EVENTS_PER_TRIAL}
     for label, (sql_version, naive_version) in reports.items():

@@ -16,9 +16,7 @@ from offers import staff_api as offers_staff_api
 from segments import api as segments_api
 from segments import audience_views
 from segments import views as segments_views
-from trials import api as trials_api
-from trials import email_views, in_app_api, measurement_api, measurement_views, play_api, play_views
-from trials import views as trials_views
+from trials.urls import API_ROUTES as TRIALS_API_ROUTES
 
 handler400 = "config.request_guard.bad_request"
 handler404 = "config.request_guard.page_not_found"
@@ -27,15 +25,14 @@ handler500 = "config.request_guard.server_error"
 router = DefaultRouter()
 router.register("customers", audiences_api.CustomerViewSet, basename="customer")
 router.register("accounts", audiences_api.AccountViewSet, basename="account")
-router.register("subscriptions", trials_api.SubscriptionViewSet, basename="subscription")
-router.register("trials", trials_api.TrialViewSet, basename="trial")
 router.register("sources", audiences_api.SourceViewSet, basename="source")
 router.register("segments", segments_api.SegmentViewSet, basename="segment")
 router.register("custom-properties", segments_api.CustomPropertyViewSet, basename="custom-property")
 router.register("computed-traits", computed_trait_api.ComputedTraitViewSet, basename="computed-trait")
 for prefix, viewset, basename in integrations_urls.API_ROUTES:
     router.register(prefix, viewset, basename=basename)
-router.register("alerts", play_api.AlertViewSet, basename="alert")
+for prefix, viewset, basename in TRIALS_API_ROUTES:
+    router.register(prefix, viewset, basename=basename)
 for prefix, viewset, basename in offers_staff_api.STAFF_ROUTES:
     router.register(prefix, viewset, basename=basename)
 
@@ -79,44 +76,7 @@ urlpatterns = [
         computed_trait_views.ComputedTraitDeleteView.as_view(),
         name="computed-trait-delete",
     ),
-    path("trials/", trials_views.TrialListView.as_view(), name="trial-list"),
-    path("trials/emails/", email_views.TemplateListView.as_view(), name="email-template-list"),
-    path("trials/emails/new/", email_views.TemplateCreateView.as_view(), name="email-template-create"),
-    path("trials/emails/settings/", email_views.EmailSettingsView.as_view(), name="email-settings"),
-    path("trials/emails/<int:pk>/", email_views.TemplatePreviewView.as_view(), name="email-template-preview"),
-    path(
-        "trials/emails/<int:pk>/duplicate/",
-        email_views.TemplateDuplicateView.as_view(),
-        name="email-template-duplicate",
-    ),
-    path("trials/emails/<int:pk>/delete/", email_views.TemplateDeleteView.as_view(), name="email-template-delete"),
-    path("trials/emails/<int:pk>/edit/", email_views.TemplateEditView.as_view(), name="email-template-edit"),
-    path("emails/unsubscribe/<str:token>/", email_views.UnsubscribeView.as_view(), name="email-unsubscribe"),
-    path("trials/loop/", trials_views.LoopBoardView.as_view(), name="trial-loop"),
-    path("trials/settings/", trials_views.TrialSettingsView.as_view(), name="trial-settings"),
-    path(
-        "trials/settings/fit-rules/<int:pk>/delete/", trials_views.FitRuleDeleteView.as_view(), name="fit-rule-delete"
-    ),
-    path("subscriptions/", trials_views.SubscriptionListView.as_view(), name="subscription-list"),
-    path("alerts/", play_views.AlertQueueView.as_view(), name="alert-queue"),
-    path("alerts/team/", play_views.TeamLoadView.as_view(), name="alert-team"),
-    path("alerts/away/", play_views.RepAwayView.as_view(), name="rep-away"),
-    path("alerts/business-hours/", play_views.BusinessHoursView.as_view(), name="business-hours"),
-    path("alerts/<int:pk>/", play_views.AlertDetailView.as_view(), name="alert-detail"),
-    path("alerts/<int:pk>/<str:action>/", play_views.AlertActionView.as_view(), name="alert-action"),
-    path("plays/", play_views.PlayListView.as_view(), name="play-list"),
-    path("plays/new/", play_views.PlayEditView.as_view(), name="play-create"),
-    path("plays/<int:pk>/edit/", play_views.PlayEditView.as_view(), name="play-edit"),
-    path("measurement/cohorts/", measurement_views.report_view("cohorts"), name="measurement-cohorts"),
-    path("measurement/activation/", measurement_views.report_view("activation"), name="measurement-activation"),
-    path(
-        "measurement/activation/make/",
-        measurement_views.MakeActivationView.as_view(),
-        name="measurement-make-activation",
-    ),
-    path("measurement/behaviour/", measurement_views.report_view("behaviour"), name="measurement-behaviour"),
-    path("measurement/uplift/", measurement_views.report_view("uplift"), name="measurement-uplift"),
-    path("measurement/retention/", measurement_views.report_view("retention"), name="measurement-retention"),
+    path("", include("trials.urls")),
     path("", include("integrations.urls")),
     path("offers/", include("offers.urls")),
     path("cancel/", include("offers.hosted_urls")),
@@ -126,11 +86,6 @@ urlpatterns = [
         offers_api.CancellationReportView.as_view(),
         name="api-cancellation-reports",
     ),
-    path("api/v1/in-app/<str:user_id>", in_app_api.InAppView.as_view(), name="api-in-app"),
-    *[
-        path(f"api/v1/measurement/{slug}/", measurement_api.report_api_view(slug), name=f"api-measurement-{slug}")
-        for slug in measurement_views.REPORTS
-    ],
     path("api/v1/", include((router.urls, "api"), namespace="api")),
     path("api/v1/segments/<int:pk>/history/", segments_api.SegmentHistoryView.as_view(), name="api-segment-history"),
     path("api/v1/segments/<int:pk>/changes/", segments_api.SegmentChangesView.as_view(), name="api-segment-changes"),

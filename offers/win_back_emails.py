@@ -4,7 +4,7 @@ When a trial lapses (canceled, expired, or paused by Stripe for a missing paymen
 the sweep (`win_back_emails_sweep`, a beat job) starts a win-back session for it and emails the customer the
 hosted page's link (with a session token valid as long as the session: the customer's inbox is the proof of
 who asks). The decision follows the lifecycle emails' rules by calling their public helpers in
-`trials.emails` (the workspace's sender, quiet hours in the customer's zone, the unsubscribe link) and their
+`trials.messaging` (the workspace's sender, quiet hours in the customer's zone, the unsubscribe link) and their
 per-customer throttle row (`CustomerMessageLock`, locked while the window is checked), so a win-back email and
 a lifecycle email never land inside the same throttle window. Every decision that ends a trial's chance of an
 email — sent, refused by the mail server for good, suppressed (no address, unsubscribed, test customer, no
@@ -36,8 +36,10 @@ from offers.hosted import LANGUAGES, hosted_path
 from offers.models import CancellationSession, WinBackEmail
 from offers.parameters import offer_summary
 from offers.sessions import lapsed_trials, win_back_start
-from trials.emails import customer_zone, email_settings, in_quiet_hours, unsendable_reason, unsubscribe_url
-from trials.models import CustomerMessageLock, Subscription
+from trials.messaging.models import CustomerMessageLock
+from trials.messaging.render import unsubscribe_url
+from trials.messaging.rules import customer_zone, email_settings, in_quiet_hours, unsendable_reason
+from trials.models import Subscription
 
 logger = logging.getLogger(__name__)
 

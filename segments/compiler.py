@@ -357,7 +357,7 @@ def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
 def _trial_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
     """A property of the customer's current trial (trial.*, score.*): EXISTS such a trial satisfying the positive
     form of the operator; negative operators are its negation, so a customer without a trial matches them."""
-    from trials.models import Trial
+    from trials.loop.models import Trial
 
     positive = POSITIVE_OF.get(operator, operator)
     if spec.derived == "predicate":  # trial.opt_in
@@ -392,7 +392,7 @@ def _account_members_q(spec: PropertySpec, operator: str, value: Any, now: datet
 
 def _meeting_logged_q(operator: str) -> Q:
     """A rep closed an alert on the customer, or on the customer's account, with a meeting booked."""
-    from trials.models import Alert
+    from trials.plays.models import Alert
 
     meetings = Alert.objects.filter(outcome=Alert.Outcome.MEETING_BOOKED)
     logged = Q(Exists(meetings.filter(customer=OuterRef("pk")))) | Q(

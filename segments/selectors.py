@@ -100,7 +100,7 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
 def _sales_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
     """The account's member counts, or whether a rep logged a meeting, as the plays' conditions compare them."""
     if spec.derived == "meeting_logged":
-        from trials.models import Alert
+        from trials.plays.models import Alert
 
         meetings = Alert.objects.filter(outcome=Alert.Outcome.MEETING_BOOKED)
         by_account = Q(account_id=customer.account_id) if customer.account_id is not None else Q(pk__in=[])
@@ -136,7 +136,7 @@ def _saved_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
 
 def _trial_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
     """A property of the customer's current trial as the condition compares it (None without a trial)."""
-    from trials.models import Trial
+    from trials.loop.models import Trial
 
     trial = Trial.objects.filter(customer=customer, is_current=True).first()
     if trial is None:

@@ -11,8 +11,10 @@ class TrialsConfig(AppConfig):
         from audiences.live import on_audience_enter
         from audiences.pipeline import on_batch_stored
         from config.timers import register_timer_handler
-        from trials.emails import MESSAGE_TIMER, messages_on_audience_enter, messages_on_batch, messages_on_timers
-        from trials.loop import trials_on_batch
+        from trials.loop.hooks import trials_on_batch
+        from trials.messaging.decide import messages_on_timers
+        from trials.messaging.realtime import messages_on_audience_enter, messages_on_batch
+        from trials.messaging.timers import MESSAGE_TIMER
 
         on_batch_stored(trials_on_batch)
         on_batch_stored(messages_on_batch)  # after trials_on_batch: arms timers for the trials it changed
@@ -20,14 +22,16 @@ class TrialsConfig(AppConfig):
         register_timer_handler(MESSAGE_TIMER, messages_on_timers)  # time-based lifecycle emails, on time
 
         from audiences.merges import on_profile_merge
-        from trials.merge_rules import current_trials_on_merge, message_locks_on_merge
-        from trials.models import CustomerMessageLock, Trial
+        from trials.loop.merges import current_trials_on_merge
+        from trials.loop.models import Trial
+        from trials.messaging.merges import message_locks_on_merge
+        from trials.messaging.models import CustomerMessageLock
 
         on_profile_merge(Trial, current_trials_on_merge)
         on_profile_merge(CustomerMessageLock, message_locks_on_merge)
 
         from segments.usage import register_usage
-        from trials.plays import plays_on_batch, plays_using_segment
+        from trials.plays.plays import plays_on_batch, plays_using_segment
 
         on_batch_stored(plays_on_batch)  # after trials_on_batch: plays read the refreshed trials
         register_usage(plays_using_segment)

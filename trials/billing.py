@@ -27,6 +27,7 @@ from audiences.models import Account, AnonymousId, Customer, Source
 from audiences.services import source_create
 from config.facts import Fact, FactKind, facts_record
 from config.money import to_major
+from trials.loop.scores import score_settings
 from trials.models import (
     AddOn,
     Charge,
@@ -40,7 +41,6 @@ from trials.models import (
     Subscription,
     SubscriptionAddOn,
 )
-from trials.scores import score_settings
 from trials.services import (
     Conversion,
     DiscountTerms,

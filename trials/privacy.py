@@ -9,7 +9,8 @@ from django.db import models
 
 from audiences.models import Customer
 from audiences.privacy import Action, ErasureRule, PersonTraces, Traces, redacted_row
-from trials.models import Alert, Charge, StripeCustomer
+from trials.models import Charge, StripeCustomer
+from trials.plays.models import Alert
 
 
 def stripe_traces(customer: Customer) -> Traces:

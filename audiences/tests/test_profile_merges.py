@@ -18,7 +18,8 @@ from audiences.models import AnonymousId, ComputedTrait, ComputedTraitValue, Cus
 from audiences.pipeline import stored_events_process
 from audiences.tests.test_computed_traits import make_trait
 from segments.models import Segment, SegmentMembership
-from trials.models import CustomerMessageLock, Trial, TrialStage, TrialStageChange
+from trials.loop.models import Trial, TrialStage, TrialStageChange
+from trials.messaging.models import CustomerMessageLock
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from audiences.models import Customer, Event, Source
-from trials.models import MessageSend, MessageTemplate, Trial, TrialStage
+from trials.loop.models import Trial, TrialStage
+from trials.messaging.models import MessageSend, MessageTemplate
 
 USER_ID_PREFIX = "usr_demo_fx_"
 TRIAL_DAYS = 14

@@ -38,7 +38,7 @@ from config.demo.vocabulary import (
 )
 from config.demo.writing import counts_of, cyclic_gc_paused, status_counts, world_write
 from trials.models import AddOn, BillingInterval, Plan, Product, RecurringPrice, Subscription, SubscriptionAddOn
-from trials.play_demo import demo_alerts
+from trials.plays.demo import demo_alerts
 
 
 def demo_now() -> datetime:

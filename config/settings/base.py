@@ -231,7 +231,7 @@ STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
 # (a receiver on the same host or network); otherwise such URLs are refused when saved and when sent.
 DESTINATIONS_ALLOW_PRIVATE_URLS: bool = env.bool("DESTINATIONS_ALLOW_PRIVATE_URLS", default=False)
 
-# Lifecycle email (trials.emails): SMTP from EMAIL_URL or EMAIL_HOST/EMAIL_PORT, else the console backend.
+# Lifecycle email (trials.messaging.delivery): SMTP from EMAIL_URL or EMAIL_HOST/EMAIL_PORT, else the console backend.
 _email = email_config()
 EMAIL_BACKEND: str = _email.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST: str = _email.get("EMAIL_HOST", "localhost")

@@ -22,15 +22,10 @@ from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer,
 from offers.parameters import offer_parameters_clean
 from segments.models import CustomProperty
 from segments.services import segment_save
-from trials.models import (
-    Alert,
-    FitRule,
-    MessageTemplate,
-    Play,
-    StripeCustomer,
-    Subscription,
-    Trial,
-)
+from trials.loop.models import FitRule, Trial
+from trials.messaging.models import MessageTemplate
+from trials.models import StripeCustomer, Subscription
+from trials.plays.models import Alert, Play
 
 TREE = {"type": "group", "operator": "and", "children": [
     {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100},

@@ -11,7 +11,7 @@ from django.test import Client
 from conftest import TEST_PASSWORD
 from integrations.destinations.services import destination_create
 from segments.services import segment_save
-from trials.models import MessageTemplate
+from trials.messaging.models import MessageTemplate
 
 pytestmark = pytest.mark.django_db
 

@@ -65,7 +65,7 @@ def test_tracking_sign_in_and_failures_leave_no_email_or_key_in_the_logs(console
     try:
         raise smtplib.SMTPRecipientsRefused({EMAIL: (550, b"5.1.1 unknown user")})
     except smtplib.SMTPRecipientsRefused:
-        logging.getLogger("trials.emails").exception("lifecycle email 7 attempt 1 failed")
+        logging.getLogger("trials.messaging.delivery").exception("lifecycle email 7 attempt 1 failed")
     logging.getLogger("integrations").warning("signing with %s for %s", "tlsec_" + "A" * 40, EMAIL)
     # What a library may log about a request it made or received: the URL, the headers, the body.
     logging.getLogger("urllib3.connectionpool").debug('"POST /v1/batch?write_key=%s HTTP/1.1" 200', LEGACY_KEY)

@@ -19,7 +19,8 @@ from config.demo.plan import DemoSummary
 from config.demo.seed import demo_data_delete, demo_now, demo_seed, trial_behaviour
 from config.demo.vocabulary import DEMO_SOURCE_NAME, PAID_STATUSES, USER_ID_PREFIX
 from segments.models import Segment, SegmentMembership
-from trials.models import Plan, Product, Subscription, Trial
+from trials.loop.models import Trial
+from trials.models import Plan, Product, Subscription
 from trials.services import subscription_mrr_cents
 
 SIZE = 300

@@ -46,9 +46,12 @@ from integrations.tracking.plans import source_tracking_plan_set
 from offers import sessions
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule
 from segments.services import segment_evaluate, segment_save
-from trials.alerts import Target, alert_claim, alert_done, alerts_create
-from trials.emails import event_templates_forget, message_template_save
-from trials.models import Alert, EmailSettings, MessageSend, MessageTemplate, Play, StripeCustomer
+from trials.messaging.models import EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.realtime import event_templates_forget
+from trials.messaging.templates import message_template_save
+from trials.models import StripeCustomer
+from trials.plays.alerts import Target, alert_claim, alert_done, alerts_create
+from trials.plays.models import Alert, Play
 
 SECRET = "whsec_erasure"
 ADA = {

@@ -20,7 +20,8 @@ from audiences.models import Customer
 from offers.models import CancellationSession, OfferRule, WinBackEmail
 from offers.tasks import send_win_back_emails
 from offers.win_back_emails import win_back_email_send, win_back_emails_sweep
-from trials.models import CustomerMessageLock, EmailSettings, Plan, Subscription
+from trials.messaging.models import CustomerMessageLock, EmailSettings
+from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -34,7 +34,9 @@ from segments.conditions import Group, Node, parse_tree
 from segments.models import CustomProperty, Segment
 from segments.selectors import explain
 from segments.tests import reference as ref
-from trials.models import Alert, Plan, Play, Product, Subscription, Trial
+from trials.loop.models import Trial
+from trials.models import Plan, Product, Subscription
+from trials.plays.models import Alert, Play
 
 TREES = int(os.environ.get("DIFFERENTIAL_TREES", "5000"))
 SEED = 19

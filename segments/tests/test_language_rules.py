@@ -18,7 +18,7 @@ from segments.compiler import compile_tree
 from segments.conditions import InvalidCondition, parse_tree
 from segments.models import CustomProperty
 from segments.selectors import explain, segment_preview
-from trials.models import Alert, Play
+from trials.plays.models import Alert, Play
 
 pytestmark = pytest.mark.django_db
 NOW = timezone.now()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audiences.models import Account, Customer
 from segments.selectors import explain, segment_preview
-from trials.models import Alert, Play
+from trials.plays.models import Alert, Play
 
 pytestmark = pytest.mark.django_db
 

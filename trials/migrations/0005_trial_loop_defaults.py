@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import migrations
 
-from trials.defaults import DEFINITION, FIT_RULES
+from trials.loop.defaults import DEFINITION, FIT_RULES
 
 def seed(apps: Any, schema_editor: Any) -> None:
     definition = apps.get_model("trials", "ActivationDefinition")

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import migrations
 
-from trials.email_defaults import MESSAGE_TEMPLATES
+from trials.messaging.defaults import MESSAGE_TEMPLATES
 
 
 def seed(apps: Any, schema_editor: Any) -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import migrations
 
-from trials.play_defaults import PLAYS
+from trials.plays.defaults import PLAYS
 
 
 def seed(apps: Any, schema_editor: Any) -> None:

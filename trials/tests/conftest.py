@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from trials.defaults import FIT_RULES
-from trials.loop import relevant_names_forget
-from trials.models import FitRule, Play
-from trials.play_defaults import PLAYS
+from trials.loop.defaults import FIT_RULES
+from trials.loop.hooks import relevant_names_forget
+from trials.loop.models import FitRule
+from trials.plays.defaults import PLAYS
+from trials.plays.models import Play
 from trials.tests.holdouts import seeds_without_holdout
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from trials.models import MessageTemplate, Play
+from trials.messaging.models import MessageTemplate
+from trials.plays.models import Play
 
 
 def without_holdout(fields: dict[str, Any]) -> dict[str, Any]:

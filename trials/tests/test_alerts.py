@@ -21,7 +21,7 @@ from django.utils import timezone
 from audiences.models import Account, Customer
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from trials.alerts import (
+from trials.plays.alerts import (
     AlertActionError,
     Target,
     alert_claim,
@@ -35,8 +35,8 @@ from trials.alerts import (
     rep_set_away,
     team_load,
 )
-from trials.models import Alert, BusinessHours, Holiday, Play
-from trials.plays import plays_evaluate
+from trials.plays.models import Alert, BusinessHours, Holiday, Play
+from trials.plays.plays import plays_evaluate
 
 pytestmark = pytest.mark.django_db
 

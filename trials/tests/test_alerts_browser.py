@@ -14,9 +14,9 @@ from django.utils import timezone
 from audiences.models import Account, Source
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from trials.models import Alert, BusinessHours, Play
-from trials.play_defaults import PLAYS
-from trials.plays import plays_evaluate
+from trials.plays.defaults import PLAYS
+from trials.plays.models import Alert, BusinessHours, Play
+from trials.plays.plays import plays_evaluate
 from trials.tests.test_plays import ACTIVATED, derive, person
 
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trials.business_hours import NoBusinessHours, Schedule, add_business_hours
+from trials.plays.business_hours import NoBusinessHours, Schedule, add_business_hours
 
 NINE_TO_FIVE = Schedule()  # UTC, 9-17, Monday to Friday
 

@@ -21,28 +21,27 @@ from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event,
 from config.roles import Role
 from config.timers import timers_fire_due
 from segments.models import Segment, SegmentMembership
-from trials.email_defaults import MESSAGE_TEMPLATES
-from trials.emails import (
-    DeliveryError,
-    in_holdout,
-    in_quiet_hours,
-    message_deliver,
-    message_preview,
+from trials.loop.models import Trial, TrialStage
+from trials.measurement.scope import Filters
+from trials.measurement.uplift import template_uplift
+from trials.messaging.decide import (
     message_send,
-    message_template_save,
-    message_template_validate,
-    message_timers_arm,
     messages_dispatch,
     messages_due_ahead,
     messages_sweep,
     messages_trigger,
-    template_errors,
-    unsubscribe_token,
 )
-from trials.measurement import Filters, template_uplift
-from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Play, Trial, TrialStage
-from trials.play_defaults import PLAYS
-from trials.plays import play_save
+from trials.messaging.defaults import MESSAGE_TEMPLATES
+from trials.messaging.delivery import DeliveryError, message_deliver
+from trials.messaging.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.render import message_preview, unsubscribe_token
+from trials.messaging.rules import in_holdout, in_quiet_hours
+from trials.messaging.syntax import template_errors
+from trials.messaging.templates import message_template_save, message_template_validate
+from trials.messaging.timers import message_timers_arm
+from trials.plays.defaults import PLAYS
+from trials.plays.models import Play
+from trials.plays.plays import play_save
 from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db
@@ -391,7 +390,7 @@ class TestDeliveryAndUnsubscribe:
 def test_the_delivery_task_retries_then_marks_failed(
     settings: Any, django_capture_on_commit_callbacks: Any, no_quiet_hours: None
 ) -> None:
-    from trials.tasks import deliver_message
+    from trials.messaging.delivery import deliver_message
 
     customer = person(started=timezone.now() - timedelta(days=3))
     with django_capture_on_commit_callbacks(execute=False):

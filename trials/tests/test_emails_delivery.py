@@ -19,8 +19,10 @@ from django.test import Client
 from django.utils import timezone
 
 from audiences.models import Customer
-from trials.emails import message_send, message_template_save
-from trials.models import EmailSettings, MessageSend, MessageTemplate, Trial
+from trials.loop.models import Trial
+from trials.messaging.decide import message_send
+from trials.messaging.models import EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.templates import message_template_save
 from trials.tests.holdouts import without_holdout
 
 

@@ -15,8 +15,8 @@ from audiences.models import Customer
 from config.models import AuditEntry
 from config.roles import Role
 from conftest import TEST_PASSWORD
-from trials.email_defaults import MESSAGE_TEMPLATES
-from trials.models import EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.defaults import MESSAGE_TEMPLATES
+from trials.messaging.models import EmailSettings, MessageSend, MessageTemplate
 from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db

@@ -19,8 +19,10 @@ from audiences.live import BatchFacts
 from audiences.models import Customer, Source
 from segments.models import CustomProperty, Segment
 from segments.services import segment_save
-from trials.emails import event_templates_forget, message_template_save, messages_on_batch, messages_sweep
-from trials.models import EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.decide import messages_sweep
+from trials.messaging.models import EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.realtime import event_templates_forget, messages_on_batch
+from trials.messaging.templates import message_template_save
 from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db

@@ -19,16 +19,13 @@ from audiences.live import BatchFacts
 from audiences.models import Customer, Source
 from config.models import Timer
 from config.timers import timers_fire_due
-from trials.email_defaults import MESSAGE_TEMPLATES
-from trials.emails import (
-    MESSAGE_TIMER,
-    event_templates_forget,
-    message_template_save,
-    message_timers_arm,
-    messages_on_batch,
-    messages_sweep,
-)
-from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Trial, TrialStage
+from trials.loop.models import Trial, TrialStage
+from trials.messaging.decide import messages_sweep
+from trials.messaging.defaults import MESSAGE_TEMPLATES
+from trials.messaging.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.realtime import event_templates_forget, messages_on_batch
+from trials.messaging.templates import message_template_save
+from trials.messaging.timers import MESSAGE_TIMER, message_timers_arm
 from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,10 @@ from rest_framework.test import APIClient
 
 from audiences.models import Customer, Event, Source
 from audiences.services import auth_hash, source_create
-from trials.emails import message_template_save
-from trials.in_app import DISMISSAL_FLAG_MIN_SHOWN, in_app_prompt, in_app_record, in_app_stats
-from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate, Trial, TrialStage
+from trials.loop.models import Trial, TrialStage
+from trials.messaging.in_app import DISMISSAL_FLAG_MIN_SHOWN, in_app_prompt, in_app_record, in_app_stats
+from trials.messaging.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.templates import message_template_save
 from trials.tests.holdouts import without_holdout
 
 pytestmark = pytest.mark.django_db

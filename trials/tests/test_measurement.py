@@ -10,21 +10,15 @@ from django.utils import timezone
 
 from audiences.models import Customer, Event, Source
 from config.demo.effects import NOISE_EVENT, PlantedEffects, plant_effects
-from trials.loop import activation_definition_update
-from trials.measurement import (
-    BENCHMARKS,
-    INVITE_EVENT,
-    Filters,
-    activation_discovery,
-    conversion_cohorts,
-    converters_vs_churners,
-    retention_report,
-    uplift_from_counts,
-    uplift_report,
-)
-from trials.measurement_tables import cohort_table, retention_table
-from trials.models import Trial, TrialStage
-from trials.stats import Verdict
+from trials.loop.models import Trial, TrialStage
+from trials.loop.settings import activation_definition_update
+from trials.measurement.behaviour import converters_vs_churners
+from trials.measurement.cohorts import activation_discovery, conversion_cohorts
+from trials.measurement.retention import retention_report
+from trials.measurement.scope import BENCHMARKS, INVITE_EVENT, Filters
+from trials.measurement.stats import Verdict
+from trials.measurement.tables import cohort_table, retention_table
+from trials.measurement.uplift import uplift_from_counts, uplift_report
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 TRIALS = 3000
@@ -218,7 +212,7 @@ def test_the_demo_seed_plants_the_effects_and_its_reset_removes_them(db: Any) ->
     from config.demo.effects import USER_ID_PREFIX
     from config.demo.seed import demo_data_delete, demo_seed
     from config.demo.vocabulary import MIN_CUSTOMERS
-    from trials.models import MessageSend, MessageTemplate
+    from trials.messaging.models import MessageSend, MessageTemplate
 
     demo_seed(customers=MIN_CUSTOMERS, seed=1, now=NOW, effect_trials=200)
     planted = Trial.objects.filter(customer__user_id__startswith=USER_ID_PREFIX)
@@ -231,7 +225,7 @@ def test_the_demo_seed_plants_the_effects_and_its_reset_removes_them(db: Any) ->
 
 def _play_with_alerts(treated: tuple[int, int], control: tuple[int, int]) -> str:
     """A play whose alerted customers convert `treated` = (converted, total) and its holdout `control`."""
-    from trials.models import Alert, Play
+    from trials.plays.models import Alert, Play
 
     play = Play.objects.create(key="hot-trials", name="Hot trials", condition={}, holdout_percent=50)
     alerts = []

@@ -24,11 +24,13 @@ from config.demo.effects import PlantedEffects, plant_effects
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from segments.models import CustomProperty, Segment
-from trials.loop import activation_definition
-from trials.measurement import Filters, retention_report
-from trials.measurement_forms import MeasurementFilterForm
-from trials.measurement_views import REPORTS
-from trials.models import MessageTemplate, Trial
+from trials.loop.lifecycle import activation_definition
+from trials.loop.models import Trial
+from trials.measurement.forms import MeasurementFilterForm
+from trials.measurement.retention import retention_report
+from trials.measurement.scope import Filters
+from trials.measurement.views import REPORTS
+from trials.messaging.models import MessageTemplate
 
 pytestmark = pytest.mark.django_db
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"

@@ -14,9 +14,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.roles import Role
-from trials.emails import message_deliver, message_render, message_send
-from trials.in_app import in_app_prompt
-from trials.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.decide import message_send
+from trials.messaging.delivery import message_deliver
+from trials.messaging.in_app import in_app_prompt
+from trials.messaging.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
+from trials.messaging.render import message_render
 from trials.tests.test_emails_delivery import email_template, trialing
 from trials.tests.test_in_app import person, prompt_template
 

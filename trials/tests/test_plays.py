@@ -23,11 +23,11 @@ from integrations.destinations.models import Destination, DestinationDelivery
 from integrations.destinations.services import destination_create
 from segments.models import Segment
 from segments.usage import segment_uses
-from trials.alerts import alert_dismiss, alert_done
-from trials.loop import trials_process
-from trials.models import Alert, Play
-from trials.play_defaults import PLAYS
-from trials.plays import MAX_COOLDOWN_HOURS, active_plays_forget, play_save, plays_evaluate
+from trials.loop.lifecycle import trials_process
+from trials.plays.alerts import alert_dismiss, alert_done
+from trials.plays.defaults import PLAYS
+from trials.plays.models import Alert, Play
+from trials.plays.plays import MAX_COOLDOWN_HOURS, active_plays_forget, play_save, plays_evaluate
 
 pytestmark = pytest.mark.django_db
 
@@ -407,7 +407,7 @@ def test_the_demo_data_set_has_a_few_alerts() -> None:
 def test_the_beat_task_evaluates_and_records_its_run(source: Source, now: datetime) -> None:
     from config.models import TaskRun
     from config.schedules import SCHEDULES
-    from trials.tasks import evaluate_plays
+    from trials.plays.tasks import evaluate_plays
 
     assert "trials.tasks.evaluate_plays" in {schedule.task for schedule in SCHEDULES}
     person(source, "ada", now=timezone.now(), actions=ACTIVATED)

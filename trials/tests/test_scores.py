@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Account, Customer
-from trials.models import FitRule
-from trials.scores import ScoreInputs, score_settings, scores_compute
+from trials.loop.models import FitRule
+from trials.loop.scores import ScoreInputs, score_settings, scores_compute
 
 pytestmark = pytest.mark.django_db
 

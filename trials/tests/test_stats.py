@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trials.stats import (
+from trials.measurement.stats import (
     MIN_GROUP,
     Interval,
     Verdict,

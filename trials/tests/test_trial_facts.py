@@ -20,8 +20,8 @@ from audiences.services import source_create
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from segments.selectors import explain
-from trials.loop import trials_sweep
-from trials.models import Trial, TrialStageChange
+from trials.loop.lifecycle import trials_sweep
+from trials.loop.models import Trial, TrialStageChange
 
 pytestmark = pytest.mark.django_db
 Kind = ComputedTrait.Kind

@@ -18,7 +18,7 @@ from segments.conditions import parse_tree
 from segments.models import Segment, SegmentMembership
 from segments.selectors import explain
 from segments.services import segment_save
-from trials.models import Trial
+from trials.loop.models import Trial
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from conftest import TEST_PASSWORD
-from trials.loop import trials_sweep
+from trials.loop.lifecycle import trials_sweep
 from trials.models import Plan, Subscription
 
 

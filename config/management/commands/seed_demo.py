@@ -9,7 +9,7 @@ from config.demo.definitions import demo_definitions_ensure
 from config.demo.plan import DemoSummary
 from config.demo.seed import demo_seed
 from config.demo.vocabulary import DEFAULT_CUSTOMERS, DEFAULT_SEED, DEMO_SOURCE_NAME, MIN_CUSTOMERS
-from trials.loop import trials_backfill
+from trials.loop.lifecycle import trials_backfill
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from trials.loop import trials_backfill
+from trials.loop.lifecycle import trials_backfill
 
 
 class Command(BaseCommand):
