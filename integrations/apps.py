@@ -29,3 +29,9 @@ class IntegrationsConfig(AppConfig):
         for rule in ERASURE_RULES:
             register_erasure_rule(rule)
         register_file_sweeper(import_files_sweep)
+
+        # The dashboard's subscription figures come from the Stripe mirror.
+        from config.figures import register_figures
+        from integrations.stripe_figures import subscription_figures
+
+        register_figures(subscription_figures)

@@ -34,7 +34,7 @@ from standardwebhooks.webhooks import Webhook
 
 from audiences.models import AnonymousId, Customer
 from config.facts import Fact, FactKind
-from config.services import task_lock
+from config.locks import task_lock
 from integrations.models import (
     Destination,
     DestinationDelivery,

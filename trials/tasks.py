@@ -6,22 +6,23 @@ from typing import Any
 
 from celery import shared_task
 
-from config.models import TaskRun
-from config.services import task_lock, task_run_recorded
+from config.jobs import periodic_job
 from trials.emails import DeliveryError, message_deliver, messages_sweep, messages_trigger
 from trials.loop import trials_sweep
 from trials.plays import plays_evaluate
 
 
-@shared_task(name="trials.tasks.sweep_trials")
+@periodic_job(
+    task="trials.tasks.sweep_trials",
+    name="trial loop sweep",
+    every=300,
+    lock="trial sweep",
+    description="Moves due trials on by time alone: habit window closed, trial ended (recover), win-back "
+    "window over (lost), behaviour score decayed; creates trials for trialing subscriptions not yet seen.",
+)
 def sweep_trials() -> dict[str, int]:
     """Periodic: trial stages and scores that time alone changes (due trials only)."""
-    with task_lock("trial sweep") as acquired, task_run_recorded("trial loop sweep") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = trials_sweep()
-        return dict(run.detail)
+    return trials_sweep()
 
 
 @shared_task(name="trials.tasks.deliver_message", bind=True, max_retries=5, default_retry_delay=60)
@@ -34,15 +35,17 @@ def deliver_message(self: Any, send_id: int) -> str:
         raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
 
 
-@shared_task(name="trials.tasks.sweep_messages")
+@periodic_job(
+    task="trials.tasks.sweep_messages",
+    name="lifecycle message sweep",
+    every=300,
+    lock="message sweep",
+    description="Sends lifecycle emails whose trigger (event, audience, trial day N, trial ends in N hours) "
+    "and conditions hold, one per customer per window, by priority; logs every suppression.",
+)
 def sweep_messages() -> dict[str, int]:
     """Periodic: lifecycle emails whose trigger and conditions hold now (throttled per customer)."""
-    with task_lock("message sweep") as acquired, task_run_recorded("lifecycle message sweep") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = messages_sweep()
-        return dict(run.detail)
+    return messages_sweep()
 
 
 @shared_task(name="trials.tasks.trigger_messages")
@@ -51,12 +54,14 @@ def trigger_messages(customer_ids: list[int], template_ids: list[int]) -> dict[s
     return messages_trigger(customer_ids=customer_ids, template_ids=template_ids)
 
 
-@shared_task(name="trials.tasks.evaluate_plays")
+@periodic_job(
+    task="trials.tasks.evaluate_plays",
+    name="plays evaluate",
+    every=300,
+    lock="plays evaluate",
+    description="Turns sales-assist plays whose conditions hold (fit, PQL, trial timing) into rep alerts, one "
+    "active alert per customer or account per play, after the cooldown; wakes snoozed alerts.",
+)
 def evaluate_plays() -> dict[str, int]:
     """Periodic: sales-assist plays whose conditions hold now become rep alerts; snoozed alerts come back."""
-    with task_lock("plays evaluate") as acquired, task_run_recorded("plays evaluate") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = plays_evaluate()
-        return dict(run.detail)
+    return plays_evaluate()

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audiences.models import AnonymousId, Customer
 from config.facts import Fact, FactKind
-from config.services import task_lock
+from config.locks import task_lock
 from integrations import destinations
 from integrations.destinations import (
     ID_HEADER,
