@@ -35,6 +35,7 @@ from standardwebhooks.webhooks import Webhook
 from audiences.models import AnonymousId, Customer
 from config.facts import Fact, FactKind
 from config.locks import task_lock
+from config.retry import RetryPolicy
 from integrations.models import (
     Destination,
     DestinationDelivery,
@@ -55,10 +56,7 @@ PREVIOUS_SECRET_VALID_FOR = timedelta(hours=24)
 
 # Backoff before try n + 1: 30 s × 4^(n − 1), at most 12 h, ± 20 %: 30 s, 2 min, 8 min, 32 min, 2 h, 8.5 h,
 # 12 h — eight tries spread over about a day.
-BACKOFF_BASE_SECONDS = 30
-BACKOFF_FACTOR = 4
-BACKOFF_CAP_SECONDS = 12 * 3600
-BACKOFF_JITTER = 0.2
+DELIVERY_RETRY = RetryPolicy(first=30, growth=4, cap=12 * 3600, jitter=0.2)
 
 # Segment's HTTP API limits: 32 KB per call, 500 KB per batch request; we send at most 100 calls per batch.
 SEGMENT_BATCH_CALLS = 100
@@ -78,8 +76,6 @@ FLUSH_CHUNK = 200
 FLUSH_BUDGET_SECONDS = 50.0
 FLUSH_LOCK_TTL = timedelta(minutes=5)
 MAX_ERROR_CHARS = 2000
-
-_jitter = random.Random()
 
 
 class DestinationInvalid(ValueError):
@@ -438,10 +434,9 @@ def _flush_on_commit(destination_ids: Sequence[int]) -> None:
 
 
 def delivery_backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
-    """How long to wait after `attempts` failed tries: exponential (× BACKOFF_FACTOR), capped, ± 20 % jitter
-    so deliveries that failed together do not all come back at the same moment."""
-    nominal = min(BACKOFF_BASE_SECONDS * BACKOFF_FACTOR ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS)
-    return timedelta(seconds=nominal * (rng or _jitter).uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER))
+    """How long to wait after `attempts` failed tries (DELIVERY_RETRY, the project's retry policy): ± 20 %
+    jitter so deliveries that failed together do not all come back at the same moment."""
+    return DELIVERY_RETRY.wait(attempts, rng=rng)
 
 
 _RECORDED_FIELDS = [

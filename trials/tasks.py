@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from config.jobs import periodic_job
+from config.retry import RetryPolicy
 from trials.emails import DeliveryError, message_deliver, messages_sweep, messages_trigger
 from trials.loop import trials_sweep
 from trials.plays import plays_evaluate
@@ -25,14 +26,15 @@ def sweep_trials() -> dict[str, int]:
     return trials_sweep()
 
 
-@shared_task(name="trials.tasks.deliver_message", bind=True, max_retries=5, default_retry_delay=60)
+# Six tries: 1, 2, 4, 8 and 16 minutes apart (config.retry; Celery's autoretry re-queues the task).
+EMAIL_DELIVERY_RETRY = RetryPolicy(first=60, growth=2, cap=3600, attempts=6)
+
+
+@shared_task(name="trials.tasks.deliver_message", bind=True, **EMAIL_DELIVERY_RETRY.task_options(DeliveryError))
 def deliver_message(self: Any, send_id: int) -> str:
     """Deliver one queued lifecycle email; retried with backoff, marked failed after the last attempt."""
     final = self.request.retries >= self.max_retries
-    try:
-        return message_deliver(send_id=send_id, final_attempt=final).status
-    except DeliveryError as exc:
-        raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
+    return message_deliver(send_id=send_id, final_attempt=final).status
 
 
 @periodic_job(

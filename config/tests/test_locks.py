@@ -152,11 +152,10 @@ class TestAdvisoryLocksAcrossTransactions:
 
     def test_inside_a_transaction_the_lock_lasts_until_it_ends_even_when_aborted(self) -> None:
         with other_session() as worker:
-            with pytest.raises(DatabaseError), transaction.atomic():
-                with task_lock("job") as held:
-                    assert held
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT 1 / 0")  # the transaction is aborted: no unlock could run now
+            with pytest.raises(DatabaseError), transaction.atomic(), task_lock("job") as held:
+                assert held
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1 / 0")  # the transaction is aborted: no unlock could run now
             assert takes(worker, "job")  # the rollback released it
             releases(worker, "job")
             with transaction.atomic():

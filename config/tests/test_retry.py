@@ -1,0 +1,58 @@
+"""The one retry policy (config.retry): the waits Celery computes for broker retries are the policy's own."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from celery.utils.time import get_exponential_backoff_interval
+
+from config.retry import DEFAULT_RETRY, RetryPolicy, retry_backoff
+
+
+def test_the_default_policy_doubles_from_30_seconds_to_6_hours() -> None:
+    assert [retry_backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert retry_backoff(20) == timedelta(hours=6) == DEFAULT_RETRY.wait(30)
+
+
+def test_celerys_backoff_is_the_policys_wait_for_a_doubling_policy() -> None:
+    policy = RetryPolicy(first=60, growth=2, cap=3600, attempts=6)
+    options = policy.task_options(ConnectionError)
+    assert options["autoretry_for"] == (ConnectionError,) and options["max_retries"] == 5
+    for retries in range(options["max_retries"] + 3):
+        celery = get_exponential_backoff_interval(
+            factor=options["retry_backoff"],
+            retries=retries,
+            maximum=options["retry_backoff_max"],
+            full_jitter=options["retry_jitter"],
+        )
+        assert celery == policy.wait(retries + 1).total_seconds()
+
+
+def test_policies_celery_cannot_follow_are_refused_for_tasks() -> None:
+    for policy in (
+        RetryPolicy(first=30, growth=4, attempts=3),
+        RetryPolicy(first=30, jitter=0.2, attempts=3),
+        RetryPolicy(first=30),
+    ):
+        with pytest.raises(ValueError):
+            policy.task_options(ConnectionError)
+
+
+def test_jitter_stays_within_its_fraction() -> None:
+    policy = RetryPolicy(first=100, growth=3, cap=10_000, jitter=0.25)
+    rng = random.Random(3)
+    waits = [policy.wait(2, rng=rng).total_seconds() for _ in range(200)]
+    assert all(225 <= wait <= 375 for wait in waits)
+    assert max(waits) - min(waits) > 50
+
+
+def test_the_email_delivery_task_retries_through_celery_with_the_policy() -> None:
+    from trials.emails import DeliveryError
+    from trials.tasks import EMAIL_DELIVERY_RETRY, deliver_message
+
+    task = deliver_message
+    assert DeliveryError in task.autoretry_for
+    assert task.max_retries == 5 and task.retry_backoff == 60 and task.retry_jitter is False
+    assert EMAIL_DELIVERY_RETRY.wait(5) == timedelta(minutes=16)  # the wait before the last try, as before
