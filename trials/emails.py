@@ -60,6 +60,7 @@ from django.utils import timezone
 from audiences.live import BatchFacts
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
 from config.models import Timer
+from config.throttle import throttle_reopens_at, throttle_slot
 from config.timers import DueTimer, timers_cancel_prefix, timers_schedule
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
@@ -535,13 +536,10 @@ def message_send(*, customer_id: int, template_id: int, now: datetime | None = N
     except TemplateSyntaxError as refused:  # stored without validation (admin, SQL): never takes the window
         return _log(customer, template, MessageSend.Status.FAILED, render_refusal(refused), now)
     window = timedelta(hours=template.throttle_hours or workspace.throttle_hours)
-    CustomerMessageLock.objects.get_or_create(customer=customer)
-    with transaction.atomic():
-        lock = CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
-        if lock.last_sent_at is not None and lock.last_sent_at > now - window:
-            return _log(customer, template, suppressed, f"throttled (last at {lock.last_sent_at:%Y-%m-%d %H:%M})", now)
-        lock.last_sent_at = now
-        lock.save(update_fields=["last_sent_at"])
+    with throttle_slot(CustomerMessageLock, customer.pk, field="last_sent_at", window=window, now=now) as slot:
+        if not slot.open:
+            return _log(customer, template, suppressed, f"throttled (last at {slot.last_at:%Y-%m-%d %H:%M})", now)
+        slot.take()
         if in_holdout(template, customer.pk):
             return _log(customer, template, MessageSend.Status.HOLDOUT, f"holdout {template.holdout_percent}%", now)
         send = _log(
@@ -889,7 +887,7 @@ def _retry_rows(
         template = templates[send.template_id]
         last = last_sent.get(send.customer_id)
         window = timedelta(hours=template.throttle_hours or workspace.throttle_hours)
-        earliest = max(now, last + window) if last is not None else now
+        earliest = throttle_reopens_at(last, window=window, now=now)
         zone = zone_named(*zones.get(send.customer_id, ()), workspace.default_time_zone)
         moment = allowed_moment(earliest, zone, workspace, template.send_at_local_time)
         if moment > now:

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from audiences.live import internal_source
 from audiences.models import Customer, Event
+from config.throttle import throttle_slot
 from trials.emails import (
     email_settings,
     in_holdout,
@@ -119,9 +120,7 @@ def in_app_prompt(customer: Customer, now: datetime | None = None) -> Prompt | N
     if not qualifying:  # the usual page view: nothing to show, so no lock row, no transaction, no more queries
         return None
     window = timedelta(hours=email_settings().throttle_hours)
-    CustomerMessageLock.objects.get_or_create(customer=customer)
-    with transaction.atomic():
-        CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
+    with throttle_slot(CustomerMessageLock, customer.pk, field="last_sent_at", window=window, now=now):
         rows = MessageSend.objects.filter(customer=customer, template__channel=MessageTemplate.Channel.IN_APP)
         open_send = (
             rows.filter(
