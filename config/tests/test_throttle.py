@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -35,7 +36,7 @@ def test_the_window_arithmetic() -> None:
 @pytest.mark.django_db
 def test_a_slot_is_taken_once_per_window_and_can_be_given_back() -> None:
     customer = Customer.objects.create(user_id="ada")
-    lock = {"field": "last_sent_at", "window": DAY}
+    lock: dict[str, Any] = {"field": "last_sent_at", "window": DAY}
     assert not throttle_closed(CustomerMessageLock, customer.pk, now=NOON, **lock)
     with throttle_slot(CustomerMessageLock, customer.pk, now=NOON, **lock) as slot:
         assert slot.open and slot.last_at is None
