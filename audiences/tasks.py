@@ -11,17 +11,17 @@ from audiences.models import ComputedTrait
 from audiences.pipeline import pending_batches_apply, stored_events_process, time_sweep
 from config.jobs import periodic_job
 from config.locks import task_lock
-
+from config.retry import RetryPolicy
 
 # A database that restarts or fails over must not drop a stored batch's effects: the task retries with
-# backoff (8 tries within about 8 minutes) instead of being acknowledged as failed.
+# backoff (8 retries within about 8 minutes, full jitter) instead of being acknowledged as failed.
+PROFILE_TASK_RETRY = RetryPolicy(first=2, growth=2, cap=300, full_jitter=True, attempts=9)
+
+
 @shared_task(
     name="audiences.tasks.apply_events_to_profiles",
     acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    max_retries=8,
+    **PROFILE_TASK_RETRY.task_options(OperationalError, InterfaceError),
 )
 def apply_events_to_profiles(event_ids: list[int], pending: bool = False) -> int:
     """A stored batch's effects: profiles (traits, accounts, first/last seen), computed traits and live

@@ -22,30 +22,44 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TypedDict
 
 _rng = random.Random()
+
+
+class CeleryRetryOptions(TypedDict):
+    """The `@shared_task` options that make Celery retry a task with a policy's waits."""
+
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff: `first` seconds before the 2nd try, × `growth` each time, at most `cap` seconds,
-    ± `jitter` (a fraction) at random; `attempts` tries in all (None: the caller decides when to stop)."""
+    ± `jitter` (a fraction) at random, or anywhere between 0 and that with `full_jitter` (Celery's default for
+    tasks that many workers retry at once); `attempts` tries in all (None: the caller decides when to stop)."""
 
     first: int
     growth: int = 2
     cap: int = 6 * 3600
     jitter: float = 0.0
+    full_jitter: bool = False
     attempts: int | None = None
 
     def wait(self, attempts: int, *, rng: random.Random | None = None) -> timedelta:
         """Wait after `attempts` failed tries, before try number `attempts + 1`."""
         nominal = min(self.first * self.growth ** max(attempts - 1, 0), self.cap)
+        if self.full_jitter:
+            return timedelta(seconds=(rng or _rng).randrange(int(nominal) + 1))
         if self.jitter:
             nominal *= (rng or _rng).uniform(1 - self.jitter, 1 + self.jitter)
         return timedelta(seconds=nominal)
 
-    def task_options(self, *errors: type[BaseException]) -> dict[str, Any]:
+    def task_options(self, *errors: type[BaseException]) -> CeleryRetryOptions:
         """Options for `@shared_task` so Celery retries the task on `errors` with this policy's waits."""
         if self.growth != 2 or self.jitter or self.attempts is None:
             raise ValueError("Celery's retry_backoff doubles without partial jitter, and needs a number of tries")
@@ -53,7 +67,7 @@ class RetryPolicy:
             "autoretry_for": errors,
             "retry_backoff": self.first,
             "retry_backoff_max": self.cap,
-            "retry_jitter": False,
+            "retry_jitter": self.full_jitter,
             "max_retries": self.attempts - 1,
         }
 

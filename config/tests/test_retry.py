@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from celery.utils.time import get_exponential_backoff_interval
@@ -30,6 +31,17 @@ def test_celerys_backoff_is_the_policys_wait_for_a_doubling_policy() -> None:
         assert celery == policy.wait(retries + 1).total_seconds()
 
 
+def test_with_full_jitter_celery_draws_below_the_policys_wait() -> None:
+    policy = RetryPolicy(first=2, growth=2, cap=300, full_jitter=True, attempts=9)
+    options = policy.task_options(ConnectionError)
+    assert options["retry_jitter"] is True and options["max_retries"] == 8
+    rng = random.Random(5)
+    for retries in range(10):
+        ceiling = get_exponential_backoff_interval(options["retry_backoff"], retries, options["retry_backoff_max"])
+        assert ceiling == min(2 * 2**retries, 300)
+        assert all(0 <= policy.wait(retries + 1, rng=rng).total_seconds() <= ceiling for _ in range(20))
+
+
 def test_policies_celery_cannot_follow_are_refused_for_tasks() -> None:
     for policy in (
         RetryPolicy(first=30, growth=4, attempts=3),
@@ -52,7 +64,14 @@ def test_the_email_delivery_task_retries_through_celery_with_the_policy() -> Non
     from trials.emails import DeliveryError
     from trials.tasks import EMAIL_DELIVERY_RETRY, deliver_message
 
-    task = deliver_message
+    task: Any = deliver_message
     assert DeliveryError in task.autoretry_for
     assert task.max_retries == 5 and task.retry_backoff == 60 and task.retry_jitter is False
     assert EMAIL_DELIVERY_RETRY.wait(5) == timedelta(minutes=16)  # the wait before the last try, as before
+
+
+def test_the_profile_task_retries_a_database_outage_as_before() -> None:
+    from audiences.tasks import apply_events_to_profiles
+
+    task: Any = apply_events_to_profiles
+    assert (task.retry_backoff, task.retry_backoff_max, task.max_retries, task.retry_jitter) == (2, 300, 8, True)
