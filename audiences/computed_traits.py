@@ -641,3 +641,9 @@ def computed_trait_backfill(*, trait: ComputedTrait, now: datetime | None = None
         backfill_status=ComputedTrait.Backfill.DONE, backfill_done=done, backfill_finished_at=timezone.now()
     )
     return changed
+
+
+def applied_batches_purge(now: datetime) -> int:
+    """Housekeeping step (registered in config.housekeeping): forget applied batches after 7 days — a task is
+    never retried that late. Returns the rows deleted."""
+    return AppliedEventBatch.objects.filter(applied_at__lt=now - timedelta(days=7)).delete()[0]

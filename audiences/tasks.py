@@ -9,19 +9,19 @@ from audiences.computed_traits import computed_trait_backfill
 from audiences.ingestion import unqueued_batches_requeue
 from audiences.models import ComputedTrait
 from audiences.pipeline import pending_batches_apply, stored_events_process, time_sweep
-from config.models import TaskRun
-from config.services import task_lock, task_run_recorded
-
+from config.jobs import periodic_job
+from config.locks import task_lock
+from config.retry import RetryPolicy
 
 # A database that restarts or fails over must not drop a stored batch's effects: the task retries with
-# backoff (8 tries within about 8 minutes) instead of being acknowledged as failed.
+# backoff (8 retries within about 8 minutes, full jitter) instead of being acknowledged as failed.
+PROFILE_TASK_RETRY = RetryPolicy(first=2, growth=2, cap=300, full_jitter=True, attempts=9)
+
+
 @shared_task(
     name="audiences.tasks.apply_events_to_profiles",
     acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    max_retries=8,
+    **PROFILE_TASK_RETRY.task_options(OperationalError, InterfaceError),
 )
 def apply_events_to_profiles(event_ids: list[int], pending: bool = False) -> int:
     """A stored batch's effects: profiles (traits, accounts, first/last seen), computed traits and live
@@ -33,11 +33,18 @@ def apply_events_to_profiles(event_ids: list[int], pending: bool = False) -> int
     return stored_events_process(event_ids=event_ids).customers
 
 
-@shared_task(name="audiences.tasks.requeue_unqueued_batches")
+@periodic_job(
+    task="audiences.tasks.requeue_unqueued_batches",
+    name="unqueued batch requeue",
+    every=60,
+    lock="requeue unqueued batches",
+    record=False,
+    idle=int,
+    description="Queues the profile work of event batches stored while the broker was unreachable.",
+)
 def requeue_unqueued_batches() -> int:
     """Periodic: queue the profile work of batches stored while the broker was down."""
-    with task_lock("requeue unqueued batches") as acquired:
-        return unqueued_batches_requeue() if acquired else 0
+    return unqueued_batches_requeue()
 
 
 @shared_task(name="audiences.tasks.backfill_computed_trait", acks_late=True)
@@ -50,12 +57,14 @@ def backfill_computed_trait(trait_id: int) -> int:
         return computed_trait_backfill(trait=trait)
 
 
-@shared_task(name="audiences.tasks.sweep_time")
+@periodic_job(
+    task="audiences.tasks.sweep_time",
+    name="live audience time sweep",
+    every=60,
+    lock="time sweep",
+    description="Decays windowed computed traits and re-evaluates live audiences whose conditions depend on "
+    "time (within the last N days, trial ends in N days).",
+)
 def sweep_time() -> dict[str, int]:
     """Periodic: what time alone changes — decayed computed traits, time-based live audiences."""
-    with task_lock("time sweep") as acquired, task_run_recorded("live audience time sweep") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = time_sweep()
-        return dict(run.detail)
+    return time_sweep()

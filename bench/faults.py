@@ -548,14 +548,12 @@ CLOCK = """
 from datetime import timedelta
 from django.db.models import F
 from integrations.destinations.sending import destination_flush
-from config.models import TaskLock
 from integrations.destinations.models import Destination, DestinationDelivery
 pending = DestinationDelivery.objects.filter(status="pending")
 destinations = list(Destination.objects.values_list("pk", flat=True))
 minute = 0
 while minute < {minutes} and not ({until_done} and not pending.exists()):
     pending.update(next_attempt_at=F("next_attempt_at") - timedelta(minutes=1))
-    TaskLock.objects.update(expires_at=F("expires_at") - timedelta(minutes=1))  # leases age with the clock
     for destination_id in destinations:
         destination_flush(destination_id=destination_id)
     minute += 1
@@ -575,9 +573,11 @@ def destination_down(client: Client, receiver: Receiver) -> Row:
         wait_until(lambda: trait_total("d_") >= target, 60, "the round's trait changes")  # noqa: B023
     created = deliveries("d_")
     # An hour of outage, then the catch-up, a minute at a time: each simulated minute moves every pending
-    # delivery's due time and every lease's expiry a minute closer and runs what the beat sweep starts (a flush
-    # of the destination). Leases matter: a flush cut off by scenario (c)'s restart left its lease behind,
-    # which keeps the destination's flushes waiting until it expires (5 minutes).
+    # delivery's due time a minute closer and runs what the beat sweep starts (a flush of the destination).
+    # Job locks are PostgreSQL advisory locks (config.locks): a flush cut off by scenario (c)'s restart lost its
+    # session and its lock with it, so no lease is left to age (the notes show the advisory locks held when the
+    # outage starts: only a flush running at that moment, never one of a session that died).
+    held = int(scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"))
     outage = django_shell(CLOCK.format(minutes=60, until_done=False))
     receiver.down = False
     minutes = int(django_shell(CLOCK.format(minutes=24 * 60, until_done=True)).splitlines()[-1])
@@ -599,6 +599,7 @@ def destination_down(client: Client, receiver: Receiver) -> Row:
         "lost": created - len(distinct),
         "notes": f"{receiver.refused} attempts refused with 503 in {outage.splitlines()[-1]} simulated minutes; "
         f"all delivered {minutes} simulated minutes after the receiver returned; "
+        f"advisory job locks held when the outage started: {held}; "
         f"delivered twice: {len(ours) - len(distinct)}; customers whose changes arrived out of order: "
         f"{out_of_order} of {len(by_customer)} (order is not guaranteed after retries; see docs/destinations.md)",
         "out_of_order_customers": out_of_order,

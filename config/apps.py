@@ -1,10 +1,9 @@
 """App configs for the project package itself and for a Django admin restricted to the Admin role."""
 
-from typing import Any
-
 from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
 from django.db.models.signals import post_migrate
+from django.utils.module_loading import autodiscover_modules
 
 
 class ProjectConfig(AppConfig):
@@ -17,17 +16,14 @@ class ProjectConfig(AppConfig):
 
     def ready(self) -> None:
         from config.audit import audit_connect
+        from config.services import sync_after_migrate
 
-        post_migrate.connect(sync_after_migrate, sender=self)
+        # Every app's tasks module declares its periodic jobs (config.jobs.periodic_job registers their beat
+        # entries). Importing them here — last of the apps, as Celery's worker does — makes the registry complete
+        # in every process (web, beat, migrate) before the sync after `migrate` reads it.
+        autodiscover_modules("tasks")
+        post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="project-sync-after-migrate")
         audit_connect()
-
-
-def sync_after_migrate(sender: AppConfig, **kwargs: Any) -> None:
-    """After every `migrate` (and test-database flush): bring role groups and beat entries in line with code."""
-    from config.services import roles_sync, schedules_sync
-
-    roles_sync()
-    schedules_sync()
 
 
 class TrialloopAdminConfig(AdminConfig):

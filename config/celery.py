@@ -1,4 +1,5 @@
-"""The Celery application. Tasks are thin doors into services; schedules live in config/schedules.py."""
+"""The Celery application. Tasks are thin doors into services; periodic jobs are declared with
+config.jobs.periodic_job next to their code, and registered in config.schedules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
+
+from config.log_redaction import add_redaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
@@ -19,6 +22,4 @@ app.autodiscover_tasks()
 @after_setup_task_logger.connect
 def _redact_worker_logs(logger: Any, **kwargs: Any) -> None:
     """Celery replaces the root logger's handlers in workers: give its handlers the redaction filter too."""
-    from config.log_redaction import add_redaction
-
     add_redaction(logger)

@@ -1,4 +1,4 @@
-"""Abstract model parts shared by the apps, and the bookkeeping of background jobs."""
+"""Abstract model parts shared by the apps, and the bookkeeping of background jobs (runs, lock leases, timers)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ class TaskRun(models.Model):
 class TaskLock(models.Model):
     """A named lease held by one run of a job at a time, so a slow run never overlaps the next tick.
 
-    Lives in the database rather than a cache so it works on the embedded defaults (no Redis) too.
+    The job-lock fallback for databases without advisory locks (SQLite, the embedded default: no Redis either);
+    on PostgreSQL job locks are advisory locks and this table stays empty (config.locks).
     """
 
     name = models.CharField(max_length=100, primary_key=True)

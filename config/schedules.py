@@ -1,12 +1,17 @@
-"""Periodic jobs, declared in code.
+"""Periodic jobs' beat entries: a registry each app fills with its own jobs, and the sync into beat's tables.
 
 Beat keeps a handful of static entries that each find their due work in the database — never one entry per
-customer, segment or campaign. `manage.py sync_schedules` writes this list into django-celery-beat's tables.
+customer, segment or campaign. Every app declares its jobs next to their code with `config.jobs.periodic_job`,
+which registers the entry here when the app's tasks module is imported (ProjectConfig.ready imports every
+installed app's tasks module, as Celery's worker does, so the registry is complete in every process);
+`manage.py sync_schedules` (and every `migrate`) writes the registry into django-celery-beat's tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 
 @dataclass(frozen=True)
@@ -19,91 +24,63 @@ class PeriodicSchedule:
     description: str
 
 
-SCHEDULES: list[PeriodicSchedule] = [
-    PeriodicSchedule(
-        name="housekeeping",
-        task="config.tasks.housekeeping",
-        every_seconds=600,
-        description="Deletes expired sessions, stale job locks and job-run history older than 30 days.",
-    ),
-    PeriodicSchedule(
-        name="durable timers",
-        task="config.tasks.sweep_timers",
-        every_seconds=5,
-        description="Fires durable timers whose on-time message was lost (a worker restart) or whose retry is due, "
-        "and queues the on-time messages of timers due within 10 minutes.",
-    ),
-    PeriodicSchedule(
-        name="segment evaluation",
-        task="segments.tasks.evaluate_segments",
-        every_seconds=300,
-        description="Re-evaluates every segment and records who entered and exited.",
-    ),
-    PeriodicSchedule(
-        name="live audience time sweep",
-        task="audiences.tasks.sweep_time",
-        every_seconds=60,
-        description="Decays windowed computed traits and re-evaluates live audiences whose conditions depend on "
-        "time (within the last N days, trial ends in N days).",
-    ),
-    PeriodicSchedule(
-        name="unqueued batch requeue",
-        task="audiences.tasks.requeue_unqueued_batches",
-        every_seconds=60,
-        description="Queues the profile work of event batches stored while the broker was unreachable.",
-    ),
-    PeriodicSchedule(
-        name="stripe event retries",
-        task="integrations.tasks.retry_stripe_events",
-        every_seconds=300,
-        description="Re-queues failed Stripe events whose backoff has passed.",
-    ),
-    PeriodicSchedule(
-        name="destination deliveries",
-        task="integrations.tasks.dispatch_destination_deliveries",
-        every_seconds=60,
-        description="Flushes every destination with due deliveries: retries whose backoff has passed.",
-    ),
-    PeriodicSchedule(
-        name="cancellation session expiry",
-        task="offers.tasks.expire_sessions",
-        every_seconds=600,
-        description="Marks cancellation sessions left incomplete for 24 hours as deflected.",
-    ),
-    PeriodicSchedule(
-        name="win-back emails",
-        task="offers.tasks.send_win_back_emails",
-        every_seconds=900,
-        description="Emails each trial that lapsed unpaid its signed win-back link (once per lapsed trial).",
-    ),
-    PeriodicSchedule(
-        name="trial loop sweep",
-        task="trials.tasks.sweep_trials",
-        every_seconds=300,
-        description="Moves due trials on by time alone: habit window closed, trial ended (recover), win-back "
-        "window over (lost), behaviour score decayed; creates trials for trialing subscriptions not yet seen.",
-    ),
-    PeriodicSchedule(
-        name="lifecycle message sweep",
-        task="trials.tasks.sweep_messages",
-        every_seconds=300,
-        description="Sends lifecycle emails whose trigger (event, audience, trial day N, trial ends in N hours) "
-        "and conditions hold, one per customer per window, by priority; logs every suppression.",
-    ),
-    PeriodicSchedule(
-        name="plays evaluate",
-        task="trials.tasks.evaluate_plays",
-        every_seconds=300,
-        description="Turns sales-assist plays whose conditions hold (fit, PQL, trial timing) into rep alerts, one "
-        "active alert per customer or account per play, after the cooldown; wakes snoozed alerts.",
-    ),
-    PeriodicSchedule(
-        name="stripe reconcile",
-        task="integrations.tasks.reconcile_stripe_events",
-        every_seconds=24 * 3600,
-        description="Fetches the last 3 days of Stripe events and processes those no webhook delivered.",
-    ),
-]
+# Filled by config.jobs.periodic_job, in the order the tasks modules are imported.
+SCHEDULES: list[PeriodicSchedule] = []
 
 # Beat entries this project owns carry this prefix, so syncing never touches entries an admin added by hand.
 SCHEDULE_PREFIX = "trialloop: "
+
+
+def schedule_register(schedule: PeriodicSchedule) -> None:
+    """Add a beat entry to the registry; registering the same entry again (a module imported twice) is a no-op,
+    while two different entries under one name are a mistake."""
+    for existing in SCHEDULES:
+        if existing.name == schedule.name:
+            if existing != schedule:
+                raise ValueError(f"two periodic jobs are named {schedule.name!r}: {existing.task}, {schedule.task}")
+            return
+    SCHEDULES.append(schedule)
+
+
+def schedules_sync(*, reset: bool = False) -> dict[str, list[str]]:
+    """Bring django-celery-beat's table in line with the registry. Idempotent.
+
+    Missing entries are created and obsolete ones removed. An entry that exists keeps the interval and the
+    enabled switch an admin may have changed in the admin, unless `reset` restores the declared values. Entries
+    name no queue: Celery's routes (config.queues) pick it when beat sends, so switching the queue mode needs no
+    re-sync.
+    """
+    report: dict[str, list[str]] = {"created": [], "updated": [], "removed": [], "unchanged": []}
+    declared_names = set()
+    for schedule in SCHEDULES:
+        name = f"{SCHEDULE_PREFIX}{schedule.name}"
+        declared_names.add(name)
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=schedule.every_seconds, period=IntervalSchedule.SECONDS
+        )
+        task = PeriodicTask.objects.filter(name=name).first()
+        if task is None:
+            PeriodicTask.objects.create(
+                name=name,
+                task=schedule.task,
+                interval=interval,
+                queue=None,
+                description=schedule.description,
+            )
+            report["created"].append(schedule.name)
+            continue
+        changed = task.task != schedule.task or task.queue is not None or task.description != schedule.description
+        task.task, task.queue, task.description = schedule.task, None, schedule.description
+        if reset and (task.interval_id != interval.pk or not task.enabled):
+            task.interval, task.enabled = interval, True
+            task.crontab = task.solar = task.clocked = None
+            changed = True
+        if changed:
+            task.save()
+            report["updated"].append(schedule.name)
+        else:
+            report["unchanged"].append(schedule.name)
+    obsolete = PeriodicTask.objects.filter(name__startswith=SCHEDULE_PREFIX).exclude(name__in=declared_names)
+    report["removed"] = [name.removeprefix(SCHEDULE_PREFIX) for name in obsolete.values_list("name", flat=True)]
+    obsolete.delete()
+    return report

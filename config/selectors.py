@@ -1,4 +1,7 @@
-"""Reads for the dashboard: headline figures and the health of background jobs."""
+"""Reads for the staff pages: the health of background jobs, the audit log and sign-in lockouts.
+
+The dashboard's headline figures come from the apps that own them (config.figures).
+"""
 
 from __future__ import annotations
 
@@ -8,41 +11,10 @@ from typing import Any
 
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Max, QuerySet, Sum
 from django.utils import timezone
 
-from audiences.models import Customer, Event
-from audiences.selectors import estimated_row_count
 from config.models import AuditEntry, TaskRun
-from trials.models import Subscription
-
-
-def dashboard_figures() -> dict[str, Any]:
-    """Headline numbers in four queries: customers (estimated), subscriptions by status with MRR in the workspace
-    currency, MRR in currencies without a rate (per currency), events today."""
-    by_status = Subscription.objects.aggregate(
-        trialing=Count("id", filter=Q(status=Subscription.Status.TRIALING)),
-        active=Count("id", filter=Q(status=Subscription.Status.ACTIVE)),
-        past_due=Count("id", filter=Q(status=Subscription.Status.PAST_DUE)),
-        mrr_cents=Sum("mrr_cents"),
-    )
-    # MRR in a currency without a rate has no converted value: shown per currency, never added to the total.
-    unconverted = (
-        Subscription.objects.filter(mrr_amount__gt=0, mrr_cents__isnull=True)
-        .order_by("currency")
-        .values_list("currency")
-        .annotate(total=Sum("mrr_amount"))
-    )
-    since = timezone.now() - timedelta(hours=24)
-    return {
-        "customers": estimated_row_count(Customer),
-        "trialing": by_status["trialing"],
-        "active": by_status["active"],
-        "past_due": by_status["past_due"],
-        "mrr_cents": by_status["mrr_cents"] or 0,
-        "mrr_unconverted": list(unconverted),
-        "events_24h": Event.objects.filter(timestamp__gte=since).count(),
-    }
 
 
 def latest_task_runs(limit: int = 10) -> list[TaskRun]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import shared_task
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -112,8 +113,6 @@ def _queue_on_commit(moments: Iterable[datetime]) -> None:
 
 
 def _queue(slices: list[datetime]) -> None:
-    from config.tasks import fire_timers  # same app: the tasks module imports this one
-
     for eta in slices:
         fire_timers.apply_async(eta=eta)
 
@@ -300,3 +299,11 @@ def timers_sweep(*, now: datetime | None = None) -> dict[str, int]:
         Timer.objects.filter(pk__in=[pk for pk, _ in upcoming]).update(queued_for=F("due_at"))
         _queue_on_commit(due_at for _, due_at in upcoming)
     return {**report.as_dict(), "queued": len(upcoming)}
+
+
+# Declared here, next to what queues it, so the kernel's tasks module and this one do not import each other; the
+# name is the one queued messages carry.
+@shared_task(name="config.tasks.fire_timers", acks_late=True)
+def fire_timers() -> dict[str, int]:
+    """Fire the durable timers due now (queued with an eta by `_queue_on_commit` when one is scheduled)."""
+    return timers_fire_due().as_dict()

@@ -32,3 +32,9 @@ class IntegrationsConfig(AppConfig):
         for rule in (*STRIPE_ERASURE_RULES, *TRACKING_ERASURE_RULES, *DESTINATION_ERASURE_RULES):
             register_erasure_rule(rule)
         register_file_sweeper(import_files_sweep)
+
+        # The dashboard's subscription figures come from the Stripe mirror.
+        from config.figures import register_figures
+        from integrations.stripe_figures import subscription_figures
+
+        register_figures(subscription_figures)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from config.models import TaskRun
+from config.jobs import JobReport, JobSkipped, periodic_job
 from config.retry import retry_backoff
-from config.services import task_run_recorded
 from integrations.destinations import tasks as destination_tasks
 from integrations.models import StripeEvent
 from integrations.stripe_api import StripeNotConfigured, stripe_client
@@ -32,21 +31,31 @@ def process_stripe_event(event_pk: int) -> str:
     return status
 
 
-@shared_task(name="integrations.tasks.retry_stripe_events")
+@periodic_job(
+    task="integrations.tasks.retry_stripe_events",
+    name="stripe event retries",
+    every=300,
+    record=False,
+    idle=int,
+    description="Re-queues failed Stripe events whose backoff has passed.",
+)
 def retry_stripe_events() -> int:
     """Beat sweep for failed Stripe events whose retry was lost (e.g. the worker restarted)."""
     return stripe_events_retry_due()
 
 
-@shared_task(name="integrations.tasks.reconcile_stripe_events")
-def reconcile_stripe_events() -> int:
+@periodic_job(
+    task="integrations.tasks.reconcile_stripe_events",
+    name="stripe reconcile",
+    every=24 * 3600,
+    idle=int,
+    description="Fetches the last 3 days of Stripe events and processes those no webhook delivered.",
+)
+def reconcile_stripe_events() -> JobReport:
     """Daily: fetch recent Stripe events no webhook delivered (needs STRIPE_API_KEY; otherwise does nothing)."""
-    with task_run_recorded("stripe reconcile") as run:
-        try:
-            client = stripe_client()
-        except StripeNotConfigured as missing:
-            run.outcome, run.detail = TaskRun.Outcome.SKIPPED, {"reason": str(missing)}
-            return 0
-        found = stripe_events_reconcile(client=client)
-        run.detail = {"missed_events_found": found}
-        return found
+    try:
+        client = stripe_client()
+    except StripeNotConfigured as missing:
+        raise JobSkipped(str(missing), result=0) from missing
+    found = stripe_events_reconcile(client=client)
+    return JobReport(found, {"missed_events_found": found})

@@ -30,6 +30,7 @@ from django.utils.html import escape
 from django.utils.translation import gettext
 
 from audiences.models import Customer
+from config.throttle import throttle_closed, throttle_give_back, throttle_slot
 from offers.access import win_back_link_grant
 from offers.errors import SessionError
 from offers.hosted import LANGUAGES, hosted_path
@@ -114,7 +115,7 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
     if in_quiet_hours(local, workspace.quiet_start_hour, workspace.quiet_end_hour):
         return None
     window = timedelta(hours=workspace.throttle_hours)
-    if CustomerMessageLock.objects.filter(customer=customer, last_sent_at__gt=now - window).exists():
+    if throttle_closed(CustomerMessageLock, customer.pk, field="last_sent_at", window=window, now=now):
         return None  # postponed before the session starts: its 24 hours run from the email, not from now
     try:
         session, _ = win_back_start(
@@ -128,10 +129,8 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
     language = _language(session)
     link = win_back_link(session, language, now=now)
     subject, text, html = _compose(session, language, link)
-    CustomerMessageLock.objects.get_or_create(customer=customer)
-    with transaction.atomic():
-        lock = CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
-        if lock.last_sent_at is not None and lock.last_sent_at > now - window:
+    with throttle_slot(CustomerMessageLock, customer.pk, field="last_sent_at", window=window, now=now) as slot:
+        if not slot.open:
             return None  # a lifecycle email won the race since the check above; the open session is resumed next time
         email = _record(
             subscription,
@@ -144,8 +143,7 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
         )
         if email is None:
             return None
-        previously_sent_at, lock.last_sent_at = lock.last_sent_at, now
-        lock.save(update_fields=["last_sent_at"])
+        previously_sent_at = slot.take()
     failure = _deliver(email, customer, text, html, workspace.from_email)
     if failure is None or _permanent(failure):
         return email
@@ -156,7 +154,9 @@ def win_back_email_send(*, subscription_id: int, now: datetime | None = None) ->
     )
     with transaction.atomic():
         WinBackEmail.objects.filter(pk=email.pk).delete()
-        CustomerMessageLock.objects.filter(pk=customer.pk, last_sent_at=now).update(last_sent_at=previously_sent_at)
+        throttle_give_back(
+            CustomerMessageLock, customer.pk, field="last_sent_at", taken_at=now, previous=previously_sent_at
+        )
     return None
 
 

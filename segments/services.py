@@ -25,7 +25,7 @@ from audiences.live import (
     time_windows_schedule,
 )
 from audiences.models import Customer
-from config.services import task_lock
+from config.locks import task_lock
 from segments.conditions import Group, InvalidCondition, parse_tree, to_json
 from segments.models import Segment, SegmentMembership, SegmentTag, SegmentVersion
 

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.db import transaction
 
 from audiences.live import audience_members_announce
-from config.services import task_run_recorded
+from config.jobs import JobReport, periodic_job
 from segments.conditions import InvalidCondition
 from segments.models import Segment
 from segments.services import evaluation_failure_reason, segment_evaluate
@@ -16,31 +16,34 @@ from segments.services import evaluation_failure_reason, segment_evaluate
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="segments.tasks.evaluate_segments")
-def evaluate_segments() -> dict[str, int]:
+@periodic_job(
+    task="segments.tasks.evaluate_segments",
+    name="segment evaluation",
+    every=300,
+    description="Re-evaluates every segment and records who entered and exited.",
+)
+def evaluate_segments() -> JobReport:
     """Periodic: re-evaluate every segment (time-based conditions move on their own); each run is locked
     per segment, so a slow evaluation is never overlapped by the next tick.
 
     A segment whose evaluation fails — invalid since a custom property it uses was deleted, or anything else —
     is skipped and the others are evaluated: segment_evaluate runs each in a savepoint and records on the
     segment why it failed (shown in the UI and API); the run record lists the failing segments too."""
-    with task_run_recorded("segment evaluation") as run:
-        totals = {"segments": 0, "entered": 0, "exited": 0, "failing": 0}
-        failing: dict[str, str] = {}
-        for segment in Segment.objects.order_by("pk"):
-            try:
-                result = segment_evaluate(segment=segment)
-            except Exception as failure:
-                if not isinstance(failure, InvalidCondition):
-                    logger.exception("segment %s (%s) failed to evaluate", segment.pk, segment.name)
-                totals["failing"] += 1
-                failing[segment.name] = evaluation_failure_reason(failure)
-                continue
-            totals["segments"] += 1
-            totals["entered"] += result.entered
-            totals["exited"] += result.exited
-        run.detail = {**totals, "failing_segments": failing} if failing else dict(totals)
-        return totals
+    totals = {"segments": 0, "entered": 0, "exited": 0, "failing": 0}
+    failing: dict[str, str] = {}
+    for segment in Segment.objects.order_by("pk"):
+        try:
+            result = segment_evaluate(segment=segment)
+        except Exception as failure:
+            if not isinstance(failure, InvalidCondition):
+                logger.exception("segment %s (%s) failed to evaluate", segment.pk, segment.name)
+            totals["failing"] += 1
+            failing[segment.name] = evaluation_failure_reason(failure)
+            continue
+        totals["segments"] += 1
+        totals["entered"] += result.entered
+        totals["exited"] += result.exited
+    return JobReport(totals, {**totals, "failing_segments": failing} if failing else dict(totals))
 
 
 @shared_task(name="segments.tasks.evaluate_segment")

@@ -13,9 +13,10 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from audiences.models import AppliedEventBatch
+from config.jobs import task_run_recorded
+from config.locks import task_lock
 from config.models import TaskLock, TaskRun, Timer
-from config.schedules import SCHEDULE_PREFIX, SCHEDULES
-from config.services import schedules_sync, task_lock, task_run_recorded
+from config.schedules import SCHEDULE_PREFIX, SCHEDULES, schedules_sync
 from config.tasks import housekeeping
 
 

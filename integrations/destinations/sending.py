@@ -15,7 +15,8 @@ import orjson
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from config.services import task_lock
+from config.locks import task_lock
+from config.retry import RetryPolicy
 from integrations.destinations.models import Destination, DestinationDelivery
 from integrations.destinations.outbound_http import HttpResult, http_post
 from integrations.destinations.payloads import (
@@ -33,24 +34,18 @@ from integrations.destinations.payloads import (
 
 # Backoff before try n + 1: 30 s × 4^(n − 1), at most 12 h, ± 20 %: 30 s, 2 min, 8 min, 32 min, 2 h, 8.5 h,
 # 12 h — eight tries spread over about a day.
-BACKOFF_BASE_SECONDS = 30
-BACKOFF_FACTOR = 4
-BACKOFF_CAP_SECONDS = 12 * 3600
-BACKOFF_JITTER = 0.2
+DELIVERY_RETRY = RetryPolicy(first=30, growth=4, cap=12 * 3600, jitter=0.2)
 
 FLUSH_CHUNK = 200
 FLUSH_BUDGET_SECONDS = 50.0
 FLUSH_LOCK_TTL = timedelta(minutes=5)
 MAX_ERROR_CHARS = 2000
 
-_jitter = random.Random()
-
 
 def delivery_backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
-    """How long to wait after `attempts` failed tries: exponential (× BACKOFF_FACTOR), capped, ± 20 % jitter
-    so deliveries that failed together do not all come back at the same moment."""
-    nominal = min(BACKOFF_BASE_SECONDS * BACKOFF_FACTOR ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS)
-    return timedelta(seconds=nominal * (rng or _jitter).uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER))
+    """How long to wait after `attempts` failed tries (DELIVERY_RETRY, the project's retry policy): ± 20 %
+    jitter so deliveries that failed together do not all come back at the same moment."""
+    return DELIVERY_RETRY.wait(attempts, rng=rng)
 
 
 _RECORDED_FIELDS = [

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from celery import shared_task
 
+from config.jobs import periodic_job
 from integrations.destinations.sending import deliveries_dispatch, destination_flush
 
 
@@ -19,7 +20,14 @@ def flush_destination(destination_id: int) -> dict[str, int]:
     return {name: value for name, value in asdict(result).items() if name != "more"}
 
 
-@shared_task(name="integrations.tasks.dispatch_destination_deliveries")
+@periodic_job(
+    task="integrations.tasks.dispatch_destination_deliveries",
+    name="destination deliveries",
+    every=60,
+    record=False,
+    idle=int,
+    description="Flushes every destination with due deliveries: retries whose backoff has passed.",
+)
 def dispatch_destination_deliveries() -> int:
     """Beat sweep: a flush for every destination with due deliveries (retries whose backoff has passed)."""
     return len(deliveries_dispatch())

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from audiences.models import AnonymousId, Customer
 from config.facts import Fact, FactKind
-from config.services import task_lock
+from config.locks import task_lock
 from integrations.destinations import sending
 from integrations.destinations.emit import outbound_emit
 from integrations.destinations.models import Destination, DestinationDelivery, signing_secret_generate

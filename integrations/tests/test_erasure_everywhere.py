@@ -33,8 +33,8 @@ from audiences.models import Account, Customer, CustomerErasure, Event, ProfileM
 from audiences.privacy import NOT_SEARCHED, customer_erase, customer_relations, erasure_rules
 from audiences.services import source_create
 from config.facts import Fact, FactKind
+from config.jobs import task_run_recorded
 from config.models import AuditEntry, TaskRun
-from config.services import task_run_recorded
 from integrations.destinations.emit import outbound_emit
 from integrations.destinations.models import Destination, DestinationDelivery
 from integrations.destinations.services import destination_create

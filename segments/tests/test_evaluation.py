@@ -9,7 +9,7 @@ import pytest
 from django.db import DatabaseError
 
 from audiences.models import Customer
-from config.services import task_lock
+from config.locks import task_lock
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
 from segments.services import segment_evaluate, segment_save
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from celery import shared_task
-
-from config.models import TaskRun
-from config.services import task_lock, task_run_recorded
+from config.jobs import periodic_job
 from trials.loop.lifecycle import trials_sweep
 
 
-@shared_task(name="trials.tasks.sweep_trials")
+@periodic_job(
+    task="trials.tasks.sweep_trials",
+    name="trial loop sweep",
+    every=300,
+    lock="trial sweep",
+    description="Moves due trials on by time alone: habit window closed, trial ended (recover), win-back "
+    "window over (lost), behaviour score decayed; creates trials for trialing subscriptions not yet seen.",
+)
 def sweep_trials() -> dict[str, int]:
     """Periodic: trial stages and scores that time alone changes (due trials only)."""
-    with task_lock("trial sweep") as acquired, task_run_recorded("trial loop sweep") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = trials_sweep()
-        return dict(run.detail)
+    return trials_sweep()

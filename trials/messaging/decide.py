@@ -27,6 +27,7 @@ from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from audiences.models import Customer
+from config.throttle import throttle_slot
 from config.timers import DueTimer, timers_schedule
 from trials.messaging.delivery import deliver_message
 from trials.messaging.models import CustomerMessageLock, MessageSend, MessageTemplate
@@ -83,15 +84,12 @@ def message_send(*, customer_id: int, template_id: int, now: datetime | None = N
     except TemplateSyntaxError as refused:  # stored without validation (admin, SQL): never takes the window
         return send_logged(customer, template, MessageSend.Status.FAILED, render_refusal(refused), now)
     window = timedelta(hours=template.throttle_hours or workspace.throttle_hours)
-    CustomerMessageLock.objects.get_or_create(customer=customer)
-    with transaction.atomic():
-        lock = CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
-        if lock.last_sent_at is not None and lock.last_sent_at > now - window:
+    with throttle_slot(CustomerMessageLock, customer.pk, field="last_sent_at", window=window, now=now) as slot:
+        if not slot.open:
             return send_logged(
-                customer, template, suppressed, f"throttled (last at {lock.last_sent_at:%Y-%m-%d %H:%M})", now
+                customer, template, suppressed, f"throttled (last at {slot.last_at:%Y-%m-%d %H:%M})", now
             )
-        lock.last_sent_at = now
-        lock.save(update_fields=["last_sent_at"])
+        slot.take()
         if in_holdout(template, customer.pk):
             return send_logged(
                 customer, template, MessageSend.Status.HOLDOUT, f"holdout {template.holdout_percent}%", now

@@ -17,6 +17,7 @@ from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from audiences.models import Customer
+from config.retry import RetryPolicy
 from trials.messaging.models import MessageSend
 from trials.messaging.render import message_context, message_render, render_refusal, unsubscribe_url
 from trials.messaging.rules import email_settings, qualifies, unsendable_reason
@@ -85,11 +86,12 @@ def customer_unsubscribe(*, customer_id: int) -> Customer:
     return customer
 
 
-@shared_task(name="trials.tasks.deliver_message", bind=True, max_retries=5, default_retry_delay=60)
+# Six tries: 1, 2, 4, 8 and 16 minutes apart (config.retry; Celery's autoretry re-queues the task).
+EMAIL_DELIVERY_RETRY = RetryPolicy(first=60, growth=2, cap=3600, attempts=6)
+
+
+@shared_task(name="trials.tasks.deliver_message", bind=True, **EMAIL_DELIVERY_RETRY.task_options(DeliveryError))
 def deliver_message(self: Any, send_id: int) -> str:
     """Deliver one queued lifecycle email; retried with backoff, marked failed after the last attempt."""
     final = self.request.retries >= self.max_retries
-    try:
-        return message_deliver(send_id=send_id, final_attempt=final).status
-    except DeliveryError as exc:
-        raise self.retry(exc=exc, countdown=60 * 2**self.request.retries) from exc
+    return message_deliver(send_id=send_id, final_attempt=final).status

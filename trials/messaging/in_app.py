@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from audiences.live import internal_source
 from audiences.models import Customer, Event
+from config.throttle import throttle_slot
 from trials.messaging.models import CustomerMessageLock, MessageSend, MessageTemplate
 from trials.messaging.render import message_context, message_render, render_refusal
 from trials.messaging.rules import email_settings, in_holdout, qualifying_customers
@@ -113,9 +114,7 @@ def in_app_prompt(customer: Customer, now: datetime | None = None) -> Prompt | N
     if not qualifying:  # the usual page view: nothing to show, so no lock row, no transaction, no more queries
         return None
     window = timedelta(hours=email_settings().throttle_hours)
-    CustomerMessageLock.objects.get_or_create(customer=customer)
-    with transaction.atomic():
-        CustomerMessageLock.objects.select_for_update().get(pk=customer.pk)
+    with throttle_slot(CustomerMessageLock, customer.pk, field="last_sent_at", window=window, now=now):
         rows = MessageSend.objects.filter(customer=customer, template__channel=MessageTemplate.Channel.IN_APP)
         open_send = (
             rows.filter(

@@ -7,19 +7,18 @@ for autodiscovery.
 
 from __future__ import annotations
 
-from celery import shared_task
-
-from config.models import TaskRun
-from config.services import task_lock, task_run_recorded
+from config.jobs import periodic_job
 from trials.messaging.decide import messages_sweep
 
 
-@shared_task(name="trials.tasks.sweep_messages")
+@periodic_job(
+    task="trials.tasks.sweep_messages",
+    name="lifecycle message sweep",
+    every=300,
+    lock="message sweep",
+    description="Sends lifecycle emails whose trigger (event, audience, trial day N, trial ends in N hours) "
+    "and conditions hold, one per customer per window, by priority; logs every suppression.",
+)
 def sweep_messages() -> dict[str, int]:
     """Periodic: lifecycle emails whose trigger and conditions hold now (throttled per customer)."""
-    with task_lock("message sweep") as acquired, task_run_recorded("lifecycle message sweep") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = messages_sweep()
-        return dict(run.detail)
+    return messages_sweep()

@@ -23,6 +23,7 @@ from django.db.models.functions import Cast, Concat
 
 from audiences.models import Customer
 from config.models import Timer
+from config.throttle import throttle_reopens_at
 from config.timers import timers_cancel_prefix, timers_schedule
 from trials.messaging.models import CustomerMessageLock, EmailSettings, MessageSend, MessageTemplate
 from trials.messaging.rules import (
@@ -153,7 +154,7 @@ def retry_rows(
         template = templates[send.template_id]
         last = last_sent.get(send.customer_id)
         window = timedelta(hours=template.throttle_hours or workspace.throttle_hours)
-        earliest = max(now, last + window) if last is not None else now
+        earliest = throttle_reopens_at(last, window=window, now=now)
         zone = zone_named(*zones.get(send.customer_id, ()), workspace.default_time_zone)
         moment = allowed_moment(earliest, zone, workspace, template.send_at_local_time)
         if moment > now:

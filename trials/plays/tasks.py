@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from celery import shared_task
-
-from config.models import TaskRun
-from config.services import task_lock, task_run_recorded
+from config.jobs import periodic_job
 from trials.plays.plays import plays_evaluate
 
 
-@shared_task(name="trials.tasks.evaluate_plays")
+@periodic_job(
+    task="trials.tasks.evaluate_plays",
+    name="plays evaluate",
+    every=300,
+    lock="plays evaluate",
+    description="Turns sales-assist plays whose conditions hold (fit, PQL, trial timing) into rep alerts, one "
+    "active alert per customer or account per play, after the cooldown; wakes snoozed alerts.",
+)
 def evaluate_plays() -> dict[str, int]:
     """Periodic: sales-assist plays whose conditions hold now become rep alerts; snoozed alerts come back."""
-    with task_lock("plays evaluate") as acquired, task_run_recorded("plays evaluate") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = plays_evaluate()
-        return dict(run.detail)
+    return plays_evaluate()

@@ -1,15 +1,15 @@
-"""`manage.py sync_schedules`: write the periodic jobs declared in config/schedules.py into beat's tables."""
+"""`manage.py sync_schedules`: write the periodic jobs the apps declare (config.schedules) into beat's tables."""
 
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from config.services import schedules_sync
+from config.schedules import schedules_sync
 
 
 class Command(BaseCommand):
-    help = "Create, update or remove Trialloop's beat entries to match config/schedules.py. Idempotent."
+    help = "Create, update or remove Trialloop's beat entries to match the declared periodic jobs. Idempotent."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
