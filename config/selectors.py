@@ -14,7 +14,7 @@ from django.utils import timezone
 from audiences.models import Customer, Event
 from audiences.selectors import estimated_row_count
 from config.models import AuditEntry, TaskRun
-from trials.models import Subscription
+from integrations.stripe.models import Subscription
 
 
 def dashboard_figures() -> dict[str, Any]:

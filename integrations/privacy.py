@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import models
 
 from audiences.privacy import Action, ErasureRule, FileRewrite, PersonTraces
-from integrations.models import DestinationDelivery, ImportJob, IngestionError, StripeEvent, StripeWebhookDelivery
-from trials.models import StripeCustomer
+from integrations.models import DestinationDelivery, ImportJob, IngestionError
+from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
 
 
 def _linked_elsewhere() -> models.QuerySet[Any]:

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audiences.models import Customer
-from integrations.models import StripeEvent, StripeSyncCursor
+from integrations.stripe.models import StripeEvent, StripeSyncCursor
 from integrations.stripe_webhooks import stripe_event_process
 from trials import billing
 

@@ -19,7 +19,7 @@ from django.views.generic import TemplateView
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import CurrencyRate, StripeCustomer, StripeEvent, StripeWebhookDelivery
 from integrations.stripe_webhooks import (
     WebhookRejected,
     stripe_event_replay,
@@ -29,7 +29,6 @@ from integrations.stripe_webhooks import (
 from trials.billing import stripe_customer_link
 from trials.billing_settings import billing_settings_update, currency_rate_delete, currency_rate_set
 from trials.forms import BillingSettingsForm, CurrencyRateForm
-from trials.models import CurrencyRate, StripeCustomer
 from trials.services import billing_settings, mrr_by_unconverted_currency
 
 

@@ -22,10 +22,9 @@ from django.utils import timezone
 
 from config.json_input import json_value_problem
 from config.retry import retry_backoff
-from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
 from integrations.stripe_api import object_refetcher
 from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
-from trials.models import StripeCustomer
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from config.retry import retry_backoff
 from config.services import task_run_recorded
 from integrations.destinations import deliveries_dispatch, destination_flush
 from integrations.imports import import_job_run
-from integrations.models import ImportJob, StripeEvent
+from integrations.models import ImportJob
+from integrations.stripe.models import StripeEvent
 from integrations.stripe_api import StripeNotConfigured, stripe_client
 from integrations.stripe_sync import stripe_events_reconcile
 from integrations.stripe_webhooks import stripe_event_process, stripe_events_retry_due

@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audiences.models import Customer, Source
+from integrations.stripe.models import Subscription
 from offers.announcements import SESSION_COMPLETED_EVENT, session_announce, session_properties, timeline_events_record
 from offers.errors import SessionError, SessionNotFound, StripeStepFailed, WrongState
 from offers.matching import flow_for_customer, offer_match
@@ -36,7 +37,6 @@ from offers.models import (
 )
 from offers.selectors import flow_reasons
 from offers.stripe_requests import accept_plan, cancel_plan, stripe_step_run, win_back_plan
-from trials.models import Subscription
 from trials.services import conversion, monthly_amount, price_interval_amount
 
 logger = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import stripe
 
+from integrations.stripe.models import BillingInterval, Plan, Subscription
 from integrations.stripe_api import StripeNotConfigured, stripe_client
 from offers.errors import SessionError, StripeStepFailed, StripeUnavailable, WrongState
 from offers.models import (
@@ -24,7 +25,6 @@ from offers.models import (
     Offer,
     SessionStep,
 )
-from trials.models import BillingInterval, Plan, Subscription
 
 
 def add_months(moment: datetime, months: int) -> datetime:

@@ -30,6 +30,7 @@ from django.utils.html import escape
 from django.utils.translation import gettext
 
 from audiences.models import Customer
+from integrations.stripe.models import Subscription
 from offers.access import win_back_link_grant
 from offers.errors import SessionError
 from offers.hosted import LANGUAGES, hosted_path
@@ -37,7 +38,7 @@ from offers.models import CancellationSession, WinBackEmail
 from offers.parameters import offer_summary
 from offers.sessions import lapsed_trials, win_back_start
 from trials.emails import customer_zone, email_settings, in_quiet_hours, unsendable_reason, unsubscribe_url
-from trials.models import CustomerMessageLock, Subscription
+from trials.models import CustomerMessageLock
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from integrations.stripe.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
 from trials.models import (
     ActivationDefinition,
-    AddOn,
     Alert,
     BusinessHours,
     EmailSettings,
@@ -16,13 +16,9 @@ from trials.models import (
     Holiday,
     MessageSend,
     MessageTemplate,
-    Plan,
     Play,
-    Product,
     RepProfile,
     ScoreSettings,
-    Subscription,
-    SubscriptionAddOn,
     Trial,
     TrialStageChange,
 )

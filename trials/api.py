@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers, viewsets
 
+from integrations.stripe.models import Plan, Subscription
 from trials import selectors
 from trials.filters import SubscriptionFilter, TrialFilter
-from trials.models import Plan, Subscription, Trial
+from trials.models import Trial
 
 
 class PlanSerializer(serializers.ModelSerializer[Plan]):

@@ -27,7 +27,7 @@ from audiences.models import Account, AnonymousId, Customer, Source
 from audiences.services import source_create
 from config.facts import Fact, FactKind, facts_record
 from config.money import to_major
-from trials.models import (
+from integrations.stripe.models import (
     AddOn,
     Charge,
     Coupon,

@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer
+from integrations.stripe.models import BillingSettings, CurrencyRate, StripeCustomer
 from trials.billing import customer_billing_refresh, stripe_customer_map_account
-from trials.models import BillingSettings, CurrencyRate, StripeCustomer
 from trials.services import billing_settings, subscriptions_reconvert
 
 MAPPING_CHUNK = 500

@@ -24,9 +24,10 @@ from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from audiences.models import ComputedTraitValue, Customer, Event
+from integrations.stripe.models import Subscription
 from segments.compiler import ACTIVE_MEMBER_DAYS
 from trials.emails import RenderedMessage, customer_variables, message_render, template_errors
-from trials.models import ActivationDefinition, Alert, MessageTemplate, ScoreSettings, Subscription, Trial
+from trials.models import ActivationDefinition, Alert, MessageTemplate, ScoreSettings, Trial
 from trials.scores import fit_tier
 
 RECENT_EVENTS = 10

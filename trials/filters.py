@@ -5,7 +5,8 @@ from __future__ import annotations
 import django_filters
 
 from audiences.filters import UtcIsoDateTimeFilter
-from trials.models import Subscription, Trial, TrialStage
+from integrations.stripe.models import Subscription
+from trials.models import Trial, TrialStage
 
 
 class SubscriptionFilter(django_filters.FilterSet):

@@ -9,8 +9,9 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from integrations.stripe.models import BillingSettings
 from segments.conditions import parse_tree, to_json
-from trials.models import ActivationDefinition, BillingSettings, FitRule, ScoreSettings
+from trials.models import ActivationDefinition, FitRule, ScoreSettings
 
 
 class ActivationDefinitionForm(forms.ModelForm[ActivationDefinition]):

@@ -43,10 +43,11 @@ from audiences.computed_traits import computed_traits_trial_changed
 from audiences.live import BatchFacts, audiences_refresh, dependencies
 from audiences.models import Customer, Event
 from audiences.pipeline import trait_changes_publish
+from integrations.stripe.models import Subscription
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from trials.defaults import DEFINITION
-from trials.models import ActivationDefinition, FitRule, Subscription, Trial, TrialStage, TrialStageChange
+from trials.models import ActivationDefinition, FitRule, Trial, TrialStage, TrialStageChange
 from trials.scores import ScoreInputs, score_settings, scores_compute
 
 PAID_STATUSES = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE, Subscription.Status.UNPAID)

@@ -37,12 +37,13 @@ from django.db.models.functions import Coalesce, TruncMonth, TruncWeek
 from django.utils import timezone
 
 from audiences.models import Customer
+from integrations.stripe.models import Plan
 from offers.selectors import ReportFilters, cancellation_report
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import Segment
 from trials.loop import activation_definition
-from trials.models import Alert, MessageSend, MessageTemplate, Plan, Play, Trial
+from trials.models import Alert, MessageSend, MessageTemplate, Play, Trial
 from trials.stats import Comparison, Interval, compare, proportion, wilson_interval
 
 AFTER_TRIAL = timedelta(days=30)

@@ -9,7 +9,8 @@ from django.db import models
 
 from audiences.models import Customer
 from audiences.privacy import Action, ErasureRule, PersonTraces, Traces, redacted_row
-from trials.models import Alert, Charge, StripeCustomer
+from integrations.stripe.models import Charge, StripeCustomer
+from trials.models import Alert
 
 
 def stripe_traces(customer: Customer) -> Traces:
@@ -59,7 +60,7 @@ def _brief_without_teammate(row: models.Model, traces: PersonTraces) -> dict[str
 
 ERASURE_RULES = [
     ErasureRule(
-        "trials.StripeCustomer",
+        "integrations.StripeCustomer",
         action=Action.DELETE,
         owned=_stripe_customers_owned,
         searched=_stripe_customers_unlinked,

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
-from trials.models import Subscription, Trial, TrialStage, TrialStageChange
+from integrations.stripe.models import Subscription
+from trials.models import Trial, TrialStage, TrialStageChange
 
 
 def subscription_list() -> QuerySet[Subscription]:

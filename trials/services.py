@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 
 from audiences.models import Customer
 from config.money import convert_to_cents
-from trials.models import (
+from integrations.stripe.models import (
     BillingInterval,
     BillingSettings,
     Coupon,

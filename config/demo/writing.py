@@ -13,7 +13,7 @@ from typing import Any
 from audiences.models import Account, AnonymousId, Customer, Event, Source
 from config.demo.plan import World
 from config.demo.vocabulary import BATCH_SIZE, STRIPE_SUBSCRIPTION_PREFIX
-from trials.models import Subscription, SubscriptionAddOn
+from integrations.stripe.models import Subscription, SubscriptionAddOn
 from trials.services import conversion, subscription_mrr_amount
 
 

@@ -15,20 +15,13 @@ from audiences.services import source_create
 from config.roles import Role
 from config.tests.factories import build
 from integrations.destinations import destination_create
-from integrations.models import DestinationDelivery, ImportJob, StripeEvent, TrackingPlan
+from integrations.models import DestinationDelivery, ImportJob, TrackingPlan
+from integrations.stripe.models import StripeCustomer, StripeEvent, Subscription
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import offer_parameters_clean
 from segments.models import CustomProperty
 from segments.services import segment_save
-from trials.models import (
-    Alert,
-    FitRule,
-    MessageTemplate,
-    Play,
-    StripeCustomer,
-    Subscription,
-    Trial,
-)
+from trials.models import Alert, FitRule, MessageTemplate, Play, Trial
 
 TREE = {"type": "group", "operator": "and", "children": [
     {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100},

@@ -41,11 +41,10 @@ from integrations.models import (
     DestinationDelivery,
     ImportJob,
     IngestionError,
-    StripeEvent,
-    StripeWebhookDelivery,
     TrackingPlan,
     TrackingPlanViolation,
 )
+from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from integrations.tracking_plans import source_tracking_plan_set
@@ -54,7 +53,7 @@ from offers.models import CancellationFlow, CancellationReason, CancellationSess
 from segments.services import segment_evaluate, segment_save
 from trials.alerts import Target, alert_claim, alert_done, alerts_create
 from trials.emails import event_templates_forget, message_template_save
-from trials.models import Alert, EmailSettings, MessageSend, MessageTemplate, Play, StripeCustomer
+from trials.models import Alert, EmailSettings, MessageSend, MessageTemplate, Play
 
 SECRET = "whsec_erasure"
 ADA = {

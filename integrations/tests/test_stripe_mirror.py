@@ -22,12 +22,12 @@ from config.models import AuditEntry
 from config.money import convert_to_cents, minor_unit_exponent
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from integrations.stripe.models import BillingSettings, CurrencyRate, Discount, StripeCustomer, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.selectors import explain
 from trials.billing import stripe_event_apply
-from trials.models import BillingSettings, CurrencyRate, Discount, StripeCustomer, Subscription
 from trials.services import billing_settings
 
 pytestmark = pytest.mark.django_db
@@ -438,7 +438,7 @@ class TestCurrencies:
         assert Customer.objects.get(user_id="usr_jp").mrr_cents == 6700
         assert Customer.objects.get(user_id="usr_jp").traits["mrr"] == 67.0
         assert admin.get("/").context["figures"]["mrr_cents"] == 10000 + 11000 + 6700
-        assert set(AuditEntry.objects.filter(model="trials.CurrencyRate").values_list("action", flat=True)) == {
+        assert set(AuditEntry.objects.filter(model="integrations.CurrencyRate").values_list("action", flat=True)) == {
             "created"
         }
         admin.post(url, {"form": "delete-rate", "currency": "eur"})
@@ -524,7 +524,7 @@ class TestAccounts:
         )
         assert response.status_code == 302
         assert StripeCustomer.objects.get(stripe_customer_id="cus_ada").account_id == acme.pk
-        assert AuditEntry.objects.filter(model="trials.BillingSettings").exists()
+        assert AuditEntry.objects.filter(model="integrations.BillingSettings").exists()
 
 
 class TestActiveCouponProperty:

@@ -23,10 +23,9 @@ from django.urls import reverse
 
 from audiences.models import Customer, Event
 from conftest import TEST_PASSWORD
-from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import Charge, Invoice, StripeCustomer, StripeEvent, StripeWebhookDelivery, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.selectors import segment_preview
-from trials.models import Charge, Invoice, StripeCustomer, Subscription
 
 SECRET = "whsec_test_current"
 OLD_SECRET = "whsec_test_previous"

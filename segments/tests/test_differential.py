@@ -29,12 +29,13 @@ from django.utils import timezone
 
 from audiences.models import Account, ComputedTrait, ComputedTraitValue, Customer, Event
 from audiences.services import source_create
+from integrations.stripe.models import Plan, Product, Subscription
 from segments.compiler import compile_node
 from segments.conditions import Group, Node, parse_tree
 from segments.models import CustomProperty, Segment
 from segments.selectors import explain
 from segments.tests import reference as ref
-from trials.models import Alert, Plan, Play, Product, Subscription, Trial
+from trials.models import Alert, Play, Trial
 
 TREES = int(os.environ.get("DIFFERENTIAL_TREES", "5000"))
 SEED = 19

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from audiences.models import Account, Customer, Event, Source
 from config.roles import Role
+from integrations.stripe.models import Plan, Subscription
 from trials.alerts import Target, alerts_create
 from trials.briefs import MAX_TEAMMATES, brief_refresh, briefs_build
-from trials.models import Alert, Plan, Play, Subscription, Trial
+from trials.models import Alert, Play, Trial
 from trials.tests.test_alerts import signed_in
 from trials.tests.test_plays import ACTIVATED, derive, event, person
 

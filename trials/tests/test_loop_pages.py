@@ -19,8 +19,9 @@ from django.utils import timezone
 from audiences.models import Customer
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from integrations.stripe.models import Plan, Subscription
 from trials.loop import activation_definition, trials_process
-from trials.models import FitRule, Plan, Subscription, Trial, TrialStageChange
+from trials.models import FitRule, Trial, TrialStageChange
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audiences.models import Customer
-from trials.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
+from integrations.stripe.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
 from trials.services import monthly_amount, subscription_mrr_cents, subscription_refresh_mrr
 
 
