@@ -11,8 +11,9 @@ from audiences import computed_trait_api, computed_trait_views
 from audiences import views as audiences_views
 from config.views import AuditLogView, HomeView, SignInLockoutsView, SignInView
 from integrations import api as integrations_api
-from integrations import destination_views, stripe_views, tracking
+from integrations import destination_views, tracking
 from integrations import views as integrations_views
+from integrations.stripe import views as stripe_views
 from offers import api as offers_api
 from offers import staff_api as offers_staff_api
 from segments import api as segments_api

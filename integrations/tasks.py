@@ -6,16 +6,12 @@ from dataclasses import asdict
 
 from celery import shared_task
 
-from config.models import TaskRun
-from config.retry import retry_backoff
-from config.services import task_run_recorded
 from integrations.destinations import deliveries_dispatch, destination_flush
 from integrations.imports import import_job_run
 from integrations.models import ImportJob
-from integrations.stripe.models import StripeEvent
-from integrations.stripe_api import StripeNotConfigured, stripe_client
-from integrations.stripe_sync import stripe_events_reconcile
-from integrations.stripe_webhooks import stripe_event_process, stripe_events_retry_due
+from integrations.stripe.tasks import process_stripe_event as process_stripe_event
+from integrations.stripe.tasks import reconcile_stripe_events as reconcile_stripe_events
+from integrations.stripe.tasks import retry_stripe_events as retry_stripe_events
 
 
 @shared_task(name="integrations.tasks.run_import")
@@ -25,38 +21,6 @@ def run_import(job_id: int) -> int:
     if job.status == ImportJob.Status.DONE:
         return job.processed_rows
     return import_job_run(job=job).processed_rows
-
-
-@shared_task(name="integrations.tasks.process_stripe_event")
-def process_stripe_event(event_pk: int) -> str:
-    """Apply a stored Stripe event once; a failure is recorded on the event and tried again after a backoff
-    (30 s, doubling, up to StripeEvent.MAX_ATTEMPTS tries; the beat sweep catches retries a restart lost)."""
-    status = stripe_event_process(event_pk=event_pk)
-    if status == StripeEvent.Status.FAILED:
-        attempts = StripeEvent.objects.values_list("attempts", flat=True).get(pk=event_pk)
-        if attempts < StripeEvent.MAX_ATTEMPTS:
-            process_stripe_event.apply_async((event_pk,), countdown=retry_backoff(attempts).total_seconds())
-    return status
-
-
-@shared_task(name="integrations.tasks.retry_stripe_events")
-def retry_stripe_events() -> int:
-    """Beat sweep for failed Stripe events whose retry was lost (e.g. the worker restarted)."""
-    return stripe_events_retry_due()
-
-
-@shared_task(name="integrations.tasks.reconcile_stripe_events")
-def reconcile_stripe_events() -> int:
-    """Daily: fetch recent Stripe events no webhook delivered (needs STRIPE_API_KEY; otherwise does nothing)."""
-    with task_run_recorded("stripe reconcile") as run:
-        try:
-            client = stripe_client()
-        except StripeNotConfigured as missing:
-            run.outcome, run.detail = TaskRun.Outcome.SKIPPED, {"reason": str(missing)}
-            return 0
-        found = stripe_events_reconcile(client=client)
-        run.detail = {"missed_events_found": found}
-        return found
 
 
 @shared_task(name="integrations.tasks.flush_destination")

@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import stripe
 
+from integrations.stripe.api import StripeNotConfigured, stripe_client
 from integrations.stripe.models import BillingInterval, Plan, Subscription
-from integrations.stripe_api import StripeNotConfigured, stripe_client
 from offers.errors import SessionError, StripeStepFailed, StripeUnavailable, WrongState
 from offers.models import (
     CancellationSession,

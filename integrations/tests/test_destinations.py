@@ -38,9 +38,9 @@ from integrations.destinations import (
     webhook_signature,
 )
 from integrations.models import Destination, DestinationDelivery, signing_secret_generate
+from integrations.stripe.apply import stripe_event_apply
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
-from trials.billing import stripe_event_apply
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "destinations.md"
 Status = DestinationDelivery.Status

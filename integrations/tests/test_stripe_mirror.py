@@ -22,13 +22,13 @@ from config.models import AuditEntry
 from config.money import convert_to_cents, minor_unit_exponent
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from integrations.stripe.apply import stripe_event_apply
+from integrations.stripe.currency import billing_settings
 from integrations.stripe.models import BillingSettings, CurrencyRate, Discount, StripeCustomer, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.selectors import explain
-from trials.billing import stripe_event_apply
-from trials.services import billing_settings
 
 pytestmark = pytest.mark.django_db
 

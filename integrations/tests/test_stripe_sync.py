@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import TestCase
 
 from audiences.models import Customer
+from integrations.stripe.api import stripe_client
 from integrations.stripe.models import (
     Charge,
     Coupon,
@@ -21,8 +22,7 @@ from integrations.stripe.models import (
     StripeSyncCursor,
     Subscription,
 )
-from integrations.stripe_api import stripe_client
-from integrations.stripe_sync import stripe_events_reconcile, stripe_sync_run
+from integrations.stripe.sync import stripe_events_reconcile, stripe_sync_run
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.fake_stripe import TEST_API_KEY, FakeStripe
 

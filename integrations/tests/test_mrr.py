@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from integrations.stripe.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
-from trials.services import monthly_amount, subscription_mrr_cents, subscription_refresh_mrr
+from integrations.stripe.mrr import monthly_amount, subscription_mrr_cents, subscription_refresh_mrr
 
 
 @pytest.fixture

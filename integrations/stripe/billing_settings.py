@@ -18,9 +18,11 @@ from django.utils import timezone
 
 from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer
+from integrations.stripe.currency import billing_settings
+from integrations.stripe.customers import stripe_customer_map_account
 from integrations.stripe.models import BillingSettings, CurrencyRate, StripeCustomer
-from trials.billing import customer_billing_refresh, stripe_customer_map_account
-from trials.services import billing_settings, subscriptions_reconvert
+from integrations.stripe.mrr import subscriptions_reconvert
+from integrations.stripe.traits import customer_billing_refresh
 
 MAPPING_CHUNK = 500
 
@@ -35,7 +37,7 @@ def _billing_changed(customer_ids: set[int]) -> None:
 
 @transaction.atomic
 def billing_settings_update(*, data: dict[str, Any]) -> BillingSettings:
-    """Save the workspace currency and the account mapping rule (validated by trials.forms)."""
+    """Save the workspace currency and the account mapping rule (validated by integrations.stripe.forms)."""
     settings = billing_settings()
     old_currency = settings.currency.lower()
     old_rule = (settings.account_metadata_key, settings.account_by_email_domain)
