@@ -26,6 +26,7 @@ from integrations.stripe.payments import charge_upsert, invoice_upsert
 from integrations.stripe.subscriptions import subscription_upsert, subscriptions_revalue_for_discounts
 from integrations.stripe.traits import customer_billing_refresh
 
+#: The Stripe event types the mirror applies; any other type is accepted by the endpoint and ignored.
 HANDLED_TYPES = {
     "customer.created",
     "customer.updated",

@@ -16,6 +16,7 @@ from integrations.stripe.payloads import Refetch, expandable_id, payload_time
 
 
 def product_upsert(obj: Mapping[str, Any]) -> Product:
+    """Mirror a Stripe product (the thing sold; plans and add-ons are its prices)."""
     product, _ = Product.objects.update_or_create(
         stripe_product_id=str(obj["id"]),
         defaults={
@@ -82,6 +83,7 @@ def _product_for(price: Mapping[str, Any]) -> Product:
 
 
 def plan_upsert(price: Mapping[str, Any]) -> Plan:
+    """Mirror a price as a plan: the main price of a subscription."""
     plan, _ = Plan.objects.update_or_create(
         stripe_price_id=str(price["id"]), defaults={**_price_fields(price), "product": _product_for(price)}
     )
@@ -89,6 +91,7 @@ def plan_upsert(price: Mapping[str, Any]) -> Plan:
 
 
 def add_on_upsert(price: Mapping[str, Any]) -> AddOn:
+    """Mirror a price as an add-on: a price on a subscription beside its plan."""
     add_on, _ = AddOn.objects.update_or_create(
         stripe_price_id=str(price["id"]), defaults={**_price_fields(price), "product": _product_for(price)}
     )
@@ -108,6 +111,7 @@ def price_upsert(price: Mapping[str, Any], *, refetch: Refetch | None = None) ->
 
 
 def coupon_upsert(obj: Mapping[str, Any]) -> Coupon:
+    """Mirror a coupon, so the discounts naming it can be valued without an API call."""
     coupon, _ = Coupon.objects.update_or_create(
         stripe_coupon_id=str(obj["id"]),
         defaults={

@@ -146,6 +146,7 @@ def stripe_customer_map_account(stripe_customer: StripeCustomer) -> Account | No
 
 
 def linked_customer(stripe_customer_id: str) -> Customer:
+    """The profile a Stripe customer is linked to; raises CustomerNotLinked (its events wait) when none is."""
     stripe_customer = (
         StripeCustomer.objects.select_related("customer").filter(stripe_customer_id=stripe_customer_id).first()
     )

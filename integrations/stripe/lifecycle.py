@@ -102,6 +102,8 @@ def _campaigns(customer: Customer) -> tuple[dict[str, Any] | None, dict[str, Any
 
 
 def subscription_story(story: Story, event_type: str, change: SubscriptionChange, previous: Mapping[str, Any]) -> None:
+    """The lifecycle events a subscription event tells: trial or subscription started, trial ending, canceled,
+    paused or resumed, and plan changes with their MRR delta."""
     subscription = change.subscription
     plan = _plan_label(subscription.plan)
     if event_type == "customer.subscription.created":
@@ -179,6 +181,7 @@ def subscription_story(story: Story, event_type: str, change: SubscriptionChange
 
 
 def invoice_story(story: Story, event_type: str, invoice: Mapping[str, Any], customer: Customer) -> None:
+    """The lifecycle events an invoice event tells: a payment failed, recovered, or a trial converted."""
     amount = int(invoice.get("amount_paid") or invoice.get("amount_due") or 0)
     currency = str(invoice.get("currency") or "usd")
     subscription_id = invoice_subscription_id(invoice)
@@ -224,6 +227,8 @@ def invoice_story(story: Story, event_type: str, invoice: Mapping[str, Any], cus
 
 
 def charge_story(story: Story, event_type: str, charge: Mapping[str, Any], customer: Customer) -> None:
+    """The lifecycle events a charge event tells (order completed, refund issued); a failed charge keeps its reason
+    for the Payment Failed event that follows."""
     currency = str(charge.get("currency") or "usd")
     if event_type == "charge.succeeded":
         first, last = _campaigns(customer)

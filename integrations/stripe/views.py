@@ -88,6 +88,8 @@ class StripeOverviewView(StaffPermissionMixin, TemplateView):
 
 
 class StripeEventReplayView(StaffPermissionMixin, TemplateView):
+    """Admins process a stored event again from its payload (after a fix, or to re-check a failure)."""
+
     admin_only = True
     http_method_names = ["post"]
 
