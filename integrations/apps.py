@@ -25,6 +25,12 @@ class IntegrationsConfig(AppConfig):
                 uid = f"source-cache-{model.__name__}-{signal is post_save}"
                 signal.connect(source_cache_clear, sender=model, dispatch_uid=uid)
 
+        from audiences.live import BatchFacts, audiences_refresh
+        from integrations.stripe.billing_settings import on_billing_changed
+
+        # A new rate or workspace currency re-values customers' MRR: their live audiences are decided again.
+        on_billing_changed(lambda ids: audiences_refresh(facts=BatchFacts(billing_changed=ids), now=None))
+
         # GDPR erasure reaches the Stripe logs, the tracking API's error log, orphaned deliveries and uploads.
         for rule in ERASURE_RULES:
             register_erasure_rule(rule)

@@ -28,7 +28,9 @@ from integrations.stripe.models import BillingSettings, CurrencyRate, Discount, 
 from integrations.tests import stripe_payloads as sp
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
+from segments.models import Segment, SegmentMembership
 from segments.selectors import explain
+from segments.services import segment_save
 
 pytestmark = pytest.mark.django_db
 
@@ -444,6 +446,22 @@ class TestCurrencies:
         admin.post(url, {"form": "delete-rate", "currency": "eur"})
         assert Customer.objects.get(user_id="usr_eu").mrr_cents is None
         assert admin.get("/").context["figures"]["mrr_cents"] == 10000 + 6700
+
+    def test_a_rate_re_evaluates_the_live_audiences_of_the_customers_it_re_values(
+        self, make_user: Callable[..., AbstractUser]
+    ) -> None:
+        self._three_customers()
+        big = {"type": "condition", "property": "subscriber.mrr", "operator": "gt", "value": 50}
+        segment = segment_save(
+            name="Over 50 a month", conditions={"type": "group", "operator": "and", "children": [big]}
+        )
+        Segment.objects.filter(pk=segment.pk).update(is_live=True)
+        admin = Client()
+        admin.login(username=make_user(Role.ADMIN).get_username(), password=TEST_PASSWORD)
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            admin.post(reverse("billing-settings"), {"form": "rate", "currency": "jpy", "rate": "0.0067"})
+        members = SegmentMembership.objects.filter(segment=segment).values_list("customer__user_id", flat=True)
+        assert "usr_jp" in set(members)
 
     def test_bad_rates_are_form_errors_and_only_admins_may_change_them(
         self, make_user: Callable[..., AbstractUser]
