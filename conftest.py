@@ -26,7 +26,7 @@ from audiences.models import Account, Customer, Event, Source
 from audiences.services import source_create
 from config.roles import Role
 from config.services import user_create_with_role
-from trials.models import Plan, Product, Subscription
+from integrations.stripe.models import Plan, Product, Subscription
 
 TEST_PASSWORD = "correct-horse-battery-staple"
 ROOT = Path(__file__).resolve().parent

@@ -45,10 +45,10 @@ from audiences.models import (
     ProfileMerge,
     Source,
 )
+from integrations.stripe.models import Subscription
 from segments.compiler import event_filter_q
 from segments.conditions import InvalidCondition, ValueType, parse_event_filters
 from trials.loop.models import Trial, TrialStage
-from trials.models import Subscription
 
 Kind = ComputedTrait.Kind
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")

@@ -17,8 +17,8 @@ from django.utils import timezone
 from audiences.computed_traits import value_column
 from audiences.models import Account, ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer, Event, Source
 from audiences.services import SECRET_KEY_OVERLAP, auth_hash, key_digest
+from integrations.stripe.models import Subscription
 from trials.loop.models import Trial
-from trials.models import Subscription
 
 EXACT_COUNT_BELOW = 100_000
 SOURCE_CACHE_SECONDS = 2.0

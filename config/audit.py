@@ -97,8 +97,8 @@ AUDITED: list[Audited] = [
     Audited("trials.Play"),
     Audited("trials.BusinessHours"),
     Audited("trials.Holiday"),
-    Audited("trials.BillingSettings"),
-    Audited("trials.CurrencyRate"),
+    Audited("integrations.BillingSettings"),
+    Audited("integrations.CurrencyRate"),
     Audited("auth.User", ignored=frozenset({"last_login", "user_permissions"}), secrets=frozenset({"password"})),
     Audited("authtoken.Token", secrets=frozenset({"key"}), identity="user_id"),
     Audited(

@@ -33,7 +33,7 @@ NAVIGATION: list[tuple[str, list[NavItem]]] = [
             NavItem("Trial loop", "trial-loop", "trials.view_trial"),
             NavItem("Trial settings", "trial-settings", "trials.view_activationdefinition"),
             NavItem("Lifecycle emails", "email-template-list", "trials.view_messagetemplate"),
-            NavItem("Subscriptions", "subscription-list", "trials.view_subscription"),
+            NavItem("Subscriptions", "subscription-list", "integrations.view_subscription"),
         ],
     ),
     (

@@ -28,6 +28,12 @@ class IntegrationsConfig(AppConfig):
                 uid = f"source-cache-{model.__name__}-{signal is post_save}"
                 signal.connect(source_cache_clear, sender=model, dispatch_uid=uid)
 
+        from audiences.live import BatchFacts, audiences_refresh
+        from integrations.stripe.billing_settings import on_billing_changed
+
+        # A new rate or workspace currency re-values customers' MRR: their live audiences are decided again.
+        on_billing_changed(lambda ids: audiences_refresh(facts=BatchFacts(billing_changed=ids), now=None))
+
         # GDPR erasure reaches the Stripe logs, the tracking API's error log, orphaned deliveries and uploads.
         for rule in (*STRIPE_ERASURE_RULES, *TRACKING_ERASURE_RULES, *DESTINATION_ERASURE_RULES):
             register_erasure_rule(rule)
@@ -35,6 +41,6 @@ class IntegrationsConfig(AppConfig):
 
         # The dashboard's subscription figures come from the Stripe mirror.
         from config.figures import register_figures
-        from integrations.stripe_figures import subscription_figures
+        from integrations.stripe.figures import subscription_figures
 
         register_figures(subscription_figures)

@@ -10,8 +10,7 @@ from typing import Any
 from django.db import models
 
 from audiences.privacy import Action, ErasureRule, PersonTraces
-from integrations.models import StripeEvent, StripeWebhookDelivery
-from trials.models import StripeCustomer
+from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
 
 
 def _linked_elsewhere() -> models.QuerySet[Any]:

@@ -4,8 +4,8 @@ the Stripe pages and webhook, the intake layer's (integrations.tracking.urls) an
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from integrations import stripe_views
 from integrations.destinations.urls import API_ROUTES
+from integrations.stripe import views as stripe_views
 
 __all__ = ["API_ROUTES", "urlpatterns"]
 

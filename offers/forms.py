@@ -11,11 +11,11 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from integrations.stripe.models import Plan
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import InvalidOfferParameters, offer_parameters_clean
 from offers.selectors import REPORT_MAX_DAYS, ReportFilters
 from segments.models import Segment
-from trials.models import Plan
 
 PARAMETER_HELP = (
     'JSON. discount: {"percent_off": 20, "duration": "repeating", "duration_in_months": 3, '

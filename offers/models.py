@@ -22,8 +22,8 @@ from django.db.models import Q
 
 from audiences.models import Customer, Source
 from config.models import TimestampedModel
+from integrations.stripe.models import Subscription
 from segments.models import Segment
-from trials.models import Subscription
 
 HOSTED_LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")]
 """The languages the hosted page is written in (its strings are translated in offers/locale/)."""

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from django.utils.translation import gettext, gettext_lazy
 
-from trials.models import Plan
+from integrations.stripe.models import Plan
 
 DURATIONS = ("once", "repeating", "forever")
 EXISTING_COUPON = ("replace", "keep")

@@ -10,9 +10,9 @@ from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, Quer
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from integrations.stripe.models import Subscription
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule, Offer, OfferRule
 from offers.parameters import offer_summary
-from trials.models import Subscription
 
 
 def flow_reasons(flow: CancellationFlow) -> list[CancellationReason]:

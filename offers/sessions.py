@@ -24,6 +24,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audiences.models import Customer, Source
+from integrations.stripe.currency import conversion
+from integrations.stripe.models import Subscription
+from integrations.stripe.mrr import monthly_amount, price_interval_amount
 from offers.announcements import SESSION_COMPLETED_EVENT, session_announce, session_properties, timeline_events_record
 from offers.errors import SessionError, SessionNotFound, StripeStepFailed, WrongState
 from offers.matching import flow_for_customer, offer_match
@@ -36,8 +39,6 @@ from offers.models import (
 )
 from offers.selectors import flow_reasons
 from offers.stripe_requests import accept_plan, cancel_plan, stripe_step_run, win_back_plan
-from trials.models import Subscription
-from trials.services import conversion, monthly_amount, price_interval_amount
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def session_start(
 def lapsed_trials(now: datetime) -> QuerySet[Subscription]:
     """Trials that ended unpaid within the recovery window: a subscription that had a trial, never paid an
     invoice, and is canceled or expired — or paused by Stripe at the trial's end for want of a payment method —
-    (what `trials.billing` mirrors from Stripe), its end — `ended_at`, else `canceled_at`, else `trial_end` — in
+    (what `integrations.stripe` mirrors from Stripe), its end — `ended_at`, else `canceled_at`, else `trial_end` — in
     the last 30 days."""
     ended = Coalesce("ended_at", "canceled_at", "trial_end")
     return Subscription.objects.annotate(lapsed_at=ended).filter(

@@ -17,14 +17,14 @@ from typing import Any, cast
 
 import stripe
 
-from integrations.stripe_api import StripeNotConfigured, stripe_client
+from integrations.stripe.api import StripeNotConfigured, stripe_client
+from integrations.stripe.models import BillingInterval, Plan, Subscription
 from offers.errors import SessionError, StripeStepFailed, StripeUnavailable, WrongState
 from offers.models import (
     CancellationSession,
     Offer,
     SessionStep,
 )
-from trials.models import BillingInterval, Plan, Subscription
 
 
 def add_months(moment: datetime, months: int) -> datetime:

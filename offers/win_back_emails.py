@@ -31,6 +31,7 @@ from django.utils.translation import gettext
 
 from audiences.models import Customer
 from config.throttle import throttle_closed, throttle_give_back, throttle_slot
+from integrations.stripe.models import Subscription
 from offers.access import win_back_link_grant
 from offers.errors import SessionError
 from offers.hosted import LANGUAGES, hosted_path
@@ -40,7 +41,6 @@ from offers.sessions import lapsed_trials, win_back_start
 from trials.messaging.models import CustomerMessageLock
 from trials.messaging.render import unsubscribe_url
 from trials.messaging.rules import customer_zone, email_settings, in_quiet_hours, unsendable_reason
-from trials.models import Subscription
 
 logger = logging.getLogger(__name__)
 

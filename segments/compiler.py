@@ -42,11 +42,11 @@ from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 
 from audiences.models import Account, ComputedTraitValue, Customer, Event
+from integrations.stripe.models import Discount, Subscription
 from segments.catalogue import PropertySpec, property_named
 from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
 from segments.regex_dialect import canonical
 from segments.typed_sql import JSONKeyHolds, JSONTest, JSONTextHolds, fold
-from trials.models import Discount, Subscription
 
 LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "unpaid", "paused")
 """A subscription in these statuses is still running: its discounts still apply."""

@@ -1,5 +1,5 @@
-"""Back-office registrations (Admin role) for the catalogue, subscriptions, the trial loop, lifecycle messages
-and the sales-assist plays."""
+"""Back-office registrations (Admin role) for the trial loop, lifecycle messages and the sales-assist plays (the
+billing catalogue and subscriptions are registered by integrations.stripe.admin)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from django.http import HttpRequest
 
 from trials.models import (
     ActivationDefinition,
-    AddOn,
     Alert,
     BusinessHours,
     EmailSettings,
@@ -16,57 +15,12 @@ from trials.models import (
     Holiday,
     MessageSend,
     MessageTemplate,
-    Plan,
     Play,
-    Product,
     RepProfile,
     ScoreSettings,
-    Subscription,
-    SubscriptionAddOn,
     Trial,
     TrialStageChange,
 )
-
-
-class PlanInline(admin.TabularInline[Plan, Product]):
-    model = Plan
-    extra = 0
-
-
-@admin.register(Product)
-class ProductAdmin(admin.ModelAdmin[Product]):
-    list_display = ["name", "stripe_product_id", "active"]
-    search_fields = ["name", "=stripe_product_id"]
-    inlines = [PlanInline]
-
-
-@admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin[Plan]):
-    list_display = ["name", "product", "amount_cents", "currency", "interval", "interval_count", "usage_type"]
-    list_filter = ["interval", "usage_type", "active"]
-    list_select_related = ["product"]
-
-
-@admin.register(AddOn)
-class AddOnAdmin(admin.ModelAdmin[AddOn]):
-    list_display = ["name", "product", "amount_cents", "currency", "interval", "usage_type"]
-
-
-class SubscriptionAddOnInline(admin.TabularInline[SubscriptionAddOn, Subscription]):
-    model = SubscriptionAddOn
-    extra = 0
-
-
-@admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
-    list_display = ["id", "customer", "plan", "status", "quantity", "trial_end", "mrr_cents"]
-    list_filter = ["status", "cancel_at_period_end"]
-    search_fields = ["=stripe_subscription_id", "=customer__email", "=customer__user_id"]
-    list_select_related = ["customer", "plan"]
-    raw_id_fields = ["customer"]
-    readonly_fields = ["mrr_cents", "stripe_state_at"]
-    inlines = [SubscriptionAddOnInline]
-    show_full_result_count = False
 
 
 @admin.register(Trial)

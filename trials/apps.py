@@ -36,6 +36,12 @@ class TrialsConfig(AppConfig):
         on_batch_stored(plays_on_batch)  # after trials_on_batch: plays read the refreshed trials
         register_usage(plays_using_segment)
 
+        from integrations.stripe.customers import free_mail_domains_register
+        from trials.loop.scores import score_settings
+
+        # A Stripe customer is never mapped to an account by a free-mail domain: the score settings' list.
+        free_mail_domains_register(lambda: score_settings().free_mail_domains.split())
+
         from audiences.privacy import register_erasure_rule, register_trace_collector
         from trials.privacy import ERASURE_RULES, stripe_traces
 

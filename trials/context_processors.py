@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from trials.models import BillingSettings
+from integrations.stripe.models import BillingSettings
 
 
 def _currency() -> str:

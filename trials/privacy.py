@@ -9,7 +9,7 @@ from django.db import models
 
 from audiences.models import Customer
 from audiences.privacy import Action, ErasureRule, PersonTraces, Traces, redacted_row
-from trials.models import Charge, StripeCustomer
+from integrations.stripe.models import Charge, StripeCustomer
 from trials.plays.models import Alert
 
 
@@ -60,7 +60,7 @@ def _brief_without_teammate(row: models.Model, traces: PersonTraces) -> dict[str
 
 ERASURE_RULES = [
     ErasureRule(
-        "trials.StripeCustomer",
+        "integrations.StripeCustomer",
         action=Action.DELETE,
         owned=_stripe_customers_owned,
         searched=_stripe_customers_unlinked,

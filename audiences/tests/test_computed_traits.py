@@ -25,8 +25,8 @@ from audiences.models import (
     Event,
     Source,
 )
+from integrations.stripe.models import Plan, Subscription
 from segments.selectors import explain, segment_preview
-from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -43,7 +43,9 @@ class TestEveryModel:
         self, customer: Customer, someone_else: Customer
     ) -> None:
         relations = customer_relations()
-        assert {"audiences.Event", "trials.Subscription", "trials.SubscriptionAddOn"} <= {r.label for r in relations}
+        assert {"audiences.Event", "integrations.Subscription", "integrations.SubscriptionAddOn"} <= {
+            r.label for r in relations
+        }
         built: dict[type[models.Model], models.Model] = {}
         for relation in relations:
             if not relation.model._default_manager.filter(**{relation.path: customer.pk}).exists():

@@ -20,7 +20,7 @@ from config.demo.vocabulary import (
     USE_CASE_WEIGHTS,
     USE_CASES,
 )
-from trials.models import BillingInterval, Subscription
+from integrations.stripe.models import BillingInterval, Subscription
 
 
 def simulate_teammates(

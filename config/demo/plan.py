@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from audiences.models import Account, AnonymousId, Customer
 from config.demo.vocabulary import HOUR_WEIGHTS, SIGNUP_WINDOW_DAYS
-from trials.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
+from integrations.stripe.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,15 @@ from config.demo.vocabulary import (
     USER_ID_PREFIX,
 )
 from config.demo.writing import counts_of, cyclic_gc_paused, status_counts, world_write
-from trials.models import AddOn, BillingInterval, Plan, Product, RecurringPrice, Subscription, SubscriptionAddOn
+from integrations.stripe.models import (
+    AddOn,
+    BillingInterval,
+    Plan,
+    Product,
+    RecurringPrice,
+    Subscription,
+    SubscriptionAddOn,
+)
 from trials.plays.demo import demo_alerts
 
 

@@ -45,7 +45,7 @@ from config.demo.vocabulary import (
     USE_CASES,
     Coupon,
 )
-from trials.models import BillingInterval, Subscription, SubscriptionAddOn
+from integrations.stripe.models import BillingInterval, Subscription, SubscriptionAddOn
 
 
 def simulate(world: World) -> None:

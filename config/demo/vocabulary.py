@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from trials.models import Subscription
+from integrations.stripe.models import Subscription
 
 DEMO_SOURCE_NAME = "Demo web app"
 

@@ -13,8 +13,9 @@ from typing import Any
 from audiences.models import Account, AnonymousId, Customer, Event, Source
 from config.demo.plan import World
 from config.demo.vocabulary import BATCH_SIZE, STRIPE_SUBSCRIPTION_PREFIX
-from trials.models import Subscription, SubscriptionAddOn
-from trials.services import conversion, subscription_mrr_amount
+from integrations.stripe.currency import conversion
+from integrations.stripe.models import Subscription, SubscriptionAddOn
+from integrations.stripe.mrr import subscription_mrr_amount
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from config.roles import Role
 from config.tests.factories import build
 from integrations.destinations.models import DestinationDelivery
 from integrations.destinations.services import destination_create
-from integrations.models import StripeEvent
+from integrations.stripe.models import StripeCustomer, StripeEvent, Subscription
 from integrations.tracking.models import ImportJob, TrackingPlan
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import offer_parameters_clean
@@ -24,7 +24,6 @@ from segments.models import CustomProperty
 from segments.services import segment_save
 from trials.loop.models import FitRule, Trial
 from trials.messaging.models import MessageTemplate
-from trials.models import StripeCustomer, Subscription
 from trials.plays.models import Alert, Play
 
 TREE = {"type": "group", "operator": "and", "children": [

@@ -20,8 +20,8 @@ from django.utils import timezone
 from audiences.models import Customer
 from audiences.services import source_create, source_rotate_secret
 from config.log_redaction import RedactingFilter, redact
+from integrations.stripe.models import Plan, Product, Subscription
 from offers.models import CancellationFlow, FlowRule, SessionToken
-from trials.models import Plan, Product, Subscription
 
 EMAIL = "ada.private@example.com"
 LEGACY_KEY = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4"  # a write key from before keys had a prefix: random text

@@ -27,8 +27,8 @@ from config.json_input import MAX_JSON_DEPTH, JSONRejected, json_load
 from config.request_guard import RETRY_AFTER_SECONDS
 from config.statement_timeout import statement_timeout_for_this_process, statement_timeout_set
 from conftest import ROOT, database_url_of_test_database
+from integrations.stripe.models import StripeCustomer
 from integrations.tests import stripe_payloads as sp
-from trials.models import StripeCustomer
 
 OVER_LIMIT = b'{"name": "' + b"x" * (2_621_440 + 1) + b'"}'
 ON_POSTGRES = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="a PostgreSQL feature")

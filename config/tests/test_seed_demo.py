@@ -18,10 +18,10 @@ from config.demo.effects import PLANTED_EMAIL_DOMAIN
 from config.demo.plan import DemoSummary
 from config.demo.seed import demo_data_delete, demo_now, demo_seed, trial_behaviour
 from config.demo.vocabulary import DEMO_SOURCE_NAME, PAID_STATUSES, USER_ID_PREFIX
+from integrations.stripe.models import Plan, Product, Subscription
+from integrations.stripe.mrr import subscription_mrr_cents
 from segments.models import Segment, SegmentMembership
 from trials.loop.models import Trial
-from trials.models import Plan, Product, Subscription
-from trials.services import subscription_mrr_cents
 
 SIZE = 300
 NOW = datetime(2026, 3, 2, tzinfo=UTC)

@@ -29,7 +29,7 @@ Pointing the stripe library at it (stripe 16.x)::
 
     with FakeStripe() as fake:
         fake.add(stripe_payloads.customer("cus_1"))
-        # a client (what integrations.stripe_sync uses):
+        # a client (what integrations.stripe.sync uses):
         client = fake.client()  # == stripe.StripeClient("sk_test_fake", base_addresses={...: fake.url},
                                 #                         max_network_retries=0)
         client.v1.customers.list({"limit": 100}).auto_paging_iter()

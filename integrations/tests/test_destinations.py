@@ -32,9 +32,9 @@ from integrations.destinations.services import (
     destination_resume,
     destination_rotate_secret,
 )
+from integrations.stripe.apply import stripe_event_apply
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
-from trials.billing import stripe_event_apply
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "destinations.md"
 Status = DestinationDelivery.Status

@@ -38,7 +38,7 @@ from config.models import AuditEntry, TaskRun
 from integrations.destinations.emit import outbound_emit
 from integrations.destinations.models import Destination, DestinationDelivery
 from integrations.destinations.services import destination_create
-from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from integrations.tracking.models import ImportJob, IngestionError, TrackingPlan, TrackingPlanViolation
@@ -49,7 +49,6 @@ from segments.services import segment_evaluate, segment_save
 from trials.messaging.models import EmailSettings, MessageSend, MessageTemplate
 from trials.messaging.realtime import event_templates_forget
 from trials.messaging.templates import message_template_save
-from trials.models import StripeCustomer
 from trials.plays.alerts import Target, alert_claim, alert_done, alerts_create
 from trials.plays.models import Alert, Play
 

@@ -21,11 +21,10 @@ from django.test import Client, TestCase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.apply import HANDLED_TYPES
+from integrations.stripe.models import Product, StripeEvent, StripeWebhookDelivery
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.test_fuzz_tracking import HANG_SECONDS, answered_within
-from trials.billing import HANDLED_TYPES
-from trials.models import Product
 
 pytestmark = pytest.mark.django_db
 

@@ -22,13 +22,15 @@ from config.models import AuditEntry
 from config.money import convert_to_cents, minor_unit_exponent
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from integrations.stripe.apply import stripe_event_apply
+from integrations.stripe.currency import billing_settings
+from integrations.stripe.models import BillingSettings, CurrencyRate, Discount, StripeCustomer, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
+from segments.models import Segment, SegmentMembership
 from segments.selectors import explain
-from trials.billing import stripe_event_apply
-from trials.models import BillingSettings, CurrencyRate, Discount, StripeCustomer, Subscription
-from trials.services import billing_settings
+from segments.services import segment_save
 
 pytestmark = pytest.mark.django_db
 
@@ -438,12 +440,28 @@ class TestCurrencies:
         assert Customer.objects.get(user_id="usr_jp").mrr_cents == 6700
         assert Customer.objects.get(user_id="usr_jp").traits["mrr"] == 67.0
         assert admin.get("/").context["figures"]["mrr_cents"] == 10000 + 11000 + 6700
-        assert set(AuditEntry.objects.filter(model="trials.CurrencyRate").values_list("action", flat=True)) == {
+        assert set(AuditEntry.objects.filter(model="integrations.CurrencyRate").values_list("action", flat=True)) == {
             "created"
         }
         admin.post(url, {"form": "delete-rate", "currency": "eur"})
         assert Customer.objects.get(user_id="usr_eu").mrr_cents is None
         assert admin.get("/").context["figures"]["mrr_cents"] == 10000 + 6700
+
+    def test_a_rate_re_evaluates_the_live_audiences_of_the_customers_it_re_values(
+        self, make_user: Callable[..., AbstractUser]
+    ) -> None:
+        self._three_customers()
+        big = {"type": "condition", "property": "subscriber.mrr", "operator": "gt", "value": 50}
+        segment = segment_save(
+            name="Over 50 a month", conditions={"type": "group", "operator": "and", "children": [big]}
+        )
+        Segment.objects.filter(pk=segment.pk).update(is_live=True)
+        admin = Client()
+        admin.login(username=make_user(Role.ADMIN).get_username(), password=TEST_PASSWORD)
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            admin.post(reverse("billing-settings"), {"form": "rate", "currency": "jpy", "rate": "0.0067"})
+        members = SegmentMembership.objects.filter(segment=segment).values_list("customer__user_id", flat=True)
+        assert "usr_jp" in set(members)
 
     def test_bad_rates_are_form_errors_and_only_admins_may_change_them(
         self, make_user: Callable[..., AbstractUser]
@@ -524,7 +542,7 @@ class TestAccounts:
         )
         assert response.status_code == 302
         assert StripeCustomer.objects.get(stripe_customer_id="cus_ada").account_id == acme.pk
-        assert AuditEntry.objects.filter(model="trials.BillingSettings").exists()
+        assert AuditEntry.objects.filter(model="integrations.BillingSettings").exists()
 
 
 class TestActiveCouponProperty:

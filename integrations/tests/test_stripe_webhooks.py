@@ -23,10 +23,10 @@ from django.urls import reverse
 
 from audiences.models import Customer, Event
 from conftest import TEST_PASSWORD
-from integrations.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.apply import stripe_event_apply
+from integrations.stripe.models import Charge, Invoice, StripeCustomer, StripeEvent, StripeWebhookDelivery, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.selectors import segment_preview
-from trials.models import Charge, Invoice, StripeCustomer, Subscription
 
 SECRET = "whsec_test_current"
 OLD_SECRET = "whsec_test_previous"
@@ -647,10 +647,8 @@ def test_the_migration_strips_stored_signatures_and_keeps_their_time() -> None:
 @pytest.mark.django_db
 class TestFailuresAndLinking:
     def test_a_processing_failure_is_recorded_and_retried(self) -> None:
-        from trials import billing
-
         ada()
-        real = billing.stripe_event_apply
+        real = stripe_event_apply
         calls = {"n": 0}
 
         def flaky(event: Any, **options: Any) -> str:
@@ -659,7 +657,7 @@ class TestFailuresAndLinking:
                 raise ConnectionError("database hiccup")
             return real(event, **options)
 
-        with mock.patch("integrations.stripe_webhooks.stripe_event_apply", flaky):
+        with mock.patch("integrations.stripe.processing.stripe_event_apply", flaky):
             deliver(lifecycle()[0])
         stored = StripeEvent.objects.get()
         assert (stored.status, stored.attempts, stored.last_error) == ("processed", 2, "")
@@ -667,7 +665,7 @@ class TestFailuresAndLinking:
 
     def test_a_failure_that_persists_stays_visible_for_replay(self, admin_user: Any) -> None:
         ada()
-        with mock.patch("integrations.stripe_webhooks.stripe_event_apply", side_effect=ValueError("bad mapping")):
+        with mock.patch("integrations.stripe.processing.stripe_event_apply", side_effect=ValueError("bad mapping")):
             deliver(lifecycle()[0])
         stored = StripeEvent.objects.get()
         assert stored.status == "failed"

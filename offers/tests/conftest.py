@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from audiences.models import Customer, Source
 from audiences.services import auth_hash, source_create
+from integrations.stripe.models import Plan, Product, Subscription
 from integrations.tests import stripe_payloads as payloads
 from integrations.tests.fake_stripe import TEST_API_KEY
 from offers import configuration
@@ -24,7 +25,6 @@ from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer,
 from offers.tests.fake_stripe_coupons import FakeStripeWithCoupons
 from segments.models import Segment
 from segments.services import segment_save
-from trials.models import Plan, Product, Subscription
 
 SUBSCRIPTION_ID = "sub_bob"
 ITEM_ID = "si_bob"

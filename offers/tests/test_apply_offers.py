@@ -10,12 +10,12 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Customer
+from integrations.stripe.models import Subscription
 from integrations.tests import stripe_payloads as payloads
 from integrations.tests.fake_stripe import StripeApiError
 from offers.models import CancellationSession, SessionStep
 from offers.stripe_requests import add_interval, add_months, coupon_id_for
 from offers.tests.conftest import ITEM_ID, SUBSCRIPTION_ID, post, start, stripe_subscription
-from trials.models import Subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Saved, then Reactivated, end to end: Stripe webhooks mirror Dan's subscription, a cancellation session saves
 him (Saved), his subscription later ends (Canceled) and he subscribes again (Reactivated) — the statuses
-`trials.billing.customer_billing_refresh` derives from what billing mirrors."""
+`integrations.stripe.traits.customer_billing_refresh` derives from what billing mirrors."""
 
 from __future__ import annotations
 

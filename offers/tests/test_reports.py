@@ -18,10 +18,10 @@ from rest_framework.test import APIClient
 from audiences.models import Customer
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from integrations.stripe.models import Plan, Subscription
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, Offer
 from offers.selectors import ReportFilters, cancellation_report, report_json
 from segments.models import SegmentMembership
-from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

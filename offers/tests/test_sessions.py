@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from config.schedules import SCHEDULES
+from integrations.stripe.models import Subscription
 from offers import selectors, sessions
 from offers.models import CancellationSession, SessionStep
 from offers.tasks import expire_sessions
@@ -17,7 +18,6 @@ from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscript
 from segments.models import SegmentMembership
 from segments.services import segment_evaluate
 from segments.usage import segment_uses
-from trials.models import Subscription
 
 pytestmark = pytest.mark.django_db
 

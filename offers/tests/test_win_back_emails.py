@@ -17,11 +17,11 @@ from django.test import Client
 from django.utils import timezone
 
 from audiences.models import Customer
+from integrations.stripe.models import Plan, Subscription
 from offers.models import CancellationSession, OfferRule, WinBackEmail
 from offers.tasks import send_win_back_emails
 from offers.win_back_emails import win_back_email_send, win_back_emails_sweep
 from trials.messaging.models import CustomerMessageLock, EmailSettings
-from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from audiences.models import Account, Customer, Event
 from audiences.services import source_create
+from integrations.stripe.models import Plan, Product, Subscription
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import CustomProperty
 from segments.selectors import explain
-from trials.models import Plan, Product, Subscription
 
 NOW = timezone.now()
 

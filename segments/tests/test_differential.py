@@ -29,13 +29,13 @@ from django.utils import timezone
 
 from audiences.models import Account, ComputedTrait, ComputedTraitValue, Customer, Event
 from audiences.services import source_create
+from integrations.stripe.models import Plan, Product, Subscription
 from segments.compiler import compile_node
 from segments.conditions import Group, Node, parse_tree
 from segments.models import CustomProperty, Segment
 from segments.selectors import explain
 from segments.tests import reference as ref
 from trials.loop.models import Trial
-from trials.models import Plan, Product, Subscription
 from trials.plays.models import Alert, Play
 
 TREES = int(os.environ.get("DIFFERENTIAL_TREES", "5000"))

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from audiences.models import Customer, Event, Source
 from audiences.services import source_create
+from integrations.stripe.models import Plan, Product, Subscription
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.selectors import explain
 from segments.tests.test_compiler import CASES, declare_custom_properties
-from trials.models import Plan, Product, Subscription
 
 NOW = timezone.now()
 LEAVES = [case[0] for case in CASES]

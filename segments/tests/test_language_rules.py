@@ -296,7 +296,7 @@ class TestValuesBothDatabasesCanHold:
 
     def test_whole_days_are_whole_days_elapsed(self, plan: Any) -> None:
         # "duration_days gt 5" held only after 6 days and a moment; 6 whole days have elapsed at exactly 6 days.
-        from trials.models import Subscription
+        from integrations.stripe.models import Subscription
 
         ada = Customer.objects.create(user_id="ada")
         Subscription.objects.create(customer=ada, plan=plan, status="active", started_at=NOW - timedelta(days=6))
@@ -308,7 +308,7 @@ class TestValuesBothDatabasesCanHold:
 
     def test_a_fraction_is_not_truncated_for_an_integer_column(self, plan: Any) -> None:
         # Found by the differential test: Django's integer fields turn 3.5 into 3 before comparing.
-        from trials.models import Subscription
+        from integrations.stripe.models import Subscription
 
         ada = Customer.objects.create(user_id="ada", mrr_cents=4999)
         Subscription.objects.create(customer=ada, plan=plan, status="active", quantity=3, started_at=NOW)

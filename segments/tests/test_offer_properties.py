@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from audiences.models import Customer
+from integrations.stripe.models import Plan, Subscription
 from offers.models import CancellationFlow, CancellationSession, Offer
 from segments.selectors import explain, segment_preview
-from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers, viewsets
 
+from integrations.stripe.models import Plan, Subscription
 from trials.loop import selectors
 from trials.loop.filters import SubscriptionFilter, TrialFilter
 from trials.loop.models import Trial
-from trials.models import Plan, Subscription
 
 
 class PlanSerializer(serializers.ModelSerializer[Plan]):

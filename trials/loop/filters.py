@@ -5,8 +5,8 @@ from __future__ import annotations
 import django_filters
 
 from audiences.filters import UtcIsoDateTimeFilter
+from integrations.stripe.models import Subscription
 from trials.loop.models import Trial, TrialStage
-from trials.models import Subscription
 
 
 class SubscriptionFilter(django_filters.FilterSet):

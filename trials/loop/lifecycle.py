@@ -42,12 +42,12 @@ from audiences.computed_traits import computed_traits_trial_changed
 from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer, Event
 from audiences.pipeline import trait_changes_publish
+from integrations.stripe.models import Subscription
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from trials.loop.defaults import DEFINITION
 from trials.loop.models import ActivationDefinition, FitRule, Trial, TrialStage, TrialStageChange
 from trials.loop.scores import ScoreInputs, score_settings, scores_compute
-from trials.models import Subscription
 
 PAID_STATUSES = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE, Subscription.Status.UNPAID)
 ENDED_STATUSES = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED)

@@ -2,7 +2,7 @@
 definition, fit rules and score settings.
 
 They live in trials.loop (not the app-wide trials/models.py face) so the loop's code reads its own models; the
-Stripe mirror a trial points at is referenced by name ("trials.Subscription") to keep this module below it.
+Stripe mirror a trial points at (integrations.stripe.models) is intake, a layer below.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from django.db.models import Q
 
 from audiences.models import Customer
 from config.models import TimestampedModel
+from integrations.stripe.models import Subscription
 
 
 class TrialStage(models.TextChoices):
@@ -43,7 +44,7 @@ class Trial(TimestampedModel):
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="trials")
     subscription = models.OneToOneField(
-        "trials.Subscription", null=True, blank=True, on_delete=models.SET_NULL, related_name="trial"
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="trial"
     )
     model = models.CharField(max_length=7, choices=Model.choices, default=Model.OPT_IN)
     started_at = models.DateTimeField()

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
+from integrations.stripe.models import Subscription
 from trials.loop.models import Trial, TrialStage, TrialStageChange
-from trials.models import Subscription
 
 
 def subscription_list() -> QuerySet[Subscription]:

@@ -128,7 +128,7 @@ class FitRuleDeleteView(StaffPermissionMixin, View):
 
 class SubscriptionListView(StaffPermissionMixin, TemplateView):
     template_name = "trials/subscription_list.html"
-    required_permissions = ("trials.view_subscription", "audiences.view_customer")
+    required_permissions = ("integrations.view_subscription", "audiences.view_customer")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         filterset = SubscriptionFilter(self.request.GET, queryset=selectors.subscription_list())

@@ -9,11 +9,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 
+from integrations.stripe.models import Plan
 from segments.conditions import InvalidCondition, parse_tree
 from segments.models import Segment
 from trials.loop.models import Trial
 from trials.measurement.scope import DEFAULT_DISCOVERY_DAYS, Filters, Period, Split
-from trials.models import Plan
 
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 """The dates a filter accepts: any real trial falls between them, and the reports can always compute the day after

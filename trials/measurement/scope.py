@@ -32,11 +32,11 @@ from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
 from audiences.models import Customer
+from integrations.stripe.models import Plan
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
 from segments.models import Segment
 from trials.loop.models import Trial
-from trials.models import Plan
 
 AFTER_TRIAL = timedelta(days=30)
 """Conversion "within 30 days after" the trial, and the win-back window the seeds measure recovery over."""

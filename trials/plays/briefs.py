@@ -24,13 +24,13 @@ from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from audiences.models import ComputedTraitValue, Customer, Event
+from integrations.stripe.models import Subscription
 from segments.compiler import ACTIVE_MEMBER_DAYS
 from trials.loop.models import ActivationDefinition, ScoreSettings, Trial
 from trials.loop.scores import fit_tier
 from trials.messaging.models import MessageTemplate
 from trials.messaging.render import RenderedMessage, customer_variables, message_render
 from trials.messaging.syntax import VARIABLES, template_errors
-from trials.models import Subscription
 from trials.plays.models import Alert
 
 RECENT_EVENTS = 10

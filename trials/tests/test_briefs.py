@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from audiences.models import Account, Customer, Event, Source
 from config.roles import Role
+from integrations.stripe.models import Plan, Subscription
 from trials.loop.models import Trial
-from trials.models import Plan, Subscription
 from trials.plays.alerts import Target, alerts_create
 from trials.plays.briefs import MAX_TEAMMATES, brief_refresh, briefs_build
 from trials.plays.models import Alert, Play

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.models import Customer, Event, Source
+from integrations.stripe.models import Plan, Subscription
 from trials.loop.lifecycle import trials_process, trials_sweep
 from trials.loop.models import Trial, TrialStageChange
-from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

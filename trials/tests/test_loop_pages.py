@@ -19,9 +19,9 @@ from django.utils import timezone
 from audiences.models import Customer
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from integrations.stripe.models import Plan, Subscription
 from trials.loop.lifecycle import activation_definition, trials_process
 from trials.loop.models import FitRule, Trial, TrialStageChange
-from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
 

@@ -170,8 +170,8 @@ def test_uplift_from_counts_is_the_shared_comparison() -> None:
 
 
 def test_retention_reuses_the_offers_save_rate_and_mrr_saved(customer: Customer, plan: Any) -> None:
+    from integrations.stripe.models import Subscription
     from offers.models import CancellationFlow, CancellationSession
-    from trials.models import Subscription
 
     now = datetime.now(tz=UTC)
     flow = CancellationFlow.objects.create(name="Standard", is_draft=False)

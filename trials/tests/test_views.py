@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from audiences.models import Customer
 from conftest import TEST_PASSWORD
+from integrations.stripe.models import Plan, Subscription
 from trials.loop.lifecycle import trials_sweep
-from trials.models import Plan, Subscription
 
 
 @pytest.mark.django_db

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.stripe_api import StripeNotConfigured, stripe_client
-from integrations.stripe_sync import COLLECTIONS, stripe_sync_run
+from integrations.stripe.api import StripeNotConfigured, stripe_client
+from integrations.stripe.sync import COLLECTIONS, stripe_sync_run
 
 
 class Command(BaseCommand):

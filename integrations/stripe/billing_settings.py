@@ -4,38 +4,53 @@ Every door (the staff page, the admin, a shell) calls these, so each change is a
 (BillingSettings and CurrencyRate are in config.audit's list) and its consequence happens at once, in the same
 transaction: a new rate re-values the MRR of the subscriptions in that currency, a new workspace currency drops
 the rates (they were relative to the old one) and re-values everything, a new mapping rule maps every Stripe
-customer again. The customers whose MRR changed get their billing traits recomputed and their live audiences
-re-evaluated. No network: rates are what the admin typed.
+customer again. The customers whose MRR changed get their billing traits recomputed, and whoever registered with
+`on_billing_changed` (live audiences re-evaluating them, wired in IntegrationsConfig.ready) hears of them. No
+network: rates are what the admin typed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
-from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer
-from trials.billing import customer_billing_refresh, stripe_customer_map_account
-from trials.models import BillingSettings, CurrencyRate, StripeCustomer
-from trials.services import billing_settings, subscriptions_reconvert
+from integrations.stripe.currency import billing_settings
+from integrations.stripe.customers import stripe_customer_map_account
+from integrations.stripe.models import BillingSettings, CurrencyRate, StripeCustomer
+from integrations.stripe.mrr import subscriptions_reconvert
+from integrations.stripe.traits import customer_billing_refresh
 
 MAPPING_CHUNK = 500
 
+BillingChanged = Callable[[set[int]], object]
+"""Told the customers whose billing a settings change re-valued, inside the change's transaction."""
+
+_billing_changed_handlers: list[BillingChanged] = []
+
+
+def on_billing_changed(handler: BillingChanged) -> None:
+    """Register, from an AppConfig.ready, what else follows a re-valuation (live audiences re-evaluate the
+    customers), so this layer calls no layer above it."""
+    if handler not in _billing_changed_handlers:
+        _billing_changed_handlers.append(handler)
+
 
 def _billing_changed(customer_ids: set[int]) -> None:
-    """Recompute billing traits of customers whose converted MRR changed, and re-evaluate their audiences."""
+    """Recompute billing traits of customers whose converted MRR changed, then tell the registered handlers."""
     for customer in Customer.objects.filter(pk__in=customer_ids):
         customer_billing_refresh(customer)
     if customer_ids:
-        audiences_refresh(facts=BatchFacts(billing_changed=set(customer_ids)), now=timezone.now())
+        for handler in _billing_changed_handlers:
+            handler(set(customer_ids))
 
 
 @transaction.atomic
 def billing_settings_update(*, data: dict[str, Any]) -> BillingSettings:
-    """Save the workspace currency and the account mapping rule (validated by trials.forms)."""
+    """Save the workspace currency and the account mapping rule (validated by integrations.stripe.forms)."""
     settings = billing_settings()
     old_currency = settings.currency.lower()
     old_rule = (settings.account_metadata_key, settings.account_by_email_domain)

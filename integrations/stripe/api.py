@@ -7,7 +7,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from trials.billing import Refetch
+from integrations.stripe.payloads import Refetch
 
 
 class StripeNotConfigured(Exception):

@@ -10,8 +10,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audiences.models import Customer
-from trials.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
-from trials.services import monthly_amount, subscription_mrr_cents, subscription_refresh_mrr
+from integrations.stripe.models import AddOn, Plan, Product, Subscription, SubscriptionAddOn
+from integrations.stripe.mrr import monthly_amount, subscription_mrr_cents, subscription_refresh_mrr
 
 
 @pytest.fixture

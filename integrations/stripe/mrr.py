@@ -1,4 +1,4 @@
-"""Writes on subscriptions, starting with the normalised MRR every segment and report relies on.
+"""Normalised MRR: what a subscription brings in per month, in its own currency and in the workspace's.
 
 A subscription's MRR is worked out in its own currency (`mrr_amount`, Stripe's smallest unit) from what one
 billing interval of each item costs — per unit, per package, graduated or volume tiers, or, for a metered
@@ -20,17 +20,8 @@ from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from audiences.models import Customer
-from config.money import convert_to_cents
-from trials.models import (
-    BillingInterval,
-    BillingSettings,
-    Coupon,
-    CurrencyRate,
-    Discount,
-    Invoice,
-    RecurringPrice,
-    Subscription,
-)
+from integrations.stripe.currency import Conversion, conversion
+from integrations.stripe.models import BillingInterval, Coupon, Discount, Invoice, RecurringPrice, Subscription
 
 # Months per one interval unit: the accepted normalisation (a year is 12 months, a week 52/12 of a month...).
 MONTHS_PER_INTERVAL: dict[str, Decimal] = {
@@ -39,7 +30,11 @@ MONTHS_PER_INTERVAL: dict[str, Decimal] = {
     BillingInterval.MONTH: Decimal(1),
     BillingInterval.YEAR: Decimal(12),
 }
+
+
 MRR_STATUSES = {Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE}
+
+
 BILLED_INVOICES_READ = 12
 """How many of a subscription's latest invoices are searched for what a price was last billed."""
 
@@ -228,35 +223,6 @@ def subscription_mrr_amount(subscription: Subscription, terms: Iterable[Discount
                 amount_cents=term.amount_off, interval=plan.interval, interval_count=plan.interval_count, quantity=1
             )
     return max(0, int(gross.quantize(Decimal(1), rounding=ROUND_HALF_UP)))
-
-
-# --- currencies --------------------------------------------------------------------------------------------
-
-
-def billing_settings() -> BillingSettings:
-    """The one settings row (created with defaults when a database has none)."""
-    settings, _ = BillingSettings.objects.get_or_create(pk=1)
-    return settings
-
-
-@dataclass(frozen=True)
-class Conversion:
-    """The workspace currency and the admin's rates, read once for a batch of conversions."""
-
-    currency: str
-    rates: dict[str, Decimal]
-
-    def to_cents(self, amount_minor: int, currency: str) -> int | None:
-        """A Stripe amount in `currency` as hundredths of the workspace currency; None without a rate."""
-        return convert_to_cents(amount_minor, currency, workspace_currency=self.currency, rates=self.rates)
-
-
-def conversion() -> Conversion:
-    """The workspace currency and every rate (two small reads)."""
-    return Conversion(
-        currency=billing_settings().currency.lower(),
-        rates={r.currency.lower(): r.rate for r in CurrencyRate.objects.all()},
-    )
 
 
 def subscription_mrr_cents(subscription: Subscription, convert: Conversion | None = None) -> int | None:

@@ -1,11 +1,11 @@
 """Backfill and reconcile from the Stripe API, for installs that start late or missed webhooks.
 
 `stripe_sync_run` pages through products, prices, coupons, customers, subscriptions and charges and applies
-each object with the same upsert functions the webhooks use (trials.billing), treating it as a snapshot taken
-now. Its position in each collection is saved with every page, so an interrupted sync resumes where it
-stopped. `stripe_events_reconcile` (a daily beat job) fetches recent events from the API and stores and
-processes the ones no webhook delivered. The API base is configurable (STRIPE_API_BASE) so tests run against
-a local fake; nothing here is used without STRIPE_API_KEY.
+each object with the same upsert functions the webhooks use (integrations.stripe.catalogue, .customers,
+.subscriptions, .payments), treating it as a snapshot taken now. Its position in each collection is saved
+with every page, so an interrupted sync resumes where it stopped. `stripe_events_reconcile` (a daily beat job)
+fetches recent events from the API and stores and processes the ones no webhook delivered. The API base is
+configurable (STRIPE_API_BASE) so tests run against a local fake; nothing here is used without STRIPE_API_KEY.
 """
 
 from __future__ import annotations
@@ -20,9 +20,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audiences.models import Customer
-from integrations.models import StripeEvent, StripeSyncCursor
-from integrations.stripe_webhooks import stripe_event_process
-from trials import billing
+from integrations.stripe.apply import HANDLED_TYPES, stripe_customer_id_of
+from integrations.stripe.catalogue import coupon_upsert, price_upsert, product_upsert
+from integrations.stripe.customers import CustomerNotLinked, customer_upsert
+from integrations.stripe.models import StripeEvent, StripeSyncCursor
+from integrations.stripe.payments import charge_upsert
+from integrations.stripe.processing import stripe_event_process
+from integrations.stripe.subscriptions import subscription_upsert
+from integrations.stripe.traits import customer_billing_refresh
 
 PAGE_SIZE = 100
 COLLECTIONS = ("products", "prices", "coupons", "customers", "subscriptions", "charges")
@@ -58,19 +63,19 @@ class SyncReport:
 
 def _apply(collection: str, obj: dict[str, Any], as_of: datetime, touched: set[int]) -> None:
     if collection == "products":
-        billing.product_upsert(obj)
+        product_upsert(obj)
     elif collection == "prices":
-        billing.price_upsert(obj)
+        price_upsert(obj)
     elif collection == "coupons":
-        billing.coupon_upsert(obj)
+        coupon_upsert(obj)
     elif collection == "customers":
-        linked = billing.customer_upsert(obj, as_of=as_of)
+        linked = customer_upsert(obj, as_of=as_of)
         if linked.customer_id:
             touched.add(linked.customer_id)
     elif collection == "subscriptions":
-        touched.add(billing.subscription_upsert(obj, as_of=as_of).subscription.customer_id)
+        touched.add(subscription_upsert(obj, as_of=as_of).subscription.customer_id)
     elif collection == "charges":
-        touched.add(billing.charge_upsert(obj).customer_id)
+        touched.add(charge_upsert(obj).customer_id)
 
 
 def stripe_sync_run(
@@ -97,7 +102,7 @@ def stripe_sync_run(
                         with transaction.atomic():
                             _apply(collection, obj, as_of, touched)
                         count += 1
-                    except billing.CustomerNotLinked:
+                    except CustomerNotLinked:
                         report.skipped_unlinked += 1
                 cursor.last_id = str(objects[-1]["id"])
                 cursor.save(update_fields=["last_id", "updated_at"])
@@ -107,7 +112,7 @@ def stripe_sync_run(
         cursor.save(update_fields=["completed_at", "updated_at"])
         report.applied[collection] = count
     for customer in Customer.objects.filter(pk__in=touched):
-        billing.customer_billing_refresh(customer)
+        customer_billing_refresh(customer)
     report.customers_refreshed = len(touched)
     return report
 
@@ -115,7 +120,7 @@ def stripe_sync_run(
 def stripe_events_reconcile(*, client: stripe.StripeClient, days: int = 3) -> int:
     """Store and process the events of the last `days` that no webhook delivered; returns how many."""
     since = int((timezone.now() - timedelta(days=days)).timestamp())
-    params: Any = {"limit": PAGE_SIZE, "created": {"gte": since}, "types": sorted(billing.HANDLED_TYPES)}
+    params: Any = {"limit": PAGE_SIZE, "created": {"gte": since}, "types": sorted(HANDLED_TYPES)}
     listed = [event.to_dict() for event in client.v1.events.list(params=params).auto_paging_iter()]
     known = set(StripeEvent.objects.filter(event_id__in=[e["id"] for e in listed]).values_list("event_id", flat=True))
     found = 0
@@ -130,7 +135,7 @@ def stripe_events_reconcile(*, client: stripe.StripeClient, days: int = 3) -> in
                 livemode=bool(payload.get("livemode")),
                 payload=payload,
                 object_id=str(payload["data"]["object"].get("id", ""))[:255],
-                stripe_customer_id=billing.stripe_customer_id_of(payload)[:255],
+                stripe_customer_id=stripe_customer_id_of(payload)[:255],
             )
         except IntegrityError:
             continue  # a webhook delivered it meanwhile

@@ -1,4 +1,8 @@
-"""Forms of the billing settings (workspace currency, currency rates, account mapping)."""
+"""Forms of the billing settings page: the workspace currency, the account mapping rule and the currency rates.
+
+They validate only; integrations.stripe.billing_settings applies a change and its consequences (re-valued MRR,
+remapped accounts).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from trials.models import BillingSettings
+from integrations.stripe.models import BillingSettings
 
 CURRENCY_CODE = r"^[A-Za-z]{3}$"
 

@@ -1,6 +1,5 @@
 """The dashboard's subscription figures, from the Stripe mirror (registered in config.figures by
-IntegrationsConfig.ready; the mirror's models still live in trials.models until they move to integrations.stripe).
-"""
+IntegrationsConfig.ready)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from typing import Any
 
 from django.db.models import Count, Q, Sum
 
-from trials.models import Subscription
+from integrations.stripe.models import Subscription
 
 
 def subscription_figures() -> dict[str, Any]:

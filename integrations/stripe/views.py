@@ -19,18 +19,14 @@ from django.views.generic import TemplateView
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from integrations.models import StripeEvent, StripeWebhookDelivery
-from integrations.stripe_webhooks import (
-    WebhookRejected,
-    stripe_event_replay,
-    stripe_events_replay_waiting,
-    webhook_receive,
-)
-from trials.billing import stripe_customer_link
-from trials.billing_settings import billing_settings_update, currency_rate_delete, currency_rate_set
-from trials.forms import BillingSettingsForm, CurrencyRateForm
-from trials.models import CurrencyRate, StripeCustomer
-from trials.services import billing_settings, mrr_by_unconverted_currency
+from integrations.stripe.billing_settings import billing_settings_update, currency_rate_delete, currency_rate_set
+from integrations.stripe.currency import billing_settings
+from integrations.stripe.customers import stripe_customer_link
+from integrations.stripe.forms import BillingSettingsForm, CurrencyRateForm
+from integrations.stripe.models import CurrencyRate, StripeCustomer, StripeEvent, StripeWebhookDelivery
+from integrations.stripe.mrr import mrr_by_unconverted_currency
+from integrations.stripe.processing import stripe_events_replay_waiting
+from integrations.stripe.webhooks import WebhookRejected, stripe_event_replay, webhook_receive
 
 
 @csrf_exempt
@@ -92,6 +88,8 @@ class StripeOverviewView(StaffPermissionMixin, TemplateView):
 
 
 class StripeEventReplayView(StaffPermissionMixin, TemplateView):
+    """Admins process a stored event again from its payload (after a fix, or to re-check a failure)."""
+
     admin_only = True
     http_method_names = ["post"]
 
@@ -130,7 +128,8 @@ class StripeCustomerLinkView(StaffPermissionMixin, TemplateView):
 
 class BillingSettingsView(StaffPermissionMixin, TemplateView):
     """The workspace currency, the rates that convert other currencies into it, and how a Stripe customer maps
-    to an account. Admins only; every change is audited and takes effect at once (trials.billing_settings)."""
+    to an account. Admins only; every change is audited and takes effect at once
+    (integrations.stripe.billing_settings)."""
 
     template_name = "integrations/billing_settings.html"
     admin_only = True

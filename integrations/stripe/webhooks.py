@@ -1,9 +1,10 @@
-"""Receiving Stripe webhooks: verify, store, claim once, process in a task, retry, replay.
+"""Receiving Stripe webhooks: verify, store, claim once, queue processing; replay.
 
 The endpoint only verifies the signature, stores the delivery and the event, and queues processing — it
-answers in milliseconds. Processing locks the event's row, so an event delivered twice at the same moment
-is applied once; a failure is recorded and retried with exponential backoff (the task, and a beat sweep for
-retries that were lost), and any event can be replayed from the UI.
+answers in milliseconds. Processing (integrations.stripe.processing, run by the task in integrations.stripe.tasks)
+locks the event's row, so an event delivered twice at the same moment is applied once; a failure is recorded and
+retried with exponential backoff (the task, and a beat sweep for retries that were lost), and any event can be
+replayed from the UI.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import orjson
@@ -21,11 +21,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.json_input import json_value_problem
-from config.retry import retry_backoff
-from integrations.models import StripeEvent, StripeWebhookDelivery
-from integrations.stripe_api import object_refetcher
-from trials.billing import HANDLED_TYPES, CustomerNotLinked, stripe_customer_id_of, stripe_event_apply
-from trials.models import StripeCustomer
+from integrations.stripe.apply import HANDLED_TYPES, stripe_customer_id_of
+from integrations.stripe.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.tasks import queue_processing
 
 logger = logging.getLogger(__name__)
 
@@ -207,73 +205,7 @@ def webhook_receive(*, payload: bytes, headers: dict[str, str]) -> Receipt:
     return Receipt(event_id=event_id, event=stored, duplicate=duplicate)
 
 
-def queue_processing(event_pk: int) -> None:
-    """Queue the processing task once the current transaction commits."""
-    from integrations.tasks import process_stripe_event
-
-    transaction.on_commit(lambda: process_stripe_event.delay(event_pk))
-
-
-def stripe_event_process(*, event_pk: int) -> str:
-    """Apply a stored event exactly once; returns its status afterwards (failures are recorded, not raised)."""
-    with transaction.atomic():
-        stored = StripeEvent.objects.select_for_update().get(pk=event_pk)
-        if stored.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
-            return str(stored.status)
-        stored.attempts += 1
-        try:
-            with transaction.atomic():
-                outcome = stripe_event_apply(stored.payload, refetch=object_refetcher())
-        except CustomerNotLinked as waiting:
-            stored.status, stored.last_error = StripeEvent.Status.WAITING, str(waiting)
-        except Exception as error:
-            logger.exception("processing Stripe event %s failed", stored.event_id)
-            stored.status, stored.last_error = StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}"
-            stored.next_attempt_at = timezone.now() + retry_backoff(stored.attempts)
-        else:
-            stored.status = StripeEvent.Status.IGNORED if outcome == "ignored" else StripeEvent.Status.PROCESSED
-            stored.processed_at, stored.last_error, stored.next_attempt_at = timezone.now(), "", None
-            if stored.type in ("customer.created", "customer.updated", "customer.deleted"):
-                _replay_waiting_once_linked(stored.stripe_customer_id)
-        stored.save()
-        return str(stored.status)
-
-
-def _replay_waiting_once_linked(stripe_customer_id: str) -> None:
-    """A customer event may have just linked its profile: its waiting events then run, after this commits."""
-    if StripeCustomer.objects.filter(stripe_customer_id=stripe_customer_id, customer__isnull=False).exists():
-        transaction.on_commit(partial(stripe_events_replay_waiting, stripe_customer_id=stripe_customer_id))
-
-
 def stripe_event_replay(*, event: StripeEvent) -> None:
     """Process an event again from its stored payload (after a fix, or to re-check a failure)."""
     StripeEvent.objects.filter(pk=event.pk).update(status=StripeEvent.Status.PENDING, next_attempt_at=None)
     queue_processing(event.pk)
-
-
-def stripe_events_replay_waiting(*, stripe_customer_id: str) -> int:
-    """Re-queue, oldest first, the events that waited for this Stripe customer to be linked."""
-    waiting = list(
-        StripeEvent.objects.filter(stripe_customer_id=stripe_customer_id, status=StripeEvent.Status.WAITING)
-        .order_by("created", "id")
-        .values_list("pk", flat=True)
-    )
-    for pk in waiting:
-        stripe_event_process(event_pk=pk)
-    return len(waiting)
-
-
-def stripe_events_retry_due(*, limit: int = 200) -> int:
-    """Beat sweep: re-queue failed events whose backoff has passed (at most MAX_ATTEMPTS tries)."""
-    due = list(
-        StripeEvent.objects.filter(
-            status=StripeEvent.Status.FAILED,
-            next_attempt_at__lte=timezone.now(),
-            attempts__lt=StripeEvent.MAX_ATTEMPTS,
-        )
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    for pk in due:
-        queue_processing(pk)
-    return len(due)
