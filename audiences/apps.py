@@ -8,13 +8,8 @@ class AudiencesConfig(AppConfig):
     name = "audiences"
 
     def ready(self) -> None:
-        from audiences.live import TIME_WINDOW_TIMER, time_windows_fire
         from audiences.models import Source
         from audiences.selectors import source_cache_clear
-        from config.timers import register_timer_handler
-
-        # Live audiences' "in the last N days" edges fire from durable timers (audiences.live).
-        register_timer_handler(TIME_WINDOW_TIMER, time_windows_fire)
 
         # The tracking API keeps the sources it authenticated for a moment; a change to one must not wait.
         for signal in (post_save, post_delete):

@@ -14,9 +14,9 @@ from django.db.models import Avg, Count, F, IntegerField, Max, Min, Model, Outer
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from audiences.computed_traits import value_column
 from audiences.models import Account, ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer, Event, Source
 from audiences.services import SECRET_KEY_OVERLAP, auth_hash, key_digest
+from segments.traits.definitions import value_column
 from trials.models import Subscription, Trial
 
 EXACT_COUNT_BELOW = 100_000

@@ -1,16 +1,14 @@
-"""Celery entry points of the audiences app; each calls one service."""
+"""Celery entry points of the audiences app; each calls one service. (Computed-trait backfill and the time sweep
+keep their audiences.tasks names but live with their evaluation in segments.traits and segments.live.)"""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from audiences.computed_traits import computed_trait_backfill
 from audiences.ingestion import unqueued_batches_requeue
-from audiences.models import ComputedTrait
-from audiences.pipeline import pending_batches_apply, stored_events_process, time_sweep
-from config.models import TaskRun
-from config.services import task_lock, task_run_recorded
+from audiences.pipeline import pending_batches_apply, stored_events_process
+from config.services import task_lock
 
 
 # A database that restarts or fails over must not drop a stored batch's effects: the task retries with
@@ -38,24 +36,3 @@ def requeue_unqueued_batches() -> int:
     """Periodic: queue the profile work of batches stored while the broker was down."""
     with task_lock("requeue unqueued batches") as acquired:
         return unqueued_batches_requeue() if acquired else 0
-
-
-@shared_task(name="audiences.tasks.backfill_computed_trait", acks_late=True)
-def backfill_computed_trait(trait_id: int) -> int:
-    """Compute a new or changed definition from history (one run per trait at a time)."""
-    with task_lock(f"computed-trait-backfill:{trait_id}") as acquired:
-        trait = ComputedTrait.objects.filter(pk=trait_id).first()
-        if not acquired or trait is None:
-            return 0
-        return computed_trait_backfill(trait=trait)
-
-
-@shared_task(name="audiences.tasks.sweep_time")
-def sweep_time() -> dict[str, int]:
-    """Periodic: what time alone changes — decayed computed traits, time-based live audiences."""
-    with task_lock("time sweep") as acquired, task_run_recorded("live audience time sweep") as run:
-        if not acquired:
-            run.outcome = TaskRun.Outcome.SKIPPED
-            return {}
-        run.detail = time_sweep()
-        return dict(run.detail)

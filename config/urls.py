@@ -7,7 +7,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from audiences import api as audiences_api
-from audiences import computed_trait_api, computed_trait_views
 from audiences import views as audiences_views
 from config.views import AuditLogView, HomeView, SignInLockoutsView, SignInView
 from integrations import api as integrations_api
@@ -18,6 +17,8 @@ from offers import staff_api as offers_staff_api
 from segments import api as segments_api
 from segments import audience_views
 from segments import views as segments_views
+from segments.traits import api as computed_trait_api
+from segments.traits import views as computed_trait_views
 from trials import api as trials_api
 from trials import email_views, in_app_api, measurement_api, measurement_views, play_api, play_views
 from trials import views as trials_views

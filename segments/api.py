@@ -19,8 +19,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audiences.api import CustomerSerializer
-from audiences.computed_trait_api import CustomerSummarySerializer, ViewsCustomers
-from audiences.live import audience_key
 from audiences.models import Customer
 from config.pagination import NewestFirstCursorPagination
 from config.permissions import RoleModelPermissions
@@ -29,7 +27,9 @@ from segments import selectors, services
 from segments.audience_services import InvalidAudience, segment_live_set
 from segments.catalogue import EVENT_FILTER_OPERATORS, catalogue
 from segments.conditions import EVENT_OPERATORS, OPERATORS, InvalidCondition, parse_tree
+from segments.live.publish import audience_key
 from segments.models import CustomProperty, Segment, SegmentMembershipChange, SegmentVersion
+from segments.traits.api import CustomerSummarySerializer, ViewsCustomers
 from segments.usage import segment_uses
 
 

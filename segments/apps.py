@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class SegmentsConfig(AppConfig):
-    """The condition language and its engine: segments compiled to one SQL query (models arrive with it)."""
+    """The conditions layer: the condition language, its catalogue and compiler, segments, live audience membership
+    and computed-trait evaluation."""
 
     name = "segments"
 
@@ -12,3 +13,14 @@ class SegmentsConfig(AppConfig):
         from segments.models import SegmentMembership
 
         on_profile_merge(SegmentMembership, memberships_on_merge)
+
+        # After each stored batch (audiences.pipeline): computed traits first, live audience membership last.
+        from audiences.pipeline import on_batch_settled, on_batch_traits
+        from config.timers import register_timer_handler
+        from segments.live.membership import TIME_WINDOW_TIMER, membership_on_batch, time_windows_fire
+        from segments.traits.evaluation import traits_on_batch
+
+        on_batch_traits(traits_on_batch)
+        on_batch_settled(membership_on_batch)
+        # Live audiences' "in the last N days" edges fire from durable timers (segments.live.membership).
+        register_timer_handler(TIME_WINDOW_TIMER, time_windows_fire)

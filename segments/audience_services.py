@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from audiences.live import audience_key as live_audience_key
 from config.services import task_lock
+from segments.live.publish import audience_key as live_audience_key
 from segments.models import Segment
 
 AUDIENCE_KEY = re.compile(r"^[a-z0-9][a-z0-9_]{0,99}$")

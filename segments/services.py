@@ -14,19 +14,13 @@ from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audiences.live import (
-    ENTERED,
-    EXITED,
-    compiled_members,
-    customers_lock,
-    dependencies,
-    entries_publish,
-    memberships_decide,
-    time_windows_schedule,
-)
 from audiences.models import Customer
 from config.services import task_lock
 from segments.conditions import Group, InvalidCondition, parse_tree, to_json
+from segments.live.compiled import compiled_members
+from segments.live.dependencies import dependencies
+from segments.live.membership import customers_lock, memberships_decide, time_windows_schedule
+from segments.live.publish import ENTERED, EXITED, entries_publish
 from segments.models import Segment, SegmentMembership, SegmentTag, SegmentVersion
 
 

@@ -1,4 +1,5 @@
-"""Celery entry points of the segments app; each calls one service."""
+"""Celery entry points of the segments app; each calls one service. Also the face Celery's autodiscovery reads:
+it imports the task modules of the live audiences and computed traits packages."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import logging
 from celery import shared_task
 from django.db import transaction
 
-from audiences.live import audience_members_announce
 from config.services import task_run_recorded
 from segments.conditions import InvalidCondition
+from segments.live import tasks as live_tasks
+from segments.live.publish import audience_members_announce
 from segments.models import Segment
 from segments.services import evaluation_failure_reason, segment_evaluate
+from segments.traits import tasks as trait_tasks
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["live_tasks", "trait_tasks"]  # registered with Celery by being imported here
 
 
 @shared_task(name="segments.tasks.evaluate_segments")

@@ -12,13 +12,13 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from audiences.live import audience_key
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from segments import selectors, services
 from segments.conditions import InvalidCondition
 from segments.forms import SegmentForm
+from segments.live.publish import audience_key
 from segments.models import Segment, SegmentTag, SegmentVersion
 
 

@@ -8,11 +8,14 @@ class TrialsConfig(AppConfig):
     name = "trials"
 
     def ready(self) -> None:
-        from audiences.live import on_audience_enter
         from audiences.pipeline import on_batch_stored
         from config.timers import register_timer_handler
+        from segments.live.publish import on_audience_enter
+        from trials.conditions import register_trial_conditions
         from trials.emails import MESSAGE_TIMER, messages_on_audience_enter, messages_on_batch, messages_on_timers
         from trials.loop import trials_on_batch
+
+        register_trial_conditions()  # trial.*, score.*, sales.* properties and the trial reader of computed traits
 
         on_batch_stored(trials_on_batch)
         on_batch_stored(messages_on_batch)  # after trials_on_batch: arms timers for the trials it changed

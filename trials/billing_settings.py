@@ -16,8 +16,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer
+from audiences.pipeline import BatchFacts
+from segments.live.membership import audiences_refresh
 from trials.billing import customer_billing_refresh, stripe_customer_map_account
 from trials.models import BillingSettings, CurrencyRate, StripeCustomer
 from trials.services import billing_settings, subscriptions_reconvert

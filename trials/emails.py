@@ -57,8 +57,8 @@ from django.template.defaulttags import CommentNode, IfNode
 from django.urls import reverse
 from django.utils import timezone
 
-from audiences.live import BatchFacts
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event
+from audiences.pipeline import BatchFacts
 from config.models import Timer
 from config.timers import DueTimer, timers_cancel_prefix, timers_schedule
 from segments.compiler import compile_tree

@@ -28,8 +28,8 @@ from django.db.models.functions import Cast
 from django.template import TemplateSyntaxError
 from django.utils import timezone
 
-from audiences.live import internal_source
 from audiences.models import Customer, Event
+from audiences.services import internal_source
 from trials.emails import (
     email_settings,
     in_holdout,

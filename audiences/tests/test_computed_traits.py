@@ -9,14 +9,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from audiences.computed_traits import (
-    InvalidTrait,
-    computed_trait_backfill,
-    computed_trait_save,
-    computed_traits_apply,
-    computed_traits_decay,
-    computed_traits_refresh,
-)
 from audiences.models import (
     ComputedTrait,
     ComputedTraitChange,
@@ -26,6 +18,13 @@ from audiences.models import (
     Source,
 )
 from segments.selectors import explain, segment_preview
+from segments.traits.definitions import InvalidTrait, computed_trait_save
+from segments.traits.evaluation import (
+    computed_trait_backfill,
+    computed_traits_apply,
+    computed_traits_decay,
+    computed_traits_refresh,
+)
 from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db
