@@ -25,8 +25,8 @@ import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from audiences.ingestion import profiles_apply_events
 from audiences.models import Customer, Event, PendingEventBatch, Source
+from audiences.profiles import profiles_apply_events
 from config.facts import Fact, FactKind, facts_record
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from audiences.models import Customer
 from offers.models import CancellationSession
 from segments.catalogue import PropertySpec, register_properties
 from segments.compiler import ALWAYS, POSITIVE_OF, compare, days_q
-from segments.conditions import ValueType
+from segments.value_types import ValueType
 
 
 def _saved_sessions() -> QuerySet[CancellationSession]:

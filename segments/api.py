@@ -23,7 +23,7 @@ from audiences.models import Customer
 from config.pagination import NewestFirstCursorPagination
 from config.permissions import RoleModelPermissions
 from config.roles import LIVE_AUDIENCE_PERMISSION
-from segments import selectors, services
+from segments import evaluation, selectors, services
 from segments.audience_services import InvalidAudience, segment_live_set
 from segments.catalogue import EVENT_FILTER_OPERATORS, catalogue
 from segments.conditions import EVENT_OPERATORS, OPERATORS, InvalidCondition, parse_tree
@@ -167,7 +167,7 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
     def evaluate(self, request: Request, pk: str | None = None) -> Response:
         """Re-evaluate now; answers how many entered and exited."""
         try:
-            result = services.segment_evaluate(segment=self.get_object())
+            result = evaluation.segment_evaluate(segment=self.get_object())
         except InvalidCondition as broken:
             raise ValidationError({"conditions": [f"cannot evaluate: {broken}"]}) from broken
         return Response(result.__dict__)

@@ -24,3 +24,13 @@ class SegmentsConfig(AppConfig):
         on_batch_settled(membership_on_batch)
         # Live audiences' "in the last N days" edges fire from durable timers (segments.live.membership).
         register_timer_handler(TIME_WINDOW_TIMER, time_windows_fire)
+
+        # The customer page shows the customer's segments (audiences.panels).
+        from audiences.panels import register_customer_panel
+        from segments.profile_panel import MEMBERSHIP_PANEL
+
+        register_customer_panel(MEMBERSHIP_PANEL)
+
+        # Celery's autodiscovery reads <app>.tasks only: the packages' task modules register by being imported.
+        import segments.live.tasks
+        import segments.traits.tasks  # noqa: F401

@@ -22,8 +22,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from audiences.models import ComputedTrait
-from segments.conditions import ValueType
-from segments.traits.definitions import EMPTY_VALUES, trait_value_type, value_column
+from segments.models import CustomProperty
+from segments.traits.kinds import EMPTY_VALUES, trait_value_type, value_column
+from segments.value_types import ValueType
 
 if TYPE_CHECKING:
     from django.db.models import Q
@@ -241,8 +242,6 @@ def property_named(key: str) -> PropertySpec | None:
         return computed_trait_spec(trait) if trait is not None else None
     for prefix, scope in (("trait.", "customer"), ("account.trait.", "account")):
         if key.startswith(prefix):
-            from segments.models import CustomProperty
-
             declared = CustomProperty.objects.filter(scope=scope, key=key.removeprefix(prefix)).first()
             if declared is not None:
                 return custom_property_spec(declared.key, declared.value_type, declared.label, declared.scope)
@@ -252,8 +251,6 @@ def property_named(key: str) -> PropertySpec | None:
 def catalogue() -> list[PropertySpec]:
     """Every property the builder may offer: built-in and registered first, then custom properties and computed
     traits by key."""
-    from segments.models import CustomProperty
-
     custom = [
         custom_property_spec(p.key, p.value_type, p.label, p.scope)
         for p in CustomProperty.objects.order_by("scope", "key")

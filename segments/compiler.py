@@ -43,9 +43,10 @@ from django.utils import timezone
 
 from audiences.models import Account, ComputedTraitValue, Customer, Event
 from segments.catalogue import PropertySpec, property_named
-from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
+from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition
 from segments.regex_dialect import canonical
 from segments.typed_sql import JSONKeyHolds, JSONTest, JSONTextHolds, fold
+from segments.value_types import ValueType
 from trials.models import Discount, Subscription
 
 LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "unpaid", "paused")

@@ -1,5 +1,5 @@
-"""Celery entry points of the segments app; each calls one service. Also the face Celery's autodiscovery reads:
-it imports the task modules of the live audiences and computed traits packages."""
+"""Celery entry points of the segments app; each calls one service. (The live audiences' and computed traits'
+task modules are imported by SegmentsConfig.ready(), so Celery registers them.)"""
 
 from __future__ import annotations
 
@@ -10,15 +10,11 @@ from django.db import transaction
 
 from config.services import task_run_recorded
 from segments.conditions import InvalidCondition
-from segments.live import tasks as live_tasks
+from segments.evaluation import evaluation_failure_reason, segment_evaluate
 from segments.live.publish import audience_members_announce
 from segments.models import Segment
-from segments.services import evaluation_failure_reason, segment_evaluate
-from segments.traits import tasks as trait_tasks
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["live_tasks", "trait_tasks"]  # registered with Celery by being imported here
 
 
 @shared_task(name="segments.tasks.evaluate_segments")

@@ -17,6 +17,12 @@ class TrialsConfig(AppConfig):
 
         register_trial_conditions()  # trial.*, score.*, sales.* properties and the trial reader of computed traits
 
+        from audiences.panels import register_customer_panel
+        from trials.profile_panels import SUBSCRIPTIONS_PANEL, TRIAL_PANEL
+
+        register_customer_panel(SUBSCRIPTIONS_PANEL)  # the customer page's subscriptions and current trial
+        register_customer_panel(TRIAL_PANEL)
+
         on_batch_stored(trials_on_batch)
         on_batch_stored(messages_on_batch)  # after trials_on_batch: arms timers for the trials it changed
         on_audience_enter(messages_on_audience_enter)

@@ -15,8 +15,8 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from audiences.models import Customer
 from segments.catalogue import PropertySpec, register_properties
 from segments.compiler import ALWAYS, NEVER, POSITIVE_OF, compare, days_q
-from segments.conditions import ValueType
 from segments.traits.trial_reader import register_trial_reader
+from segments.value_types import ValueType
 from trials.loop import IN_TRIAL_STAGES
 from trials.models import Alert, Trial
 

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from audiences.models import ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer
 from config.roles import Role
 from segments.services import segment_save
-from segments.traits.definitions import computed_trait_save
+from segments.traits.services import computed_trait_save
 
 pytestmark = pytest.mark.django_db
 

@@ -18,13 +18,14 @@ from audiences.models import (
     Source,
 )
 from segments.selectors import explain, segment_preview
-from segments.traits.definitions import InvalidTrait, computed_trait_save
+from segments.traits.definitions import InvalidTrait
 from segments.traits.evaluation import (
     computed_trait_backfill,
     computed_traits_apply,
     computed_traits_decay,
     computed_traits_refresh,
 )
+from segments.traits.services import computed_trait_save
 from trials.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db

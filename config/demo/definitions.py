@@ -8,10 +8,11 @@ from typing import Any
 
 from audiences.models import ComputedTrait
 from segments.audience_services import segment_live_set
+from segments.evaluation import segment_evaluate
 from segments.models import Segment
-from segments.services import segment_evaluate, segment_save
-from segments.traits.definitions import computed_trait_save
+from segments.services import segment_save
 from segments.traits.evaluation import computed_trait_backfill
+from segments.traits.services import computed_trait_save
 
 Kind = ComputedTrait.Kind
 

@@ -51,7 +51,8 @@ from integrations.tests.receiver import Receiver
 from integrations.tracking_plans import source_tracking_plan_set
 from offers import sessions
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule
-from segments.services import segment_evaluate, segment_save
+from segments.evaluation import segment_evaluate
+from segments.services import segment_save
 from trials.alerts import Target, alert_claim, alert_done, alerts_create
 from trials.emails import event_templates_forget, message_template_save
 from trials.models import Alert, EmailSettings, MessageSend, MessageTemplate, Play, StripeCustomer

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audiences.pipeline import BatchFacts, trait_changes_publish
+from segments.evaluation import segment_evaluate
 from segments.live.compiled import live_audiences
 from segments.live.membership import audiences_refresh, customers_lock
-from segments.services import segment_evaluate
 from segments.traits.evaluation import computed_traits_decay
 
 

@@ -45,7 +45,8 @@ from audiences.models import (
 from audiences.pipeline import BatchFacts, TraitChange
 from segments.compiler import event_filter_q
 from segments.conditions import parse_event_filters
-from segments.traits.definitions import (
+from segments.traits.folding import fold_rows, typed_columns, value_of
+from segments.traits.kinds import (
     ACTIVE_BACKFILL_STATES,
     ACTIVITY_TYPES,
     BACKFILL_CHUNK,
@@ -53,7 +54,6 @@ from segments.traits.definitions import (
     PROPERTY_KINDS,
     Kind,
 )
-from segments.traits.folding import fold_rows, typed_columns, value_of
 from segments.traits.trial_reader import trial_reader
 from trials.models import Subscription
 

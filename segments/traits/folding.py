@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from segments.traits.definitions import NUMERIC_KINDS, UNIQUE_LIST_LIMIT, Kind, value_column
+from segments.traits.kinds import NUMERIC_KINDS, UNIQUE_LIST_LIMIT, Kind, value_column
 
 
 def _number(value: Any) -> float | None:

@@ -9,7 +9,8 @@ from django import forms
 
 from audiences.models import ComputedTrait
 from segments.catalogue import EVENT_FILTER_OPERATORS
-from segments.traits.definitions import PROPERTY_KINDS, InvalidTrait
+from segments.traits.definitions import InvalidTrait
+from segments.traits.kinds import PROPERTY_KINDS
 
 FILTERS_HELP = (
     'Only events whose properties match, e.g. [{"property": "plan", "operator": "equals", "value": "pro"}]. '

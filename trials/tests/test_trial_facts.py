@@ -19,7 +19,7 @@ from audiences.services import source_create
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from segments.selectors import explain
-from segments.traits.definitions import computed_trait_save
+from segments.traits.services import computed_trait_save
 from trials.loop import trials_sweep
 from trials.models import Trial, TrialStageChange
 
