@@ -123,6 +123,9 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
         tag = self.request.query_params.get("tag")
         return segments.filter(tags__name=tag) if tag else segments
 
+    def perform_destroy(self, instance: Segment) -> None:
+        services.segment_delete(segment=instance)
+
     @extend_schema(request=None)
     @action(detail=False, methods=["get"])
     def catalogue(self, request: Request) -> Response:

@@ -137,10 +137,18 @@ def segment_draft_save(
 
 @transaction.atomic
 def segment_draft_discard(*, segment: Segment) -> None:
-    """Drop the draft; the live segment is as it was."""
-    Segment.objects.filter(pk=segment.pk).update(draft_conditions=None, draft_author=None, draft_updated_at=None)
+    """Drop the draft; the live segment is as it was. Saved through the instance, so the audit log records it
+    (a QuerySet.update() would bypass it) whichever door discards: the page, the API, publishing."""
+    segment.draft_conditions, segment.draft_author, segment.draft_updated_at = None, None, None
+    segment.save(update_fields=["draft_conditions", "draft_author", "draft_updated_at", "updated_at"])
     segment.draft_test_customers.clear()
-    segment.draft_conditions = None
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment) -> None:
+    """Delete a segment with its memberships, history and versions (they cascade); the one door for deleting,
+    recorded by the audit log."""
+    segment.delete()
 
 
 def segment_draft_publish(*, segment: Segment, author: AbstractBaseUser | AnonymousUser | None) -> Evaluation:
