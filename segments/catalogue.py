@@ -19,17 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from audiences.models import ComputedTrait
+from django.db.models import Q
+
+from audiences.models import ComputedTrait, Customer
 from segments.models import CustomProperty
 from segments.traits.kinds import EMPTY_VALUES, trait_value_type, value_column
 from segments.value_types import ValueType
-
-if TYPE_CHECKING:
-    from django.db.models import Q
-
-    from audiences.models import Customer
 
 EVENT_FILTER_OPERATORS = {"equals", "not_equals", "contains", "is_set", "is_not_set"}
 

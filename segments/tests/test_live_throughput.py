@@ -15,7 +15,7 @@ from audiences.ingestion import messages_ingest
 from audiences.models import Customer, PendingEventBatch, Source
 from audiences.pipeline import BatchFacts, on_batch_stored, remove_batch_hook
 from audiences.tasks import apply_events_to_profiles
-from audiences.tests.test_live_audiences import live, members, message, performed, tree
+from segments.tests.test_live_audiences import live, members, message, performed, tree
 
 pytestmark = pytest.mark.django_db
 
