@@ -18,6 +18,9 @@ leaves the window, which the decay sweep looks for. A new or changed definition 
 chunks of customers, with progress on the definition.
 
 Every value change is recorded (ComputedTraitChange) and returned, so live audiences and destinations can react.
+The trial loop sits above this layer: "since the trial started" and "trial days remaining" read the current trial
+through the reader trials registers (segments.traits.trial_reader); the Stripe mirror's trialing subscriptions are
+read directly (intake, below).
 """
 
 from __future__ import annotations
