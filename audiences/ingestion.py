@@ -21,36 +21,32 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import orjson
 import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import KombuError
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 
 from audiences.merges import profile_rows_move
 from audiences.models import (
-    Account,
     AnonymousId,
     Customer,
     Event,
     PendingEventBatch,
     ProfileMerge,
     Source,
-    UnqueuedEventBatch,
 )
 from audiences.privacy import erased_among
+from audiences.profiles import display_name, traits_merge_newer
+from audiences.tasks import profile_work_queue
 
 logger = logging.getLogger(__name__)
 
 RESOLUTION_ATTEMPTS = 4
-# A pending batch this old whose task never applied it (a lost message) gets one from the periodic requeue.
-PENDING_GRACE = timedelta(minutes=1)
 # The first key of the two-key advisory locks on ids (the second is the id's hash): no other lock uses it.
 IDENTITY_LOCK_SPACE = 18_001
 EVENT_COLUMNS = (
@@ -339,13 +335,13 @@ def _merge(merged: _Profile, kept: _Profile, message: IncomingMessage, linking_i
     merged_customer = Customer.objects.select_for_update().get(pk=merged.stored_pk)
     kept_customer = Customer.objects.get(pk=kept.stored_pk)
     moved, reconciled = profile_rows_move(merged_pk=merged.stored_pk, kept_pk=kept.stored_pk)
-    taken = _traits_merge_newer(
+    taken = traits_merge_newer(
         kept_customer.traits, kept_customer.trait_timestamps, merged_customer.traits, merged_customer.trait_timestamps
     )
     if "email" in taken and merged_customer.email:
         kept_customer.email = merged_customer.email
     kept_customer.email = kept_customer.email or merged_customer.email
-    kept_customer.name = _display_name(kept_customer.traits) or kept_customer.name or merged_customer.name
+    kept_customer.name = display_name(kept_customer.traits) or kept_customer.name or merged_customer.name
     kept_customer.account_id = kept_customer.account_id or merged_customer.account_id
     # Consent: a category either profile refused stays refused (a missing category means yes).
     for category, given in merged_customer.consent.items():
@@ -526,58 +522,6 @@ def _ingest_once(
         result.event_ids += _insert_events(source, rows[start : start + 500])
 
 
-def _publish_profile_work(event_ids: list[int], *, pending: bool) -> bool:
-    """Queue a stored batch's profile task — with `pending`, one that applies the pending batches (this one among
-    them, PendingEventBatch) — ; False when the broker cannot be reached (after Celery's own publish retries), so
-    the caller can keep the batch for the requeue instead of failing."""
-    from audiences.tasks import apply_events_to_profiles
-
-    try:
-        # argsrepr keeps the task's log line short instead of listing every id (celery-types does not know it).
-        apply_events_to_profiles.apply_async(  # type: ignore[call-arg]
-            (event_ids,), {"pending": pending}, argsrepr=f"[{len(event_ids)} event ids]"
-        )
-    except (KombuError, OSError) as error:
-        logger.warning(
-            "broker unreachable, profile work of a batch of %s events kept for requeue: %s",
-            len(event_ids),
-            type(error).__name__,
-        )
-        return False
-    return True
-
-
-def _queue_profile_work(event_ids: list[int]) -> None:
-    """Runs once the batch committed: the events are durable and the client gets its 200 whatever the broker
-    does. When the broker is down the batch is written down (UnqueuedEventBatch) for unqueued_batches_requeue."""
-    if not _publish_profile_work(event_ids, pending=True):
-        UnqueuedEventBatch.objects.bulk_create(
-            [UnqueuedEventBatch(first_event_id=min(event_ids), event_ids=event_ids, created_at=timezone.now())],
-            ignore_conflicts=True,
-        )
-
-
-def unqueued_batches_requeue(*, limit: int = 1000, now: datetime | None = None) -> int:
-    """Queue the profile work of batches stored while the broker was down, oldest first; returns how many.
-
-    Each row goes once its task is accepted by the broker (the task is safe to run twice, so a crash between
-    the two only repeats harmless work; the batch's pending row may be applied again by a later task, as
-    harmlessly); a publish that fails again stops the run and leaves the rest for the next one. Pending batches
-    older than PENDING_GRACE whose task was lost otherwise get one task that applies them.
-    """
-    queued = 0
-    for batch in UnqueuedEventBatch.objects.order_by("first_event_id")[:limit]:
-        if not _publish_profile_work(batch.event_ids, pending=False):
-            break
-        UnqueuedEventBatch.objects.filter(pk=batch.pk).delete()
-        queued += 1
-    stale = PendingEventBatch.objects.filter(created_at__lt=(now or timezone.now()) - PENDING_GRACE)
-    first = stale.order_by("first_event_id").values_list("event_ids", flat=True).first()
-    if first is not None and _publish_profile_work(first, pending=True):
-        queued += 1
-    return queued
-
-
 def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> IngestResult:
     """Store a batch of calls from one source, resolving identities; durable when this returns.
 
@@ -601,7 +545,7 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
                     PendingEventBatch.objects.create(
                         first_event_id=min(result.event_ids), event_ids=result.event_ids, created_at=timezone.now()
                     )
-                    transaction.on_commit(partial(_queue_profile_work, result.event_ids))
+                    transaction.on_commit(partial(profile_work_queue, result.event_ids))
             return result
         except _IdentityLocksNeeded as needed:
             # Rolled back (nothing was written, and the row locks of the reading are released): again, with the
@@ -615,141 +559,3 @@ def messages_ingest(*, source: Source, messages: list[IncomingMessage]) -> Inges
                 raise
             logger.info("identity race on attempt %s; resolving the batch again", attempt)
             attempt += 1
-
-
-def _display_name(traits: dict[str, Any]) -> str:
-    name = traits.get("name")
-    if isinstance(name, str) and name.strip():
-        return name.strip()
-    first = traits.get("first_name") or traits.get("firstName") or ""
-    last = traits.get("last_name") or traits.get("lastName") or ""
-    return f"{first} {last}".strip() if isinstance(first, str) and isinstance(last, str) else ""
-
-
-def _seen_times_update(event_ids: list[int]) -> None:
-    """First/last seen of every customer the events touched, in one set-based UPDATE that only moves outward."""
-    customer, event = Customer._meta.db_table, Event._meta.db_table
-    placeholders = ", ".join(["%s"] * len(event_ids))
-    sql = f"""
-        UPDATE {customer} SET
-            first_seen_at = CASE WHEN first_seen_at IS NULL OR seen.first < first_seen_at
-                                 THEN seen.first ELSE first_seen_at END,
-            last_seen_at = CASE WHEN last_seen_at IS NULL OR seen.last > last_seen_at
-                                THEN seen.last ELSE last_seen_at END
-        FROM (SELECT customer_id, MIN(timestamp) AS first, MAX(timestamp) AS last
-              FROM {event} WHERE id IN ({placeholders}) GROUP BY customer_id) AS seen
-        WHERE {customer}.id = seen.customer_id
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, event_ids)
-
-
-def _trait_stamp(event: dict[str, Any]) -> list[Any]:
-    """When an event set a trait, as stored in trait_timestamps: [event time in UTC (ISO 8601, microseconds),
-    event id]. Such lists compare in time order (the id breaks ties: the later stored wins)."""
-    return [event["timestamp"].astimezone(UTC).isoformat(timespec="microseconds"), event["id"]]
-
-
-def _newer(stamp: list[Any] | None, than: list[Any] | None) -> bool:
-    """Whether a trait set at `stamp` replaces one set at `than` (a trait without a stamp is the oldest)."""
-    if stamp is None:
-        return False
-    return than is None or tuple(stamp) >= tuple(than)
-
-
-def _traits_set_newer(
-    traits: dict[str, Any], stamps: dict[str, Any], incoming: dict[str, Any], stamp: list[Any]
-) -> dict[str, Any]:
-    """Set each incoming trait unless the stored value came from a later event (last write wins by event time, per
-    trait, whatever order batches arrive or are re-run in); updates `traits` and `stamps` in place and returns the
-    traits it set."""
-    applied = {key: value for key, value in incoming.items() if _newer(stamp, stamps.get(key))}
-    traits.update(applied)
-    stamps.update(dict.fromkeys(applied, stamp))
-    return applied
-
-
-def _traits_merge_newer(
-    traits: dict[str, Any], stamps: dict[str, Any], other: dict[str, Any], other_stamps: dict[str, Any]
-) -> set[str]:
-    """Fold another profile's traits in (a merge): each trait takes the newer of the two values, a trait only the
-    other has is added; with no stamp on either side the kept value stays. Returns the traits taken from the other."""
-    taken = {
-        key
-        for key in other
-        if key not in traits or (key in other_stamps and _newer(other_stamps[key], stamps.get(key)))
-    }
-    traits.update({key: other[key] for key in taken})
-    stamps.update({key: other_stamps[key] for key in taken if key in other_stamps})
-    return taken
-
-
-@transaction.atomic
-def profiles_apply_events(*, event_ids: list[int]) -> int:
-    """Apply what stored events say about their customers: traits, email, name, accounts, first/last seen.
-
-    Each identify or group trait remembers when the event that set it happened (trait_timestamps on the customer
-    or account) and only a newer event replaces it, so a late batch, or a batch whose task runs again after a
-    redelivery, never puts back an older value. Customers are locked in id order, so concurrent runs cannot
-    deadlock. Idempotent: applying the same events twice leaves the same profiles. Returns how many customers
-    identify or group calls touched.
-    """
-    if not event_ids:
-        return 0
-    _seen_times_update(event_ids)
-    profile_events: list[dict[str, Any]] = [
-        dict(row)
-        for row in Event.objects.filter(Q(type=Event.Type.IDENTIFY) | ~Q(group_id=""), pk__in=event_ids)
-        .order_by("timestamp", "id")
-        .values("id", "customer_id", "type", "group_id", "properties", "timestamp")
-    ]
-    if not profile_events:
-        return 0
-    customer_ids = sorted({e["customer_id"] for e in profile_events})
-    customers = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=customer_ids).order_by("pk")}
-    accounts = _accounts_for(profile_events)
-    for event in profile_events:
-        customer = customers.get(event["customer_id"])
-        if customer is None:
-            continue
-        if event["type"] == Event.Type.IDENTIFY and event["properties"]:
-            applied = _traits_set_newer(
-                customer.traits, customer.trait_timestamps, event["properties"], _trait_stamp(event)
-            )
-            email = applied.get("email")
-            if isinstance(email, str) and email.strip():
-                customer.email = email.strip().lower()[:254]
-            customer.name = (_display_name(customer.traits) or customer.name)[:255]
-        if event["group_id"] in accounts:
-            customer.account_id = accounts[event["group_id"]].pk
-    for customer in customers.values():
-        customer.save(update_fields=["traits", "trait_timestamps", "email", "name", "account", "updated_at"])
-    return len(customers)
-
-
-def _accounts_for(profile_events: list[dict[str, Any]]) -> dict[str, Account]:
-    """Upsert the accounts the events name; group calls set their traits on the account, the newer value winning
-    per trait (_traits_set_newer)."""
-    group_ids = {e["group_id"] for e in profile_events if e["group_id"]}
-    if not group_ids:
-        return {}
-    Account.objects.bulk_create([Account(group_id=g) for g in group_ids], ignore_conflicts=True)
-    accounts = {a.group_id: a for a in Account.objects.select_for_update().filter(group_id__in=group_ids)}
-    changed: set[str] = set()
-    for event in profile_events:
-        if event["type"] != Event.Type.GROUP:
-            continue
-        group_id = event["group_id"]
-        account = accounts.get(group_id)
-        if account is None or not event["properties"]:
-            continue
-        traits = _traits_set_newer(account.traits, account.trait_timestamps, event["properties"], _trait_stamp(event))
-        if isinstance(traits.get("name"), str):
-            account.name = traits["name"][:255]
-        domain = traits.get("domain") or traits.get("website")
-        if isinstance(domain, str):
-            account.domain = domain.removeprefix("https://").removeprefix("http://").strip("/")[:255]
-        changed.add(group_id)
-    for group_id in changed:
-        accounts[group_id].save(update_fields=["traits", "trait_timestamps", "name", "domain", "updated_at"])
-    return accounts

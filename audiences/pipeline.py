@@ -1,29 +1,88 @@
-"""What happens after a batch of events is stored, in one worker transaction: profiles, computed traits, live
-audiences, and the outbound messages they imply.
+"""What happens after a batch of events is stored, in one worker transaction: profiles, then the work the layers
+above register here — computed traits, the trial loop, live audiences — and the outbound messages they imply.
 
 The customers the batch touched are locked first, in id order (FOR NO KEY UPDATE: a concurrent evaluation may
 still insert membership rows pointing at them), so two batches about the same customer are applied one after the
 other and the later steps never wait on each other's locks.
+
+Profiles are the lowest layer: they know what a batch changed (BatchFacts) but not who reads it. Computed traits
+and live audiences are evaluated by the conditions layer (segments.traits, segments.live) and the trial loop by
+trials; each registers its step from its AppConfig.ready() in one of three phases, run in this order:
+`on_batch_traits` (values derived from the events: their changes feed the facts), `on_batch_stored` (features
+whose rows segments read: they return the customers they changed) and `on_batch_settled` (what reads the
+settled state of every customer: live audience membership).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
 import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from audiences.computed_traits import TraitChange, computed_traits_apply, computed_traits_decay, computed_traits_refresh
-from audiences.ingestion import profiles_apply_events
-from audiences.live import BatchFacts, MembershipChange, audiences_refresh, live_audiences
-from audiences.models import ComputedTrait, Customer, Event, PendingEventBatch, Source
+from audiences.models import Customer, Event, PendingEventBatch, Source
+from audiences.profiles import profiles_apply_events
 from config.facts import Fact, FactKind, facts_record
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TraitChange:
+    """One recorded change of a customer's computed trait value (a ComputedTraitChange row), for live audiences
+    and destinations."""
+
+    trait_id: int
+    trait_key: str
+    trait_name: str
+    customer_id: int
+    old: Any
+    new: Any
+    change_id: int
+
+
+class Needs(Protocol):
+    """What a reader of profiles (a live audience, a play) depends on — segments.live.Dependencies fills it."""
+
+    @property
+    def events(self) -> frozenset[str]: ...
+    @property
+    def profile(self) -> bool: ...
+    @property
+    def billing(self) -> bool: ...
+    @property
+    def computed(self) -> frozenset[str]: ...
+
+
+@dataclass
+class BatchFacts:
+    """What a processed batch changed, per customer, for deciding which readers to re-evaluate for whom."""
+
+    events: dict[int, set[str]] = field(default_factory=dict)  # customer → names of the batch's events
+    profile_changed: set[int] = field(default_factory=set)  # identified or grouped in the batch
+    billing_changed: set[int] = field(default_factory=set)  # told about by Stripe
+    changed_traits: dict[int, set[str]] = field(default_factory=dict)  # customer → computed trait keys
+    event_ids: list[int] = field(default_factory=list)  # the stored events themselves
+
+    def candidates(self, needs: Needs) -> set[int]:
+        """The customers whose result for a reader with these needs this batch could have changed."""
+        found = {c for c, names in self.events.items() if needs.events & names}
+        found |= {c for c, keys in self.changed_traits.items() if needs.computed & keys}
+        if needs.profile:
+            found |= self.profile_changed
+        if needs.billing:
+            found |= self.billing_changed
+        return found
+
+    def traits_changed(self, changes: Sequence[TraitChange]) -> None:
+        """Add computed trait changes to what the batch changed."""
+        for change in changes:
+            self.changed_traits.setdefault(change.customer_id, set()).add(change.trait_key)
 
 
 @dataclass
@@ -32,7 +91,7 @@ class BatchOutcome:
 
     customers: int
     trait_changes: list[TraitChange]
-    membership_changes: list[MembershipChange]
+    membership_changes: list[Any]  # what the settled-phase steps report (segments.live.MembershipChange)
 
 
 def trait_changes_publish(changes: list[TraitChange], now: datetime) -> None:
@@ -55,8 +114,20 @@ def trait_changes_publish(changes: list[TraitChange], now: datetime) -> None:
     )
 
 
+TraitsHook = Callable[[BatchFacts, datetime], list[TraitChange]]
 BatchHook = Callable[[BatchFacts, datetime], set[int]]
+SettledHook = Callable[[BatchFacts, datetime], Sequence[Any]]
+_traits_hooks: list[TraitsHook] = []
 _batch_hooks: list[BatchHook] = []
+_settled_hooks: list[SettledHook] = []
+
+
+def on_batch_traits(hook: TraitsHook) -> TraitsHook:
+    """Register a step deriving values from the batch's events (computed traits: segments.traits), run first; it
+    returns the changes it recorded, which are published and added to the facts the later phases read."""
+    if hook not in _traits_hooks:
+        _traits_hooks.append(hook)
+    return hook
 
 
 def on_batch_stored(hook: BatchHook) -> BatchHook:
@@ -69,20 +140,39 @@ def on_batch_stored(hook: BatchHook) -> BatchHook:
     return hook
 
 
+def on_batch_settled(hook: SettledHook) -> SettledHook:
+    """Register a step reading the batch's settled state (live audience membership: segments.live), run last; it
+    returns the changes it made, reported in the BatchOutcome."""
+    if hook not in _settled_hooks:
+        _settled_hooks.append(hook)
+    return hook
+
+
 def remove_batch_hook(hook: BatchHook) -> None:
     if hook in _batch_hooks:
         _batch_hooks.remove(hook)
 
 
-def _traits_by_customer(changes: list[TraitChange]) -> dict[int, set[str]]:
-    changed: dict[int, set[str]] = {}
-    for change in changes:
-        changed.setdefault(change.customer_id, set()).add(change.trait_key)
-    return changed
+def batch_facts_process(facts: BatchFacts, now: datetime) -> tuple[list[TraitChange], list[Any]]:
+    """Run the registered phases over what a batch (or a sweep) changed, inside the caller's transaction with the
+    customers locked: derived values, then the features, then membership. Returns the trait and membership
+    changes."""
+    trait_changes: list[TraitChange] = []
+    for traits_hook in list(_traits_hooks):
+        trait_changes += traits_hook(facts, now)
+    trait_changes_publish(trait_changes, now)
+    facts.traits_changed(trait_changes)
+    for hook in list(_batch_hooks):
+        facts.profile_changed |= hook(facts, now)
+    membership_changes: list[Any] = []
+    for settled_hook in list(_settled_hooks):
+        membership_changes += settled_hook(facts, now)
+    return trait_changes, membership_changes
 
 
 def stored_events_process(*, event_ids: list[int], now: datetime | None = None) -> BatchOutcome:
-    """Apply a stored batch to profiles, computed traits and live audiences; safe to run twice."""
+    """Apply a stored batch to profiles and the registered phases (computed traits, the trial loop, live
+    audiences); safe to run twice."""
     now = now or timezone.now()
     rows = list(
         Event.objects.filter(pk__in=event_ids)
@@ -97,27 +187,17 @@ def stored_events_process(*, event_ids: list[int], now: datetime | None = None) 
             Customer.objects.select_for_update(no_key=True).filter(pk__in=customer_ids).order_by("pk").values_list("pk")
         )
         profiles_apply_events(event_ids=event_ids)
-        trait_changes = computed_traits_apply(event_ids=event_ids, now=now)
         stripe_sources = set(
             Source.objects.filter(pk__in={row[4] for row in rows}, kind=Source.Kind.STRIPE).values_list("pk", flat=True)
         )
-        if stripe_sources:
-            trait_changes += computed_traits_refresh(
-                customer_ids=sorted({row[0] for row in rows if row[4] in stripe_sources}),
-                kinds=[ComputedTrait.Kind.TRIAL_DAYS_REMAINING],
-                now=now,
-            )
-        trait_changes_publish(trait_changes, now)
-        facts = BatchFacts(changed_traits=_traits_by_customer(trait_changes))
+        facts = BatchFacts(event_ids=list(event_ids))
         for customer_id, name, kind, group_id, source_id in rows:
             facts.events.setdefault(customer_id, set()).add(name)
             if kind in (Event.Type.IDENTIFY, Event.Type.GROUP) or group_id:
                 facts.profile_changed.add(customer_id)
             if source_id in stripe_sources:
                 facts.billing_changed.add(customer_id)
-        for hook in list(_batch_hooks):
-            facts.profile_changed |= hook(facts, now)
-        membership_changes = audiences_refresh(facts=facts, now=now)
+        trait_changes, membership_changes = batch_facts_process(facts, now)
     return BatchOutcome(len(customer_ids), trait_changes, membership_changes)
 
 
@@ -180,36 +260,3 @@ def pending_batches_apply(*, limit: int = COALESCED_BATCHES, now: datetime | Non
     if failure is not None:
         raise failure
     return BatchOutcome(customers, [], [])
-
-
-def time_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """What time alone changes, other than event windows (their edges are durable timers, audiences.live):
-    windowed computed traits whose oldest event left the window (and the live audiences reading them), and a full
-    evaluation of every live audience whose conditions read time otherwise (dates within the last / next N days,
-    days since or remaining, subscription durations)."""
-    from segments.services import segment_evaluate
-
-    now = now or timezone.now()
-    totals = {"trait_changes": 0, "audiences": 0, "entered": 0, "exited": 0}
-    with transaction.atomic():
-        changes = computed_traits_decay(now=now)
-        trait_changes_publish(changes, now)
-        totals["trait_changes"] = len(changes)
-        if changes:
-            customer_ids = sorted({change.customer_id for change in changes})
-            list(
-                Customer.objects.select_for_update(no_key=True)
-                .filter(pk__in=customer_ids)
-                .order_by("pk")
-                .values_list("pk")
-            )
-            facts = BatchFacts(changed_traits=_traits_by_customer(changes))
-            for change in audiences_refresh(facts=facts, now=now):
-                totals["entered" if change.kind == "entered" else "exited"] += 1
-    for segment, _, needs, _ in live_audiences():
-        if needs.time_based:
-            result = segment_evaluate(segment=segment, now=now)
-            totals["audiences"] += 1
-            totals["entered"] += result.entered
-            totals["exited"] += result.exited
-    return totals

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Avg, Count, F, IntegerField, Max, Min, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, F, Model, Q, QuerySet
 from django.utils import timezone
 
-from audiences.computed_traits import value_column
 from audiences.models import Account, ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer, Event, Source
+from audiences.panels import customer_query_with_panels
 from audiences.services import SECRET_KEY_OVERLAP, auth_hash, key_digest
-from integrations.stripe.models import Subscription
-from trials.loop.models import Trial
 
 EXACT_COUNT_BELOW = 100_000
 SOURCE_CACHE_SECONDS = 2.0
@@ -125,20 +120,10 @@ def customer_list() -> QuerySet[Customer]:
 
 
 def customer_detail(customer_id: int) -> Customer:
-    """One customer with account, anonymous ids, identity merges and subscriptions (plan, product, add-ons), and
-    the id of their current trial (`current_trial_id`, so the page reads the trial only when there is one)."""
-    subscriptions = Subscription.objects.select_related("plan__product").prefetch_related("add_on_items__add_on")
-    current_trial = Trial.objects.filter(customer=OuterRef("pk"), is_current=True).values("pk")[:1]
-    return (
-        Customer.objects.select_related("account")
-        .annotate(current_trial_id=Subquery(current_trial))
-        .prefetch_related(
-            "anonymous_ids",
-            "merges",
-            Prefetch("subscriptions", queryset=subscriptions.order_by("-started_at")),
-        )
-        .get(pk=customer_id)
-    )
+    """One customer with account, anonymous ids and identity merges, and what the page's panels add to the query
+    (audiences.panels: subscriptions, the current trial's id)."""
+    customers = Customer.objects.select_related("account").prefetch_related("anonymous_ids", "merges")
+    return customer_query_with_panels(customers).get(pk=customer_id)
 
 
 def customer_events(customer_id: int) -> QuerySet[Event]:
@@ -162,91 +147,6 @@ def account_members(account_id: int) -> QuerySet[Customer]:
 
 
 # --- computed traits ---------------------------------------------------------------------------------------
-
-# A value row "has a value" when one of its typed columns is set (the JSON `value` may hold a JSON null).
-HAS_VALUE = (
-    Q(number_value__isnull=False)
-    | Q(text_value__isnull=False)
-    | Q(bool_value__isnull=False)
-    | Q(date_value__isnull=False)
-)
-TOP_VALUES = 10
-
-
-def computed_trait_list() -> QuerySet[ComputedTrait]:
-    """Definitions by key, each with how many customers hold a value — a correlated count per listed row, served
-    by the (trait, customer) unique index, so a page of traits costs one query whatever the rows."""
-    counted = (
-        ComputedTraitValue.objects.filter(HAS_VALUE, trait=OuterRef("pk"))
-        .order_by()
-        .values("trait")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return ComputedTrait.objects.annotate(
-        customers_with_value=Coalesce(Subquery(counted, output_field=IntegerField()), 0)
-    ).order_by("key")
-
-
-def computed_trait_values(trait: ComputedTrait) -> QuerySet[ComputedTraitValue]:
-    """The customers holding a value of a trait, with the customer joined (page by `-customer_id`)."""
-    return ComputedTraitValue.objects.filter(HAS_VALUE, trait=trait).select_related("customer")
-
-
-def computed_trait_changes(trait: ComputedTrait) -> QuerySet[ComputedTraitChange]:
-    """A trait's value changes, newest first (served by the (trait, -at) index), with the customer joined."""
-    return ComputedTraitChange.objects.filter(trait=trait).select_related("customer").order_by("-at", "-id")
-
-
-@dataclass(frozen=True)
-class ValueCount:
-    """One of a trait's most common values (for date kinds: a day) and how many customers hold it."""
-
-    value: Any
-    customers: int
-
-
-@dataclass(frozen=True)
-class TraitDistribution:
-    """What a trait's values look like across customers: how many hold one, the range, the mean (numbers),
-    and the most common values (for time-based kinds, the most common days)."""
-
-    customers: int
-    low: Any
-    high: Any
-    mean: float | None
-    top: list[ValueCount]
-    by_day: bool
-
-
-def _typed(kind: str, value: Any) -> Any:
-    if value is not None and kind == ComputedTrait.Kind.UNIQUE_LIST and isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
-def computed_trait_distribution(trait: ComputedTrait, *, top: int = TOP_VALUES) -> TraitDistribution:
-    """Stats and top values in two set-based queries on the trait's typed value column (one aggregate, one
-    GROUP BY ... ORDER BY count LIMIT), never by loading the values into Python."""
-    column = value_column(trait.kind)
-    rows = ComputedTraitValue.objects.filter(trait=trait, **{f"{column}__isnull": False}).order_by()
-    numeric = column == "number_value"
-    aggregates: dict[str, Any] = {"customers": Count("pk"), "low": Min(column), "high": Max(column)}
-    if numeric:
-        aggregates["mean"] = Avg(column)
-    stats = rows.aggregate(**aggregates)
-    by_day = column == "date_value"
-    bucket = TruncDate(column, tzinfo=UTC) if by_day else F(column)
-    common = rows.values(bucket=bucket).annotate(n=Count("pk")).order_by("-n", "bucket")[:top]
-    mean = stats.get("mean")
-    return TraitDistribution(
-        customers=stats["customers"],
-        low=_typed(trait.kind, stats["low"]),
-        high=_typed(trait.kind, stats["high"]),
-        mean=round(float(mean), 2) if mean is not None else None,
-        top=[ValueCount(_typed(trait.kind, row["bucket"]), row["n"]) for row in common],
-        by_day=by_day,
-    )
 
 
 def customer_computed_values(customer_id: int) -> list[ComputedTraitValue]:

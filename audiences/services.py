@@ -54,6 +54,20 @@ def auth_hash(secret_key: str, user_id: str) -> str:
     return hmac.new(secret_key.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
+INTERNAL_SOURCE_NAME = "Trialloop"
+
+
+def internal_source() -> Source:
+    """The built-in source Trialloop's own timeline events are recorded under (its key is never used): audience
+    entries and exits, offers' and in-app prompts' events — whichever layer records them, the source is a profile's."""
+    source = Source.objects.filter(kind=Source.Kind.TRIALLOOP).order_by("pk").only("pk").first()
+    if source is None:
+        taken = Source.objects.filter(name=INTERNAL_SOURCE_NAME).exists()
+        name = f"{INTERNAL_SOURCE_NAME} (internal)" if taken else INTERNAL_SOURCE_NAME
+        source, _ = source_create(name=name, kind=Source.Kind.TRIALLOOP)
+    return source
+
+
 @transaction.atomic
 def source_create(*, name: str, kind: str = Source.Kind.TRACKING_API) -> tuple[Source, str]:
     """Create a source and return it with its write key — the only time the key is available in clear.

@@ -1,4 +1,5 @@
-"""Staff UI pages for customers and accounts: thin views over audiences.selectors."""
+"""Staff UI pages for customers and accounts: thin views over audiences.selectors. The customer page's parts
+from the layers above (subscriptions, trial, segments) are panels those apps register (audiences.panels)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from django.views.generic import TemplateView
 from audiences import privacy, selectors
 from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Customer
+from audiences.panels import customer_panels_context
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from segments import selectors as segment_selectors
 
 
 class CustomerListView(StaffPermissionMixin, TemplateView):
@@ -53,19 +54,9 @@ class CustomerDetailView(StaffPermissionMixin, TemplateView):
             "traits": sorted(customer.traits.items()),
             "event_filter": events,
             "events": paginate_for_ui(self.request, queryset, ordering="-timestamp", size=50),
-            "segments": segment_selectors.customer_segments(customer.pk),
             **self._computed_traits(customer.pk),
-            **self._trial_loop(customer),
+            **customer_panels_context(self.request, customer),
         }
-
-    def _trial_loop(self, customer: Customer) -> dict[str, Any]:
-        """The customer's current trial with its score breakdown (trials app), for roles that may see trials;
-        no query when the customer has no trial."""
-        if getattr(customer, "current_trial_id", None) is None or not self.request.user.has_perm("trials.view_trial"):
-            return {}
-        from trials.loop.selectors import customer_trial
-
-        return {"trial_loop": customer_trial(customer.pk)}
 
     def _computed_traits(self, customer_id: int) -> dict[str, Any]:
         """The customer's computed trait values and latest changes (two queries), for roles that may see them."""

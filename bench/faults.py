@@ -71,7 +71,7 @@ app.worker_main(["worker", "--pool", "prefork", "--concurrency", "2", "--without
 """
 
 SETUP = f"""
-from audiences.computed_traits import computed_trait_save
+from segments.traits.services import computed_trait_save
 from audiences.services import source_create
 from integrations.destinations.services import destination_create
 computed_trait_save(key="features_used", name="Features used", kind="count", event="{TRAIT_EVENT}")

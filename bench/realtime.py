@@ -103,7 +103,8 @@ SETUP = """
 from integrations.destinations.services import destination_create
 from segments.audience_services import segment_live_set
 from segments.models import CustomProperty
-from segments.services import segment_evaluate, segment_save
+from segments.evaluation import segment_evaluate
+from segments.services import segment_save
 
 CustomProperty.objects.create(key="plan", value_type="string")
 audiences = []
@@ -396,7 +397,7 @@ def warm_up(write_key: str) -> None:
 def batch_baseline() -> float:
     """Seconds for one periodic re-evaluation of all 50 audiences (nothing to change: the recompute alone)."""
     script = (
-        "import time\nfrom segments.models import Segment\nfrom segments.services import segment_evaluate\n"
+        "import time\nfrom segments.models import Segment\nfrom segments.evaluation import segment_evaluate\n"
         "started = time.perf_counter()\n"
         "for s in Segment.objects.filter(is_live=True):\n    segment_evaluate(segment=s)\n"
         "print(time.perf_counter() - started)"

@@ -127,8 +127,9 @@ def measure() -> dict[str, float | int]:
     django.setup()
     from django.db import connection
 
+    from segments.evaluation import segment_evaluate
     from segments.models import CustomProperty, SegmentMembershipChange
-    from segments.services import segment_evaluate, segment_save
+    from segments.services import segment_save
 
     CustomProperty.objects.get_or_create(key="tier", defaults={"value_type": "string"})
     segment = segment_save(name="Engaged gold monthly payers", conditions=SEGMENT)

@@ -28,12 +28,6 @@ class IntegrationsConfig(AppConfig):
                 uid = f"source-cache-{model.__name__}-{signal is post_save}"
                 signal.connect(source_cache_clear, sender=model, dispatch_uid=uid)
 
-        from audiences.live import BatchFacts, audiences_refresh
-        from integrations.stripe.billing_settings import on_billing_changed
-
-        # A new rate or workspace currency re-values customers' MRR: their live audiences are decided again.
-        on_billing_changed(lambda ids: audiences_refresh(facts=BatchFacts(billing_changed=ids), now=None))
-
         # GDPR erasure reaches the Stripe logs, the tracking API's error log, orphaned deliveries and uploads.
         for rule in (*STRIPE_ERASURE_RULES, *TRACKING_ERASURE_RULES, *DESTINATION_ERASURE_RULES):
             register_erasure_rule(rule)
@@ -44,3 +38,9 @@ class IntegrationsConfig(AppConfig):
         from integrations.stripe.figures import subscription_figures
 
         register_figures(subscription_figures)
+
+        # The customer page's subscriptions panel (profiles show it without importing the mirror).
+        from audiences.panels import register_customer_panel
+        from integrations.stripe.panels import SUBSCRIPTIONS_PANEL
+
+        register_customer_panel(SUBSCRIPTIONS_PANEL)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from audiences.live import internal_source
 from audiences.models import Event
+from audiences.services import internal_source
 from config.facts import Fact, FactKind, facts_record
 from offers.models import (
     CancellationSession,

@@ -19,17 +19,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audiences.api import CustomerSerializer
-from audiences.computed_trait_api import CustomerSummarySerializer, ViewsCustomers
-from audiences.live import audience_key
 from audiences.models import Customer
 from config.pagination import NewestFirstCursorPagination
 from config.permissions import RoleModelPermissions
 from config.roles import LIVE_AUDIENCE_PERMISSION
-from segments import selectors, services
+from segments import evaluation, selectors, services
 from segments.audience_services import InvalidAudience, segment_live_set
 from segments.catalogue import EVENT_FILTER_OPERATORS, catalogue
 from segments.conditions import EVENT_OPERATORS, OPERATORS, InvalidCondition, parse_tree
+from segments.live.publish import audience_key
 from segments.models import CustomProperty, Segment, SegmentMembershipChange, SegmentVersion
+from segments.traits.api import CustomerSummarySerializer, ViewsCustomers
 from segments.usage import segment_uses
 
 
@@ -123,6 +123,9 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
         tag = self.request.query_params.get("tag")
         return segments.filter(tags__name=tag) if tag else segments
 
+    def perform_destroy(self, instance: Segment) -> None:
+        services.segment_delete(segment=instance)
+
     @extend_schema(request=None)
     @action(detail=False, methods=["get"])
     def catalogue(self, request: Request) -> Response:
@@ -167,7 +170,7 @@ class SegmentViewSet(viewsets.ModelViewSet[Segment]):
     def evaluate(self, request: Request, pk: str | None = None) -> Response:
         """Re-evaluate now; answers how many entered and exited."""
         try:
-            result = services.segment_evaluate(segment=self.get_object())
+            result = evaluation.segment_evaluate(segment=self.get_object())
         except InvalidCondition as broken:
             raise ValidationError({"conditions": [f"cannot evaluate: {broken}"]}) from broken
         return Response(result.__dict__)

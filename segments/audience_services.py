@@ -12,9 +12,10 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from audiences.live import audience_key as live_audience_key
 from config.locks import task_lock
+from segments.live.publish import audience_key as live_audience_key
 from segments.models import Segment
+from segments.tasks import evaluate_segment
 
 AUDIENCE_KEY = re.compile(r"^[a-z0-9][a-z0-9_]{0,99}$")
 
@@ -63,6 +64,4 @@ def segment_live_set(*, segment: Segment, is_live: bool, audience_key: str = "")
 
 
 def _queue_evaluation(segment_id: int) -> None:
-    from segments.tasks import evaluate_segment
-
     evaluate_segment.delay(segment_id, announce_members=True)

@@ -14,12 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.generic import TemplateView
 
-from audiences.live import audience_key
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 from config.roles import LIVE_AUDIENCE_PERMISSION
 from segments import selectors
 from segments.audience_services import InvalidAudience, segment_live_set
+from segments.live.publish import audience_key
 from segments.models import Segment, SegmentMembershipChange
 
 # The ranges the audience page offers: label -> (bucket, how far back).

@@ -7,17 +7,26 @@ Five kinds of location, each compiled by segments.compiler into a condition on C
 - a key of the customer's traits, or of the traits of the customer's account, for the declared custom properties
   (segments.models.CustomProperty): `path` is the JSON column, `json_key` the key — data, never part of a lookup;
 - a computed trait's typed value column (audiences.models.ComputedTraitValue), `computed.<key>`;
-- a column of the customer's current trial (trials.models.Trial): `trial.*` and `score.*`.
+- a property an app above the conditions layer registers (`register_properties`, from its AppConfig.ready()) with
+  its own builders: the condition (`compile`) and, for explain, the customer's value (`actual`) — the trial loop's
+  `trial.*`, `score.*` and `sales.*` (trials.loop and trials.plays), the offers' `subscriber.active_offer_id` and
+  `subscriber.days_since_saved` (offers.conditions). The catalogue and the compiler never import those apps.
 Money is stated in currency units in conditions and stored in cents; `scale` converts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from audiences.models import ComputedTrait
-from segments.conditions import ValueType
+from django.db.models import Q
+
+from audiences.models import ComputedTrait, Customer
+from segments.models import CustomProperty
+from segments.traits.kinds import EMPTY_VALUES, trait_value_type, value_column
+from segments.value_types import ValueType
 
 EVENT_FILTER_OPERATORS = {"equals", "not_equals", "contains", "is_set", "is_not_set"}
 
@@ -45,7 +54,10 @@ class PropertySpec:
     derived: str = ""
     computed_trait_id: int | None = None  # a computed trait: `path` is the ComputedTraitValue column compared
     empty: Any = None  # a computed trait's value for a customer without one (0 for counts, false for "ever")
-    on_trial: bool = False  # a column of the customer's current trial (trials.models.Trial, is_current)
+    # A registered property's builders: the condition on Customer for (spec, operator, value, now), and the
+    # customer's value as the condition compares it, for explain.
+    compile: Callable[[PropertySpec, str, Any, datetime], Q] | None = field(default=None, compare=False)
+    actual: Callable[[PropertySpec, Customer, datetime], Any] | None = field(default=None, compare=False)
 
 
 SUBSCRIBER_STATUSES = ("active", "canceled", "saved", "reactivated")
@@ -53,7 +65,6 @@ SUBSCRIPTION_STATUSES = (
     "incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused",
 )  # fmt: skip
 INTERVALS = ("day", "week", "month", "year")
-TRIAL_STAGES = ("trigger", "activate", "habit", "signal", "convert", "recover", "lost")
 
 BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("subscriber.mrr", "MRR", "Subscriber", ValueType.NUMBER, "mrr_cents", scale=100),
@@ -62,28 +73,12 @@ BUILT_IN: tuple[PropertySpec, ...] = (
         "subscriber.status", "Status", "Subscriber", ValueType.STRING, "subscriber_status", choices=SUBSCRIBER_STATUSES
     ),
     PropertySpec(
-        "subscriber.active_offer_id",
-        "Active offer id",
-        "Subscriber",
-        ValueType.NUMBER,
-        "accepted_offer_id",
-        derived="active_offer",
-    ),
-    PropertySpec(
         "subscriber.active_coupon_id",
         "Active coupon ID",
         "Subscriber",
         ValueType.STRING,
         "coupon_id",
         derived="active_coupon",
-    ),
-    PropertySpec(
-        "subscriber.days_since_saved",
-        "Days since saved",
-        "Subscriber",
-        ValueType.NUMBER,
-        "outcome_at",
-        derived="days_since_saved",
     ),
     PropertySpec("customer.email", "Email", "Customer", ValueType.STRING, "email"),
     PropertySpec("customer.user_id", "User id", "Customer", ValueType.STRING, "user_id"),
@@ -101,14 +96,6 @@ BUILT_IN: tuple[PropertySpec, ...] = (
         ValueType.NUMBER,
         "",
         derived="account_active_members",
-    ),
-    PropertySpec(
-        "sales.meeting_logged",
-        "Meeting logged by a rep",
-        "Sales",
-        ValueType.BOOLEAN,
-        "",
-        derived="meeting_logged",
     ),
     PropertySpec(
         "subscription.status", "Status", "Subscription", ValueType.STRING, "status", True, choices=SUBSCRIPTION_STATUSES
@@ -183,22 +170,30 @@ BUILT_IN: tuple[PropertySpec, ...] = (
     PropertySpec("product.name", "Product name", "Product", ValueType.STRING, "plan__product__name", True),
     PropertySpec("addon.id", "Add-on id", "Add-on", ValueType.STRING, "add_on_items__add_on__stripe_price_id", True),
     PropertySpec("addon.name", "Add-on name", "Add-on", ValueType.STRING, "add_on_items__add_on__name", True),
-    PropertySpec("trial.stage", "Stage", "Trial", ValueType.STRING, "stage", choices=TRIAL_STAGES, on_trial=True),
-    PropertySpec(
-        "trial.days_left", "Days left", "Trial", ValueType.NUMBER, "ends_at", derived="days_until", on_trial=True
-    ),
-    PropertySpec(
-        "trial.opt_in", "Opt-in (no card)", "Trial", ValueType.BOOLEAN, "", derived="predicate", on_trial=True
-    ),
-    PropertySpec("trial.use_case", "Use case", "Trial", ValueType.STRING, "use_case", on_trial=True),
-    PropertySpec("trial.source", "Source", "Trial", ValueType.STRING, "source", on_trial=True),
-    PropertySpec("trial.started", "Started", "Trial", ValueType.DATE, "started_at", on_trial=True),
-    PropertySpec("score.fit", "Fit score", "Score", ValueType.NUMBER, "fit_score", on_trial=True),
-    PropertySpec("score.behaviour", "Behaviour score", "Score", ValueType.NUMBER, "behaviour_score", on_trial=True),
-    PropertySpec("score.pql", "PQL score", "Score", ValueType.NUMBER, "pql_score", on_trial=True),
 )
 
 _BUILT_IN_BY_KEY = {spec.key: spec for spec in BUILT_IN}
+_registered: dict[str, PropertySpec] = {}
+
+
+def register_properties(specs: Iterable[PropertySpec]) -> None:
+    """Add an app's properties to the catalogue (from its AppConfig.ready()); each carries its `compile` builder
+    and, for explain, its `actual` reader. A key is registered once; registering it again replaces it."""
+    for spec in specs:
+        if spec.key in _BUILT_IN_BY_KEY:
+            raise ValueError(f"{spec.key} is a built-in property")
+        if spec.compile is None:
+            raise ValueError(f"{spec.key}: a registered property needs its compile builder")
+        _registered[spec.key] = spec
+
+
+def _fixed_properties() -> list[PropertySpec]:
+    """Built-in and registered properties, each registered one after the last of its group (a new group last)."""
+    ordered = list(BUILT_IN)
+    for spec in _registered.values():
+        groups = [index for index, known in enumerate(ordered) if known.group == spec.group]
+        ordered.insert(groups[-1] + 1 if groups else len(ordered), spec)
+    return ordered
 
 
 def custom_property_spec(key: str, value_type: str, label: str = "", scope: str = "customer") -> PropertySpec:
@@ -219,8 +214,6 @@ def custom_property_spec(key: str, value_type: str, label: str = "", scope: str 
 
 def computed_trait_spec(trait: ComputedTrait) -> PropertySpec:
     """The spec of a computed trait (`computed.<key>`), compared on its typed value column."""
-    from audiences.computed_traits import EMPTY_VALUES, trait_value_type, value_column
-
     derived = {"days_since_last": "age_days", "trial_days_remaining": "days_until"}.get(trait.kind, "")
     return PropertySpec(
         key=f"computed.{trait.key}",
@@ -235,17 +228,17 @@ def computed_trait_spec(trait: ComputedTrait) -> PropertySpec:
 
 
 def property_named(key: str) -> PropertySpec | None:
-    """Look a property up by its key: built-in, a declared custom property (`trait.<key>`) or a computed trait
-    (`computed.<key>`)."""
+    """Look a property up by its key: built-in, registered by an app, a declared custom property (`trait.<key>`)
+    or a computed trait (`computed.<key>`)."""
     if key in _BUILT_IN_BY_KEY:
         return _BUILT_IN_BY_KEY[key]
+    if key in _registered:
+        return _registered[key]
     if key.startswith("computed."):
         trait = ComputedTrait.objects.filter(key=key.removeprefix("computed.")).first()
         return computed_trait_spec(trait) if trait is not None else None
     for prefix, scope in (("trait.", "customer"), ("account.trait.", "account")):
         if key.startswith(prefix):
-            from segments.models import CustomProperty
-
             declared = CustomProperty.objects.filter(scope=scope, key=key.removeprefix(prefix)).first()
             if declared is not None:
                 return custom_property_spec(declared.key, declared.value_type, declared.label, declared.scope)
@@ -253,12 +246,11 @@ def property_named(key: str) -> PropertySpec | None:
 
 
 def catalogue() -> list[PropertySpec]:
-    """Every property the builder may offer: built-in first, then custom properties and computed traits by key."""
-    from segments.models import CustomProperty
-
+    """Every property the builder may offer: built-in and registered first, then custom properties and computed
+    traits by key."""
     custom = [
         custom_property_spec(p.key, p.value_type, p.label, p.scope)
         for p in CustomProperty.objects.order_by("scope", "key")
     ]
     computed = [computed_trait_spec(t) for t in ComputedTrait.objects.order_by("key")]
-    return [*BUILT_IN, *custom, *computed]
+    return [*_fixed_properties(), *custom, *computed]

@@ -44,9 +44,10 @@ from django.utils import timezone
 from audiences.models import Account, ComputedTraitValue, Customer, Event
 from integrations.stripe.models import Discount, Subscription
 from segments.catalogue import PropertySpec, property_named
-from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition, ValueType
+from segments.conditions import Condition, EventCondition, EventFilter, Group, Node, SegmentCondition
 from segments.regex_dialect import canonical
 from segments.typed_sql import JSONKeyHolds, JSONTest, JSONTextHolds, fold
+from segments.value_types import ValueType
 
 LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "unpaid", "paused")
 """A subscription in these statuses is still running: its discounts still apply."""
@@ -293,24 +294,6 @@ def _computed_q(spec: PropertySpec, operator: str, value: Any, now: datetime) ->
     return ~q if positive != operator else q
 
 
-def _saved_sessions(now: datetime) -> Any:
-    """The customer's cancellation sessions that ended saved (an offer accepted)."""
-    from offers.models import CancellationSession
-
-    return CancellationSession.objects.filter(customer=OuterRef("pk"), outcome=CancellationSession.Outcome.SAVED)
-
-
-def _active_offer_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
-    """An offer the customer accepted whose effect still runs (no end, or an end still ahead); negative operators
-    are the negation, so a customer without an active offer matches them."""
-    positive = POSITIVE_OF.get(operator, operator)
-    active = _saved_sessions(now).filter(Q(offer_active_until__isnull=True) | Q(offer_active_until__gt=now))
-    active = active.filter(accepted_offer__isnull=False)
-    held = ALWAYS if positive == "is_set" else compare(spec.path, spec.value_type, positive, value, now)
-    q = Q(Exists(active.filter(held)))
-    return ~q if positive != operator else q
-
-
 def _active_coupon_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
     """A coupon discounting the customer now: the coupon of a live subscription's discount, or of a customer-wide
     Stripe discount that has not ended; negative operators are the negation, so a customer without an active
@@ -342,35 +325,6 @@ def running_discounts(now: datetime) -> QuerySet[Discount]:
     )
 
 
-def _days_since_saved_q(operator: str, value: Any, now: datetime) -> Q:
-    """Whole days since the customer was last saved, compared with N (a customer never saved has no value)."""
-    latest = _saved_sessions(now).order_by("-outcome_at").values("outcome_at")[:1]
-    positive = POSITIVE_OF.get(operator, operator)
-    if positive == "is_set":
-        held = Q(Exists(_saved_sessions(now)))
-    else:
-        this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(saved_at=Subquery(latest))
-        held = Q(Exists(this_customer.filter(days_q("saved_at", positive, value, now, since=True))))
-    return ~held if positive != operator else held
-
-
-def _trial_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
-    """A property of the customer's current trial (trial.*, score.*): EXISTS such a trial satisfying the positive
-    form of the operator; negative operators are its negation, so a customer without a trial matches them."""
-    from trials.loop.models import Trial
-
-    positive = POSITIVE_OF.get(operator, operator)
-    if spec.derived == "predicate":  # trial.opt_in
-        opt_in = Q(model=Trial.Model.OPT_IN)
-        held = {"is_true": opt_in, "is_false": ~opt_in, "is_set": ALWAYS}[positive]
-    elif spec.derived == "days_until":
-        held = days_q(spec.path, positive, value, now, since=False)
-    else:
-        held = compare(spec.path, spec.value_type, positive, value, now, scale=spec.scale)
-    q = Q(Exists(Trial.objects.filter(held, customer=OuterRef("pk"), is_current=True)))
-    return ~q if positive != operator else q
-
-
 ACTIVE_MEMBER_DAYS = 7
 
 
@@ -390,33 +344,16 @@ def _account_members_q(spec: PropertySpec, operator: str, value: Any, now: datet
     return ~q if operator in POSITIVE_OF else q
 
 
-def _meeting_logged_q(operator: str) -> Q:
-    """A rep closed an alert on the customer, or on the customer's account, with a meeting booked."""
-    from trials.plays.models import Alert
-
-    meetings = Alert.objects.filter(outcome=Alert.Outcome.MEETING_BOOKED)
-    logged = Q(Exists(meetings.filter(customer=OuterRef("pk")))) | Q(
-        Exists(meetings.filter(account_id=OuterRef("account_id"), account_id__isnull=False))
-    )
-    return {"is_true": logged, "is_false": ~logged, "is_set": ALWAYS, "is_not_set": NEVER}[operator]
-
-
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
         raise ValueError(f"unknown property {node.property!r}")  # parse_tree has already refused it
+    if spec.compile is not None:  # registered by an app above (segments.catalogue.register_properties)
+        return spec.compile(spec, node.operator, node.value, now)
     if spec.derived in ("account_members", "account_active_members"):
         return _account_members_q(spec, node.operator, node.value, now)
-    if spec.derived == "meeting_logged":
-        return _meeting_logged_q(node.operator)
-    if spec.on_trial:
-        return _trial_q(spec, node.operator, node.value, now)
     if spec.computed_trait_id is not None:
         return _computed_q(spec, node.operator, node.value, now)
-    if spec.derived == "active_offer":
-        return _active_offer_q(spec, node.operator, node.value, now)
-    if spec.derived == "days_since_saved":
-        return _days_since_saved_q(node.operator, node.value, now)
     if spec.derived == "active_coupon":
         return _active_coupon_q(spec, node.operator, node.value, now)
     if spec.is_json:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from segments.catalogue import EVENT_FILTER_OPERATORS, PropertySpec, property_named
+from segments.models import Segment
 from segments.regex_dialect import UnsupportedPattern, canonical
-
-if TYPE_CHECKING:
-    from segments.catalogue import PropertySpec
+from segments.value_types import ValueType
 
 
 class InvalidCondition(ValueError):
@@ -32,14 +31,6 @@ class InvalidCondition(ValueError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path, self.message = path, message
-
-
-class ValueType(StrEnum):
-    STRING = "string"
-    NUMBER = "number"
-    BOOLEAN = "boolean"
-    DATE = "date"
-    LIST = "list"
 
 
 NEGATIVE_OPERATORS = {"not_equals", "not_one_of", "not_contains"}
@@ -206,8 +197,6 @@ def _refuse_nul(raw: Any, path: str) -> None:
 
 def parse_event_filters(raw: Any, path: str) -> tuple[EventFilter, ...]:
     """Property filters on events (shared by event conditions and computed traits); `path` names the list."""
-    from segments.catalogue import EVENT_FILTER_OPERATORS
-
     if raw is None:
         return ()
     _refuse_nul(raw, path)
@@ -264,8 +253,6 @@ def _parse_event(raw: dict[str, Any], path: str) -> EventCondition:
 
 
 def _parse_segment(raw: dict[str, Any], path: str, seen: tuple[int, ...]) -> SegmentCondition:
-    from segments.models import Segment
-
     segment_id = raw.get("segment")
     if isinstance(segment_id, bool) or not isinstance(segment_id, int):
         raise InvalidCondition(path, "a segment condition needs the other segment's id")
@@ -288,8 +275,6 @@ def _as_group(node: Node) -> Group:
 
 
 def _parse(raw: Any, path: str, depth: int, leaves: list[int], seen: tuple[int, ...] = ()) -> Node:
-    from segments.catalogue import property_named
-
     if not isinstance(raw, dict):
         raise InvalidCondition(path, "each node must be an object")
     kind = raw.get("type")

@@ -14,7 +14,14 @@ from django.utils import timezone
 
 from audiences.models import ComputedTraitValue, Customer
 from segments.catalogue import PropertySpec, property_named
-from segments.compiler import ACTIVE_MEMBER_DAYS, compile_node, event_count_expression, events_matching
+from segments.compiler import (
+    ACTIVE_MEMBER_DAYS,
+    compile_node,
+    coupon_subscriptions,
+    event_count_expression,
+    events_matching,
+    running_discounts,
+)
 from segments.conditions import (
     Condition,
     EventCondition,
@@ -69,16 +76,14 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     spec = node.spec or property_named(node.property)
     if spec is None:
         return None
-    if spec.on_trial:
-        return _trial_actual(spec, customer, now)
+    if spec.compile is not None:  # registered by an app above (segments.catalogue.register_properties)
+        return spec.actual(spec, customer, now) if spec.actual is not None else None
     if spec.computed_trait_id is not None:
         return _computed_actual(spec, customer, now)
-    if spec.derived in ("active_offer", "days_since_saved"):
-        return _saved_actual(spec, customer, now)
     if spec.derived == "active_coupon":
         return _active_coupons(customer, now)
-    if spec.derived in ("account_members", "account_active_members", "meeting_logged"):
-        return _sales_actual(spec, customer, now)
+    if spec.derived in ("account_members", "account_active_members"):
+        return _account_members_actual(spec, customer, now)
     if spec.is_json:
         holder = customer.account if spec.on_account else customer
         traits = holder.traits if holder is not None else None
@@ -97,14 +102,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
     return value / spec.scale if spec.scale != 1 and value is not None else value
 
 
-def _sales_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
-    """The account's member counts, or whether a rep logged a meeting, as the plays' conditions compare them."""
-    if spec.derived == "meeting_logged":
-        from trials.plays.models import Alert
-
-        meetings = Alert.objects.filter(outcome=Alert.Outcome.MEETING_BOOKED)
-        by_account = Q(account_id=customer.account_id) if customer.account_id is not None else Q(pk__in=[])
-        return meetings.filter(Q(customer=customer) | by_account).exists()
+def _account_members_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
+    """The account's member counts, as the plays' conditions compare them."""
     if customer.account_id is None:
         return 0
     members = Customer.objects.filter(account_id=customer.account_id)
@@ -115,38 +114,9 @@ def _sales_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
 
 def _active_coupons(customer: Customer, now: datetime) -> list[str]:
     """The coupons discounting the customer now, as subscriber.active_coupon_id compares them."""
-    from segments.compiler import coupon_subscriptions, running_discounts
-
     by_subscription = coupon_subscriptions().filter(customer=customer).values_list("coupon_id", flat=True)
     by_discount = running_discounts(now).filter(stripe_customer_id=customer.stripe_customer_id or "-")
     return sorted({*by_subscription, *by_discount.values_list("coupon_id", flat=True)})
-
-
-def _saved_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
-    """The offers a customer accepted that still run, or the days since they were last saved."""
-    from offers.models import CancellationSession
-
-    saved = CancellationSession.objects.filter(customer=customer, outcome=CancellationSession.Outcome.SAVED)
-    if spec.derived == "active_offer":
-        active = saved.filter(Q(offer_active_until__isnull=True) | Q(offer_active_until__gt=now))
-        return sorted(active.exclude(accepted_offer=None).values_list("accepted_offer_id", flat=True).distinct())
-    latest = saved.order_by("-outcome_at").values_list("outcome_at", flat=True).first()
-    return (now - latest).days if latest is not None else None
-
-
-def _trial_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
-    """A property of the customer's current trial as the condition compares it (None without a trial)."""
-    from trials.loop.models import Trial
-
-    trial = Trial.objects.filter(customer=customer, is_current=True).first()
-    if trial is None:
-        return None
-    if spec.derived == "days_until":
-        return (trial.ends_at - now).days
-    if spec.derived == "predicate":
-        return trial.model == Trial.Model.OPT_IN
-    value = getattr(trial, spec.path)
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _computed_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:

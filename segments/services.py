@@ -1,33 +1,21 @@
-"""Writes on segments: saving a validated tree, and evaluating membership as a set-based difference."""
+"""Writes on segments: saving a validated tree (a new version), restoring a version, drafts and publishing one —
+the one path for the pages, the staff API, the admin and the commands. Evaluating membership is
+segments.evaluation."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import transaction
 from django.utils import timezone
 
-from audiences.live import (
-    ENTERED,
-    EXITED,
-    compiled_members,
-    customers_lock,
-    dependencies,
-    entries_publish,
-    memberships_decide,
-    time_windows_schedule,
-)
 from audiences.models import Customer
-from config.locks import task_lock
-from segments.conditions import Group, InvalidCondition, parse_tree, to_json
-from segments.models import Segment, SegmentMembership, SegmentTag, SegmentVersion
+from segments.conditions import parse_tree, to_json
+from segments.evaluation import Evaluation, segment_evaluate
+from segments.models import Segment, SegmentTag, SegmentVersion
+from segments.tasks import evaluate_segment
 
 
 @transaction.atomic
@@ -102,8 +90,6 @@ def _referenced_ids(raw: Any) -> set[int]:
 
 
 def _queue_evaluations(segment_ids: list[int]) -> None:
-    from segments.tasks import evaluate_segment  # same app: the tasks module imports this one
-
     for segment_id in segment_ids:
         evaluate_segment.delay(segment_id)
 
@@ -118,132 +104,6 @@ def segment_version_restore(*, version: SegmentVersion, author: AbstractBaseUser
         conditions=version.conditions,
         owner=author,
         note=f"restored version {version.number}",
-    )
-
-
-@dataclass
-class Evaluation:
-    """What an evaluation changed and how long it took."""
-
-    entered: int
-    exited: int
-    members: int
-    milliseconds: int
-
-
-def segment_evaluate(*, segment: Segment, now: datetime | None = None) -> Evaluation:
-    """Bring the materialised membership in line with the conditions, writing only the difference.
-
-    The compiled query runs once, into a temporary table of matching ids, and set-based statements find who
-    differs from the stored membership — as of that statement's snapshot, the evaluation's watermark. Those are
-    only candidates: a batch worker may have changed them since. So they are locked (the customer lock every
-    writer of membership takes) and decided again, at the same instant, from what is committed then; the real
-    differences are written, recorded as history and — for a live audience — published (audiences.live). A live
-    change made after the watermark is therefore never undone: the evaluation sees it before deciding. An
-    evaluation that changes nothing writes no membership or history rows. A live audience's members whose entry
-    was never published (recorded while it was not live) are published, once. Runs under a per-segment lock so
-    two evaluations of the same segment never overlap.
-
-    All of it runs in one savepoint: an evaluation that fails, for whatever reason, leaves nothing behind (the
-    temporary table included — DDL is transactional on both databases), leaves the caller's transaction usable,
-    and is recorded on the segment (segment_evaluation_failed) before the error is raised again; one that
-    succeeds clears the record.
-    """
-    now = now or timezone.now()
-    started = time.monotonic()
-    with task_lock(f"segment:{segment.pk}") as acquired:
-        if not acquired:
-            return Evaluation(entered=0, exited=0, members=segment.member_count, milliseconds=0)
-        try:
-            with transaction.atomic():
-                entered, exited = _membership_refresh(segment, now)
-        except Exception as failure:
-            segment_evaluation_failed(segment=segment, failure=failure, at=now)
-            raise
-        elapsed = round((time.monotonic() - started) * 1000)
-        members = SegmentMembership.objects.filter(segment=segment).count()
-        # The count of the rows, not this run's arithmetic: batch workers move it concurrently.
-        Segment.objects.filter(pk=segment.pk).update(
-            member_count=Coalesce(
-                Subquery(
-                    SegmentMembership.objects.filter(segment_id=OuterRef("pk"))
-                    .order_by()
-                    .values("segment_id")
-                    .annotate(n=Count("id"))
-                    .values("n")
-                ),
-                0,
-            ),
-            last_evaluated_at=now,
-            last_evaluation_ms=elapsed,
-            evaluation_failing_since=None,
-            evaluation_error="",
-        )
-    return Evaluation(entered=entered, exited=exited, members=members, milliseconds=elapsed)
-
-
-def _parsed(segment: Segment) -> tuple[Group, Any]:
-    """The segment's tree, and the version its compiled query is cached under: its own and its references'."""
-    tree = parse_tree(segment.conditions, segment_id=segment.pk)
-    referenced = Segment.objects.filter(pk__in=dependencies(tree).references).values_list("pk", "updated_at")
-    return tree, ("evaluation", segment.updated_at, tuple(sorted(referenced)))
-
-
-def _members_sql(segment: Segment, now: datetime) -> tuple[str, tuple[Any, ...]]:
-    """The compiled SELECT of the segment's member ids (column member_id) at the instant `now`."""
-    tree, version = _parsed(segment)
-    return compiled_members(segment, tree, version).at(now)
-
-
-def _membership_refresh(segment: Segment, now: datetime) -> tuple[int, int]:
-    """The set-based difference of segment_evaluate; to be run inside a transaction. Entered, exited."""
-    tree, version = _parsed(segment)
-    needs = dependencies(tree)
-    members_sql, params = _members_sql(segment, now)
-    membership = SegmentMembership._meta.db_table
-    matching = f"segment_matching_{segment.pk}"
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE {matching} (id bigint PRIMARY KEY)")
-        cursor.execute(f"INSERT INTO {matching} (id) SELECT member_id FROM ({members_sql}) q", params)
-        cursor.execute(
-            f"SELECT t.id FROM {matching} t WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {membership} m WHERE m.segment_id = %s AND m.customer_id = t.id) "
-            f"UNION SELECT m.customer_id FROM {membership} m WHERE m.segment_id = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM {matching} t WHERE t.id = m.customer_id)",
-            (segment.pk, segment.pk),
-        )
-        candidates = {int(row[0]) for row in cursor.fetchall()}
-        cursor.execute(f"DROP TABLE {matching}")
-    customers_lock(candidates)
-    # Decided again under the locks, at least as late as the batches that took them before us: an event one of
-    # them applied after the watermark counts, whatever instant the evaluation was asked to judge.
-    decided_at = max(now, timezone.now())
-    changes = (
-        memberships_decide([(segment, tree, version, candidates)], decided_at, recorded_at=now) if candidates else []
-    )
-    if segment.is_live:
-        entries_publish({segment.pk: segment}, now, hooks=False)  # entries recorded before it was live
-        if needs.windows:
-            time_windows_schedule([(segment, tree, version, None)], now)
-    return len([c for c in changes if c.kind == ENTERED]), len([c for c in changes if c.kind == EXITED])
-
-
-FAILURE_TEXT_LIMIT = 1000
-
-
-def evaluation_failure_reason(failure: BaseException) -> str:
-    """What a failed evaluation says about itself: an invalid tree names the bad node; anything else its kind and
-    message (the database's own words, not the "current transaction is aborted" a later statement would add)."""
-    reason = str(failure) if isinstance(failure, InvalidCondition) else f"{type(failure).__name__}: {failure}"
-    return reason.strip()[:FAILURE_TEXT_LIMIT]
-
-
-def segment_evaluation_failed(*, segment: Segment, failure: BaseException, at: datetime) -> None:
-    """Record that evaluating the segment failed: since when (the first failure of a run of them) and why (the
-    latest). The UI and API show it until an evaluation succeeds."""
-    Segment.objects.filter(pk=segment.pk).update(
-        evaluation_failing_since=Coalesce(F("evaluation_failing_since"), Value(at)),
-        evaluation_error=evaluation_failure_reason(failure),
     )
 
 
@@ -277,10 +137,18 @@ def segment_draft_save(
 
 @transaction.atomic
 def segment_draft_discard(*, segment: Segment) -> None:
-    """Drop the draft; the live segment is as it was."""
-    Segment.objects.filter(pk=segment.pk).update(draft_conditions=None, draft_author=None, draft_updated_at=None)
+    """Drop the draft; the live segment is as it was. Saved through the instance, so the audit log records it
+    (a QuerySet.update() would bypass it) whichever door discards: the page, the API, publishing."""
+    segment.draft_conditions, segment.draft_author, segment.draft_updated_at = None, None, None
+    segment.save(update_fields=["draft_conditions", "draft_author", "draft_updated_at", "updated_at"])
     segment.draft_test_customers.clear()
-    segment.draft_conditions = None
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment) -> None:
+    """Delete a segment with its memberships, history and versions (they cascade); the one door for deleting,
+    recorded by the audit log."""
+    segment.delete()
 
 
 def segment_draft_publish(*, segment: Segment, author: AbstractBaseUser | AnonymousUser | None) -> Evaluation:

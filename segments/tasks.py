@@ -1,4 +1,5 @@
-"""Celery entry points of the segments app; each calls one service."""
+"""Celery entry points of the segments app; each calls one service. (The live audiences' and computed traits'
+task modules are imported by SegmentsConfig.ready(), so Celery registers them.)"""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import logging
 from celery import shared_task
 from django.db import transaction
 
-from audiences.live import audience_members_announce
 from config.jobs import JobReport, periodic_job
 from segments.conditions import InvalidCondition
+from segments.evaluation import evaluation_failure_reason, segment_evaluate
+from segments.live.publish import audience_members_announce
 from segments.models import Segment
-from segments.services import evaluation_failure_reason, segment_evaluate
 
 logger = logging.getLogger(__name__)
 

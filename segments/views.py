@@ -12,13 +12,13 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from audiences.live import audience_key
 from audiences.models import Customer
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
-from segments import selectors, services
+from segments import evaluation, selectors, services
 from segments.conditions import InvalidCondition
 from segments.forms import SegmentForm
+from segments.live.publish import audience_key
 from segments.models import Segment, SegmentTag, SegmentVersion
 
 
@@ -89,7 +89,7 @@ class SegmentEditView(StaffPermissionMixin, TemplateView):
             conditions=form.cleaned_data["conditions"],
             owner=request.user,
         )
-        services.segment_evaluate(segment=saved)
+        evaluation.segment_evaluate(segment=saved)
         return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": saved.pk}))
 
 
@@ -106,7 +106,7 @@ class SegmentRestoreView(StaffPermissionMixin, TemplateView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         version = get_object_or_404(SegmentVersion, segment_id=kwargs["pk"], number=kwargs["number"])
         segment = services.segment_version_restore(version=version, author=request.user)
-        services.segment_evaluate(segment=segment)
+        evaluation.segment_evaluate(segment=segment)
         return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": segment.pk}))
 
 
@@ -159,7 +159,7 @@ class SegmentDetailView(StaffPermissionMixin, TemplateView):
             services.segment_draft_discard(segment=segment)
         else:
             try:
-                services.segment_evaluate(segment=segment)
+                evaluation.segment_evaluate(segment=segment)
             except InvalidCondition as broken:
                 messages.error(request, f"Cannot evaluate: {broken}. Edit the conditions.")
         return HttpResponseRedirect(reverse("segment-detail", kwargs={"pk": segment.pk}))

@@ -2,19 +2,28 @@ from django.apps import AppConfig
 
 
 class TrialsConfig(AppConfig):
-    """The trial-to-paid loop: the catalogue, subscriptions, trials with their stage and scores (kept current
-    by a stored-batch hook and a beat sweep), and later templates and plays."""
+    """The actions on trials: the trial-to-paid loop (trials.loop), lifecycle messaging (trials.messaging), sales
+    assist (trials.plays) and measurement (trials.measurement). What the lower layers must know of them is
+    registered here: segment properties, customer-page panels, batch hooks, timers, merge and erasure rules."""
 
     name = "trials"
 
     def ready(self) -> None:
-        from audiences.live import on_audience_enter
+        from audiences.panels import register_customer_panel
         from audiences.pipeline import on_batch_stored
         from config.timers import register_timer_handler
+        from segments.live.publish import on_audience_enter
+        from trials.loop.conditions import register_trial_conditions
         from trials.loop.hooks import trials_on_batch
+        from trials.loop.panels import TRIAL_PANEL
         from trials.messaging.decide import messages_on_timers
         from trials.messaging.realtime import messages_on_audience_enter, messages_on_batch
         from trials.messaging.timers import MESSAGE_TIMER
+        from trials.plays.conditions import register_sales_conditions
+
+        register_sales_conditions()  # sales.meeting_logged
+        register_trial_conditions()  # trial.*, score.* and the trial reader of computed traits
+        register_customer_panel(TRIAL_PANEL)  # the customer page's current trial
 
         on_batch_stored(trials_on_batch)
         on_batch_stored(messages_on_batch)  # after trials_on_batch: arms timers for the trials it changed

@@ -16,8 +16,8 @@ from audiences.ingestion import IncomingMessage, messages_ingest
 from audiences.merges import MergeRuleMissing, customer_links
 from audiences.models import AnonymousId, ComputedTrait, ComputedTraitValue, Customer, Event, ProfileMerge, Source
 from audiences.pipeline import stored_events_process
-from audiences.tests.test_computed_traits import make_trait
 from segments.models import Segment, SegmentMembership
+from segments.tests.test_computed_traits import make_trait
 from trials.loop.models import Trial, TrialStage, TrialStageChange
 from trials.messaging.models import CustomerMessageLock
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from audiences.computed_traits import computed_trait_backfill, computed_trait_save
 from audiences.models import ComputedTrait
 from segments.audience_services import segment_live_set
+from segments.evaluation import segment_evaluate
 from segments.models import Segment
-from segments.services import segment_evaluate, segment_save
+from segments.services import segment_save
+from segments.traits.evaluation import computed_trait_backfill
+from segments.traits.services import computed_trait_save
 
 Kind = ComputedTrait.Kind
 

@@ -5,7 +5,7 @@ Every door (the staff page, the admin, a shell) calls these, so each change is a
 transaction: a new rate re-values the MRR of the subscriptions in that currency, a new workspace currency drops
 the rates (they were relative to the old one) and re-values everything, a new mapping rule maps every Stripe
 customer again. The customers whose MRR changed get their billing traits recomputed, and whoever registered with
-`on_billing_changed` (live audiences re-evaluating them, wired in IntegrationsConfig.ready) hears of them. No
+`on_billing_changed` (live audiences re-evaluating them, wired in SegmentsConfig.ready) hears of them. No
 network: rates are what the admin typed.
 """
 

@@ -45,7 +45,8 @@ from integrations.tracking.models import ImportJob, IngestionError, TrackingPlan
 from integrations.tracking.plans import source_tracking_plan_set
 from offers import sessions
 from offers.models import CancellationFlow, CancellationReason, CancellationSession, FlowRule
-from segments.services import segment_evaluate, segment_save
+from segments.evaluation import segment_evaluate
+from segments.services import segment_save
 from trials.messaging.models import EmailSettings, MessageSend, MessageTemplate
 from trials.messaging.realtime import event_templates_forget
 from trials.messaging.templates import message_template_save

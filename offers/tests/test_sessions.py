@@ -15,8 +15,8 @@ from offers import selectors, sessions
 from offers.models import CancellationSession, SessionStep
 from offers.tasks import expire_sessions
 from offers.tests.conftest import SUBSCRIPTION_ID, post, start, stripe_subscription
+from segments.evaluation import segment_evaluate
 from segments.models import SegmentMembership
-from segments.services import segment_evaluate
 from segments.usage import segment_uses
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from audiences.live import internal_source
 from audiences.models import Event
+from audiences.services import internal_source
 from integrations.destinations.models import Destination, DestinationDelivery
 from offers import sessions
 from offers.models import CancellationSession

@@ -283,7 +283,7 @@ def test_the_segment_list_marks_live_audiences(make_user: Callable[..., Abstract
 
 def test_recorded_changes_feed_the_audience_page_end_to_end(make_user: Callable[..., AbstractUser]) -> None:
     """A real evaluation writes the history the page reads: sizes after entering, then after exiting."""
-    from segments.services import segment_evaluate
+    from segments.evaluation import segment_evaluate
 
     ada = Customer.objects.create(user_id="ada", mrr_cents=20000)
     segment = segment_save(name="High MRR", conditions=HIGH_MRR)

@@ -10,8 +10,9 @@ from django.db import DatabaseError
 
 from audiences.models import Customer
 from config.locks import task_lock
+from segments.evaluation import segment_evaluate
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
-from segments.services import segment_evaluate, segment_save
+from segments.services import segment_save
 
 HIGH_MRR = {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100}
 
@@ -134,9 +135,9 @@ def test_the_periodic_job_skips_a_broken_segment_and_evaluates_the_rest(segment:
 def one_breaks(monkeypatch: pytest.MonkeyPatch) -> Callable[[Segment | None], None]:
     """Make evaluating one segment fail in the database (a statement naming a table that does not exist) — any
     error other than an invalid tree, as a bug or an outage would raise."""
-    from segments import services
+    from segments import evaluation
 
-    real = services._members_sql
+    real = evaluation._members_sql
     broken: list[int] = []
 
     def members_sql(segment: Segment, now: Any) -> tuple[str, tuple[Any, ...]]:
@@ -144,7 +145,7 @@ def one_breaks(monkeypatch: pytest.MonkeyPatch) -> Callable[[Segment | None], No
             return "SELECT id AS member_id FROM no_such_table_here", ()
         return real(segment, now)
 
-    monkeypatch.setattr(services, "_members_sql", members_sql)
+    monkeypatch.setattr(evaluation, "_members_sql", members_sql)
 
     def choose(segment: Segment | None) -> None:
         broken[:] = [segment.pk] if segment is not None else []

@@ -15,8 +15,9 @@ from django.urls import reverse
 from audiences.models import Customer
 from config.roles import Role
 from conftest import TEST_PASSWORD
+from segments.evaluation import segment_evaluate
 from segments.models import Segment, SegmentMembership
-from segments.services import segment_evaluate, segment_save
+from segments.services import segment_save
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 HIGH_MRR = {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100}

@@ -11,8 +11,9 @@ from rest_framework.test import APIClient
 
 from audiences.models import Customer
 from config.roles import Role
+from segments.evaluation import segment_evaluate
 from segments.models import Segment, SegmentMembership, SegmentMembershipChange
-from segments.services import segment_evaluate, segment_save
+from segments.services import segment_save
 from segments.usage import SegmentUse, register_usage, unregister_usage
 
 HIGH_MRR = {"type": "condition", "property": "subscriber.mrr", "operator": "gte", "value": 100}

@@ -13,8 +13,9 @@ from django.db.models import (
     Exists,
 )
 
-from audiences.live import BatchFacts, dependencies
+from audiences.pipeline import BatchFacts
 from segments.conditions import parse_tree
+from segments.live.dependencies import dependencies
 from trials.loop.lifecycle import activation_definition, trial_traits_refresh, trials_refresh, trials_sync
 from trials.loop.models import ActivationDefinition, Trial
 

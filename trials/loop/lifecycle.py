@@ -38,13 +38,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audiences.computed_traits import computed_traits_trial_changed
-from audiences.live import BatchFacts, audiences_refresh
 from audiences.models import Customer, Event
-from audiences.pipeline import trait_changes_publish
+from audiences.pipeline import BatchFacts, trait_changes_publish
 from integrations.stripe.models import Subscription
 from segments.compiler import compile_tree
 from segments.conditions import parse_tree
+from segments.live.membership import audiences_refresh
+from segments.traits.evaluation import computed_traits_trial_changed
 from trials.loop.defaults import DEFINITION
 from trials.loop.models import ActivationDefinition, FitRule, Trial, TrialStage, TrialStageChange
 from trials.loop.scores import ScoreInputs, score_settings, scores_compute

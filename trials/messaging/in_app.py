@@ -28,8 +28,8 @@ from django.db.models.functions import Cast
 from django.template import TemplateSyntaxError
 from django.utils import timezone
 
-from audiences.live import internal_source
 from audiences.models import Customer, Event
+from audiences.services import internal_source
 from config.throttle import throttle_slot
 from trials.messaging.models import CustomerMessageLock, MessageSend, MessageTemplate
 from trials.messaging.render import message_context, message_render, render_refusal

@@ -15,7 +15,7 @@ from datetime import datetime
 from celery import shared_task
 from django.db import transaction
 
-from audiences.live import BatchFacts
+from audiences.pipeline import BatchFacts
 from segments.models import Segment
 from trials.messaging.decide import messages_trigger
 from trials.messaging.models import MessageTemplate

@@ -25,17 +25,12 @@ from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from audiences.live import (
-    COMPILED_CACHE_SIZE,
-    BatchFacts,
-    CompiledQuery,
-    Dependencies,
-    compiled_at_any_instant,
-    dependencies,
-)
 from audiences.models import ComputedTrait, Customer
+from audiences.pipeline import BatchFacts
 from segments.compiler import compile_tree
 from segments.conditions import InvalidCondition, parse_tree
+from segments.live.compiled import COMPILED_CACHE_SIZE, CompiledQuery, compiled_at_any_instant
+from segments.live.dependencies import Dependencies, dependencies
 from segments.models import Segment
 from segments.usage import SegmentUse
 from trials.messaging.holdout import holdout_errors

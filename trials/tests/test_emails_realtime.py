@@ -15,8 +15,8 @@ from django.test import TestCase
 from django.utils import timezone
 
 from audiences.ingestion import IncomingMessage, messages_ingest
-from audiences.live import BatchFacts
 from audiences.models import Customer, Source
+from audiences.pipeline import BatchFacts
 from segments.models import CustomProperty, Segment
 from segments.services import segment_save
 from trials.messaging.decide import messages_sweep

@@ -15,8 +15,8 @@ from django.test import TestCase
 from django.utils import timezone
 
 from audiences.ingestion import IncomingMessage, messages_ingest
-from audiences.live import BatchFacts
 from audiences.models import Customer, Source
+from audiences.pipeline import BatchFacts
 from config.models import Timer
 from config.timers import timers_fire_due
 from trials.loop.models import Trial, TrialStage

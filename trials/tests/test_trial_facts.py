@@ -13,13 +13,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from audiences.computed_traits import computed_trait_save
 from audiences.models import ComputedTrait, ComputedTraitValue, Customer, Event, Source
 from audiences.pipeline import stored_events_process
 from audiences.services import source_create
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from segments.selectors import explain
+from segments.traits.services import computed_trait_save
 from trials.loop.lifecycle import trials_sweep
 from trials.loop.models import Trial, TrialStageChange
 

@@ -12,14 +12,15 @@ from django.db import connection, connections
 from django.test import TestCase
 from django.utils import timezone
 
-from audiences.live import TIME_WINDOW_TIMER
 from audiences.models import Customer, Event, Source
-from audiences.tests.test_live_audiences import ingest, live, members, message, performed, tree
 from config.models import Timer
 from config.timers import CLAIM_LEASE, _claim, timers_fire_due
 from segments.audience_services import segment_live_set
+from segments.evaluation import segment_evaluate
+from segments.live.membership import TIME_WINDOW_TIMER
 from segments.models import Segment, SegmentMembershipChange
-from segments.services import segment_evaluate, segment_save
+from segments.services import segment_save
+from segments.tests.test_live_audiences import ingest, live, members, message, performed, tree
 
 
 def entered_events(segment: Segment) -> int:

@@ -9,14 +9,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from audiences.computed_traits import (
-    InvalidTrait,
-    computed_trait_backfill,
-    computed_trait_save,
-    computed_traits_apply,
-    computed_traits_decay,
-    computed_traits_refresh,
-)
 from audiences.models import (
     ComputedTrait,
     ComputedTraitChange,
@@ -27,6 +19,14 @@ from audiences.models import (
 )
 from integrations.stripe.models import Plan, Subscription
 from segments.selectors import explain, segment_preview
+from segments.traits.definitions import InvalidTrait
+from segments.traits.evaluation import (
+    computed_trait_backfill,
+    computed_traits_apply,
+    computed_traits_decay,
+    computed_traits_refresh,
+)
+from segments.traits.services import computed_trait_save
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,10 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
 from audiences.ingestion import messages_ingest
-from audiences.live import BatchFacts
 from audiences.models import Customer, PendingEventBatch, Source
-from audiences.pipeline import on_batch_stored, remove_batch_hook
+from audiences.pipeline import BatchFacts, on_batch_stored, remove_batch_hook
 from audiences.tasks import apply_events_to_profiles
-from audiences.tests.test_live_audiences import live, members, message, performed, tree
+from segments.tests.test_live_audiences import live, members, message, performed, tree
 
 pytestmark = pytest.mark.django_db
 

@@ -18,20 +18,20 @@ leaves the window, which the decay sweep looks for. A new or changed definition 
 chunks of customers, with progress on the definition.
 
 Every value change is recorded (ComputedTraitChange) and returned, so live audiences and destinations can react.
+The trial loop sits above this layer: "since the trial started" and "trial days remaining" read the current trial
+through the reader trials registers (segments.traits.trial_reader); the Stripe mirror's trialing subscriptions are
+read directly (intake, below).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -45,304 +45,20 @@ from audiences.models import (
     ProfileMerge,
     Source,
 )
+from audiences.pipeline import BatchFacts, TraitChange
 from integrations.stripe.models import Subscription
 from segments.compiler import event_filter_q
-from segments.conditions import InvalidCondition, ValueType, parse_event_filters
-from trials.loop.models import Trial, TrialStage
-
-Kind = ComputedTrait.Kind
-KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-PROPERTY_KINDS = {
-    Kind.SUM, Kind.AVERAGE, Kind.MIN, Kind.MAX, Kind.FIRST_VALUE, Kind.LAST_VALUE, Kind.MOST_FREQUENT,
-    Kind.UNIQUE_LIST, Kind.UNIQUE_COUNT,
-}  # fmt: skip
-NUMERIC_KINDS = {Kind.SUM, Kind.AVERAGE, Kind.MIN, Kind.MAX}
-ACTIVITY_TYPES = (Event.Type.TRACK, Event.Type.PAGE, Event.Type.SCREEN)
-"""What "any event" counts: calls the person's product made about what they did (identify, group and alias calls
-say who they are, not what they did)."""
-IN_TRIAL_STAGES = (TrialStage.TRIGGER, TrialStage.ACTIVATE, TrialStage.HABIT, TrialStage.SIGNAL)
-UNIQUE_LIST_LIMIT = 500
-BACKFILL_CHUNK = 2000
-# Traits being or done backfilling are kept current; a pending one waits for its backfill to read history.
-ACTIVE_BACKFILL_STATES = (ComputedTrait.Backfill.RUNNING, ComputedTrait.Backfill.DONE)
-# What a customer without any matching event reads as (None: no value, "is not set"); keyed by kind value.
-EMPTY_VALUES: dict[str, Any] = {
-    Kind.COUNT: 0, Kind.SUM: 0, Kind.UNIQUE_DAYS: 0, Kind.UNIQUE_COUNT: 0, Kind.EVER: False, Kind.UNIQUE_LIST: [],
-}  # fmt: skip
-
-
-def trait_value_type(kind: str) -> ValueType:
-    """The type segments compare a kind's value as (days since/remaining are numbers derived from a time)."""
-    if kind in (Kind.FIRST_VALUE, Kind.LAST_VALUE, Kind.MOST_FREQUENT):
-        return ValueType.STRING
-    if kind == Kind.UNIQUE_LIST:
-        return ValueType.LIST
-    if kind == Kind.EVER:
-        return ValueType.BOOLEAN
-    return ValueType.NUMBER
-
-
-def value_column(kind: str) -> str:
-    """The typed column of ComputedTraitValue a kind's value is compared on."""
-    if kind in (Kind.DAYS_SINCE_LAST, Kind.TRIAL_DAYS_REMAINING):
-        return "date_value"
-    return {
-        ValueType.STRING: "text_value",
-        ValueType.LIST: "text_value",
-        ValueType.BOOLEAN: "bool_value",
-        ValueType.NUMBER: "number_value",
-    }[trait_value_type(kind)]
-
-
-class InvalidTrait(ValueError):
-    """A definition that cannot be accepted; `field` names the bad field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-@dataclass(frozen=True)
-class TraitChange:
-    """One recorded change of a customer's value, for audiences and destinations."""
-
-    trait_id: int
-    trait_key: str
-    trait_name: str
-    customer_id: int
-    old: Any
-    new: Any
-    change_id: int
-
-
-# --- definitions -------------------------------------------------------------------------------------------
-
-
-def _validated(
-    *,
-    key: str,
-    name: str,
-    kind: str,
-    event: str,
-    property: str,
-    where: Any,
-    window_days: int | None,
-    since_trial_start: bool,
-) -> dict[str, Any]:
-    key, name, event, property = key.strip(), name.strip(), event.strip(), property.strip()
-    if not KEY_PATTERN.match(key):
-        raise InvalidTrait("key", "letters, digits and _ only, not starting with a digit (at most 100)")
-    if not name:
-        raise InvalidTrait("name", "a name is required")
-    if kind not in Kind.values:
-        raise InvalidTrait("kind", f"must be one of {', '.join(Kind.values)}")
-    if kind == Kind.TRIAL_DAYS_REMAINING:
-        if event or property or where or window_days or since_trial_start:
-            raise InvalidTrait(
-                "kind", "trial days remaining comes from the trial: no event, property, filter or window"
-            )
-        return {
-            "key": key, "name": name, "kind": kind, "event": "", "property": "", "where": [], "window_days": None,
-            "since_trial_start": False,
-        }  # fmt: skip
-    if not event and kind in PROPERTY_KINDS:
-        raise InvalidTrait("event", "this kind reads a property: name the event it is read from")
-    if window_days is not None and since_trial_start:
-        raise InvalidTrait("window_days", "choose one window: the last N days, or since the trial started")
-    if kind in PROPERTY_KINDS and not property:
-        raise InvalidTrait("property", "this kind reads an event property: name it")
-    if kind not in PROPERTY_KINDS and property:
-        raise InvalidTrait("property", "this kind does not read a property")
-    if window_days is not None and (isinstance(window_days, bool) or not isinstance(window_days, int)):
-        raise InvalidTrait("window_days", "must be a whole number of days")
-    if window_days is not None and not 1 <= window_days <= 3650:
-        raise InvalidTrait("window_days", "must be between 1 and 3650 days")
-    try:
-        filters = parse_event_filters(where, "where")
-    except InvalidCondition as error:
-        raise InvalidTrait("where", str(error)) from error
-    return {
-        "key": key,
-        "name": name,
-        "kind": kind,
-        "event": event,
-        "property": property,
-        "where": [f.__dict__ for f in filters],
-        "window_days": window_days,
-        "since_trial_start": bool(since_trial_start),
-    }
-
-
-def computed_trait_save(
-    *,
-    key: str,
-    name: str,
-    kind: str,
-    event: str = "",
-    property: str = "",
-    where: Any = None,
-    window_days: int | None = None,
-    since_trial_start: bool = False,
-    description: str = "",
-    trait: ComputedTrait | None = None,
-) -> ComputedTrait:
-    """Create or change a definition (InvalidTrait names the bad field); a new or changed definition is
-    backfilled from history by a task queued on commit. An empty `event` means any event the customer performed
-    (for the kinds that read no property)."""
-    fields = _validated(
-        key=key,
-        name=name,
-        kind=kind,
-        event=event,
-        property=property,
-        where=where or [],
-        window_days=window_days,
-        since_trial_start=since_trial_start,
-    )
-    definition = ("kind", "event", "property", "where", "window_days", "since_trial_start")
-    with transaction.atomic():
-        trait = trait or ComputedTrait()
-        redefined = trait.pk is None or any(getattr(trait, f) != fields[f] for f in definition)
-        for name_, value in fields.items():
-            setattr(trait, name_, value)
-        trait.description = description
-        if redefined:
-            trait.backfill_status = ComputedTrait.Backfill.PENDING
-            trait.backfill_done = trait.backfill_total = 0
-            trait.backfill_started_at = trait.backfill_finished_at = None
-            trait.backfill_error = ""
-        try:
-            with transaction.atomic():
-                trait.save()
-        except IntegrityError as error:
-            raise InvalidTrait("key", f"a computed trait with key {fields['key']!r} already exists") from error
-        if redefined:
-            trait_id = trait.pk
-            transaction.on_commit(lambda: _queue_backfill(trait_id))
-    return trait
-
-
-def _queue_backfill(trait_id: int) -> None:
-    from audiences.tasks import backfill_computed_trait
-
-    backfill_computed_trait.delay(trait_id)
-
-
-# --- folding events into state -----------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, dict | list):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _fold(kind: str, state: dict[str, Any], rows: Iterable[tuple[int, datetime, Any]]) -> dict[str, Any]:
-    """Fold events (id, timestamp, property value) into a running state; order of the rows does not matter."""
-    state = {**state}
-    for event_id, at, raw in rows:
-        moment = [at.isoformat(), event_id]
-        if kind in (Kind.COUNT, Kind.EVER):
-            state["n"] = state.get("n", 0) + 1
-        elif kind in NUMERIC_KINDS:
-            number = _number(raw)
-            if number is None:
-                continue
-            state["n"] = state.get("n", 0) + 1
-            state["sum"] = state.get("sum", 0.0) + number
-            state["min"] = number if "min" not in state else min(state["min"], number)
-            state["max"] = number if "max" not in state else max(state["max"], number)
-        elif kind == Kind.UNIQUE_DAYS:
-            state["days"] = sorted({*state.get("days", []), at.astimezone(UTC).date().isoformat()})
-        elif kind in (Kind.FIRST_VALUE, Kind.LAST_VALUE):
-            text = _text(raw)
-            if text is None:
-                continue
-            current = state.get("at")
-            earlier = current is None or _moment_key(moment) < _moment_key(current)
-            later = current is None or _moment_key(moment) > _moment_key(current)
-            if (kind == Kind.FIRST_VALUE and earlier) or (kind == Kind.LAST_VALUE and later):
-                state["at"], state["v"] = moment, text
-        elif kind == Kind.MOST_FREQUENT:
-            text = _text(raw)
-            if text is not None:
-                counts = dict(state.get("counts", {}))
-                counts[text] = counts.get(text, 0) + 1
-                state["counts"] = counts
-        elif kind in (Kind.UNIQUE_LIST, Kind.UNIQUE_COUNT):
-            text = _text(raw)
-            if text is not None:
-                state["values"] = sorted({*state.get("values", []), text})[:UNIQUE_LIST_LIMIT]
-        elif kind == Kind.DAYS_SINCE_LAST:
-            current = state.get("at")
-            if current is None or _moment_key(moment) > _moment_key(current):
-                state["at"] = moment
-    return state
-
-
-def _moment_key(moment: list[Any]) -> tuple[datetime, int]:
-    return datetime.fromisoformat(moment[0]), int(moment[1])
-
-
-def _value_of(kind: str, state: dict[str, Any]) -> Any:
-    """The trait's value from its state (None when there is none)."""
-    if kind == Kind.COUNT:
-        return state.get("n", 0)
-    if kind == Kind.EVER:
-        return state.get("n", 0) > 0
-    if kind in NUMERIC_KINDS:
-        if not state.get("n"):
-            return 0 if kind == Kind.SUM else None
-        total = state["sum"]
-        value: float = {
-            "sum": total, "average": total / state["n"], "min": state["min"], "max": state["max"],
-        }[kind]  # fmt: skip
-        return round(value, 6)
-    if kind == Kind.UNIQUE_DAYS:
-        return len(state.get("days", []))
-    if kind in (Kind.FIRST_VALUE, Kind.LAST_VALUE):
-        return state.get("v")
-    if kind == Kind.MOST_FREQUENT:
-        counts: dict[str, int] = state.get("counts", {})
-        return min(counts, key=lambda v: (-counts[v], v)) if counts else None
-    if kind == Kind.UNIQUE_LIST:
-        return list(state.get("values", []))
-    if kind == Kind.UNIQUE_COUNT:
-        return len(state.get("values", []))
-    if kind == Kind.DAYS_SINCE_LAST:
-        return state["at"][0] if state.get("at") else None
-    return state.get("trial_end")  # trial_days_remaining
-
-
-def _typed_columns(kind: str, value: Any) -> dict[str, Any]:
-    columns: dict[str, Any] = {"number_value": None, "text_value": None, "bool_value": None, "date_value": None}
-    if value is None:
-        return columns
-    column = value_column(kind)
-    if column == "date_value":
-        columns[column] = datetime.fromisoformat(value)
-    elif kind == Kind.UNIQUE_LIST:
-        # Stored as JSON text so "contains" matches a whole quoted element, as for list traits.
-        columns[column] = json.dumps(value)
-    else:
-        columns[column] = value
-    return columns
-
+from segments.conditions import parse_event_filters
+from segments.traits.folding import fold_rows, typed_columns, value_of
+from segments.traits.kinds import (
+    ACTIVE_BACKFILL_STATES,
+    ACTIVITY_TYPES,
+    BACKFILL_CHUNK,
+    EMPTY_VALUES,
+    PROPERTY_KINDS,
+    Kind,
+)
+from segments.traits.trial_reader import trial_reader
 
 # --- writing values ----------------------------------------------------------------------------------------
 
@@ -358,10 +74,7 @@ def _matching_events(trait: ComputedTrait, now: datetime) -> QuerySet[Event]:
     for item in parse_event_filters(trait.where, "where"):
         events = events.filter(event_filter_q(item, now))
     if trait.since_trial_start:
-        in_trial = Trial.objects.filter(
-            customer_id=OuterRef("customer_id"), is_current=True, started_at__lte=OuterRef("timestamp")
-        )
-        events = events.filter(Exists(in_trial))
+        events = events.filter(trial_reader().events_in_current_trial())
     return events
 
 
@@ -401,7 +114,7 @@ def _store(
     to_update: list[ComputedTraitValue] = []
     changed: list[ComputedTraitChange] = []
     for customer_id, (state, expires_at) in updates.items():
-        value = _value_of(trait.kind, state)
+        value = value_of(trait.kind, state)
         row = existing.get(customer_id)
         old = row.value if row is not None else EMPTY_VALUES.get(trait.kind)
         if row is not None and row.state == state and row.expires_at == expires_at:
@@ -414,7 +127,7 @@ def _store(
         else:
             to_update.append(row)
         row.state, row.value, row.expires_at, row.updated_at = state, value, expires_at, now
-        for column, typed in _typed_columns(trait.kind, value).items():
+        for column, typed in typed_columns(trait.kind, value).items():
             setattr(row, column, typed)
         if value != old:
             changed.append(ComputedTraitChange(trait=trait, customer_id=customer_id, old=old, new=value, at=now))
@@ -444,7 +157,7 @@ def _recompute(trait: ComputedTrait, customer_ids: Sequence[int], now: datetime)
         events = events.filter(timestamp__gte=now - timedelta(days=trait.window_days), timestamp__lte=now)
     grouped = _rows_by_customer(trait, events)
     updates = {
-        cid: (_fold(trait.kind, {}, grouped.get(cid, [])), _expiry(trait, grouped.get(cid, [])))
+        cid: (fold_rows(trait.kind, {}, grouped.get(cid, [])), _expiry(trait, grouped.get(cid, [])))
         for cid in {*grouped, *existing}
     }
     return _store(trait, updates, existing, now)
@@ -454,11 +167,11 @@ def _trial_ends(customer_ids: Sequence[int], now: datetime) -> dict[int, datetim
     """When each customer's running trial ends: the current trial's end while it is in trial (a Stripe trial or
     one without a card, from a signup); for a trialing subscription the loop has not made a trial of yet, its
     `trial_end`."""
-    trials = Trial.objects.filter(customer_id__in=customer_ids, is_current=True)
-    ends = dict(trials.filter(stage__in=IN_TRIAL_STAGES, ends_at__gt=now).values_list("customer_id", "ends_at"))
+    reader = trial_reader()
+    ends = dict(reader.running_trial_ends(customer_ids, now))
     untracked = Subscription.objects.filter(
         customer_id__in=customer_ids, status=Subscription.Status.TRIALING, trial_end__gt=now
-    ).exclude(customer_id__in=trials.values("customer_id"))
+    ).exclude(customer_id__in=reader.current_trial_customers(customer_ids))
     subscription_ends = untracked.values("customer_id").annotate(end=Min("trial_end")).values_list("customer_id", "end")
     return {**dict(subscription_ends), **ends}
 
@@ -470,7 +183,7 @@ def _fold_in(trait: ComputedTrait, event_ids: Sequence[int], now: datetime) -> l
         return []
     existing = {v.customer_id: v for v in ComputedTraitValue.objects.filter(trait=trait, customer_id__in=grouped)}
     updates: dict[int, tuple[dict[str, Any], datetime | None]] = {
-        cid: (_fold(trait.kind, existing[cid].state if cid in existing else {}, rows), None)
+        cid: (fold_rows(trait.kind, existing[cid].state if cid in existing else {}, rows), None)
         for cid, rows in grouped.items()
     }
     return _store(trait, updates, existing, now)
@@ -604,7 +317,7 @@ def computed_traits_decay(*, now: datetime | None = None, limit: int = 5000) -> 
 
 def _backfill_customers(trait: ComputedTrait, now: datetime) -> QuerySet[Customer]:
     if trait.kind == Kind.TRIAL_DAYS_REMAINING:
-        in_trial = Trial.objects.filter(is_current=True, stage__in=IN_TRIAL_STAGES, ends_at__gt=now)
+        in_trial = trial_reader().running_trial_ends(None, now)
         having = Q(subscriptions__status=Subscription.Status.TRIALING, subscriptions__trial_end__gt=now) | Q(
             pk__in=in_trial.values("customer_id")
         )
@@ -643,7 +356,19 @@ def computed_trait_backfill(*, trait: ComputedTrait, now: datetime | None = None
     return changed
 
 
+def traits_on_batch(facts: BatchFacts, now: datetime) -> list[TraitChange]:
+    """The computed-trait phase of a stored batch (audiences.pipeline.on_batch_traits, registered in
+    SegmentsConfig.ready()): fold in or recompute the traits the batch's events feed, and — when Stripe told
+    something — the trial days remaining of the customers it told about."""
+    changes = computed_traits_apply(event_ids=facts.event_ids, now=now)
+    if facts.billing_changed:
+        changes += computed_traits_refresh(
+            customer_ids=sorted(facts.billing_changed), kinds=[ComputedTrait.Kind.TRIAL_DAYS_REMAINING], now=now
+        )
+    return changes
+
+
 def applied_batches_purge(now: datetime) -> int:
-    """Housekeeping step (registered in config.housekeeping): forget applied batches after 7 days — a task is
-    never retried that late. Returns the rows deleted."""
+    """Housekeeping step (registered in config.housekeeping by SegmentsConfig.ready): forget the batches folded
+    into computed traits after 7 days — a task is never retried that late. Returns the rows deleted."""
     return AppliedEventBatch.objects.filter(applied_at__lt=now - timedelta(days=7)).delete()[0]

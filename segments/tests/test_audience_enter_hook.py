@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from audiences.live import on_audience_enter, remove_enter_hook
 from audiences.models import Customer, Source
-from audiences.tests.test_live_audiences import ingest, live, message, performed, tree
+from segments.live.publish import on_audience_enter, remove_enter_hook
 from segments.models import Segment
 from segments.services import segment_save
 from segments.tasks import evaluate_segment
+from segments.tests.test_live_audiences import ingest, live, message, performed, tree
 
 pytestmark = pytest.mark.django_db
 

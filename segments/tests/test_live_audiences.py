@@ -12,18 +12,21 @@ import pytest
 from django.test import TestCase
 from django.utils import timezone
 
-from audiences.computed_traits import computed_trait_save
 from audiences.ingestion import IncomingMessage, messages_ingest
-from audiences.live import dependencies, on_audience_exit, remove_exit_hook
 from audiences.models import ComputedTrait, Customer, Event, Source
-from audiences.pipeline import on_batch_stored, remove_batch_hook, stored_events_process, time_sweep
+from audiences.pipeline import on_batch_stored, remove_batch_hook, stored_events_process
 from audiences.tasks import apply_events_to_profiles
 from config.celery import app
 from segments.audience_services import segment_live_set
 from segments.conditions import parse_tree
+from segments.evaluation import segment_evaluate
+from segments.live.dependencies import dependencies
+from segments.live.publish import on_audience_exit, remove_exit_hook
+from segments.live.sweep import time_sweep
 from segments.models import CustomProperty, Segment, SegmentMembership, SegmentMembershipChange
-from segments.services import segment_evaluate, segment_save
+from segments.services import segment_save
 from segments.tasks import evaluate_segment
+from segments.traits.services import computed_trait_save
 
 pytestmark = pytest.mark.django_db
 

@@ -17,12 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
-from audiences.computed_traits import computed_trait_save
 from audiences.models import ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer
-from audiences.selectors import computed_trait_distribution, trait_value_text
+from audiences.selectors import trait_value_text
 from config.roles import Role
 from conftest import TEST_PASSWORD
 from segments.services import segment_save
+from segments.traits.selectors import computed_trait_distribution
+from segments.traits.services import computed_trait_save
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 FORM: dict[str, Any] = {

@@ -19,12 +19,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audiences import selectors
-from audiences.computed_trait_services import TraitInUse, computed_trait_delete
-from audiences.computed_traits import InvalidTrait, computed_trait_save
 from audiences.models import ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer
 from config.pagination import NewestFirstCursorPagination
 from config.permissions import RoleModelPermissions
+from segments.traits import selectors
+from segments.traits.definitions import InvalidTrait
+from segments.traits.services import TraitInUse, computed_trait_delete, computed_trait_save
 
 DEFINITION_FIELDS = (
     "key", "name", "description", "kind", "event", "property", "where", "window_days", "since_trial_start",

@@ -13,10 +13,10 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 from rest_framework.test import APIClient
 
-from audiences.computed_traits import computed_trait_save
 from audiences.models import ComputedTrait, ComputedTraitChange, ComputedTraitValue, Customer
 from config.roles import Role
 from segments.services import segment_save
+from segments.traits.services import computed_trait_save
 
 pytestmark = pytest.mark.django_db
 

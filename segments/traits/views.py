@@ -12,13 +12,14 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from audiences import selectors
-from audiences.computed_trait_forms import ComputedTraitForm
-from audiences.computed_trait_services import TraitInUse, computed_trait_delete
-from audiences.computed_traits import InvalidTrait, computed_trait_save, trait_value_type
 from audiences.models import ComputedTrait
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
+from segments.traits import selectors
+from segments.traits.definitions import InvalidTrait
+from segments.traits.forms import ComputedTraitForm
+from segments.traits.kinds import trait_value_type
+from segments.traits.services import TraitInUse, computed_trait_delete, computed_trait_save
 
 
 class ComputedTraitListView(StaffPermissionMixin, TemplateView):

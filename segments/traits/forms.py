@@ -7,9 +7,10 @@ from typing import Any
 
 from django import forms
 
-from audiences.computed_traits import PROPERTY_KINDS, InvalidTrait
 from audiences.models import ComputedTrait
 from segments.catalogue import EVENT_FILTER_OPERATORS
+from segments.traits.definitions import InvalidTrait
+from segments.traits.kinds import PROPERTY_KINDS
 
 FILTERS_HELP = (
     'Only events whose properties match, e.g. [{"property": "plan", "operator": "equals", "value": "pro"}]. '
