@@ -12,6 +12,6 @@ scheme (receivers verify with that project's official libraries), or `/v1/batch`
 to 100 calls for a Segment destination — and records every outcome: 2xx delivered; a 4xx other than 408/429
 failed for good; anything else retried with exponential backoff and jitter. A transient failure ends the
 flush, so a receiver that is down is probed by the next run instead of being hammered. The beat sweep
-(`sending.deliveries_dispatch`) starts flushes for every destination with due deliveries, so retries and anything a
+(`tasks.deliveries_dispatch`) starts flushes for every destination with due deliveries, so retries and anything a
 lost task left behind go out. Delivery is at least once: the idempotency key is sent with every message.
 """

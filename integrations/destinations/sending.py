@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from config.locks import task_lock
@@ -230,23 +230,3 @@ def destination_flush(*, destination_id: int) -> FlushResult:
             due = _due(destination_id)
             if not due or not _send_chunk(destination, due, result, deadline):
                 return result
-
-
-def deliveries_dispatch() -> list[int]:
-    """The beat sweep: queue a flush for every destination (not paused) with deliveries due now — retries
-    whose backoff has passed, and anything a lost task left behind. Returns those destinations' ids (none
-    when another sweep holds the lease)."""
-    from integrations.destinations.tasks import flush_destination  # the task module imports this one
-
-    with task_lock("destination deliveries", ttl=timedelta(minutes=2)) as acquired:
-        if not acquired:
-            return []
-        due = DestinationDelivery.objects.filter(
-            destination=OuterRef("pk"), status=DestinationDelivery.Status.PENDING, next_attempt_at__lte=timezone.now()
-        )
-        ids = list(
-            Destination.objects.filter(is_paused=False).filter(Exists(due)).order_by("pk").values_list("pk", flat=True)
-        )
-    for destination_id in ids:
-        flush_destination.delay(destination_id)
-    return ids

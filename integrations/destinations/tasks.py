@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import timedelta
 
 from celery import shared_task
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from config.jobs import periodic_job
-from integrations.destinations.sending import deliveries_dispatch, destination_flush
+from config.locks import task_lock
+from integrations.destinations.models import Destination, DestinationDelivery
+from integrations.destinations.sending import destination_flush
 
 
 @shared_task(name="integrations.tasks.flush_destination")
@@ -18,6 +23,24 @@ def flush_destination(destination_id: int) -> dict[str, int]:
     if result.more:
         flush_destination.delay(destination_id)
     return {name: value for name, value in asdict(result).items() if name != "more"}
+
+
+def deliveries_dispatch() -> list[int]:
+    """The beat sweep's work, kept beside the flush task it queues: a flush for every destination (not paused)
+    with deliveries due now — retries whose backoff has passed, and anything a lost task left behind. Returns
+    those destinations' ids (none when another sweep holds the lease)."""
+    with task_lock("destination deliveries", ttl=timedelta(minutes=2)) as acquired:
+        if not acquired:
+            return []
+        due = DestinationDelivery.objects.filter(
+            destination=OuterRef("pk"), status=DestinationDelivery.Status.PENDING, next_attempt_at__lte=timezone.now()
+        )
+        ids = list(
+            Destination.objects.filter(is_paused=False).filter(Exists(due)).order_by("pk").values_list("pk", flat=True)
+        )
+    for destination_id in ids:
+        flush_destination.delay(destination_id)
+    return ids
 
 
 @periodic_job(

@@ -23,7 +23,7 @@ from integrations.destinations import sending
 from integrations.destinations.emit import outbound_emit
 from integrations.destinations.models import Destination, DestinationDelivery, signing_secret_generate
 from integrations.destinations.payloads import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature
-from integrations.destinations.sending import FlushResult, deliveries_dispatch, delivery_backoff, destination_flush
+from integrations.destinations.sending import FlushResult, delivery_backoff, destination_flush
 from integrations.destinations.services import (
     ReplayRefused,
     destination_create,
@@ -32,6 +32,7 @@ from integrations.destinations.services import (
     destination_resume,
     destination_rotate_secret,
 )
+from integrations.destinations.tasks import deliveries_dispatch
 from integrations.stripe.apply import stripe_event_apply
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
