@@ -31,6 +31,17 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A row's id: a whole number from 1 to the largest a database key holds. Anything else is a bad filter (400),
+    never a value the database cannot bind (SQLite refuses integers past 2^63 − 1 with a server error)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        kwargs.setdefault("decimal_places", 0)
+        super().__init__(*args, **kwargs)
+
+
 class CustomerFilter(django_filters.FilterSet):
     """Find customers by any id they are known by, by account or status, or by a free search."""
 
@@ -38,7 +49,7 @@ class CustomerFilter(django_filters.FilterSet):
     email = django_filters.CharFilter(method="filter_email")
     stripe_customer_id = django_filters.CharFilter(field_name="stripe_customer_id")
     anonymous_id = django_filters.CharFilter(field_name="anonymous_ids__anonymous_id")
-    account = django_filters.NumberFilter(field_name="account_id")
+    account = IdFilter(field_name="account_id")
     subscriber_status = django_filters.ChoiceFilter(choices=Customer.SubscriberStatus.choices)
     is_test = django_filters.BooleanFilter()
     q = django_filters.CharFilter(method="filter_search", label="Search")

@@ -160,6 +160,12 @@ class TestOtherResources:
         assert subscriptions[0]["plan"]["product"] == "Team"
         assert rep_api.get("/api/v1/subscriptions/?status=active").json()["results"] == []
 
+    @pytest.mark.parametrize("value", ["9223372036854775808", "9.223372036854776e+18", "0", "1.5"])
+    def test_an_id_filter_out_of_range_is_a_bad_request(self, rep_api: APIClient, value: str) -> None:
+        for url in ("/api/v1/subscriptions/?customer=", "/api/v1/subscriptions/?plan=", "/api/v1/customers/?account="):
+            response = rep_api.get(url + value)
+            assert response.status_code == 400, (url, response.content)
+
     def test_schema_and_docs_are_served(self, rep_api: APIClient) -> None:
         schema = rep_api.get("/api/schema/?format=json")
         assert schema.status_code == 200

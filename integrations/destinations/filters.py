@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 
+from audiences.filters import IdFilter
 from config.facts import FactKind
 from integrations.destinations.models import DestinationDelivery
 
@@ -13,7 +14,7 @@ class DestinationDeliveryFilter(django_filters.FilterSet):
 
     status = django_filters.ChoiceFilter(choices=DestinationDelivery.Status.choices)
     kind = django_filters.ChoiceFilter(choices=FactKind.choices)
-    customer = django_filters.NumberFilter(field_name="customer_id")
+    customer = IdFilter(field_name="customer_id")
     idempotency_key = django_filters.CharFilter(field_name="idempotency_key")
 
     class Meta:

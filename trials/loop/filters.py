@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import django_filters
 
-from audiences.filters import UtcIsoDateTimeFilter
+from audiences.filters import IdFilter, UtcIsoDateTimeFilter
 from integrations.stripe.models import Subscription
 from trials.loop.models import Trial, TrialStage
 
 
 class SubscriptionFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Subscription.Status.choices)
-    customer = django_filters.NumberFilter(field_name="customer_id")
-    plan = django_filters.NumberFilter(field_name="plan_id")
+    customer = IdFilter(field_name="customer_id")
+    plan = IdFilter(field_name="plan_id")
     stripe_subscription_id = django_filters.CharFilter()
     trial_ends_before = UtcIsoDateTimeFilter(field_name="trial_end", lookup_expr="lt")
 
