@@ -40,7 +40,7 @@ from audiences.models import (
     ProfileMerge,
     Source,
 )
-from audiences.privacy import erased_among
+from audiences.privacy.erase import erased_among
 from audiences.profiles import display_name, traits_merge_newer
 from audiences.tasks import profile_work_queue
 

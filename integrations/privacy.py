@@ -9,7 +9,8 @@ from typing import Any
 
 from django.db import models
 
-from audiences.privacy import Action, ErasureRule, PersonTraces
+from audiences.privacy.rules import Action, ErasureRule
+from audiences.privacy.traces import PersonTraces
 from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
 
 

@@ -578,7 +578,7 @@ class TestSignaturesAreNotKept:
         assert StripeWebhookDelivery.objects.latest("pk").signed_at is None
 
     def test_the_customer_export_holds_their_deliveries_without_signatures(self) -> None:
-        from audiences.privacy import customer_export
+        from audiences.privacy.export import customer_export
 
         ada_profile = Customer.objects.create(user_id="usr_ada", email="ada@acme.test", stripe_customer_id="cus_ada")
         signatures = []
