@@ -40,7 +40,8 @@ from config.models import AuditEntry, TaskRun
 from integrations.destinations.emit import outbound_emit
 from integrations.destinations.models import Destination, DestinationDelivery
 from integrations.destinations.services import destination_create
-from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import StripeCustomer
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from integrations.tracking.models import ImportJob, IngestionError, TrackingPlan, TrackingPlanViolation

@@ -24,7 +24,8 @@ from django.urls import reverse
 from audiences.models import Customer, Event
 from conftest import TEST_PASSWORD
 from integrations.stripe.apply import stripe_event_apply
-from integrations.stripe.models import Charge, Invoice, StripeCustomer, StripeEvent, StripeWebhookDelivery, Subscription
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import Charge, Invoice, StripeCustomer, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.selectors import segment_preview
 
