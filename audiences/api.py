@@ -15,9 +15,11 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from audiences import privacy, selectors, services
+from audiences import selectors, services
 from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Account, AnonymousId, Customer, Event, Source
+from audiences.privacy.erase import ERASE_PERMISSION, AlreadyErased, customer_erase
+from audiences.privacy.export import EXPORT_PERMISSION, customer_export
 from config.pagination import NewestFirstCursorPagination
 from config.permissions import IsAdminRole
 
@@ -116,9 +118,9 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
     )
     @action(detail=True, methods=["get"], url_path="export")
     def export(self, request: Request, pk: str | None = None) -> Response:
-        if not request.user.has_perm(privacy.EXPORT_PERMISSION):
+        if not request.user.has_perm(EXPORT_PERMISSION):
             raise PermissionDenied("Your role may not export customer data.")
-        return Response(privacy.customer_export(self.get_object()))
+        return Response(customer_export(self.get_object()))
 
     @extend_schema(
         summary="Erase the customer everywhere (GDPR erasure request)",
@@ -127,19 +129,19 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet[Customer]):
     )
     @action(detail=True, methods=["post"], url_path="erase")
     def erase(self, request: Request, pk: str | None = None) -> Response:
-        if not request.user.has_perm(privacy.ERASE_PERMISSION):
+        if not request.user.has_perm(ERASE_PERMISSION):
             raise PermissionDenied("Your role may not erase customers.")
         options = ErasureRequestSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         customer = self.get_object()
         try:
-            report = privacy.customer_erase(
+            report = customer_erase(
                 customer=customer,
                 actor=request.user,
                 via="api",
                 suppress_future_events=options.validated_data["suppress_future_events"],
             )
-        except privacy.AlreadyErased as gone:
+        except AlreadyErased as gone:
             raise NotFound(str(gone)) from gone
         body = {
             "erased_customer": report.erasure.customer_pk,

@@ -14,10 +14,12 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
-from audiences import privacy, selectors
+from audiences import selectors
 from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Customer
 from audiences.panels import customer_panels_context
+from audiences.privacy.erase import ERASE_PERMISSION, AlreadyErased, customer_erase
+from audiences.privacy.export import EXPORT_PERMISSION, customer_export
 from config.pagination import paginate_for_ui
 from config.permissions import StaffPermissionMixin
 
@@ -99,11 +101,11 @@ class AccountDetailView(StaffPermissionMixin, TemplateView):
 class CustomerExportView(StaffPermissionMixin, View):
     """Download everything held about a customer as one JSON file (answering a GDPR access request)."""
 
-    required_permissions = ("audiences.view_customer", privacy.EXPORT_PERMISSION)
+    required_permissions = ("audiences.view_customer", EXPORT_PERMISSION)
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
         customer = get_object_or_404(Customer, pk=pk)
-        body = json.dumps(privacy.customer_export(customer), indent=2, ensure_ascii=False)
+        body = json.dumps(customer_export(customer), indent=2, ensure_ascii=False)
         response = HttpResponse(body, content_type="application/json; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}.json"'
         return response
@@ -132,7 +134,7 @@ class CustomerEraseView(StaffPermissionMixin, TemplateView):
     """Erase a customer everywhere after a typed confirmation; afterwards the customer list says what went."""
 
     template_name = "audiences/customer_erase.html"
-    required_permissions = ("audiences.view_customer", privacy.ERASE_PERMISSION)
+    required_permissions = ("audiences.view_customer", ERASE_PERMISSION)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         customer = get_object_or_404(Customer, pk=self.kwargs["pk"])
@@ -145,13 +147,13 @@ class CustomerEraseView(StaffPermissionMixin, TemplateView):
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
         try:
-            report = privacy.customer_erase(
+            report = customer_erase(
                 customer=customer,
                 actor=request.user,
                 via="ui",
                 suppress_future_events=form.cleaned_data["suppress_future_events"],
             )
-        except privacy.AlreadyErased:  # a double submit: the first one erased it
+        except AlreadyErased:  # a double submit: the first one erased it
             messages.info(request, f"Customer {pk} was already erased.")
             return HttpResponseRedirect(reverse("customer-list"))
         deleted, redacted = sum(report.deleted_rows.values()), sum(report.redacted_rows.values())

@@ -62,7 +62,7 @@ def database_config() -> dict[str, Any]:
         config["CONN_HEALTH_CHECKS"] = True
         if prepared_statements_enabled():
             # Django turns psycopg's prepared statements off; this turns them on for the statements that ask
-            # (the tracking API's, see audiences.ingestion._postgres_rows) and for nothing else, and has
+            # (the tracking API's, see audiences.prepared.postgres_rows) and for nothing else, and has
             # PostgreSQL plan them once: left to choose, it re-planned the event INSERT for every batch (0.6 ms of
             # its CPU) although the statement has one sensible plan.
             options = config.setdefault("OPTIONS", {})

@@ -8,7 +8,7 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self) -> None:
-        from audiences.privacy import register_erasure_rule, register_file_sweeper
+        from audiences.privacy.rules import register_erasure_rule, register_file_sweeper
         from audiences.selectors import source_cache_clear
         from config.facts import facts_recorded
         from integrations.destinations.emit import facts_deliver

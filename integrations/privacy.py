@@ -9,8 +9,10 @@ from typing import Any
 
 from django.db import models
 
-from audiences.privacy import Action, ErasureRule, PersonTraces
-from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
+from audiences.privacy.rules import Action, ErasureRule
+from audiences.privacy.traces import PersonTraces
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import StripeCustomer
 
 
 def _linked_elsewhere() -> models.QuerySet[Any]:

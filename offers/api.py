@@ -49,7 +49,7 @@ from audiences.api_auth import (
 from audiences.models import Source
 from audiences.services import SECRET_KEY_PREFIX
 from config.permissions import RoleModelPermissions
-from offers import access, errors, sessions
+from offers import access, errors, outcomes, sessions, win_back
 from offers.forms import ReportFilterForm
 from offers.hosted import hosted_path
 from offers.models import CancellationSession
@@ -216,7 +216,7 @@ class SessionStartView(SessionAPIView):
                 action="start a session",
                 send="user_id with auth_hash",
             )
-        start = sessions.win_back_start if data.validated_data["kind"] == "win_back" else sessions.session_start
+        start = win_back.win_back_start if data.validated_data["kind"] == "win_back" else sessions.session_start
         session, created = start(
             source=source, user_id=user_id, stripe_subscription_id=data.validated_data.get("subscription_id")
         )
@@ -251,7 +251,7 @@ class SessionAcceptView(SessionAPIView):
     def post(self, request: Request, token: str) -> Response:
         """Accept the presented offer; it is applied through Stripe (simulated for a test customer)."""
         grant = self._grant(request, token)
-        sessions.session_accept(session=grant.session)
+        outcomes.session_accept(session=grant.session)
         return _answer(request, grant)
 
 
@@ -269,7 +269,7 @@ class SessionConfirmCancelView(SessionAPIView):
     def post(self, request: Request, token: str) -> Response:
         """Confirm the cancellation; it is sent to Stripe with the reason as cancellation feedback."""
         grant = self._grant(request, token)
-        sessions.session_confirm_cancel(session=grant.session)
+        outcomes.session_confirm_cancel(session=grant.session)
         return _answer(request, grant)
 
 

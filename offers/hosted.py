@@ -40,7 +40,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
 from audiences.api_auth import ProofRequired
-from offers import access, errors, sessions
+from offers import access, errors, outcomes, sessions
 from offers.models import HOSTED_LANGUAGES, CancellationFlow, CancellationSession
 from offers.selectors import session_payload
 
@@ -130,11 +130,11 @@ class HostedCancelView(View):
                     feedback=request.POST.get("feedback", ""),
                 )
             elif action == "accept":
-                sessions.session_accept(session=session)
+                outcomes.session_accept(session=session)
             elif action == "decline":
                 sessions.session_decline(session=session)
             elif action == "confirm":
-                sessions.session_confirm_cancel(session=session)
+                outcomes.session_confirm_cancel(session=session)
             else:
                 raise errors.SessionError("Unknown action.")
         except errors.SessionError as error:

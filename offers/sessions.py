@@ -1,13 +1,11 @@
-"""Cancellation sessions: a session moves reason → offer → (accept | decline → confirm cancel); each move is a
-function here that the session API and the hosted page call. Moves that reach Stripe go through
-offers.stripe_requests (planned once, idempotent, retried safely).
+"""Cancellation sessions: a session moves reason → offer → (accept | decline → confirm cancel). Starting one, reading
+it, answering the reason and declining the offer are here, with what every move shares (the row lock, the step
+record, the expiry of sessions left open); the moves that end a session with Stripe (accept, confirm cancel) are
+in offers.outcomes, and win-back sessions start in offers.win_back. The session API and the hosted page call them.
 
 The session row is locked (`select_for_update`) for the duration of a move, so two clicks on "accept" apply
-the offer once; on SQLite the write lock taken by `BEGIN IMMEDIATE` does the same.
-
-A win-back session (`win_back_start`) is the same object for a trial that lapsed unpaid in the last 30 days: it
-starts at the offer, and accepting creates a new subscription in Stripe. Every outcome is told on the customer's
-timeline, and acceptances to destinations, inside the move's transaction (offers.announcements).
+the offer once; on SQLite the write lock taken by `BEGIN IMMEDIATE` does the same. Every outcome is told on the
+customer's timeline, and acceptances to destinations, inside the move's transaction (offers.announcements).
 """
 
 from __future__ import annotations
@@ -15,30 +13,19 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import DateTimeField, ExpressionWrapper, F, QuerySet
 from django.utils import timezone
 
 from audiences.models import Customer, Source
-from integrations.stripe.currency import conversion
 from integrations.stripe.models import Subscription
-from integrations.stripe.mrr import monthly_amount, price_interval_amount
 from offers.announcements import SESSION_COMPLETED_EVENT, session_announce, session_properties, timeline_events_record
-from offers.errors import SessionError, SessionNotFound, StripeStepFailed, WrongState
+from offers.errors import SessionError, SessionNotFound, WrongState
 from offers.matching import flow_for_customer, offer_match
-from offers.models import (
-    CancellationReason,
-    CancellationSession,
-    Offer,
-    OfferRule,
-    SessionStep,
-)
+from offers.models import CancellationReason, CancellationSession, SessionStep
 from offers.selectors import flow_reasons
-from offers.stripe_requests import accept_plan, cancel_plan, stripe_step_run, win_back_plan
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +34,6 @@ SESSION_LIFETIME = timedelta(hours=24)
 
 MAX_FEEDBACK = 5000
 """Stripe's limit on `cancellation_details.comment`."""
-
-WIN_BACK_WINDOW = timedelta(days=30)
-"""A trial that ended unpaid can be won back for this long after it ended (the recovery window)."""
-
-LAPSED_STATUSES = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED)
-"""Mirrored statuses of a trial that ended without converting and that Stripe cannot revive: a win-back creates
-a new subscription."""
-
-PAUSED_TRIAL = Q(status=Subscription.Status.PAUSED, paid_cents=0, trial_end__isnull=False)
-"""A trial Stripe paused when it ended without a payment method (`trial_settings.end_behavior.
-missing_payment_method = pause`): it lapsed too, but Stripe can revive it, so a win-back resumes the same
-subscription instead of creating one."""
 
 
 def _open_subscription(*, user_id: str | None, stripe_subscription_id: str | None) -> Subscription:
@@ -95,9 +70,10 @@ def _open_subscription(*, user_id: str | None, stripe_subscription_id: str | Non
     return subscription
 
 
-def _step_record(
+def step_record(
     session: CancellationSession, kind: str, *, data: dict[str, Any] | None = None, status: str = "succeeded"
 ) -> SessionStep:
+    """Record a move of the session (one row per kind: a move made again updates its row)."""
     step, _ = SessionStep.objects.update_or_create(
         session=session, kind=kind, defaults={"data": data or {}, "status": status}
     )
@@ -126,7 +102,7 @@ def session_start(
     open_sessions = CancellationSession.objects.filter(
         subscription=subscription, outcome=CancellationSession.Outcome.INCOMPLETE
     )
-    _expire(open_sessions, now)  # what the beat sweep would do, before deciding whether one is still open
+    sessions_expire_due(open_sessions, now)  # what the beat sweep would do, before deciding whether one is still open
     existing = open_sessions.first()
     if existing is not None:
         return existing, False
@@ -147,130 +123,10 @@ def session_start(
                 is_test=is_test,
                 mrr_cents=subscription.mrr_cents,
             )
-            _step_record(session, SessionStep.Kind.START, data={"flow": flow.pk, "subscription": subscription.pk})
+            step_record(session, SessionStep.Kind.START, data={"flow": flow.pk, "subscription": subscription.pk})
     except IntegrityError:
         # Another request started one for this subscription at the same moment (one open session per
         # subscription is a unique constraint): resume that one.
-        return open_sessions.get(), False
-    return session, True
-
-
-def lapsed_trials(now: datetime) -> QuerySet[Subscription]:
-    """Trials that ended unpaid within the recovery window: a subscription that had a trial, never paid an
-    invoice, and is canceled or expired — or paused by Stripe at the trial's end for want of a payment method —
-    (what `integrations.stripe` mirrors from Stripe), its end — `ended_at`, else `canceled_at`, else `trial_end` — in
-    the last 30 days."""
-    ended = Coalesce("ended_at", "canceled_at", "trial_end")
-    return Subscription.objects.annotate(lapsed_at=ended).filter(
-        Q(status__in=LAPSED_STATUSES) | PAUSED_TRIAL,
-        trial_end__isnull=False,
-        paid_cents=0,
-        lapsed_at__gte=now - WIN_BACK_WINDOW,
-        lapsed_at__lte=now,
-    )
-
-
-def _lapsed_trial(*, user_id: str | None, stripe_subscription_id: str | None, now: datetime) -> Subscription:
-    found = lapsed_trials(now).select_related("customer", "plan")
-    if stripe_subscription_id:
-        found = found.filter(stripe_subscription_id=stripe_subscription_id)
-        if user_id:
-            found = found.filter(customer__user_id=user_id)
-    elif user_id:
-        found = found.filter(customer__user_id=user_id)
-    else:
-        raise SessionError("Send user_id or subscription_id.", code="missing_subscription")
-    subscription = found.order_by("-lapsed_at", "-pk").first()
-    if subscription is None:
-        raise SessionNotFound("No trial that ended unpaid in the last 30 days.", code="no_lapsed_trial")
-    still_open = (
-        Subscription.objects.filter(customer=subscription.customer)
-        .exclude(status__in=[*LAPSED_STATUSES, Subscription.Status.INCOMPLETE])
-        .exclude(PAUSED_TRIAL)
-    )
-    if still_open.exists():
-        raise WrongState("This customer has a subscription again; there is nothing to win back.", code="not_lapsed")
-    return subscription
-
-
-def win_back_start(
-    *,
-    source: Source | None,
-    user_id: str | None = None,
-    stripe_subscription_id: str | None = None,
-    now: datetime | None = None,
-) -> tuple[CancellationSession, bool]:
-    """Start (or resume) a win-back session for a trial that lapsed unpaid in the last 30 days → (session,
-    created).
-
-    The same object as a cancellation session, on the lapsed subscription: the flow rules pick the flow (its
-    brand is the hosted page's), no reason is asked, and the win-back offer rules pick the offer at once, so
-    the session starts at the offer. When no win-back rule offers anything, nothing is started (`no_offer`).
-    """
-    now = now or timezone.now()
-    subscription = _lapsed_trial(user_id=user_id, stripe_subscription_id=stripe_subscription_id, now=now)
-    customer = subscription.customer
-    open_sessions = CancellationSession.objects.filter(
-        subscription=subscription, outcome=CancellationSession.Outcome.INCOMPLETE
-    )
-    _expire(open_sessions, now)
-    existing = open_sessions.first()
-    if existing is not None:
-        return existing, False
-    is_test = customer.is_test
-    linked = (
-        bool(subscription.stripe_subscription_id)
-        if subscription.status == Subscription.Status.PAUSED
-        else bool(customer.stripe_customer_id and subscription.plan.stripe_price_id)
-    )
-    if not is_test and not linked:
-        raise WrongState("This trial is not linked to Stripe, so an offer cannot be applied.", code="no_stripe")
-    flow = flow_for_customer(customer, is_test=is_test, now=now)
-    if flow is None:
-        raise WrongState("No cancellation flow applies to this customer.", code="no_flow")
-    token = secrets.token_urlsafe(24)
-    match = offer_match(
-        customer=customer,
-        reason=None,
-        is_test=is_test,
-        seed=token,
-        now=now,
-        applies_to=OfferRule.AppliesTo.WIN_BACK,
-    )
-    if match.offer is None:
-        raise WrongState("No win-back offer applies to this customer.", code="no_offer")
-    plan = subscription.plan
-    # What the canceled subscription ran at (its own MRR is 0 now), in the workspace currency like every total.
-    run_rate = monthly_amount(
-        amount_cents=price_interval_amount(plan, subscription.quantity),
-        interval=plan.interval,
-        interval_count=plan.interval_count,
-        quantity=1,
-    )
-    mrr = conversion().to_cents(
-        int(run_rate.quantize(Decimal(1), rounding=ROUND_HALF_UP)), subscription.currency or plan.currency
-    )
-    try:
-        with transaction.atomic():
-            session = CancellationSession.objects.create(
-                token=token,
-                kind=CancellationSession.Kind.WIN_BACK,
-                customer=customer,
-                subscription=subscription,
-                source=source,
-                flow=flow,
-                is_test=is_test,
-                stage=CancellationSession.Stage.OFFER,
-                offer_rule=match.rule,
-                offered_offer=match.offer,
-                mrr_cents=mrr,
-            )
-            _step_record(
-                session,
-                SessionStep.Kind.START,
-                data={"subscription": subscription.pk, "rule": match.rule and match.rule.pk, "offer": match.offer.pk},
-            )
-    except IntegrityError:
         return open_sessions.get(), False
     return session, True
 
@@ -289,7 +145,7 @@ def session_get(token: str) -> CancellationSession:
     return session
 
 
-def _locked(session: CancellationSession) -> CancellationSession:
+def session_locked(session: CancellationSession) -> CancellationSession:
     """The session row, locked for this transaction, with what the moves read."""
     return (
         CancellationSession.objects.select_for_update(of=("self",))
@@ -298,7 +154,8 @@ def _locked(session: CancellationSession) -> CancellationSession:
     )
 
 
-def _require_open(session: CancellationSession) -> None:
+def session_require_open(session: CancellationSession) -> None:
+    """Refuse a move on a session that has already ended (its outcome is set)."""
     if session.outcome != CancellationSession.Outcome.INCOMPLETE:
         raise WrongState(f"This session is already {session.outcome}.", code=f"session_{session.outcome}")
 
@@ -316,8 +173,8 @@ def session_answer_reason(
     if len(feedback) > MAX_FEEDBACK:
         raise SessionError(f"feedback: at most {MAX_FEEDBACK} characters.", code="feedback_too_long")
     with transaction.atomic():
-        session = _locked(session)
-        _require_open(session)
+        session = session_locked(session)
+        session_require_open(session)
         if session.kind == CancellationSession.Kind.WIN_BACK:
             raise WrongState("A win-back session asks no reason.", code="win_back")
         if session.stage != CancellationSession.Stage.REASON:
@@ -346,7 +203,7 @@ def session_answer_reason(
         session.offered_offer = match.offer
         session.stage = CancellationSession.Stage.OFFER if match.offer else CancellationSession.Stage.CONFIRM
         session.save(update_fields=["reason", "feedback", "offer_rule", "offered_offer", "stage", "updated_at"])
-        _step_record(
+        step_record(
             session,
             SessionStep.Kind.REASON,
             data={
@@ -365,18 +222,18 @@ def session_decline(*, session: CancellationSession, now: datetime | None = None
     In a win-back session there is nothing to cancel: declining ends it deflected (not recovered)."""
     now = now or timezone.now()
     with transaction.atomic():
-        session = _locked(session)
+        session = session_locked(session)
         if (
             session.kind == CancellationSession.Kind.WIN_BACK
             and session.outcome == CancellationSession.Outcome.DEFLECTED
         ):
             return session
-        _require_open(session)
+        session_require_open(session)
         if session.kind == CancellationSession.Kind.WIN_BACK:
             session.outcome, session.outcome_at = CancellationSession.Outcome.DEFLECTED, now
             session.stage = CancellationSession.Stage.DONE
             session.save(update_fields=["outcome", "outcome_at", "stage", "updated_at"])
-            _step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
+            step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
             session_announce(session, now)
             return session
         if session.stage == CancellationSession.Stage.CONFIRM:
@@ -385,114 +242,11 @@ def session_decline(*, session: CancellationSession, now: datetime | None = None
             raise WrongState("There is no offer to decline yet.", code="no_offer")
         session.stage = CancellationSession.Stage.CONFIRM
         session.save(update_fields=["stage", "updated_at"])
-        _step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
+        step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
     return session
 
 
-def _customer_saved(customer_id: int) -> None:
-    """The subscriber status segments read: Saved from the moment an offer keeps the customer."""
-    Customer.objects.filter(pk=customer_id).update(subscriber_status=Customer.SubscriberStatus.SAVED)
-
-
-def session_accept(*, session: CancellationSession, now: datetime | None = None) -> CancellationSession:
-    """Apply the presented offer through Stripe; the session is saved and the customer's status becomes Saved.
-
-    Accepting a session already saved returns it unchanged. A redirect offer (contact support) sends nothing to
-    Stripe: the session is deflected. On a Stripe error the step is recorded as failed and StripeStepFailed is
-    raised after the record is committed; calling again retries the step.
-    """
-    now = now or timezone.now()
-    failure: StripeStepFailed | None = None
-    with transaction.atomic():
-        session = _locked(session)
-        if session.outcome in (CancellationSession.Outcome.SAVED, CancellationSession.Outcome.RECOVERED) or (
-            session.outcome == CancellationSession.Outcome.DEFLECTED and session.accepted_offer_id
-        ):
-            return session
-        _require_open(session)
-        offer = session.offered_offer
-        if session.stage != CancellationSession.Stage.OFFER or offer is None:
-            raise WrongState("No offer is presented in this session.", code="no_offer")
-        if offer.kind == Offer.Kind.REDIRECT:
-            session.accepted_offer, session.offer_active_until = offer, now
-            session.outcome, session.outcome_at = CancellationSession.Outcome.DEFLECTED, now
-            session.stage = CancellationSession.Stage.DONE
-            session.save()
-            _step_record(
-                session, SessionStep.Kind.ACCEPT, data={"offer": offer.pk, "redirect": offer.parameters["url"]}
-            )
-            session_announce(session, now)
-            return session
-        win_back = session.kind == CancellationSession.Kind.WIN_BACK
-        planner = win_back_plan if win_back else accept_plan
-        step, failure = stripe_step_run(
-            session,
-            SessionStep.Kind.ACCEPT,
-            lambda client: planner(session, offer, client, now),
-            data={"offer": offer.pk},
-        )
-        if failure is None:
-            until = step.data.get("active_until")
-            session.accepted_offer = offer
-            session.offer_active_until = datetime.fromisoformat(until) if until else None
-            session.offer_simulated = session.is_test
-            session.stage = CancellationSession.Stage.DONE
-            if win_back:
-                # The new (or resumed) subscription reaches the mirror through its webhook; billing then sets the
-                # status. A resumed trial is recovered as the same subscription.
-                created: dict[str, Any] = next((c for c in step.stripe_calls if c["name"] == "create"), {})
-                session.recovered_subscription_id = str(
-                    (created.get("response") or {}).get("id")
-                    or (session.subscription.stripe_subscription_id if not created else "")
-                )
-                session.outcome, session.outcome_at = CancellationSession.Outcome.RECOVERED, now
-            else:
-                session.outcome, session.outcome_at = CancellationSession.Outcome.SAVED, now
-            session.save()
-            if not win_back:
-                _customer_saved(session.customer_id)
-            session_announce(session, now)
-    if failure is not None:
-        raise failure
-    return session
-
-
-def session_confirm_cancel(*, session: CancellationSession, now: datetime | None = None) -> CancellationSession:
-    """Cancel the subscription in Stripe (at period end, or at once if the flow says so) with the customer's
-    reason as Stripe's cancellation feedback and their text as its comment. Confirming while an offer is still
-    presented declines it. Confirming a canceled session returns it unchanged."""
-    now = now or timezone.now()
-    failure: StripeStepFailed | None = None
-    with transaction.atomic():
-        session = _locked(session)
-        if session.outcome == CancellationSession.Outcome.CANCELED:
-            return session
-        _require_open(session)
-        if session.kind == CancellationSession.Kind.WIN_BACK:
-            raise WrongState("A win-back session has no subscription to cancel.", code="win_back")
-        if session.stage == CancellationSession.Stage.REASON:
-            raise WrongState("Answer the reason question first.", code="reason_missing")
-        if session.stage == CancellationSession.Stage.OFFER:
-            _step_record(session, SessionStep.Kind.DECLINE, data={"offer": session.offered_offer_id})
-        _, failure = stripe_step_run(
-            session,
-            SessionStep.Kind.CONFIRM_CANCEL,
-            lambda client: cancel_plan(session),
-            data={"immediately": session.flow.cancel_immediately},
-        )
-        session.stage = CancellationSession.Stage.CONFIRM
-        if failure is None:
-            session.outcome, session.outcome_at = CancellationSession.Outcome.CANCELED, now
-            session.stage = CancellationSession.Stage.DONE
-        session.save()
-        if failure is None:
-            session_announce(session, now)
-    if failure is not None:
-        raise failure
-    return session
-
-
-def _expire(sessions: QuerySet[CancellationSession], now: datetime) -> int:
+def sessions_expire_due(sessions: QuerySet[CancellationSession], now: datetime) -> int:
     """Deflect the incomplete sessions past their lifetime and put "Cancellation Session Completed" on their
     customers' timelines: one locking SELECT of the rows, one UPDATE, one INSERT, whatever their number."""
     with transaction.atomic():
@@ -525,4 +279,4 @@ def _expire(sessions: QuerySet[CancellationSession], now: datetime) -> int:
 def sessions_expire(*, now: datetime | None = None) -> int:
     """Incomplete sessions older than 24 hours become deflected (the customer left without canceling), dated
     when their 24 hours ran out. One set-based UPDATE; running it twice changes nothing."""
-    return _expire(CancellationSession.objects.all(), now or timezone.now())
+    return sessions_expire_due(CancellationSession.objects.all(), now or timezone.now())

@@ -37,7 +37,7 @@ from offers.errors import SessionError
 from offers.hosted import LANGUAGES, hosted_path
 from offers.models import CancellationSession, WinBackEmail
 from offers.parameters import offer_summary
-from offers.sessions import lapsed_trials, win_back_start
+from offers.win_back import lapsed_trials, win_back_start
 from trials.messaging.models import CustomerMessageLock
 from trials.messaging.render import unsubscribe_url
 from trials.messaging.rules import customer_zone, email_settings, in_quiet_hours, unsendable_reason

@@ -51,7 +51,8 @@ class TrialsConfig(AppConfig):
         # A Stripe customer is never mapped to an account by a free-mail domain: the score settings' list.
         free_mail_domains_register(lambda: score_settings().free_mail_domains.split())
 
-        from audiences.privacy import register_erasure_rule, register_trace_collector
+        from audiences.privacy.rules import register_erasure_rule
+        from audiences.privacy.traces import register_trace_collector
         from trials.privacy import ERASURE_RULES, stripe_traces
 
         # GDPR erasure: the Stripe ids a person is known by, their unlinked Stripe customers, teammates' briefs.

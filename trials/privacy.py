@@ -8,7 +8,8 @@ from typing import Any
 from django.db import models
 
 from audiences.models import Customer
-from audiences.privacy import Action, ErasureRule, PersonTraces, Traces, redacted_row
+from audiences.privacy.rules import Action, ErasureRule, redacted_row
+from audiences.privacy.traces import PersonTraces, Traces
 from integrations.stripe.models import Charge, StripeCustomer
 from trials.plays.models import Alert
 

@@ -18,15 +18,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audiences.models import Account, AnonymousId, Customer, CustomerErasure, ErasedIdentity, Event, Source
-from audiences.privacy import (
-    ERASED,
-    AlreadyErased,
-    PersonTraces,
-    customer_erase,
-    customer_export,
-    customer_relations,
-    identity_digest,
-)
+from audiences.privacy.erase import AlreadyErased, customer_erase, identity_digest
+from audiences.privacy.export import customer_export
+from audiences.privacy.relations import customer_relations
+from audiences.privacy.traces import ERASED, PersonTraces
 from audiences.services import source_create
 from config.roles import Role
 from config.tests.factories import build

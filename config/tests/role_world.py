@@ -16,7 +16,8 @@ from config.roles import Role
 from config.tests.factories import build
 from integrations.destinations.models import DestinationDelivery
 from integrations.destinations.services import destination_create
-from integrations.stripe.models import StripeCustomer, StripeEvent, Subscription
+from integrations.stripe.event_models import StripeEvent
+from integrations.stripe.models import StripeCustomer, Subscription
 from integrations.tracking.models import ImportJob, TrackingPlan
 from offers.models import CancellationFlow, CancellationReason, FlowRule, Offer, OfferRule
 from offers.parameters import offer_parameters_clean

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.db import models
 
-from audiences.privacy import Action, ErasureRule, PersonTraces
+from audiences.privacy.rules import Action, ErasureRule
+from audiences.privacy.traces import PersonTraces
 from integrations.destinations.models import DestinationDelivery
 
 

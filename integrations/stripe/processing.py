@@ -17,7 +17,8 @@ from config.retry import retry_backoff
 from integrations.stripe.api import object_refetcher
 from integrations.stripe.apply import stripe_event_apply
 from integrations.stripe.customers import CustomerNotLinked
-from integrations.stripe.models import StripeCustomer, StripeEvent
+from integrations.stripe.event_models import StripeEvent
+from integrations.stripe.models import StripeCustomer
 
 logger = logging.getLogger(__name__)
 

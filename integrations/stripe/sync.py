@@ -23,7 +23,7 @@ from audiences.models import Customer
 from integrations.stripe.apply import HANDLED_TYPES, stripe_customer_id_of
 from integrations.stripe.catalogue import coupon_upsert, price_upsert, product_upsert
 from integrations.stripe.customers import CustomerNotLinked, customer_upsert
-from integrations.stripe.models import StripeEvent, StripeSyncCursor
+from integrations.stripe.event_models import StripeEvent, StripeSyncCursor
 from integrations.stripe.payments import charge_upsert
 from integrations.stripe.processing import stripe_event_process
 from integrations.stripe.subscriptions import subscription_upsert

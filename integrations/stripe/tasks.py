@@ -12,7 +12,7 @@ from django.db import transaction
 from config.jobs import JobReport, JobSkipped, periodic_job
 from config.retry import retry_backoff
 from integrations.stripe.api import StripeNotConfigured, stripe_client
-from integrations.stripe.models import StripeEvent
+from integrations.stripe.event_models import StripeEvent
 from integrations.stripe.processing import stripe_event_process, stripe_events_due
 from integrations.stripe.sync import stripe_events_reconcile
 

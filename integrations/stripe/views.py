@@ -22,8 +22,9 @@ from config.permissions import StaffPermissionMixin
 from integrations.stripe.billing_settings import billing_settings_update, currency_rate_delete, currency_rate_set
 from integrations.stripe.currency import billing_settings
 from integrations.stripe.customers import stripe_customer_link
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
 from integrations.stripe.forms import BillingSettingsForm, CurrencyRateForm
-from integrations.stripe.models import CurrencyRate, StripeCustomer, StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import CurrencyRate, StripeCustomer
 from integrations.stripe.mrr import mrr_by_unconverted_currency
 from integrations.stripe.processing import stripe_events_replay_waiting
 from integrations.stripe.webhooks import WebhookRejected, stripe_event_replay, webhook_receive

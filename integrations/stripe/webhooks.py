@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from config.json_input import json_value_problem
 from integrations.stripe.apply import HANDLED_TYPES, stripe_customer_id_of
-from integrations.stripe.models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
 from integrations.stripe.tasks import queue_processing
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audiences.models import Account, Customer, CustomerErasure, Event, ProfileMerge, Source
-from audiences.privacy import NOT_SEARCHED, customer_erase, customer_relations, erasure_rules
+from audiences.privacy.erase import customer_erase
+from audiences.privacy.relations import customer_relations
+from audiences.privacy.rules import NOT_SEARCHED, erasure_rules
 from audiences.services import source_create
 from config.facts import Fact, FactKind
 from config.jobs import task_run_recorded
@@ -38,7 +40,8 @@ from config.models import AuditEntry, TaskRun
 from integrations.destinations.emit import outbound_emit
 from integrations.destinations.models import Destination, DestinationDelivery
 from integrations.destinations.services import destination_create
-from integrations.stripe.models import StripeCustomer, StripeEvent, StripeWebhookDelivery
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import StripeCustomer
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.receiver import Receiver
 from integrations.tracking.models import ImportJob, IngestionError, TrackingPlan, TrackingPlanViolation
@@ -394,7 +397,7 @@ def test_every_model_is_either_walked_searched_or_excluded_with_a_reason() -> No
     default when it has a text or JSON column; leaving one out needs an entry in NOT_SEARCHED with its reason."""
     from django.apps import apps
 
-    from audiences.privacy import text_columns
+    from audiences.privacy.rules import text_columns
 
     walked = {relation.label for relation in customer_relations()}
     searched = {rule.label for rule in erasure_rules()}

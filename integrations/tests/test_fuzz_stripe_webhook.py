@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrations.stripe.apply import HANDLED_TYPES
-from integrations.stripe.models import Product, StripeEvent, StripeWebhookDelivery
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import Product
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.test_fuzz_tracking import HANG_SECONDS, answered_within
 

@@ -15,6 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 
 from config.models import AuditEntry
 from config.tests.migrating import migrate_to
+from integrations.stripe.event_models import StripeEvent
 from integrations.stripe.models import (
     AddOn,
     BillingSettings,
@@ -26,7 +27,6 @@ from integrations.stripe.models import (
     Plan,
     Product,
     StripeCustomer,
-    StripeEvent,
     Subscription,
     SubscriptionAddOn,
 )

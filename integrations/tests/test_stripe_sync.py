@@ -12,16 +12,8 @@ from django.test import TestCase
 
 from audiences.models import Customer
 from integrations.stripe.api import stripe_client
-from integrations.stripe.models import (
-    Charge,
-    Coupon,
-    Plan,
-    Product,
-    StripeCustomer,
-    StripeEvent,
-    StripeSyncCursor,
-    Subscription,
-)
+from integrations.stripe.event_models import StripeEvent, StripeSyncCursor
+from integrations.stripe.models import Charge, Coupon, Plan, Product, StripeCustomer, Subscription
 from integrations.stripe.sync import stripe_events_reconcile, stripe_sync_run
 from integrations.tests import stripe_payloads as sp
 from integrations.tests.fake_stripe import TEST_API_KEY, FakeStripe

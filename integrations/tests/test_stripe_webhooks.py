@@ -24,7 +24,8 @@ from django.urls import reverse
 from audiences.models import Customer, Event
 from conftest import TEST_PASSWORD
 from integrations.stripe.apply import stripe_event_apply
-from integrations.stripe.models import Charge, Invoice, StripeCustomer, StripeEvent, StripeWebhookDelivery, Subscription
+from integrations.stripe.event_models import StripeEvent, StripeWebhookDelivery
+from integrations.stripe.models import Charge, Invoice, StripeCustomer, Subscription
 from integrations.tests import stripe_payloads as sp
 from segments.selectors import segment_preview
 
@@ -578,7 +579,7 @@ class TestSignaturesAreNotKept:
         assert StripeWebhookDelivery.objects.latest("pk").signed_at is None
 
     def test_the_customer_export_holds_their_deliveries_without_signatures(self) -> None:
-        from audiences.privacy import customer_export
+        from audiences.privacy.export import customer_export
 
         ada_profile = Customer.objects.create(user_id="usr_ada", email="ada@acme.test", stripe_customer_id="cus_ada")
         signatures = []

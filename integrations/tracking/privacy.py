@@ -16,7 +16,8 @@ import orjson
 from django.conf import settings
 from django.db import models
 
-from audiences.privacy import Action, ErasureRule, FileRewrite, PersonTraces
+from audiences.privacy.rules import Action, ErasureRule, FileRewrite
+from audiences.privacy.traces import PersonTraces
 from integrations.tracking.models import ImportJob, IngestionError
 
 

@@ -11,7 +11,7 @@ from django.test import Client, TestCase
 
 from audiences.models import Customer
 from integrations.tests import stripe_payloads as sp
-from offers import sessions
+from offers import outcomes, sessions
 from offers.models import CancellationSession
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def test_saved_then_lapsed_then_back_is_reactivated(settings, fake, flow, reason
     make_rule(make_offer("trial_extension", "Two free weeks", days=14))
     session, _ = sessions.session_start(source=None, user_id="usr_dan")
     session = sessions.session_answer_reason(session=session, reason_id=reasons["price"].pk)
-    sessions.session_accept(session=session)
+    outcomes.session_accept(session=session)
     assert CancellationSession.objects.get().outcome == "saved"
     assert status() == "saved"
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from audiences.models import Event
 from audiences.services import internal_source
 from integrations.destinations.models import Destination, DestinationDelivery
-from offers import sessions
+from offers import outcomes, sessions
 from offers.models import CancellationSession
 from offers.tests.conftest import post, start, stripe_subscription
 
@@ -131,7 +131,7 @@ def test_a_test_session_goes_on_the_timeline_but_not_to_destinations(
     session, _ = sessions.session_start(source=None, user_id="usr_tess")
     session = sessions.session_answer_reason(session=session, reason_id=reasons["price"].pk)
 
-    sessions.session_accept(session=session)
+    outcomes.session_accept(session=session)
 
     assert [event.name for event in timeline(tess)] == ["Offer Accepted", "Cancellation Session Completed"]
     assert timeline(tess)[0].properties["is_test"] is True

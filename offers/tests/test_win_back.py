@@ -13,9 +13,9 @@ from audiences.models import Customer
 from integrations.stripe.models import Plan, Subscription
 from integrations.tests import stripe_payloads as payloads
 from offers.models import CancellationSession, OfferRule
-from offers.sessions import lapsed_trials
 from offers.stripe_requests import coupon_id_for
 from offers.tests.conftest import post
+from offers.win_back import lapsed_trials
 
 pytestmark = pytest.mark.django_db
 

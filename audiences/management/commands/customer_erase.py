@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from audiences.management.commands._customer_argument import add_customer_arguments, customer_from_options
-from audiences.privacy import AlreadyErased, customer_erase
+from audiences.privacy.erase import AlreadyErased, customer_erase
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from audiences.management.commands._customer_argument import add_customer_arguments, customer_from_options
-from audiences.privacy import customer_export
+from audiences.privacy.export import customer_export
 
 
 class Command(BaseCommand):
