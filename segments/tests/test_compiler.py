@@ -212,6 +212,7 @@ def test_negating_a_trait_condition_keeps_customers_without_the_trait(world: dic
 
 @pytest.mark.django_db
 def test_account_custom_properties_read_the_account_traits() -> None:
+    CustomProperty.objects.filter(key="employees").delete()  # the default fit rules' declarations (trials.0017)
     CustomProperty.objects.create(scope="account", key="employees", value_type="number")
     CustomProperty.objects.create(key="employees", value_type="string")  # the same key, as a customer trait
     big = Account.objects.create(group_id="g_big", traits={"employees": 250})
