@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audiences.models import Account, Customer
 from segments.models import CustomProperty
+from segments.selectors import explain
 from trials.loop.defaults import FIT_RULES
 from trials.loop.models import FitRule
 from trials.loop.scores import ScoreInputs, customers_fit, score_settings, scores_compute
@@ -92,3 +95,30 @@ def test_the_seeded_rules_converted_by_the_migration_are_the_default_trees() -> 
     """trials.0005 seeds the old mini-language rules and trials.0017 converts them: the result is FIT_RULES."""
     seeded = list(FitRule.objects.order_by("pk").values("condition", "points", "label"))
     assert seeded == list(FIT_RULES)
+
+
+def test_fit_is_one_query_for_the_whole_set_after_compiling_the_rules() -> None:
+    """Set-based: the rules compile once (their catalogue look-ups), then one query scores any number of customers."""
+
+    def queries(count: int) -> int:
+        ids = [
+            Customer.objects.create(user_id=f"q{count}-{n}", email=f"q{n}@gmail.com", traits={"role": "data"}).pk
+            for n in range(count)
+        ]
+        with CaptureQueriesContext(connection) as captured:
+            fits = customers_fit(ids, now=timezone.now())
+        assert {points for points, _ in fits.values()} == {25 - 40}
+        return len(captured.captured_queries)
+
+    assert queries(1) == queries(8)
+
+
+def test_free_mail_reads_the_settings_list_when_evaluated_and_explain_agrees() -> None:
+    customer = Customer.objects.create(user_id="fm", email="me@Corp-Mail.example")
+    tree = {"type": "condition", "property": "customer.free_mail", "operator": "is_true"}
+    assert explain(tree, customer)["matches"] is False
+    settings = score_settings()
+    settings.free_mail_domains += " corp-mail.example"
+    settings.save()
+    explained = explain(tree, customer)
+    assert explained["matches"] is True and explained["leaves"][0]["actual"] is True
