@@ -13,7 +13,8 @@ Each rule's attribute/operator/value becomes the equivalent tree:
 - a rule that cannot be said in the language (an attribute that is not a trait key, a number test on a key declared
   as text, a value that is not a number) keeps its row with a condition that never holds and "(not converted: …)"
   in its label, so no rule is lost silently.
-Reversible for the shapes this conversion makes (and the default rules, which have them); a tree of another shape
+Each rule changed and each trait declared here is recorded in the audit log (via "system"), so the team can see
+why the rules read differently. Reversible for the shapes this conversion makes (and the default rules, which have them); a tree of another shape
 (written later in the full language) goes back as a rule that never matches, its tree named in the label.
 """
 
@@ -23,6 +24,9 @@ import re
 from typing import Any
 
 from django.db import migrations, models
+from django.utils import timezone
+
+MIGRATION = "trials.0017_fit_rules_as_conditions"  # the audit entries' author
 
 KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NUMBER_OPERATORS = ("between", "gte")
@@ -108,15 +112,15 @@ def _test(operator: str, value: str, free_mail: list[str]) -> tuple[str, Any]:
     raise NotConverted(f"unknown operator {operator!r}")
 
 
-def _declared(declare: Any, scope: str, key: str, value_type: str) -> None:
+def _declared(declare: Any, scope: str, key: str, value_type: str, created: list[Any]) -> None:
     existing = declare.objects.filter(scope=scope, key=key).first()
     if existing is None:
-        declare.objects.create(scope=scope, key=key, label=key, value_type=value_type)
+        created.append(declare.objects.create(scope=scope, key=key, label=key, value_type=value_type))
     elif existing.value_type != value_type:
         raise NotConverted(f"{scope} trait {key} is declared as {existing.value_type}, the rule needs {value_type}")
 
 
-def condition_of(rule: Any, declare: Any, free_mail: list[str]) -> dict[str, Any]:
+def condition_of(rule: Any, declare: Any, free_mail: list[str], created: list[Any]) -> dict[str, Any]:
     """The tree an old rule becomes (NotConverted when it cannot be said)."""
     attribute, operator, value = rule.attribute.strip(), rule.operator, rule.value or ""
     if attribute == "email_domain":
@@ -131,7 +135,7 @@ def condition_of(rule: Any, declare: Any, free_mail: list[str]) -> dict[str, Any
     value_type = "number" if operator in NUMBER_OPERATORS else "string"
     test, wanted = _test(operator, value, free_mail)
     for scope in ("customer", "account"):
-        _declared(declare, scope, attribute, value_type)
+        _declared(declare, scope, attribute, value_type, created)
     customer = _leaf(f"trait.{attribute}", test, wanted)
     account = _group(
         "and", _leaf(f"trait.{attribute}", "is_not_set"), _leaf(f"account.trait.{attribute}", test, wanted)
@@ -144,14 +148,40 @@ def convert(apps: Any, schema_editor: Any) -> None:
     declare = apps.get_model("segments", "CustomProperty")
     settings = apps.get_model("trials", "ScoreSettings").objects.filter(pk=1).first()
     free_mail = sorted(set((settings.free_mail_domains if settings else FREE_MAIL_DEFAULT).lower().split()))
+    audit = apps.get_model("project", "AuditEntry")
+    now = timezone.now()
+    created: list[Any] = []
+    entries = []
     for rule in rule_model.objects.order_by("pk"):
+        label = rule.label
         try:
-            rule.condition = condition_of(rule, declare, free_mail)
+            rule.condition = condition_of(rule, declare, free_mail, created)
         except NotConverted as reason:
             described = rule.label or f"{rule.attribute} {rule.operator} {rule.value}"
             rule.condition = NEVER
             rule.label = f"{described} (not converted: {reason})"[:255]
         rule.save(update_fields=["condition", "label"])
+        changes = {
+            "attribute": [rule.attribute, None],
+            "operator": [rule.operator, None],
+            "value": [rule.value, None],
+            "condition": [None, rule.condition],
+        }
+        if rule.label != label:
+            changes["label"] = [label, rule.label]
+        entries.append((rule.pk, rule.label, "changed", "trials.FitRule", changes))
+    for declared in created:
+        changes = {"scope": [None, declared.scope], "key": [None, declared.key], "value_type": [None, declared.value_type]}
+        entries.append((declared.pk, f"{declared.scope} {declared.key}", "created", "segments.CustomProperty", changes))
+    audit.objects.bulk_create(
+        [
+            audit(
+                at=now, actor_name=MIGRATION, via="system", action=action, model=model, object_id=str(pk),
+                object_repr=str(text)[:200], changes=changes,
+            )
+            for pk, text, action, model, changes in entries
+        ]  # fmt: skip
+    )
 
 
 def _text(value: Any) -> str:
@@ -215,6 +245,7 @@ def convert_back(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
+        ("project", "0003_audit_log"),
         ("segments", "0007_membership_published"),
         ("trials", "0016_stripe_mirror_to_integrations"),
     ]

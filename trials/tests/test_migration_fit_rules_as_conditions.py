@@ -103,8 +103,18 @@ def test_old_fit_rules_become_trees_matching_the_same_customers() -> None:
     before = {rule.points: {c.pk for c in customers if old_matches(rule, c)} for rule in rules}
     assert all(before.values()) and all(set(before[p]) != {c.pk for c in customers} for p in before)
 
-    migrate_to(AFTER)
+    started = timezone.now()
+    new = migrate_to(AFTER)
     assert FitRule.objects.get(pk=unconvertible.pk).label.startswith("Bad (not converted:")
+    recorded = new.get_model("project", "AuditEntry").objects.filter(
+        via="system", actor_name="trials.0017_fit_rules_as_conditions", at__gte=started
+    )
+    assert set(recorded.filter(model="trials.FitRule").values_list("object_id", flat=True)) == {
+        str(rule.pk) for rule in [*rules, unconvertible]
+    }
+    assert recorded.get(model="trials.FitRule", object_id=str(rules[0].pk)).changes["attribute"] == ["industry", None]
+    declared = set(recorded.filter(model="segments.CustomProperty").values_list("object_repr", flat=True))
+    assert {"customer title", "account seats"} <= declared
     fits = customers_fit([c.pk for c in customers], now=timezone.now(), rules=FitRule.objects.all())
     after = {p: {pk for pk, (_, matched) in fits.items() if p in {r.points for r in matched}} for p in before}
     assert after == before
