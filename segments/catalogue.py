@@ -49,6 +49,7 @@ class PropertySpec:
     # "predicate": yes/no computed from the row; "age_days" / "days_until": days since / to `path`;
     # "active_offer" / "days_since_saved": read from the customer's saved cancellation sessions (offers app);
     # "active_coupon": the coupons discounting the customer now (trials' mirrored Stripe discounts).
+    # "email_domain": the part of the email after the @, lowercased (none without an @).
     # "account_members" / "account_active_members": how many customers share the account (active: seen in the last
     # ACTIVE_MEMBER_DAYS days); "meeting_logged": a rep closed an alert on the customer or account as a meeting.
     derived: str = ""
@@ -81,6 +82,9 @@ BUILT_IN: tuple[PropertySpec, ...] = (
         derived="active_coupon",
     ),
     PropertySpec("customer.email", "Email", "Customer", ValueType.STRING, "email"),
+    PropertySpec(
+        "customer.email_domain", "Email domain", "Customer", ValueType.STRING, "email", derived="email_domain"
+    ),
     PropertySpec("customer.user_id", "User id", "Customer", ValueType.STRING, "user_id"),
     PropertySpec("customer.name", "Name", "Customer", ValueType.STRING, "name"),
     PropertySpec("customer.first_seen", "First seen", "Customer", ValueType.DATE, "first_seen_at"),

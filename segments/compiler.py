@@ -27,6 +27,7 @@ from typing import Any
 from django.db.models import (
     BooleanField,
     Case,
+    CharField,
     Count,
     Exists,
     FloatField,
@@ -37,7 +38,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower, StrIndex, Substr
 from django.db.models.lookups import Exact, GreaterThanOrEqual, LessThanOrEqual
 from django.utils import timezone
 
@@ -344,6 +345,21 @@ def _account_members_q(spec: PropertySpec, operator: str, value: Any, now: datet
     return ~q if operator in POSITIVE_OF else q
 
 
+def email_domain(column: str = "email") -> Case:
+    """The domain of the email in `column`: the part after the @, lowercased; NULL without an @."""
+    after = Substr(column, StrIndex(column, Value("@")) + 1)
+    return Case(When(**{f"{column}__contains": "@"}, then=Lower(after)), default=Value(None), output_field=CharField())
+
+
+def _email_domain_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """customer.email_domain: the (positive form of the) operator on the email's domain, as an EXISTS on the
+    customer's own row; negative operators are its negation, so a customer without an email matches them."""
+    positive = POSITIVE_OF.get(operator, operator)
+    this_customer = Customer.objects.filter(pk=OuterRef("pk")).annotate(domain=email_domain(spec.path))
+    q = Q(Exists(this_customer.filter(compare("domain", spec.value_type, positive, value, now))))
+    return ~q if positive != operator else q
+
+
 def _condition_q(node: Condition, now: datetime) -> Q:
     spec: PropertySpec | None = node.spec or property_named(node.property)
     if spec is None:
@@ -352,6 +368,8 @@ def _condition_q(node: Condition, now: datetime) -> Q:
         return spec.compile(spec, node.operator, node.value, now)
     if spec.derived in ("account_members", "account_active_members"):
         return _account_members_q(spec, node.operator, node.value, now)
+    if spec.derived == "email_domain":
+        return _email_domain_q(spec, node.operator, node.value, now)
     if spec.computed_trait_id is not None:
         return _computed_q(spec, node.operator, node.value, now)
     if spec.derived == "active_coupon":

@@ -88,6 +88,8 @@ def _actual(node: Condition | EventCondition | SegmentCondition, customer: Custo
         holder = customer.account if spec.on_account else customer
         traits = holder.traits if holder is not None else None
         return traits.get(spec.json_key) if isinstance(traits, dict) else None
+    if spec.derived == "email_domain":
+        return customer.email.rpartition("@")[2].lower() if "@" in customer.email else None
     if spec.derived == "predicate":
         return None  # computed from the subscription's status; whether it held says it all
     if spec.derived == "age_days":

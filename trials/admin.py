@@ -37,7 +37,16 @@ class TrialStageChangeAdmin(admin.ModelAdmin[TrialStageChange]):
 
 
 admin.site.register(ActivationDefinition)
-admin.site.register(FitRule)
+
+
+@admin.register(FitRule)
+class FitRuleAdmin(admin.ModelAdmin[FitRule]):
+    """Label, points and the condition tree (JSON in the segment language)."""
+
+    list_display = ["label", "points", "condition"]
+    fields = ["label", "points", "condition"]
+
+
 admin.site.register(ScoreSettings)
 admin.site.register(EmailSettings)
 admin.site.register(BusinessHours)

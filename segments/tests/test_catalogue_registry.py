@@ -21,7 +21,7 @@ def _never(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
 
 
 def test_registered_properties_of_trials_and_offers_are_found_with_their_builders() -> None:
-    for key in ("trial.stage", "score.pql", "sales.meeting_logged", "subscriber.active_offer_id"):
+    for key in ("trial.stage", "score.pql", "customer.free_mail", "sales.meeting_logged", "subscriber.active_offer_id"):
         spec = property_named(key)
         assert spec is not None and spec.compile is not None and spec.actual is not None, key
 

@@ -99,6 +99,11 @@ CASES = [
     (leaf("customer.email", "matches_regex", "^[a-z]+@acme"), {"Ada"}),
     (leaf("customer.email", "is_set"), {"Ada", "Bob"}),
     (leaf("customer.email", "is_not_set"), {"nobody"}),
+    (leaf("customer.email_domain", "equals", "acme.test"), {"Ada"}),
+    (leaf("customer.email_domain", "one_of", ["example.test", "other.test"]), {"Bob"}),
+    (leaf("customer.email_domain", "not_equals", "acme.test"), {"nobody", "Bob"}),
+    (leaf("customer.email_domain", "ends_with", "PLE.TEST"), {"Bob"}),
+    (leaf("customer.email_domain", "is_not_set"), {"nobody"}),
     (leaf("customer.user_id", "is_not_set"), {"nobody"}),
     (leaf("account.name", "equals", "Acme"), {"Ada"}),
     (leaf("account.name", "not_equals", "Acme"), {"nobody", "Bob"}),
@@ -212,6 +217,7 @@ def test_negating_a_trait_condition_keeps_customers_without_the_trait(world: dic
 
 @pytest.mark.django_db
 def test_account_custom_properties_read_the_account_traits() -> None:
+    CustomProperty.objects.filter(key="employees").delete()  # the default fit rules' declarations (trials.0017)
     CustomProperty.objects.create(scope="account", key="employees", value_type="number")
     CustomProperty.objects.create(key="employees", value_type="string")  # the same key, as a customer trait
     big = Account.objects.create(group_id="g_big", traits={"employees": 250})

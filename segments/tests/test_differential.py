@@ -126,6 +126,7 @@ def traits_for(rng: random.Random, declared: dict[str, str]) -> dict[str, Any]:
 
 
 def build_world(rng: random.Random) -> Built:
+    CustomProperty.objects.all().delete()  # this world declares its own (trials.0017 declares the fit rules' traits)
     CustomProperty.objects.bulk_create(
         [CustomProperty(key=k, value_type=v) for k, v in TRAITS.items()]
         + [CustomProperty(scope="account", key=k, value_type=v) for k, v in ACCOUNT_TRAITS.items()]

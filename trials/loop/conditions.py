@@ -1,7 +1,9 @@
 """What the trial loop adds to the condition language: the properties of a customer's current trial (`trial.*`,
-`score.*`), registered into the segment catalogue with their condition builders, and the trial reader computed
-traits use ("since the trial started", "trial days remaining"). The conditions layer sits below the trial loop
-and never imports it: TrialsConfig.ready() registers these (register_trial_conditions)."""
+`score.*`) and whether the customer's email is a free-mail address (`customer.free_mail`, from the score settings'
+list as it is when the condition is evaluated), registered into the segment catalogue with their condition
+builders, and the trial reader computed traits use ("since the trial started", "trial days remaining"). The
+conditions layer sits below the trial loop and never imports it: TrialsConfig.ready() registers these
+(register_trial_conditions)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from audiences.models import Customer
 from segments.catalogue import PropertySpec, register_properties
-from segments.compiler import ALWAYS, POSITIVE_OF, compare, days_q
+from segments.compiler import ALWAYS, NEVER, POSITIVE_OF, compare, days_q, email_domain
 from segments.traits.trial_reader import register_trial_reader
 from segments.value_types import ValueType
 from trials.loop.lifecycle import IN_TRIAL_STAGES
 from trials.loop.models import Trial
+from trials.loop.scores import free_mail_domains
 
 TRIAL_STAGES = ("trigger", "activate", "habit", "signal", "convert", "recover", "lost")
 
@@ -67,6 +70,32 @@ TRIAL_PROPERTIES: tuple[PropertySpec, ...] = (
 )
 
 
+def free_mail_q(spec: PropertySpec, operator: str, value: Any, now: datetime) -> Q:
+    """customer.free_mail: the email's domain is on the score settings' free-mail list (read now, so an edit of the
+    list applies at the next evaluation); a customer without an email is not on it."""
+    if operator in ("is_set", "is_not_set"):
+        return ALWAYS if operator == "is_set" else NEVER
+    domains = Customer.objects.filter(pk=OuterRef("pk")).annotate(domain=email_domain())
+    held = Q(Exists(domains.filter(domain__in=sorted(free_mail_domains()))))
+    return held if operator == "is_true" else ~held
+
+
+def free_mail_actual(spec: PropertySpec, customer: Customer, now: datetime) -> Any:
+    """Whether the customer's email domain is on the free-mail list, as the condition compares it."""
+    return "@" in customer.email and customer.email.rpartition("@")[2].lower() in free_mail_domains()
+
+
+FREE_MAIL = PropertySpec(
+    "customer.free_mail",
+    "Free-mail address (score settings' list)",
+    "Customer",
+    ValueType.BOOLEAN,
+    "email",
+    compile=free_mail_q,
+    actual=free_mail_actual,
+)
+
+
 class CurrentTrialReader:
     """The trial facts computed traits read (segments.traits.trial_reader.TrialReader)."""
 
@@ -88,5 +117,5 @@ class CurrentTrialReader:
 
 def register_trial_conditions() -> None:
     """Register the trial loop's properties and trial reader with the conditions layer (TrialsConfig.ready())."""
-    register_properties(TRIAL_PROPERTIES)
+    register_properties((*TRIAL_PROPERTIES, FREE_MAIL))
     register_trial_reader(CurrentTrialReader())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -35,8 +36,6 @@ class ActivationDefinitionForm(forms.ModelForm[ActivationDefinition]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.is_bound:
-            import json
-
             self.fields["habit_events_text"].initial = ", ".join(self.instance.habit_events or [])
             condition = self.instance.activation_condition
             self.fields["condition_text"].initial = json.dumps(condition, indent=1) if condition else ""
@@ -45,8 +44,6 @@ class ActivationDefinitionForm(forms.ModelForm[ActivationDefinition]):
         return [name.strip() for name in self.cleaned_data["habit_events_text"].split(",") if name.strip()]
 
     def clean_condition_text(self) -> dict[str, Any] | None:
-        import json
-
         text = self.cleaned_data["condition_text"].strip()
         if not text:
             return None
@@ -79,7 +76,27 @@ class ScoreSettingsForm(forms.ModelForm[ScoreSettings]):
 
 
 class FitRuleForm(forms.ModelForm[FitRule]):
+    """A fit rule: label, points and the condition as JSON in the segment language (validated by
+    segments.conditions.parse_tree, as the activation definition's condition is)."""
+
+    condition_text = forms.CharField(
+        label="When (condition JSON)",
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text='A condition tree in the segment language, e.g. {"type": "condition", "property": '
+        '"account.trait.employees", "operator": "gte", "value": 1001}.',
+    )
+
     class Meta:
         model = FitRule
-        fields = ["label", "attribute", "operator", "value", "points"]
-        help_texts = {"attribute": "A customer or account trait (e.g. employees, industry, role), or email_domain."}
+        fields = ["label", "points"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound and self.instance.condition:
+            self.fields["condition_text"].initial = json.dumps(self.instance.condition, indent=1)
+
+    def clean_condition_text(self) -> dict[str, Any]:
+        try:
+            return to_json(parse_tree(json.loads(self.cleaned_data["condition_text"])))
+        except ValueError as error:  # InvalidCondition and malformed JSON alike
+            raise ValidationError(f"Not a valid condition: {error}") from error

@@ -47,7 +47,15 @@ from segments.live.membership import audiences_refresh
 from segments.traits.evaluation import computed_traits_trial_changed
 from trials.loop.defaults import DEFINITION
 from trials.loop.models import ActivationDefinition, FitRule, Trial, TrialStage, TrialStageChange
-from trials.loop.scores import ScoreInputs, score_settings, scores_compute
+from trials.loop.scores import (
+    CompiledRule,
+    ScoreInputs,
+    fit_annotations,
+    fit_matched,
+    fit_rules_compiled,
+    score_settings,
+    scores_compute,
+)
 
 PAID_STATUSES = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE, Subscription.Status.UNPAID)
 ENDED_STATUSES = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED)
@@ -197,8 +205,11 @@ def _nth_event_time(names: list[str], nth: int, until: Any) -> Subquery:
     return Subquery(events.order_by("timestamp", "pk").values("timestamp")[nth - 1 : nth])
 
 
-def _annotated(trials: QuerySet[Trial], definition: ActivationDefinition, now: datetime) -> QuerySet[Trial]:
-    """Everything the stage and scores need, per trial, in the same query as the trial."""
+def _annotated(
+    trials: QuerySet[Trial], definition: ActivationDefinition, now: datetime, fit_rules: list[CompiledRule]
+) -> QuerySet[Trial]:
+    """Everything the stage and scores need, per trial, in the same query as the trial (the fit rules too: a flag
+    per rule and their points summed, trials.loop.scores.fit_annotations)."""
     habit_events = [str(name) for name in definition.habit_events]
     window_end = ExpressionWrapper(
         F("started_at") + timedelta(days=definition.habit_window_days), output_field=DateTimeField()
@@ -241,6 +252,7 @@ def _annotated(trials: QuerySet[Trial], definition: ActivationDefinition, now: d
                 customer=OuterRef("customer_id"), status__in=PAID_STATUSES, started_at__gte=OuterRef("started_at")
             )
         ),
+        **fit_annotations(fit_rules, customer="customer_id"),
     )
 
 
@@ -304,11 +316,11 @@ def trials_refresh(
     """Derive stage and scores for these trials from their data and write what changed; returns the customers
     whose segment-visible trial data (stage, scores) changed. Query count does not grow with the set's size."""
     definition = definition or activation_definition()
-    rows: list[Any] = list(_annotated(trials, definition, now))  # Trials with the annotations of _annotated
+    compiled = fit_rules_compiled(FitRule.objects.all(), now)
+    rows: list[Any] = list(_annotated(trials, definition, now, compiled))  # Trials with _annotated's annotations
     if not rows:
         return set()
     settings = score_settings()
-    rules = list(FitRule.objects.all())
     holders = _condition_holders(definition, {t.customer_id for t in rows}, now)
     changed: set[int] = set()
     stage_changes: list[TrialStageChange] = []
@@ -326,14 +338,15 @@ def trials_refresh(
             trial.activated_at = now if holders is not None or event_at is None else event_at
         if trial.habit_at is None and trial.habit_reached_at is not None:
             trial.habit_at = trial.habit_reached_at
+        fit_points, fit_rules = fit_matched(trial, compiled)
         scores = scores_compute(
             ScoreInputs(
-                customer=trial.customer,
                 activated=trial.activated_at is not None,
                 actions=int(trial.action_count),
                 last_active_at=trial.last_active_at or trial.started_at,
+                fit_points=fit_points,
+                fit_rules=tuple(fit_rules),
             ),
-            rules=rules,
             settings=settings,
             now=now,
         )

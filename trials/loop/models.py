@@ -127,23 +127,16 @@ class ActivationDefinition(models.Model):
 
 
 class FitRule(models.Model):
-    """One firmographic rule of the fit score: when the attribute matches, the points are added (may be negative).
+    """One firmographic rule of the fit score: when its condition holds for the customer, the points are added
+    (may be negative).
 
-    Attributes are read from the customer's traits, then the account's; `email_domain` is the email's domain.
+    `condition` is a condition tree in the segment language (segments.conditions.parse_tree), compiled by
+    segments.compiler like activation definitions, email triggers and play conditions: traits are `trait.<key>` /
+    `account.trait.<key>`, the email's domain `customer.email_domain`, a free-mail address `customer.free_mail`
+    (registered by trials.loop.conditions from the score settings' list).
     """
 
-    class Operator(models.TextChoices):
-        EQUALS = "equals", "equals"
-        ONE_OF = "one_of", "is one of (comma-separated)"
-        CONTAINS = "contains", "contains"
-        ENDS_WITH = "ends_with", "ends with"
-        BETWEEN = "between", "is between (low-high)"
-        GTE = "gte", "is at least"
-        FREE_MAIL = "free_mail", "is a free-mail domain"
-
-    attribute = models.CharField(max_length=100)
-    operator = models.CharField(max_length=10, choices=Operator.choices)
-    value = models.CharField(max_length=500, blank=True)
+    condition = models.JSONField()
     points = models.IntegerField()
     label = models.CharField(max_length=255, blank=True)
 
@@ -151,7 +144,7 @@ class FitRule(models.Model):
         ordering = ["pk"]
 
     def __str__(self) -> str:
-        return self.label or f"{self.attribute} {self.operator} {self.value}"
+        return self.label or f"Fit rule {self.pk}"
 
 
 class ScoreSettings(models.Model):

@@ -1,19 +1,29 @@
-"""Fit and PQL scores: firmographic fit from FitRule rows, behaviour with decay, PQL as their weighted sum.
+"""Fit and PQL scores: firmographic fit from FitRule condition trees, behaviour with decay, PQL as their weighted
+sum.
 
-Pure functions over one customer's data (traits and email are already loaded with the trial), so
-trials.loop.lifecycle can score a whole set of trials without a query per trial. The breakdown is stored with the trial
-and shown on the customer page, so a rep sees why a score is what it is.
+Fit rules are condition trees in the segment language, compiled by segments.compiler (one Q per rule) and
+evaluated by the database for a whole set of trials or customers at once: a flag per rule (which rules matched,
+for the breakdown) and the points summed with Case/When, in the query that already reads the trials
+(trials.loop.lifecycle) — never a Python loop over customers. The rest is pure arithmetic over one trial's numbers.
+The breakdown is stored with the trial and shown on the customer page, so a rep sees why a score is what it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import BooleanField, Case, Exists, IntegerField, OuterRef, Q, Value, When
+
 from audiences.models import Customer
+from segments.compiler import compile_tree
+from segments.conditions import parse_tree
 from trials.loop.models import FitRule, ScoreSettings
+
+logger = logging.getLogger(__name__)
 
 
 def score_settings() -> ScoreSettings:
@@ -23,48 +33,83 @@ def score_settings() -> ScoreSettings:
     return settings
 
 
-def _attribute(customer: Customer, name: str) -> Any:
-    if name == "email_domain":
-        return customer.email.rpartition("@")[2].lower() if "@" in customer.email else None
-    traits = customer.traits or {}
-    if name in traits:
-        return traits[name]
-    account = customer.account
-    return (account.traits or {}).get(name) if account is not None else None
+def free_mail_domains() -> frozenset[str]:
+    """The score settings' free-mail domains, lowercased (what `customer.free_mail` compares with)."""
+    return frozenset(score_settings().free_mail_domains.lower().split())
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+@dataclass(frozen=True)
+class CompiledRule:
+    """A fit rule with its condition compiled to a filter on Customer."""
+
+    rule: FitRule
+    held: Q
 
 
-def rule_matches(rule: FitRule, value: Any, free_mail: frozenset[str]) -> bool:
-    """Whether one rule holds for an attribute value (a missing value matches no rule)."""
-    if value is None or value == "":
-        return False
-    text = str(value).strip().lower()
-    wanted = rule.value.strip().lower()
-    if rule.operator == FitRule.Operator.EQUALS:
-        return text == wanted
-    if rule.operator == FitRule.Operator.ONE_OF:
-        return text in {item.strip() for item in wanted.split(",")}
-    if rule.operator == FitRule.Operator.CONTAINS:
-        return wanted in text
-    if rule.operator == FitRule.Operator.ENDS_WITH:
-        return text.endswith(wanted)
-    if rule.operator == FitRule.Operator.FREE_MAIL:
-        return text in free_mail
-    number = _number(value)
-    if number is None:
-        return False
-    if rule.operator == FitRule.Operator.GTE:
-        bound = _number(wanted)
-        return bound is not None and number >= bound
-    low, _, high = wanted.partition("-")
-    low_n, high_n = _number(low), _number(high)
-    return low_n is not None and high_n is not None and low_n <= number <= high_n  # between
+def fit_rules_compiled(rules: Iterable[FitRule], now: datetime) -> list[CompiledRule]:
+    """Each rule's condition parsed and compiled once for this evaluation; a rule whose tree no longer parses (a
+    custom property it names was removed) is left out, with a warning, rather than failing every score."""
+    compiled = []
+    for rule in rules:
+        try:
+            compiled.append(CompiledRule(rule, compile_tree(parse_tree(rule.condition), now)))
+        except ValueError as error:  # InvalidCondition
+            logger.warning("fit rule %s left out: %s", rule.pk, error)
+    return compiled
+
+
+def fit_annotations(compiled: Sequence[CompiledRule], *, customer: str | None = None) -> dict[str, Any]:
+    """Annotations for a queryset: `fit_rule_<i>` (whether rule i holds) and `fit_points` (the points of the rules
+    that hold, summed with Case/When). On Customer rows by default; with `customer` ("customer_id"), on rows
+    pointing at a customer (trials), through an EXISTS on the customer."""
+
+    def held(q: Q) -> Q:
+        return Q(Exists(Customer.objects.filter(q, pk=OuterRef(customer)))) if customer else q
+
+    annotations: dict[str, Any] = {}
+    points: Any = Value(0, output_field=IntegerField())
+    for index, item in enumerate(compiled):
+        condition = held(item.held)
+        annotations[f"fit_rule_{index}"] = Case(
+            When(condition, then=Value(True)), default=Value(False), output_field=BooleanField()
+        )
+        points = points + Case(
+            When(condition, then=Value(item.rule.points)), default=Value(0), output_field=IntegerField()
+        )
+    annotations["fit_points"] = points
+    return annotations
+
+
+def fit_matched(row: Any, compiled: Sequence[CompiledRule]) -> tuple[int, list[FitRule]]:
+    """The points and the matched rules of a row annotated with fit_annotations."""
+    matched = [item.rule for index, item in enumerate(compiled) if getattr(row, f"fit_rule_{index}")]
+    return int(row.fit_points), matched
+
+
+def customers_fit(
+    customer_ids: Iterable[int], *, now: datetime, rules: Iterable[FitRule] | None = None
+) -> dict[int, tuple[int, list[FitRule]]]:
+    """Fit points and matched rules of these customers, in one query for the set."""
+    compiled = fit_rules_compiled(FitRule.objects.all() if rules is None else rules, now)
+    customers = Customer.objects.filter(pk__in=list(customer_ids)).annotate(**fit_annotations(compiled))
+    return {customer.pk: fit_matched(customer, compiled) for customer in customers}
+
+
+def condition_text(node: dict[str, Any]) -> str:
+    """A stored condition tree in words, for the score breakdown ("trait.role one of [...] or ...")."""
+    kind = node.get("type")
+    if kind == "group":
+        parts = [condition_text(child) for child in node.get("children", [])]
+        text = f" {node.get('operator', 'and')} ".join(parts)
+        text = f"({text})" if len(parts) > 1 else text
+        return f"not {text}" if node.get("negate") else text
+    if kind == "event":
+        return f"performed {node.get('event')} {str(node.get('operator', '')).replace('_', ' ')} {node.get('count', 1)}"
+    if kind == "segment":
+        return f"segment {node.get('segment')} {str(node.get('operator', '')).replace('_', ' ')}"
+    value = node.get("value")
+    described = f"{node.get('property')} {str(node.get('operator', '')).replace('_', ' ')}"
+    return described if value is None else f"{described} {value}"
 
 
 def fit_tier(fit: int, settings: ScoreSettings) -> str:
@@ -75,10 +120,11 @@ def fit_tier(fit: int, settings: ScoreSettings) -> str:
 class ScoreInputs:
     """One trial's behaviour so far: activated or not, high-intent actions since the start, last activity."""
 
-    customer: Customer
     activated: bool
     actions: int
     last_active_at: datetime
+    fit_points: int = 0  # the points of the matching fit rules (fit_annotations)
+    fit_rules: tuple[FitRule, ...] = ()  # the matching fit rules, for the breakdown
 
 
 @dataclass(frozen=True)
@@ -93,17 +139,14 @@ def _clamp(value: float) -> int:
     return max(0, min(100, round(value)))
 
 
-def scores_compute(inputs: ScoreInputs, *, rules: Iterable[FitRule], settings: ScoreSettings, now: datetime) -> Scores:
+def scores_compute(inputs: ScoreInputs, *, settings: ScoreSettings, now: datetime) -> Scores:
     """Fit (base + matching rules, 0–100), behaviour (activation and actions, halved every half-life of
     inactivity, 0–100) and PQL (their weighted sum, 0–100), with the breakdown that explains them."""
-    free_mail = frozenset(settings.free_mail_domains.lower().split())
-    matched = []
-    fit_raw = settings.base_fit
-    for rule in rules:
-        value = _attribute(inputs.customer, rule.attribute)
-        if rule_matches(rule, value, free_mail):
-            fit_raw += rule.points
-            matched.append({"rule": str(rule), "attribute": rule.attribute, "value": value, "points": rule.points})
+    matched = [
+        {"rule": str(rule), "condition": condition_text(rule.condition), "points": rule.points}
+        for rule in inputs.fit_rules
+    ]
+    fit_raw = settings.base_fit + inputs.fit_points
     fit = _clamp(fit_raw)
     raw = (settings.activation_points if inputs.activated else 0) + settings.action_points * inputs.actions
     raw = min(100, raw)

@@ -20,7 +20,7 @@ from trials.loop.filters import SubscriptionFilter, TrialFilter
 from trials.loop.forms import ActivationDefinitionForm, FitRuleForm, ScoreSettingsForm
 from trials.loop.lifecycle import activation_definition, days_left
 from trials.loop.models import FitRule
-from trials.loop.scores import score_settings
+from trials.loop.scores import condition_text, score_settings
 from trials.loop.settings import activation_definition_update, fit_rule_create, fit_rule_delete, score_settings_update
 
 BOARD_PERIODS = (7, 30, 90)
@@ -75,7 +75,7 @@ class TrialSettingsView(StaffPermissionMixin, TemplateView):
             or ActivationDefinitionForm(instance=activation_definition()),
             "score_form": kwargs.get("score_form") or ScoreSettingsForm(instance=score_settings()),
             "rule_form": kwargs.get("rule_form") or FitRuleForm(),
-            "rules": list(FitRule.objects.all()),
+            "rules": [(rule, condition_text(rule.condition)) for rule in FitRule.objects.all()],
             "can_change_definition": user.has_perm("trials.change_activationdefinition"),
             "can_change_scores": user.has_perm("trials.change_scoresettings"),
             "can_add_rule": user.has_perm("trials.add_fitrule"),
@@ -111,7 +111,13 @@ class TrialSettingsView(StaffPermissionMixin, TemplateView):
             rule_form = FitRuleForm(request.POST)
             if not rule_form.is_valid():
                 return self.render_to_response(self.get_context_data(rule_form=rule_form))
-            fit_rule_create(data=rule_form.cleaned_data)
+            fit_rule_create(
+                data={
+                    "label": rule_form.cleaned_data["label"],
+                    "points": rule_form.cleaned_data["points"],
+                    "condition": rule_form.cleaned_data["condition_text"],
+                }
+            )
             messages.success(request, "Fit rule added.")
         return HttpResponseRedirect(reverse("trial-settings"))
 

@@ -7,7 +7,30 @@ from typing import Any
 
 from django.db import migrations
 
-from trials.loop.defaults import DEFINITION, FIT_RULES
+from trials.loop.defaults import DEFINITION
+
+# The default rules in the mini-language of this migration's time (trials.0017 converts them to condition trees);
+# frozen here so the migration keeps seeding what its schema holds.
+FIT_RULES: tuple[dict[str, Any], ...] = (
+    {"attribute": "employees", "operator": "between", "value": "11-1000", "points": 40, "label": "11–1000 employees"},
+    {"attribute": "employees", "operator": "gte", "value": "1001", "points": 20, "label": "Over 1000 employees"},
+    {
+        "attribute": "industry",
+        "operator": "one_of",
+        "value": "SaaS, Fintech, E-commerce, Media",
+        "points": 25,
+        "label": "Target industry",
+    },
+    {
+        "attribute": "role",
+        "operator": "one_of",
+        "value": "executive, engineering, product, data",
+        "points": 25,
+        "label": "Decision maker",
+    },
+    {"attribute": "email_domain", "operator": "free_mail", "value": "", "points": -40, "label": "Free-mail address"},
+    {"attribute": "email_domain", "operator": "ends_with", "value": ".edu", "points": -40, "label": ".edu address"},
+)
 
 def seed(apps: Any, schema_editor: Any) -> None:
     definition = apps.get_model("trials", "ActivationDefinition")

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from trials.loop.defaults import FIT_RULES
+from segments.models import CustomProperty
+from trials.loop.defaults import FIT_RULE_PROPERTIES, FIT_RULES
 from trials.loop.hooks import relevant_names_forget
 from trials.loop.models import FitRule
 from trials.plays.defaults import PLAYS
@@ -17,6 +18,8 @@ from trials.tests.holdouts import seeds_without_holdout
 
 @pytest.fixture(autouse=True)
 def default_fit_rules(db: Any) -> None:
+    for scope, key, value_type in FIT_RULE_PROPERTIES:  # declared by trials.0017; gone after a flush
+        CustomProperty.objects.get_or_create(scope=scope, key=key, defaults={"value_type": value_type, "label": key})
     if not FitRule.objects.exists():
         FitRule.objects.bulk_create([FitRule(**row) for row in FIT_RULES])
 

@@ -62,7 +62,7 @@ def test_the_brief_has_everything_for_the_call(ada_alert: Alert, now: datetime) 
     }  # fmt: skip
     assert (brief["scores"]["fit"], brief["scores"]["fit_tier"]) == (75, "high")
     assert brief["scores"]["pql"] > 0 and brief["scores"]["breakdown"]["fit"]["total"] == 75
-    assert [r["attribute"] for r in brief["scores"]["breakdown"]["fit"]["rules"]] == ["employees", "industry"]
+    assert [r["rule"] for r in brief["scores"]["breakdown"]["fit"]["rules"]] == ["11–1000 employees", "Target industry"]
     assert brief["activation"]["activated"] is True and brief["activation"]["event"] == "Project Created"
     counts = {row["name"]: row["count"] for row in brief["key_actions"]}
     assert counts == {"Project Created": 1, "Teammate Invited": 1, "Report Generated": 12, "Integration Connected": 0}

@@ -4,6 +4,7 @@ and board in a real browser."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -125,9 +126,13 @@ def test_growth_changes_the_definition_and_rules_and_cs_only_reads(make_user: Ca
     assert (
         definition.habit_events == ["Report Generated", "Project Created"] and definition.activation_condition is None
     )
-    rule = {"form": "rule", "label": "Big", "attribute": "employees", "operator": "gte", "value": "5000", "points": 5}
+    big = {"type": "condition", "property": "account.trait.employees", "operator": "gte", "value": 5000}
+    rule = {"form": "rule", "label": "Big", "condition_text": '{"type": "condition", "property": "nope"}', "points": 5}
+    response = growth.post(reverse("trial-settings"), rule)
+    assert response.status_code == 200 and "Not a valid condition" in response.content.decode()
+    rule["condition_text"] = json.dumps(big)
     assert growth.post(reverse("trial-settings"), rule).status_code == 302
-    assert FitRule.objects.filter(label="Big").exists()
+    assert FitRule.objects.get(label="Big").condition["children"] == [big]
 
     cs = signed_in(make_user(Role.CS))
     page = cs.get(reverse("trial-settings"))

@@ -5,20 +5,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audiences.models import Account, Customer
+from segments.models import CustomProperty
+from segments.selectors import explain
+from trials.loop.defaults import FIT_RULES
 from trials.loop.models import FitRule
-from trials.loop.scores import ScoreInputs, score_settings, scores_compute
+from trials.loop.scores import ScoreInputs, customers_fit, score_settings, scores_compute
 
 pytestmark = pytest.mark.django_db
 
 
 def fit_of(customer: Customer) -> tuple[int, list[str]]:
     now = timezone.now()
+    points, matched = customers_fit([customer.pk], now=now)[customer.pk]
     scores = scores_compute(
-        ScoreInputs(customer=customer, activated=False, actions=0, last_active_at=now),
-        rules=FitRule.objects.all(),
+        ScoreInputs(activated=False, actions=0, last_active_at=now, fit_points=points, fit_rules=tuple(matched)),
         settings=score_settings(),
         now=now,
     )
@@ -47,10 +52,17 @@ def test_pql_weighs_fit_and_behaviour_and_behaviour_halves_every_half_life() -> 
     now = timezone.now()
     settings = score_settings()
 
+    points, matched = customers_fit([customer.pk], now=now)[customer.pk]
+
     def scores(idle_days: float) -> tuple[int, int, int]:
         result = scores_compute(
-            ScoreInputs(customer=customer, activated=True, actions=4, last_active_at=now - timedelta(days=idle_days)),
-            rules=FitRule.objects.all(),
+            ScoreInputs(
+                activated=True,
+                actions=4,
+                last_active_at=now - timedelta(days=idle_days),
+                fit_points=points,
+                fit_rules=tuple(matched),
+            ),
             settings=settings,
             now=now,
         )
@@ -65,10 +77,48 @@ def test_pql_weighs_fit_and_behaviour_and_behaviour_halves_every_half_life() -> 
 
 def test_rule_operators() -> None:
     FitRule.objects.all().delete()
-    FitRule.objects.create(attribute="title", operator="contains", value="head", points=30)
-    FitRule.objects.create(attribute="industry", operator="equals", value="saas", points=20)
-    FitRule.objects.create(attribute="employees", operator="between", value="10-50", points=5)
+    CustomProperty.objects.create(key="title", value_type="string")
+
+    def leaf(prop: str, operator: str, value: object) -> dict[str, object]:
+        return {"type": "condition", "property": prop, "operator": operator, "value": value}
+
+    FitRule.objects.create(condition=leaf("trait.title", "contains", "head"), points=30)
+    FitRule.objects.create(condition=leaf("trait.industry", "equals", "SaaS"), points=20)
+    FitRule.objects.create(condition=leaf("trait.employees", "between", [10, 50]), points=5)
     customer = Customer.objects.create(
         user_id="u6", email="x@y.example", traits={"title": "Head of Data", "industry": "SaaS", "employees": "n/a"}
     )
     assert fit_of(customer)[0] == 60
+
+
+def test_the_seeded_rules_converted_by_the_migration_are_the_default_trees() -> None:
+    """trials.0005 seeds the old mini-language rules and trials.0017 converts them: the result is FIT_RULES."""
+    seeded = list(FitRule.objects.order_by("pk").values("condition", "points", "label"))
+    assert seeded == list(FIT_RULES)
+
+
+def test_fit_is_one_query_for_the_whole_set_after_compiling_the_rules() -> None:
+    """Set-based: the rules compile once (their catalogue look-ups), then one query scores any number of customers."""
+
+    def queries(count: int) -> int:
+        ids = [
+            Customer.objects.create(user_id=f"q{count}-{n}", email=f"q{n}@gmail.com", traits={"role": "data"}).pk
+            for n in range(count)
+        ]
+        with CaptureQueriesContext(connection) as captured:
+            fits = customers_fit(ids, now=timezone.now())
+        assert {points for points, _ in fits.values()} == {25 - 40}
+        return len(captured.captured_queries)
+
+    assert queries(1) == queries(8)
+
+
+def test_free_mail_reads_the_settings_list_when_evaluated_and_explain_agrees() -> None:
+    customer = Customer.objects.create(user_id="fm", email="me@Corp-Mail.example")
+    tree = {"type": "condition", "property": "customer.free_mail", "operator": "is_true"}
+    assert explain(tree, customer)["matches"] is False
+    settings = score_settings()
+    settings.free_mail_domains += " corp-mail.example"
+    settings.save()
+    explained = explain(tree, customer)
+    assert explained["matches"] is True and explained["leaves"][0]["actual"] is True
