@@ -14,7 +14,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from audiences.models import Source
+from audiences.models import Customer, Source
+from config.audit import audit_record
+from config.models import AuditEntry
 
 WRITE_KEY_BYTES = 24
 # Marks a write key wherever it leaks (a log line, a paste, a repository), so redaction and secret scanners
@@ -166,3 +168,23 @@ def source_cancel_page_frame_ancestors_set(*, source: Source, origins: Iterable[
     source.cancel_page_frame_ancestors = frame_ancestors_clean(origins)
     source.save(update_fields=["cancel_page_frame_ancestors", "updated_at"])
     return source
+
+
+def customer_test_flag_set(*, customer: Customer, is_test: bool) -> bool:
+    """Mark a customer as a test customer or a real one (the customer page's switch). A test customer's
+    cancellation flow runs in test mode — segment drafts apply, offers are simulated, nothing reaches Stripe — and
+    its sessions are left out of the reports, so who flipped the flag goes into the audit log (customers are not
+    configuration, which the signal-driven log records by itself). Returns whether anything changed."""
+    if customer.is_test == is_test:
+        return False
+    was = customer.is_test
+    customer.is_test = is_test
+    customer.save(update_fields=["is_test", "updated_at"])
+    audit_record(
+        model=Customer._meta.label,
+        object_id=str(customer.pk),
+        object_repr=str(customer)[:200],
+        action=AuditEntry.Action.CHANGED,
+        changes={"is_test": [was, is_test]},
+    )
+    return True

@@ -20,6 +20,7 @@ urlpatterns: list[URLPattern] = [
     path("customers/<int:pk>/", views.CustomerDetailView.as_view(), name="customer-detail"),
     path("customers/<int:pk>/export/", views.CustomerExportView.as_view(), name="customer-export"),
     path("customers/<int:pk>/erase/", views.CustomerEraseView.as_view(), name="customer-erase"),
+    path("customers/<int:pk>/test-flag/", views.CustomerTestFlagView.as_view(), name="customer-test-flag"),
     path("accounts/", views.AccountListView.as_view(), name="account-list"),
     path("accounts/<int:pk>/", views.AccountDetailView.as_view(), name="account-detail"),
 ]

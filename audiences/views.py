@@ -9,12 +9,12 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
-from audiences import selectors
+from audiences import selectors, services
 from audiences.filters import AccountFilter, CustomerFilter, EventFilter
 from audiences.models import Customer
 from audiences.panels import customer_panels_context
@@ -68,6 +68,27 @@ class CustomerDetailView(StaffPermissionMixin, TemplateView):
             "computed_values": selectors.customer_computed_values(customer_id),
             "computed_changes": selectors.customer_computed_changes(customer_id),
         }
+
+
+class CustomerTestFlagView(StaffPermissionMixin, View):
+    """The customer page's "test customer" switch (POST `is_test` = 1 or 0), for roles that may change customers."""
+
+    required_permissions = ("audiences.view_customer", "audiences.change_customer")
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        customer = get_object_or_404(Customer, pk=pk)
+        is_test = request.POST.get("is_test")
+        if is_test not in ("0", "1"):
+            messages.error(request, "Choose whether this is a test customer.")
+        elif services.customer_test_flag_set(customer=customer, is_test=is_test == "1"):
+            messages.success(
+                request,
+                f"{customer} is now a test customer: their cancellation flow runs in test mode."
+                if customer.is_test
+                else f"{customer} is a real customer again.",
+            )
+        return redirect("customer-detail", pk=customer.pk)
 
 
 class AccountListView(StaffPermissionMixin, TemplateView):
