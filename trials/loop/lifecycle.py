@@ -209,7 +209,7 @@ def _annotated(
     trials: QuerySet[Trial], definition: ActivationDefinition, now: datetime, fit_rules: list[CompiledRule]
 ) -> QuerySet[Trial]:
     """Everything the stage and scores need, per trial, in the same query as the trial (the fit rules too: a flag
-    per rule and their points summed, trials.loop.scores.fit_annotations)."""
+    per rule, trials.loop.scores.fit_annotations)."""
     habit_events = [str(name) for name in definition.habit_events]
     window_end = ExpressionWrapper(
         F("started_at") + timedelta(days=definition.habit_window_days), output_field=DateTimeField()

@@ -2,9 +2,9 @@
 sum.
 
 Fit rules are condition trees in the segment language, compiled by segments.compiler (one Q per rule) and
-evaluated by the database for a whole set of trials or customers at once: a flag per rule (which rules matched,
-for the breakdown) and the points summed with Case/When, in the query that already reads the trials
-(trials.loop.lifecycle) — never a Python loop over customers. The rest is pure arithmetic over one trial's numbers.
+evaluated by the database for a whole set of trials or customers at once: one flag per rule (which rules matched)
+in the query that already reads the trials (trials.loop.lifecycle) — never a query per customer; the points are
+the sum of the matched rules'. The rest is pure arithmetic over one trial's numbers.
 The breakdown is stored with the trial and shown on the customer page, so a rep sees why a score is what it is.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import BooleanField, Case, Exists, IntegerField, OuterRef, Q, Value, When
+from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Value, When
 
 from audiences.models import Customer
 from segments.compiler import compile_tree
@@ -59,31 +59,25 @@ def fit_rules_compiled(rules: Iterable[FitRule], now: datetime) -> list[Compiled
 
 
 def fit_annotations(compiled: Sequence[CompiledRule], *, customer: str | None = None) -> dict[str, Any]:
-    """Annotations for a queryset: `fit_rule_<i>` (whether rule i holds) and `fit_points` (the points of the rules
-    that hold, summed with Case/When). On Customer rows by default; with `customer` ("customer_id"), on rows
-    pointing at a customer (trials), through an EXISTS on the customer."""
+    """Annotations for a queryset: `fit_rule_<i>`, whether rule i holds — each rule's condition evaluated once per
+    row; the points follow from the flags (fit_matched). On Customer rows by default; with `customer`
+    ("customer_id"), on rows pointing at a customer (trials), through an EXISTS on the customer."""
 
     def held(q: Q) -> Q:
         return Q(Exists(Customer.objects.filter(q, pk=OuterRef(customer)))) if customer else q
 
-    annotations: dict[str, Any] = {}
-    points: Any = Value(0, output_field=IntegerField())
-    for index, item in enumerate(compiled):
-        condition = held(item.held)
-        annotations[f"fit_rule_{index}"] = Case(
-            When(condition, then=Value(True)), default=Value(False), output_field=BooleanField()
+    return {
+        f"fit_rule_{index}": Case(
+            When(held(item.held), then=Value(True)), default=Value(False), output_field=BooleanField()
         )
-        points = points + Case(
-            When(condition, then=Value(item.rule.points)), default=Value(0), output_field=IntegerField()
-        )
-    annotations["fit_points"] = points
-    return annotations
+        for index, item in enumerate(compiled)
+    }
 
 
 def fit_matched(row: Any, compiled: Sequence[CompiledRule]) -> tuple[int, list[FitRule]]:
     """The points and the matched rules of a row annotated with fit_annotations."""
     matched = [item.rule for index, item in enumerate(compiled) if getattr(row, f"fit_rule_{index}")]
-    return int(row.fit_points), matched
+    return sum(rule.points for rule in matched), matched
 
 
 def customers_fit(
